@@ -1,0 +1,1 @@
+"""OpenCL runtime and kernels (pyopencl is imported lazily by the hosts)."""

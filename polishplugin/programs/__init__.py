@@ -1,0 +1,15 @@
+"""Command-line programs (``polishplugin <command>``), RELION-compatible, runnable without Scipion.
+
+Each module ``programs/<name>.py`` has a module docstring (its ``--help``), ``add_args(parser)`` and
+``main(args) -> int``.  ``COMMANDS`` maps the sub-command to its module.
+"""
+
+COMMANDS = {
+    "simulate": "polishplugin.programs.simulate",
+    "motion_refine": "polishplugin.programs.motion_refine",
+    "refine3d": "polishplugin.programs.refine3d",
+    "postprocess": "polishplugin.programs.postprocess",
+    "mask_create": "polishplugin.programs.mask_create",
+    "local_resolution": "polishplugin.programs.local_resolution",
+    "demo": "polishplugin.programs.demo",
+}
