@@ -1,0 +1,5 @@
+"""``python -m polishplugin <command>``: the same as the ``polishplugin`` console script."""
+
+from polishplugin.programs._cli import run
+
+run()
