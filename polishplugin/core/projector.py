@@ -1,0 +1,460 @@
+"""Fourier-space projection and back-projection of 3D maps (RELION ``Projector``/``BackProjector`` semantics).
+
+Conventions (all shared with :mod:`polishplugin.core.fourier`):
+
+* Maps are ``(N, N, N)`` arrays indexed ``[z, y, x]``; images ``(N, N)`` indexed ``[y, x]``.  The centre
+  of a map/image is voxel/pixel ``N // 2`` on every axis (even and odd ``N``).
+* Rotation matrices ``A`` (``(n, 3, 3)``, from :func:`polishplugin.core.geometry.euler_to_matrix`) act
+  on ``(x, y, z)`` column vectors.  The projection of a map ``V`` for ``A`` is the line integral
+  (sum of voxels) along ``z`` of the map rotated by ``A``: ``P(x, y) = sum_z V(A^T (x, y, z))``.  In
+  Fourier space the image pixel ``k = (kx, ky)`` samples the 3D transform at ``A^T (kx, ky, 0)``
+  (RELION ``Projector::project`` uses ``A.inv()``).
+* Images are returned/accepted as :func:`polishplugin.core.fourier.rfft` arrays ``(n, N, N//2+1)``
+  (forward divided by ``N**2``) of real images whose centre is pixel ``N // 2``.
+* Internally the map is zero padded to ``M = pad * N`` with its centre moved to the origin, and
+  transformed with the same /size convention.  With that, ``image_rfft[k] = F3[pad * A^T k] * M**3 / N**2``.
+  Values are read/spread by trilinear interpolation in the padded half-transform; points with
+  negative x use the Hermitian mate (``F(-K) = conj F(K)``).
+* Gridding: trilinear interpolation in Fourier space multiplies real space by ``sinc^2(r / M)``
+  (``r`` in voxels from the centre, ``sinc(x) = sin(pi x)/(pi x)``); the projector divides the map by
+  it before transforming, the reconstruction divides the result by it after transforming back.
+
+Each heavy loop has a numpy implementation here; :mod:`polishplugin.core.opencl.projector_cl` holds
+the OpenCL twins, selected with ``backend="numpy"|"opencl"|"auto"`` (``"auto"`` = numpy; the
+measurements in ``bench/README.md`` show which is faster on which machine).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polishplugin.core import fourier, geometry
+
+__all__ = [
+    "FourierProjector", "FourierBackprojector", "reconstruct_from_images", "gridding_correction",
+    "soft_mask_outside_map", "sample_trilinear_halfgrid", "spread_trilinear_halfgrid",
+    "project_real_space",
+]
+
+#: images processed per vectorised batch (bounds temporary memory to ~ batch * N * N * 200 bytes)
+BATCH_IMAGES = 64
+
+
+def _sinc(x: np.ndarray) -> np.ndarray:
+    return np.sinc(x)  # numpy sinc is sin(pi x)/(pi x)
+
+
+def gridding_correction(box: int, padded_size: int) -> np.ndarray:
+    """``sinc^2(r / padded_size)`` on an ``(N, N, N)`` grid, ``r`` = distance (voxels) from voxel ``N//2``."""
+    c = box // 2
+    ax = np.arange(box, dtype=np.float64) - c
+    r = np.sqrt(ax[:, None, None] ** 2 + ax[None, :, None] ** 2 + ax[None, None, :] ** 2)
+    return _sinc(r / padded_size) ** 2
+
+
+def soft_mask_outside_map(volume: np.ndarray, radius: float | None = None, width: float = 3.0) -> np.ndarray:
+    """Replace voxels outside a sphere by their (raised-cosine weighted) mean (RELION ``softMaskOutsideMap``).
+
+    Voxels with ``r <= radius`` keep their value, ``r >= radius + width`` become the background mean,
+    in between they are blended with a raised cosine.  ``radius`` defaults to ``N / 2``.
+    """
+    v = np.asarray(volume, dtype=np.float64)
+    n = v.shape[0]
+    if radius is None:
+        radius = n / 2.0
+    c = n // 2
+    axes = [np.arange(s, dtype=np.float64) - c for s in v.shape]
+    r2 = np.zeros(v.shape)
+    for i, a in enumerate(axes):
+        shape = [1] * v.ndim
+        shape[i] = -1
+        r2 = r2 + a.reshape(shape) ** 2
+    r = np.sqrt(r2)
+    w = np.clip((r - radius) / width, 0.0, 1.0)
+    w = 0.5 * (1.0 - np.cos(np.pi * w))  # 0 inside, 1 outside radius + width
+    sw = w.sum()
+    if sw <= 0:
+        return v.copy()
+    bg = float((w * v).sum() / sw)
+    return v * (1.0 - w) + bg * w
+
+
+# --------------------------------------------------------------------------------------------------
+# Trilinear sampling / spreading on a padded half-transform (numpy references of the OpenCL kernels)
+# --------------------------------------------------------------------------------------------------
+
+def _corners(coords: np.ndarray, m: int):
+    """Hermitian-fold ``coords`` (..., 3) (x, y, z in padded voxels) and return the 8 trilinear corners.
+
+    Returns ``(flat_index (8, ...), weight (8, ...), conj_mask (...))`` into an array of shape
+    ``(m, m, m//2+1)`` laid out as numpy's rfftn (frequency ``K`` at index ``K mod m``).
+    """
+    x, y, z = coords[..., 0], coords[..., 1], coords[..., 2]
+    neg = x < 0
+    x = np.where(neg, -x, x)
+    y = np.where(neg, -y, y)
+    z = np.where(neg, -z, z)
+    hx = m // 2 + 1
+    x0 = np.floor(x)
+    y0 = np.floor(y)
+    z0 = np.floor(z)
+    fx, fy, fz = x - x0, y - y0, z - z0
+    x0 = x0.astype(np.int64)
+    y0 = y0.astype(np.int64)
+    z0 = z0.astype(np.int64)
+    idx = []
+    wts = []
+    for dz in (0, 1):
+        wz = fz if dz else 1.0 - fz
+        iz = np.mod(z0 + dz, m)
+        for dy in (0, 1):
+            wy = fy if dy else 1.0 - fy
+            iy = np.mod(y0 + dy, m)
+            for dx in (0, 1):
+                wx = fx if dx else 1.0 - fx
+                ix = x0 + dx
+                ok = ix < hx
+                w = np.where(ok, wz * wy * wx, 0.0)
+                ix = np.minimum(ix, hx - 1)
+                idx.append((iz * m + iy) * hx + ix)
+                wts.append(w)
+    return np.stack(idx), np.stack(wts), neg
+
+
+def sample_trilinear_halfgrid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Trilinear value of the half-transform ``grid`` ``(m, m, m//2+1)`` at ``coords`` ``(..., 3)`` (x,y,z).
+
+    Frequencies are in padded-grid units; negative x reads the Hermitian mate.  Points whose corners
+    fall beyond the stored x range get weight 0 for those corners.
+    """
+    m = grid.shape[0]
+    idx, w, neg = _corners(np.asarray(coords, dtype=np.float64), m)
+    flat = grid.reshape(-1)
+    val = (flat[idx] * w).sum(axis=0)
+    if np.iscomplexobj(grid):
+        val = np.where(neg, np.conj(val), val)
+    return val
+
+
+def spread_trilinear_halfgrid(data: np.ndarray, weight: np.ndarray, coords: np.ndarray,
+                              values: np.ndarray, value_weights: np.ndarray) -> None:
+    """Add ``values`` (complex) and ``value_weights`` (real) at ``coords`` into ``data``/``weight`` in place.
+
+    ``data`` complex ``(m, m, m//2+1)``, ``weight`` real of the same shape; ``coords`` ``(..., 3)`` in
+    padded units (x, y, z); negative x spreads the conjugate at ``-coords``.
+    """
+    m = data.shape[0]
+    idx, w, neg = _corners(np.asarray(coords, dtype=np.float64), m)
+    vals = np.where(neg, np.conj(values), values)
+    size = data.size
+    idx = idx.reshape(8, -1)
+    w = w.reshape(8, -1)
+    vals = vals.reshape(-1)
+    vw = np.asarray(value_weights, dtype=np.float64).reshape(-1)
+    flat_idx = idx.reshape(-1)
+    wv = (w * vals[None, :]).reshape(-1)
+    d = data.reshape(-1)
+    d += np.bincount(flat_idx, weights=wv.real, minlength=size) + \
+        1j * np.bincount(flat_idx, weights=wv.imag, minlength=size)
+    weight.reshape(-1)[:] += np.bincount(flat_idx, weights=(w * vw[None, :]).reshape(-1), minlength=size)
+
+
+def _slice_coords(rotations: np.ndarray, box: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded 3D coordinates ``(n, N, N//2+1, 3)`` of every rfft pixel, and the 2D radius ``(N, N//2+1)``."""
+    ky = fourier.fftfreq_signed(box).astype(np.float64)
+    kx = fourier.fftfreq_signed(box, half=True).astype(np.float64)
+    KY, KX = np.meshgrid(ky, kx, indexing="ij")
+    # A^T (kx, ky, 0): component j = A[0, j] kx + A[1, j] ky
+    rot = np.asarray(rotations, dtype=np.float64)
+    coords = (rot[:, None, None, 0, :] * KX[None, :, :, None] + rot[:, None, None, 1, :] * KY[None, :, :, None])
+    return coords * pad, np.sqrt(KX ** 2 + KY ** 2)
+
+
+def _image_centre_phase(box: int) -> np.ndarray:
+    """Phase that moves content from the origin to pixel ``N//2`` on the rfft grid ``(N, N//2+1)``."""
+    c = box // 2
+    return fourier.centre_shift_phase((box, box), (c, c))
+
+
+def _check_rotations(rotations: np.ndarray) -> np.ndarray:
+    rot = np.asarray(rotations, dtype=np.float64)
+    if rot.ndim == 2:
+        rot = rot[None]
+    if rot.ndim != 3 or rot.shape[1:] != (3, 3):
+        raise ValueError(f"rotations must have shape (n, 3, 3), got {rot.shape}")
+    return rot
+
+
+class FourierProjector:
+    """Projects a map by central slices of its padded Fourier transform.
+
+    Parameters
+    ----------
+    volume : (N, N, N) float array (any real dtype); centre voxel ``N//2``.
+    pad : padding factor (RELION ``--pad``, default 2).
+    r_max_px : Fourier radius (in image pixels, i.e. 1/(N*angpix) units) beyond which projections are
+        zero; default ``N/2`` (Nyquist).  Compared as ``|k| <= r_max_px``.
+    gridding : divide the map by ``sinc^2(r/(N*pad))`` before transforming (trilinear pre-correction,
+        RELION default); ``False`` gives exact identity-rotation projections of the raw map.
+    """
+
+    def __init__(self, volume: np.ndarray, pad: int = 2, r_max_px: float | None = None,
+                 gridding: bool = True):
+        vol = np.asarray(volume, dtype=np.float64)
+        if vol.ndim != 3 or len(set(vol.shape)) != 1:
+            raise ValueError(f"volume must be a cubic (N, N, N) array, got shape {vol.shape}")
+        if not np.all(np.isfinite(vol)):
+            raise ValueError("volume contains NaN or Inf")
+        self.box = n = vol.shape[0]
+        self.pad = int(pad)
+        self.padded_size = m = self.pad * n
+        self.r_max_px = float(n / 2.0 if r_max_px is None else r_max_px)
+        if gridding:
+            vol = vol / gridding_correction(n, m)
+        c = n // 2
+        padded = np.zeros((m, m, m), dtype=np.float64)
+        ii = np.mod(np.arange(n) - c, m)
+        padded[np.ix_(ii, ii, ii)] = vol
+        #: padded half-transform (m, m, m//2+1) complex128, /m^3 normalised, centre at origin
+        self.fourier = fourier.rfft(padded)
+        self._scale = m ** 3 / n ** 2
+        self._phase = _image_centre_phase(n)
+
+    def project(self, rotations: np.ndarray, backend: str = "numpy") -> np.ndarray:
+        """rfft ``(n, N, N//2+1)`` complex64 of the projections for ``rotations`` ``(n, 3, 3)``."""
+        rot = _check_rotations(rotations)
+        if backend == "opencl":
+            from polishplugin.core.opencl import projector_cl
+            return projector_cl.project(self, rot)
+        if backend not in ("numpy", "auto"):
+            raise ValueError(f"unknown backend {backend!r}")
+        n = self.box
+        out = np.empty((len(rot), n, n // 2 + 1), dtype=np.complex64)
+        for start in range(0, len(rot), BATCH_IMAGES):
+            r = rot[start:start + BATCH_IMAGES]
+            coords, k2d = _slice_coords(r, n, self.pad)
+            vals = sample_trilinear_halfgrid(self.fourier, coords)
+            vals = vals * (self._scale * self._phase)
+            vals[:, k2d > self.r_max_px] = 0.0
+            out[start:start + len(r)] = vals
+        return out
+
+    def project_real(self, rotations: np.ndarray, backend: str = "numpy") -> np.ndarray:
+        """Real-space projections ``(n, N, N)`` float32 (inverse of :meth:`project`)."""
+        f = self.project(rotations, backend=backend)
+        n = self.box
+        return fourier.irfft(f, (n, n), axes=(-2, -1)).astype(np.float32)
+
+
+class FourierBackprojector:
+    """Accumulates 2D Fourier slices into a padded 3D half-transform and reconstructs a map.
+
+    As RELION's ``BackProjector``: the caller passes ``data = CTF * image / sigma2`` and
+    ``weight = CTF^2 / sigma2`` (both on the image rfft grid); :meth:`reconstruct` divides them
+    (plus a regulariser).  Attributes ``data`` (complex128) and ``weight`` (float64), shape
+    ``(M, M, M//2+1)`` with ``M = pad * box``, are the accumulators (numpy rfftn layout, centre at the
+    origin); :meth:`add` merges another accumulator (e.g. from another MPI rank).
+    """
+
+    def __init__(self, box: int, pad: int = 2, r_max_px: float | None = None):
+        self.box = n = int(box)
+        self.pad = int(pad)
+        self.padded_size = m = self.pad * n
+        self.r_max_px = float(n / 2.0 if r_max_px is None else r_max_px)
+        self.data = np.zeros((m, m, m // 2 + 1), dtype=np.complex128)
+        self.weight = np.zeros((m, m, m // 2 + 1), dtype=np.float64)
+        self._phase_inv = np.conj(_image_centre_phase(n))
+        self._hermitian = False
+
+    def insert(self, images_rfft: np.ndarray, rotations: np.ndarray, weights: np.ndarray | None = None,
+               backend: str = "numpy") -> None:
+        """Spread ``images_rfft`` ``(n, N, N//2+1)`` (centre ``N//2``) at ``rotations`` ``(n, 3, 3)``.
+
+        ``weights`` ``(n, N, N//2+1)`` (or broadcastable, e.g. ``(N, N//2+1)``) real, default 1.
+        """
+        rot = _check_rotations(rotations)
+        imgs = np.asarray(images_rfft)
+        if imgs.ndim == 2:
+            imgs = imgs[None]
+        n = self.box
+        if imgs.shape[1:] != (n, n // 2 + 1) or len(imgs) != len(rot):
+            raise ValueError(f"images_rfft shape {imgs.shape} does not match {len(rot)} rotations "
+                             f"and box {n}")
+        if weights is None:
+            w_all = np.ones((1, n, n // 2 + 1))
+        else:
+            w_all = np.broadcast_to(np.asarray(weights, dtype=np.float64), imgs.shape)
+        if backend == "opencl":
+            from polishplugin.core.opencl import projector_cl
+            projector_cl.insert(self, imgs, rot, np.ascontiguousarray(np.broadcast_to(w_all, imgs.shape)))
+            return
+        if backend not in ("numpy", "auto"):
+            raise ValueError(f"unknown backend {backend!r}")
+        ky = fourier.fftfreq_signed(n)
+        kx = fourier.fftfreq_signed(n, half=True)
+        keep = (ky[:, None] ** 2 + kx[None, :] ** 2) <= self.r_max_px ** 2
+        for start in range(0, len(rot), BATCH_IMAGES):
+            r = rot[start:start + BATCH_IMAGES]
+            coords, _ = _slice_coords(r, n, self.pad)
+            vals = imgs[start:start + len(r)] * self._phase_inv
+            w = np.broadcast_to(w_all if len(w_all) == 1 else w_all[start:start + len(r)], vals.shape)
+            spread_trilinear_halfgrid(self.data, self.weight, coords[:, keep], vals[:, keep], w[:, keep])
+        self._hermitian = False
+
+    def add(self, other: "FourierBackprojector") -> None:
+        """Add another accumulator of the same box/pad (MPI merge)."""
+        if other.data.shape != self.data.shape:
+            raise ValueError("cannot add back-projectors of different sizes")
+        if self._hermitian != other._hermitian:
+            raise ValueError("cannot add a symmetrised back-projector to an unsymmetrised one")
+        self.data += other.data
+        self.weight += other.weight
+
+    def copy(self) -> "FourierBackprojector":
+        new = FourierBackprojector(self.box, self.pad, self.r_max_px)
+        new.data = self.data.copy()
+        new.weight = self.weight.copy()
+        new._hermitian = self._hermitian
+        return new
+
+    def enforce_hermitian(self) -> None:
+        """Make the x = 0 (and x = M/2) planes Hermitian: sum each point with the conjugate of its mate.
+
+        Idempotent (a flag records it); :meth:`insert` clears the flag.
+        """
+        if self._hermitian:
+            return
+        self._hermitian = True
+        m = self.padded_size
+        neg = np.mod(-np.arange(m), m)
+        for ix in ([0, m // 2] if m % 2 == 0 else [0]):
+            d = self.data[:, :, ix]
+            w = self.weight[:, :, ix]
+            self.data[:, :, ix] = d + np.conj(d[np.ix_(neg, neg)])
+            self.weight[:, :, ix] = w + w[np.ix_(neg, neg)]
+
+    def symmetrize(self, symmetry_name: str) -> None:
+        """Sum data and weight over the point-group operators (trilinear), as RELION's ``symmetrise``.
+
+        Call after all insertions (and after :meth:`add`); the result is invariant under the group.
+        """
+        ops = geometry.symmetry_matrices(symmetry_name)
+        if len(ops) == 1:
+            return
+        self.enforce_hermitian()
+        m = self.padded_size
+        kz = fourier.fftfreq_signed(m).astype(np.float64)
+        ky = kz
+        kx = fourier.fftfreq_signed(m, half=True).astype(np.float64)
+        Z, Y, X = np.meshgrid(kz, ky, kx, indexing="ij")
+        pts = np.stack([X, Y, Z], axis=-1)
+        rmax = self.r_max_px * self.pad + 2
+        inside = (X ** 2 + Y ** 2 + Z ** 2) <= rmax ** 2
+        p = pts[inside]
+        new_d = self.data.copy()
+        new_w = self.weight.copy()
+        for r in ops[1:]:
+            q = p @ np.asarray(r, dtype=np.float64).T  # R K
+            new_d[inside] += sample_trilinear_halfgrid(self.data, q)
+            new_w[inside] += sample_trilinear_halfgrid(self.weight, q)
+        self.data = new_d
+        self.weight = new_w
+        self._hermitian = True
+
+    def reconstruct(self, tau2: np.ndarray | None = None, wiener_constant: float = 0.0,
+                    tau2_fudge: float = 1.0, minres_shell: int = 0, gridding: bool = True,
+                    soft_mask_corners: bool = True) -> np.ndarray:
+        """Reconstruct the ``(N, N, N)`` float32 map: ``F = data / W``.
+
+        ``W = weight + 1/(tau2_fudge * tau2[shell])`` where ``tau2`` (per image shell, length >= N//2+1)
+        is given and positive (shells ``< minres_shell`` get no regulariser), else
+        ``weight + wiener_constant``; then ``W = max(W, radial_mean(W)/1000)`` (RELION) and ``F = 0``
+        where ``W == 0``.  Inverse FFT, crop, corner soft mask (radius N/2, width 3; RELION QUIRK always
+        applied), gridding correction ``/ sinc^2(r/(N*pad))``.  Does not modify the accumulators.
+        """
+        n, m, pad = self.box, self.padded_size, self.pad
+        if self._hermitian:
+            data, weight = self.data, self.weight
+        else:
+            tmp = self.copy()
+            tmp.enforce_hermitian()
+            data, weight = tmp.data, tmp.weight
+        kz = fourier.fftfreq_signed(m).astype(np.float64)
+        kx = fourier.fftfreq_signed(m, half=True).astype(np.float64)
+        r = np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)
+        shell = fourier.round_half_away(r / pad)
+        inside = r <= self.r_max_px * pad
+        w = weight.copy()
+        if tau2 is not None:
+            t = np.asarray(tau2, dtype=np.float64)
+            tt = np.zeros(shell.max() + 1)
+            tt[:min(len(t), len(tt))] = t[:len(tt)]
+            ts = tt[shell]
+            reg = np.where(ts > 0, 1.0 / np.maximum(tau2_fudge * ts, 1e-300), 0.0)
+            reg[shell < minres_shell] = 0.0
+            w = w + reg
+        else:
+            w = w + wiener_constant
+        n_sh = int(shell.max()) + 1
+        sh_in = np.where(inside, shell, n_sh)
+        rad = fourier.radial_mean(np.where(inside, w, 0.0), sh_in, n_sh)
+        w = np.maximum(w, rad[np.minimum(shell, n_sh - 1)] / 1000.0)
+        f = np.where(inside & (w > 0), data / np.where(w > 0, w, 1.0), 0.0)
+        # F3pad = F * N^2 / M^3 ; fourier.irfft multiplies by M^3
+        padded = np.fft.irfftn(f * (n ** 2), s=(m, m, m))
+        c = n // 2
+        ii = np.mod(np.arange(n) - c, m)
+        vol = padded[np.ix_(ii, ii, ii)]
+        if soft_mask_corners:
+            vol = soft_mask_outside_map(vol, n / 2.0, 3.0)
+        if gridding:
+            vol = vol / gridding_correction(n, m)
+        return vol.astype(np.float32)
+
+
+def project_real_space(volume: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """Slow reference: sum along z of the map rotated by ``A`` (trilinear in real space), ``(n, N, N)``.
+
+    ``P(x, y) = sum_z V(A^T (x, y, z))`` with coordinates relative to voxel ``N//2``.
+    """
+    from scipy import ndimage
+    vol = np.asarray(volume, dtype=np.float64)
+    n = vol.shape[0]
+    c = n // 2
+    ax = np.arange(n, dtype=np.float64) - c
+    Z, Y, X = np.meshgrid(ax, ax, ax, indexing="ij")
+    p = np.stack([X.ravel(), Y.ravel(), Z.ravel()])
+    out = []
+    for a in _check_rotations(rotations):
+        q = a.T @ p  # source coordinates (x, y, z)
+        vals = ndimage.map_coordinates(vol, [q[2] + c, q[1] + c, q[0] + c], order=1, mode="constant")
+        out.append(vals.reshape(n, n, n).sum(axis=0))
+    return np.array(out)
+
+
+def reconstruct_from_images(images: np.ndarray, rotations: np.ndarray, ctfs: np.ndarray | None = None,
+                            symmetry: str = "C1", shifts_px: np.ndarray | None = None, pad: int = 2,
+                            wiener_constant: float = 0.0, backend: str = "numpy") -> np.ndarray:
+    """Reconstruct a map ``(N, N, N)`` float32 from real images ``(n, N, N)`` with known poses.
+
+    ``ctfs`` ``(n, N, N//2+1)`` multiply the images' transforms (data = CTF*X, weight = CTF^2);
+    ``shifts_px`` ``(n, 2)`` (x, y) are RELION origins: the offset that brings the particle to the
+    centre, i.e. the image is shifted by ``+shift`` before insertion.  ``wiener_constant`` is added
+    to the weights (0 = plain ratio with RELION's ``radavg/1000`` floor).
+    """
+    imgs = np.asarray(images, dtype=np.float64)
+    n = imgs.shape[-1]
+    bp = FourierBackprojector(n, pad=pad)
+    rot = _check_rotations(rotations)
+    for start in range(0, len(imgs), BATCH_IMAGES):
+        sl = slice(start, start + BATCH_IMAGES)
+        f = fourier.rfft(imgs[sl], axes=(-2, -1))
+        if shifts_px is not None:
+            f = fourier.shift_rfft(f, np.asarray(shifts_px, dtype=np.float64)[sl], (n, n))
+        if ctfs is not None:
+            c = np.asarray(ctfs[sl], dtype=np.float64)
+            bp.insert(f * c, rot[sl], c * c, backend=backend)
+        else:
+            bp.insert(f, rot[sl], None, backend=backend)
+    bp.symmetrize(symmetry)
+    return bp.reconstruct(wiener_constant=wiener_constant)
