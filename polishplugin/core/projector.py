@@ -86,6 +86,9 @@ def soft_mask_outside_map(volume: np.ndarray, radius: float | None = None, width
 def _corners(coords: np.ndarray, m: int):
     """Hermitian-fold ``coords`` (..., 3) (x, y, z in padded voxels) and return the 8 trilinear corners.
 
+    Corners whose logical coordinate lies outside the stored range (``[m//2+1-m, m//2]`` on y/z,
+    ``> m//2`` on x) get weight 0 instead of wrapping around (only the Nyquist corner is affected).
+
     Returns ``(flat_index (8, ...), weight (8, ...), conj_mask (...))`` into an array of shape
     ``(m, m, m//2+1)`` laid out as numpy's rfftn (frequency ``K`` at index ``K mod m``).
     """
@@ -102,13 +105,14 @@ def _corners(coords: np.ndarray, m: int):
     x0 = x0.astype(np.int64)
     y0 = y0.astype(np.int64)
     z0 = z0.astype(np.int64)
+    lo, hi = m // 2 + 1 - m, m // 2  # logical range of a full axis (positive Nyquist)
     idx = []
     wts = []
     for dz in (0, 1):
-        wz = fz if dz else 1.0 - fz
+        wz = np.where((z0 + dz >= lo) & (z0 + dz <= hi), fz if dz else 1.0 - fz, 0.0)
         iz = np.mod(z0 + dz, m)
         for dy in (0, 1):
-            wy = fy if dy else 1.0 - fy
+            wy = np.where((y0 + dy >= lo) & (y0 + dy <= hi), fy if dy else 1.0 - fy, 0.0)
             iy = np.mod(y0 + dy, m)
             for dx in (0, 1):
                 wx = fx if dx else 1.0 - fx
@@ -261,10 +265,38 @@ class FourierBackprojector:
         self.pad = int(pad)
         self.padded_size = m = self.pad * n
         self.r_max_px = float(n / 2.0 if r_max_px is None else r_max_px)
-        self.data = np.zeros((m, m, m // 2 + 1), dtype=np.complex128)
-        self.weight = np.zeros((m, m, m // 2 + 1), dtype=np.float64)
+        self._data = np.zeros((m, m, m // 2 + 1), dtype=np.complex128)
+        self._weight = np.zeros((m, m, m // 2 + 1), dtype=np.float64)
+        self._cl_acc = None  # device accumulators of the OpenCL backend, added on _sync()
         self._phase_inv = np.conj(_image_centre_phase(n))
         self._hermitian = False
+
+    def _sync(self) -> None:
+        if self._cl_acc is not None:
+            from polishplugin.core.opencl import projector_cl
+            projector_cl.flush(self)
+
+    @property
+    def data(self) -> np.ndarray:
+        """Accumulated ``sum CTF*X/sigma2`` (complex128 ``(M, M, M//2+1)``)."""
+        self._sync()
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._sync()
+        self._data = value
+
+    @property
+    def weight(self) -> np.ndarray:
+        """Accumulated ``sum CTF^2/sigma2`` (float64 ``(M, M, M//2+1)``)."""
+        self._sync()
+        return self._weight
+
+    @weight.setter
+    def weight(self, value: np.ndarray) -> None:
+        self._sync()
+        self._weight = value
 
     def insert(self, images_rfft: np.ndarray, rotations: np.ndarray, weights: np.ndarray | None = None,
                backend: str = "numpy") -> None:
@@ -287,6 +319,7 @@ class FourierBackprojector:
         if backend == "opencl":
             from polishplugin.core.opencl import projector_cl
             projector_cl.insert(self, imgs, rot, np.ascontiguousarray(np.broadcast_to(w_all, imgs.shape)))
+            self._hermitian = False
             return
         if backend not in ("numpy", "auto"):
             raise ValueError(f"unknown backend {backend!r}")
