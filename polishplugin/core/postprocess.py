@@ -1,0 +1,328 @@
+"""Post-processing: corrected FSC, Guinier plots, MTF division, FSC weighting, auto-B sharpening.
+
+Pure functions behind ``polishplugin postprocess`` (RELION ``Postprocessing::run``,
+``src/postprocessing.cpp``).  Maps are real cubic arrays; Fourier arrays are rffts in the RELION
+convention of :mod:`polishplugin.core.fourier` (forward /N, shells ``ROUND(|k|)``, ``N//2 + 1`` shells).
+
+Pipeline (see :func:`postprocess_fscs` and :func:`sharpen_rfft`):
+
+1. ``FSC_unmasked``; with a mask ``FSC_masked`` and, after randomising the phases of both half maps
+   beyond ``randomize_at`` (one glibc ``rand`` stream: half 1 first, then half 2),
+   ``FSC_rand_masked``; ``FSC_true = (FSC_m - FSC_n)/(1 - FSC_n)`` from shell ``randomize_at + 2``.
+2. Resolution: last shell before ``FSC_true < 0.143``.
+3. Average map: Guinier (original) -> divide by MTF -> Guinier -> FSC weighting ``sqrt(2F/(1+F))`` ->
+   Guinier -> straight-line fit over 10 Å..Nyquist (``B = 4 slope``) or ad-hoc B -> apply B ->
+   Guinier -> optional low-pass.
+
+References: RELION 5 ``Postprocessing::calculateFSCtrue``, ``sharpenMap``, ``makeGuinierPlot``,
+``fitStraightLine`` (``src/funcs.cpp``), ``applyFscWeighting``, ``applyBFactorToMap``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .filters import apply_bfactor_rfft, fsc_weight_rfft, low_pass_rfft
+from .fourier import irfft, n_shells, radial_sum, radius_grid, rfft, round_half_away
+from .fsc import fsc_rfft, fsc_true, phase_randomization_shell, resolution_shell
+from .mtf import divide_by_mtf
+
+__all__ = [
+    "GUINIER_MISSING", "glibc_rand_words", "glibc_uniform_fast", "randomize_phases_rfft", "mask_fractions",
+    "particle_fraction_fsc", "FscCurves", "postprocess_fscs", "choose_resolution", "Guinier",
+    "guinier_curve", "fit_straight_line", "SharpenResult", "sharpen_rfft",
+]
+
+#: RELION writes this log-amplitude for shells whose amplitude sum is 0.
+GUINIER_MISSING = -99.0
+#: fraction of the box volume of a protein (0.81 Da/Å^3 density, 0.476 RELION's/cisTEM's factor).
+_PROTEIN_DALTON_PER_A3 = 0.81
+_CISTEM_FACTOR = 0.476
+
+
+# --------------------------------------------------------------------------------------------------
+# glibc rand stream, fast
+# --------------------------------------------------------------------------------------------------
+
+def _glibc_seed_state(seed: int) -> np.ndarray:
+    """glibc ``srand`` TYPE_3 initial table ``r[0..33]`` (uint64 holding 32-bit words)."""
+    r = np.zeros(34, np.int64)
+    r[0] = seed if seed != 0 else 1
+    for i in range(1, 31):
+        hi, lo = divmod(int(r[i - 1]), 127773)
+        word = 16807 * lo - 2836 * hi
+        r[i] = word + 2147483647 if word < 0 else word
+    r[31:34] = r[0:3]
+    return (r & 0xFFFFFFFF).astype(np.uint64)
+
+
+def _jump_matrix(steps: int) -> np.ndarray:
+    """31x31 matrix (mod 2^64, uint64) advancing the state ``r[j-31:j]`` by ``steps`` outputs."""
+    m = np.zeros((31, 31), np.uint64)
+    m[np.arange(30), np.arange(1, 31)] = 1
+    m[30, 0] = 1   # r[j] = r[j-31] + r[j-3]
+    m[30, 28] = 1
+    out = np.eye(31, dtype=np.uint64)
+    power = m
+    while steps:
+        if steps & 1:
+            out = out @ power
+        power = power @ power
+        steps >>= 1
+    return out
+
+
+def glibc_rand_words(seed: int, count: int) -> np.ndarray:
+    """``count`` values of glibc ``rand()`` after ``srand(seed)`` (int64), vectorised in blocks.
+
+    The additive recurrence ``r[i] = r[i-31] + r[i-3] (mod 2^32)`` is advanced block-wise: the state at
+    each block start comes from a jump matrix (uint64 arithmetic wraps mod 2^64, which preserves the
+    result mod 2^32), then all blocks are filled in parallel, 3 values per step.
+    """
+    mask = np.uint64(0xFFFFFFFF)
+    needed = 310 + count                      # glibc discards the first 310 outputs
+    block = max(31, int(np.sqrt(3.0 * needed)) // 3 * 3)
+    n_blocks = -(-needed // block)
+    jump = _jump_matrix(block)
+    states = np.empty((n_blocks, 31), np.uint64)
+    states[0] = _glibc_seed_state(seed)[3:34]
+    for b in range(1, n_blocks):
+        states[b] = (jump @ states[b - 1]) & mask
+    table = np.empty((31 + block, n_blocks), np.uint64)
+    table[:31] = states.T
+    for t in range(31, 31 + block, 3):
+        e = min(t + 3, 31 + block)
+        table[t:e] = (table[t - 31:e - 31] + table[t - 3:e - 3]) & mask
+    words = table[31:].T.ravel()[310:needed]
+    return (words >> np.uint64(1)).astype(np.int64)
+
+
+def glibc_uniform_fast(seed: int, count: int, low: float, high: float) -> np.ndarray:
+    """Same numbers as :func:`polishplugin.core.fsc.glibc_uniform` (RELION ``rnd_unif``), much faster."""
+    out = glibc_rand_words(seed, count)
+    step = np.float32(np.float32(2147483647) / np.float32(high - low))
+    return low + (out.astype(np.float32) / step).astype(np.float64)
+
+
+def randomize_phases_rfft(f_list: list[np.ndarray], r2: np.ndarray, shell: int,
+                          seed: int = 0) -> list[np.ndarray]:
+    """Randomise phases of coefficients with ``|k|^2 >= shell^2`` in each rfft of ``f_list``.
+
+    One glibc stream seeded once with ``seed`` is consumed in order (first array, then the next),
+    each in RELION's loop order (z, y, x over the half transform); amplitudes are kept.  ``r2`` is
+    ``|k|^2`` on the rfft grid.  Returns new arrays (inputs untouched).
+    """
+    sel = r2 >= shell * shell
+    n_sel = int(sel.sum())
+    phases = glibc_uniform_fast(seed, n_sel * len(f_list), 0.0, 2.0 * np.pi)
+    out = []
+    for i, f in enumerate(f_list):
+        g = f.copy()
+        g[sel] = np.abs(f[sel]) * np.exp(1j * phases[i * n_sel:(i + 1) * n_sel])
+        out.append(g)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# FSCs
+# --------------------------------------------------------------------------------------------------
+
+def mask_fractions(mask: np.ndarray, angpix: float, molweight_kda: float = -1.0) -> dict[str, float]:
+    """RELION's particle fractions: ``frac_solvent_mask = 0.476/mean(mask > 0.5)``,
+    ``molweight_frommask`` (Da) and, with ``molweight_kda > 0``, ``frac_molweight``."""
+    box_volume_a3 = float(np.prod(mask.shape)) * angpix ** 3
+    inside = float(np.mean(mask > 0.5))
+    out = {"frac_solvent_mask": _CISTEM_FACTOR / inside if inside > 0 else 0.0,
+           "molweight_frommask": inside * box_volume_a3 * _PROTEIN_DALTON_PER_A3}
+    if molweight_kda > 0:
+        out["frac_molweight"] = _CISTEM_FACTOR * box_volume_a3 * _PROTEIN_DALTON_PER_A3 / (molweight_kda * 1000.0)
+    return out
+
+
+def particle_fraction_fsc(fsc_unmasked: np.ndarray, fraction: float) -> np.ndarray:
+    """cisTEM-like part FSC ``f FSC / (1 + (f - 1) FSC)``."""
+    fu = np.asarray(fsc_unmasked, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = fraction * fu / (1.0 + (fraction - 1.0) * fu)
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+@dataclass
+class FscCurves:
+    """FSC curves of one post-processing run (``N//2 + 1`` values each; None when not computed)."""
+
+    unmasked: np.ndarray
+    corrected: np.ndarray                     # FSC_true (= unmasked without a mask)
+    masked: np.ndarray | None = None
+    random_masked: np.ndarray | None = None
+    particle_mask_fraction: np.ndarray | None = None
+    particle_molweight: np.ndarray | None = None
+    randomize_at: int | None = None           # shell index
+
+
+def _fix_shell0(curve: np.ndarray) -> np.ndarray:
+    out = np.array(curve, np.float64)
+    if out[0] <= 0:
+        out[0] = 1.0
+    return out
+
+
+def postprocess_fscs(f1: np.ndarray, f2: np.ndarray, shape: tuple[int, ...], angpix: float,
+                     mask: np.ndarray | None = None, randomize_at_fsc: float = 0.8,
+                     randomize_at_a: float = -1.0, seed: int = 0, molweight_kda: float = -1.0,
+                     r2: np.ndarray | None = None, shells: np.ndarray | None = None) -> FscCurves:
+    """Unmasked, masked, phase-randomised masked and corrected FSCs (RELION steps 2-4).
+
+    ``f1``/``f2`` are the rffts of the half maps of real ``shape``; ``mask`` a real map in [0, 1].
+    Raises ``ValueError`` when the unmasked FSC never drops below ``randomize_at_fsc``.
+    """
+    box = shape[0]
+    n = n_shells(box)
+    r2 = radius_grid(shape) ** 2 if r2 is None else r2
+    shells = round_half_away(np.sqrt(r2)) if shells is None else shells
+    unmasked = fsc_rfft(f1, f2, shells, n)
+    if mask is None:
+        fixed = _fix_shell0(unmasked)
+        return FscCurves(unmasked=fixed, corrected=fixed.copy())
+    if randomize_at_a > 0:
+        randomize_at = int(angpix * box / randomize_at_a)
+    else:
+        randomize_at = phase_randomization_shell(unmasked, randomize_at_fsc)
+        if randomize_at is None:
+            raise ValueError(f"the unmasked FSC never drops below {randomize_at_fsc}: the half maps are "
+                             "too similar for phase randomisation (use --randomize_at_A)")
+    h1 = irfft(f1, shape)
+    h2 = irfft(f2, shape)
+    masked = fsc_rfft(rfft(h1 * mask), rfft(h2 * mask), shells, n)
+    p1, p2 = randomize_phases_rfft([f1, f2], r2, randomize_at, seed)
+    random_masked = fsc_rfft(rfft(irfft(p1, shape) * mask), rfft(irfft(p2, shape) * mask), shells, n)
+    corrected = fsc_true(masked, random_masked, randomize_at)
+    fractions = mask_fractions(mask, angpix, molweight_kda)
+    part_mw = None
+    if "frac_molweight" in fractions:
+        part_mw = particle_fraction_fsc(unmasked, fractions["frac_molweight"])
+    return FscCurves(unmasked=_fix_shell0(unmasked), corrected=corrected, masked=_fix_shell0(masked),
+                     random_masked=_fix_shell0(random_masked),
+                     particle_mask_fraction=particle_fraction_fsc(unmasked, fractions["frac_solvent_mask"]),
+                     particle_molweight=part_mw, randomize_at=randomize_at)
+
+
+def choose_resolution(curves: FscCurves, force_mask: bool = False,
+                      threshold: float = 0.143) -> tuple[int, list[str]]:
+    """Resolution shell (RELION step 5) and warnings; may replace ``curves.corrected`` by the
+    unmasked FSC when the unmasked one reaches further and ``force_mask`` is off."""
+    warnings: list[str] = []
+    i_res = resolution_shell(curves.corrected, threshold)
+    if curves.masked is None:
+        return i_res, warnings
+    i_unmasked = resolution_shell(curves.unmasked, threshold)
+    if i_unmasked > i_res:
+        warnings.append("the unmasked FSC reaches a higher resolution than the mask-corrected FSC; "
+                        "the mask may be too tight or the maps over-fitted")
+        if not force_mask:
+            warnings.append("using the unmasked FSC (give --force_mask to keep the masked one)")
+            curves.corrected = curves.unmasked.copy()
+            i_res = i_unmasked
+    elif curves.random_masked is not None and curves.random_masked[i_res] > 0.1:
+        warnings.append(f"the phase-randomised masked FSC is {curves.random_masked[i_res]:.3f} > 0.1 at "
+                        "the resolution: the mask may be too sharp")
+    return i_res, warnings
+
+
+# --------------------------------------------------------------------------------------------------
+# Guinier plots and sharpening
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Guinier:
+    """A Guinier plot: ``x = 1/res^2`` (1/Å^2), ``y = ln(mean |F|)`` per shell, fit weight ``w``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+
+
+def guinier_curve(f: np.ndarray, shells: np.ndarray, box: int, angpix: float,
+                  fit_minres_a: float = 10.0, fit_maxres_a: float = 0.0) -> Guinier:
+    """RELION ``makeGuinierPlot`` for shells ``0..N//2`` (res >= 2 angpix).
+
+    ``w = 1`` iff ``fit_maxres_a <= res <= fit_minres_a`` and the shell has amplitude; empty or
+    zero shells get ``y = -99``, ``w = 0``.
+    """
+    n = n_shells(box)
+    total = radial_sum(np.abs(f), shells, n)
+    count = np.bincount(shells[shells < n], minlength=n)[:n]
+    idx = np.arange(n, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        res_a = np.where(idx > 0, box * angpix / idx, np.inf)
+    x = np.where(idx > 0, 1.0 / res_a ** 2, 0.0)
+    ok = (total > 0) & (count > 0)
+    y = np.full(n, GUINIER_MISSING)
+    y[ok] = np.log(total[ok] / count[ok])
+    w = ((res_a >= fit_maxres_a) & (res_a <= fit_minres_a) & ok).astype(np.float64)
+    return Guinier(x=x, y=y, w=w)
+
+
+def fit_straight_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """Weighted least-squares line (RELION ``fitStraightLine``): ``(slope, intercept, corr)``,
+    ``corr = ss_xy^2 / (ss_xx ss_yy)``.  Raises ``ValueError`` with fewer than 2 weighted points."""
+    w = np.asarray(w, np.float64)
+    if np.count_nonzero(w > 0) < 2:
+        raise ValueError("fewer than 2 Guinier points in the fitting range: lower --autob_lowres or "
+                         "check the resolution range")
+    sw = w.sum()
+    mx = (w * x).sum() / sw
+    my = (w * y).sum() / sw
+    ss_xx = (w * (x - mx) ** 2).sum()
+    ss_yy = (w * (y - my) ** 2).sum()
+    ss_xy = (w * (x - mx) * (y - my)).sum()
+    slope = ss_xy / ss_xx
+    corr = ss_xy * ss_xy / (ss_xx * ss_yy) if ss_yy > 0 else 1.0
+    return float(slope), float(my - slope * mx), float(corr)
+
+
+@dataclass
+class SharpenResult:
+    """Output of :func:`sharpen_rfft`."""
+
+    f: np.ndarray                                 # sharpened (and low-passed) rfft
+    bfactor_a2: float
+    guinier: dict[str, Guinier] = field(default_factory=dict)   # original/mtf/weighted/sharpened
+    fit: tuple[float, float, float] | None = None               # slope, intercept, corr (auto-B)
+
+
+def sharpen_rfft(f: np.ndarray, shape: tuple[int, ...], angpix: float, fsc_corrected: np.ndarray | None,
+                 mtf: tuple[np.ndarray, np.ndarray, float] | None = None, auto_bfac: bool = False,
+                 autob_lowres_a: float = 10.0, autob_highres_a: float = 0.0, adhoc_bfac_a2: float = 0.0,
+                 low_pass_a: float = 0.0, filter_edge_width: float = 2.0,
+                 shells: np.ndarray | None = None) -> SharpenResult:
+    """RELION ``sharpenMap`` on the rfft ``f`` of the averaged map (RELION step 6).
+
+    ``fsc_corrected`` = None skips FSC weighting; ``mtf`` = ``(invpix, values, mtf_angpix)``;
+    ``low_pass_a`` > 0 low-passes at that resolution (the caller resolves RELION's negative value).
+    Raises ``ValueError`` for an unusable MTF table or an empty fitting range.
+    """
+    box = shape[0]
+    shells = round_half_away(radius_grid(shape)) if shells is None else shells
+    guinier = {"original": guinier_curve(f, shells, box, angpix, autob_lowres_a, autob_highres_a)}
+    current = f
+    if mtf is not None:
+        current = divide_by_mtf(current, shape, angpix, mtf[0], mtf[1], mtf[2])
+        guinier["mtf"] = guinier_curve(current, shells, box, angpix, autob_lowres_a, autob_highres_a)
+    if fsc_corrected is not None:
+        current = fsc_weight_rfft(current, shape, fsc_corrected)
+        guinier["weighted"] = guinier_curve(current, shells, box, angpix, autob_lowres_a, autob_highres_a)
+    fit = None
+    bfactor = adhoc_bfac_a2
+    if auto_bfac:
+        last = list(guinier.values())[-1]
+        fit = fit_straight_line(last.x, last.y, last.w)
+        bfactor = 4.0 * fit[0]
+    current = apply_bfactor_rfft(current, shape, angpix, bfactor)
+    if auto_bfac or bfactor != 0:
+        guinier["sharpened"] = guinier_curve(current, shells, box, angpix, autob_lowres_a, autob_highres_a)
+    if low_pass_a > 0:
+        current = low_pass_rfft(current, shape, low_pass_a, angpix, filter_edge_width)
+    return SharpenResult(f=current, bfactor_a2=float(bfactor), guinier=guinier, fit=fit)

@@ -1,0 +1,131 @@
+"""Matplotlib figures of a post-processing run (Agg-safe; no Scipion imports).
+
+Used by ``polishplugin postprocess`` (``logfile.pdf``, ``<o>_fsc.png``, ``<o>_guinier.png``) and by
+the Scipion viewer.  Every function takes arrays (or a ``postprocess.star`` path through
+:func:`read_postprocess_star`) and returns or saves a ``matplotlib.figure.Figure``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..convert import labels as L
+from ..convert.star import read_star
+
+__all__ = ["fsc_figure", "guinier_figure", "slices_figure", "read_postprocess_star",
+           "figures_from_star", "save_png", "save_pdf"]
+
+_GUINIER_MISSING = -99.0
+# column -> (legend, colour, style) of the FSC plot; RELION: corrected black, unmasked green,
+# masked blue, phase-randomised red
+_FSC_STYLE = {
+    L.FOURIER_SHELL_CORRELATION_CORRECTED: ("corrected", "black", 2.0),
+    L.FOURIER_SHELL_CORRELATION_UNMASKED_MAPS: ("unmasked maps", "green", 1.0),
+    L.FOURIER_SHELL_CORRELATION_MASKED_MAPS: ("masked maps", "blue", 1.0),
+    L.CORRECTED_FOURIER_SHELL_CORRELATION_PHASE_RANDOMIZED_MASKED_MAPS: ("phase-randomised masked maps", "red", 1.0),
+}
+_GUINIER_STYLE = {
+    L.LOG_AMPLITUDES_ORIGINAL: "original",
+    L.LOG_AMPLITUDES_M_T_F_CORRECTED: "MTF-corrected",
+    L.LOG_AMPLITUDES_WEIGHTED: "FSC-weighted",
+    L.LOG_AMPLITUDES_SHARPENED: "sharpened",
+    L.LOG_AMPLITUDES_INTERCEPT: "fitted line",
+}
+
+
+def fsc_figure(inv_res: np.ndarray, curves: dict[str, np.ndarray], resolution_a: float | None = None,
+               title: str | None = None) -> Figure:
+    """FSC curves against 1/Å with the 0.143 line; ``curves`` maps a legend to values."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot(111)
+    styles = {v[0]: v for v in _FSC_STYLE.values()}
+    for name, values in curves.items():
+        _, colour, width = styles.get(name, (name, None, 1.0))
+        ax.plot(inv_res, values, label=name, color=colour, linewidth=width)
+    ax.axhline(0.143, color="grey", linestyle="--", linewidth=0.8)
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    if resolution_a:
+        ax.axvline(1.0 / resolution_a, color="grey", linestyle=":", linewidth=0.8)
+        title = title or f"Final resolution = {resolution_a:5.2f} Angstroms"
+    ax.set_title(title or "Fourier shell correlation")
+    ax.set_xlabel("Resolution (1/Å)")
+    ax.set_ylabel("Fourier shell correlation")
+    ax.set_ylim(-0.1, 1.05)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def guinier_figure(res_sq: np.ndarray, curves: dict[str, np.ndarray], bfactor_a2: float | None = None) -> Figure:
+    """Guinier plot: ln(amplitude) against 1/res^2; points at -99 (empty shells) are hidden."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot(111)
+    for name, values in curves.items():
+        y = np.where(np.asarray(values) <= _GUINIER_MISSING + 1e-6, np.nan, values)
+        style = "--" if name == "fitted line" else "-"
+        ax.plot(res_sq, y, style, label=name)
+    title = "Guinier plot"
+    if bfactor_a2 is not None:
+        title += f" (B-factor used for sharpening = {bfactor_a2:.2f} Å²)"
+    ax.set_title(title)
+    ax.set_xlabel("Resolution² (1/Å²)")
+    ax.set_ylabel("ln(amplitude)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def slices_figure(maps: dict[str, np.ndarray]) -> Figure:
+    """Central xy, xz and yz slices of each map (one row per map)."""
+    fig = Figure(figsize=(9, 3 * max(len(maps), 1)))
+    for row, (name, vol) in enumerate(maps.items()):
+        c = [s // 2 for s in vol.shape]
+        for col, (cut, label) in enumerate([(vol[c[0]], "xy"), (vol[:, c[1]], "xz"), (vol[:, :, c[2]], "yz")]):
+            ax = fig.add_subplot(len(maps), 3, 3 * row + col + 1)
+            ax.imshow(cut, cmap="gray", origin="lower")
+            ax.set_title(f"{name} ({label})", fontsize=8)
+            ax.set_axis_off()
+    return fig
+
+
+def read_postprocess_star(path: str | os.PathLike) -> dict:
+    """``{"general": dict, "fsc": DataFrame, "guinier": DataFrame | None}`` of a postprocess.star."""
+    blocks = read_star(path)
+    general = blocks["general"].iloc[0].to_dict() if "general" in blocks else {}
+    return {"general": general, "fsc": blocks.get("fsc"), "guinier": blocks.get("guinier")}
+
+
+def figures_from_star(path: str | os.PathLike) -> tuple[Figure, Figure | None]:
+    """FSC and Guinier figures of a postprocess.star file."""
+    data = read_postprocess_star(path)
+    fsc = data["fsc"]
+    curves = {_FSC_STYLE[c][0]: fsc[c].to_numpy() for c in _FSC_STYLE if c in fsc.columns}
+    res = data["general"].get(L.FINAL_RESOLUTION)
+    fig_fsc = fsc_figure(fsc[L.RESOLUTION].to_numpy(), curves, float(res) if res is not None else None)
+    gui = data["guinier"]
+    fig_gui = None
+    if gui is not None:
+        gcurves = {label: gui[c].to_numpy() for c, label in _GUINIER_STYLE.items() if c in gui.columns}
+        b = data["general"].get(L.BFACTOR_USED_FOR_SHARPENING)
+        fig_gui = guinier_figure(gui[L.RESOLUTION_SQUARED].to_numpy(), gcurves, float(b) if b is not None else None)
+    return fig_fsc, fig_gui
+
+
+def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Save a figure as PNG atomically (temporary name, then rename)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig)
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    fig.savefig(tmp, dpi=dpi, format="png")
+    os.replace(tmp, path)
+
+
+def save_pdf(figs: list[Figure], path: str | os.PathLike) -> None:
+    """Several figures as pages of one PDF (``logfile.pdf``), written atomically."""
+    from matplotlib.backends.backend_pdf import PdfPages
+    tmp = f"{path}.tmp{os.getpid()}.pdf"
+    with PdfPages(tmp) as pdf:
+        for fig in figs:
+            pdf.savefig(fig)
+    os.replace(tmp, path)
