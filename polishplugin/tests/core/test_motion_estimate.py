@@ -52,8 +52,8 @@ def test_cc_map_peaks_at_planted_shift(crop):
         for f in range(2):
             iy, ix = np.unravel_index(np.argmax(cc[p, f]), cc.shape[-2:])
             m = cc.shape[-1]
-                got = (np.array([ix, iy]) - origin + m // 2) % m - m // 2
-                np.testing.assert_array_equal(got, shifts[p, f])
+            got = (np.array([ix, iy]) - origin + m // 2) % m - m // 2
+            np.testing.assert_array_equal(got, shifts[p, f])
     track = np.stack([global_track_from_cc(cc[p:p + 1], origin) for p in range(2)])
     np.testing.assert_allclose(track, shifts, atol=0.05)  # parabola on a random peak: small bias
     # value at the peak: N^2 * sum over the full plane of |pred|^2 (RELION's unnormalised inverse)
