@@ -86,8 +86,8 @@ def soft_mask_outside_map(volume: np.ndarray, radius: float | None = None, width
 def _corners(coords: np.ndarray, m: int):
     """Hermitian-fold ``coords`` (..., 3) (x, y, z in padded voxels) and return the 8 trilinear corners.
 
-    Corners whose logical coordinate lies outside the stored range (``[m//2+1-m, m//2]`` on y/z,
-    ``> m//2`` on x) get weight 0 instead of wrapping around (only the Nyquist corner is affected).
+    y and z wrap around (the DFT of the padded map is periodic with period ``m``); x corners beyond
+    ``m//2`` (reached only with weight 0, at x = m/2 exactly) are dropped.
 
     Returns ``(flat_index (8, ...), weight (8, ...), conj_mask (...))`` into an array of shape
     ``(m, m, m//2+1)`` laid out as numpy's rfftn (frequency ``K`` at index ``K mod m``).
@@ -105,14 +105,13 @@ def _corners(coords: np.ndarray, m: int):
     x0 = x0.astype(np.int64)
     y0 = y0.astype(np.int64)
     z0 = z0.astype(np.int64)
-    lo, hi = m // 2 + 1 - m, m // 2  # logical range of a full axis (positive Nyquist)
     idx = []
     wts = []
     for dz in (0, 1):
-        wz = np.where((z0 + dz >= lo) & (z0 + dz <= hi), fz if dz else 1.0 - fz, 0.0)
+        wz = fz if dz else 1.0 - fz
         iz = np.mod(z0 + dz, m)
         for dy in (0, 1):
-            wy = np.where((y0 + dy >= lo) & (y0 + dy <= hi), fy if dy else 1.0 - fy, 0.0)
+            wy = fy if dy else 1.0 - fy
             iy = np.mod(y0 + dy, m)
             for dx in (0, 1):
                 wx = fx if dx else 1.0 - fx

@@ -1,14 +1,14 @@
 /* Fourier-slice projection and back-projection (trilinear) on a padded half-transform.
  *
  * Grid layout: numpy rfftn of an (M, M, M) array: index [iz][iy][ix], ix < HX = M/2 + 1; logical
- * frequency of index i on a full axis is i if i < M/2 + 1 else i - M. Corners whose logical
- * coordinate falls outside [M/2 + 1 - M, M/2] (or x beyond HX - 1) are dropped, as in the numpy
- * reference polishplugin.core.projector._corners.  Rotations are row-major 3x3 (A), and the image
+ * frequency of index i on a full axis is i if i < M/2 + 1 else i - M. y and z corners wrap
+ * around (the DFT is periodic), x corners beyond HX - 1 are dropped, as in the numpy reference
+ * polishplugin.core.projector._corners.  Rotations are row-major 3x3 (A), and the image
  * pixel (kx, ky) maps to pad * A^T (kx, ky, 0).
  */
 #include "common.h"
 
-inline int logical_to_index(int k, int m) { return k < 0 ? k + m : k; }
+inline int logical_to_index(int k, int m) { k = k % m; return k < 0 ? k + m : k; }
 
 /* one work item per output pixel (p, iy, ix) of images (n, N, N/2+1) */
 __kernel void project_slices(__global const float2 *grid, const int m,
@@ -32,19 +32,16 @@ __kernel void project_slices(__global const float2 *grid, const int m,
     int neg = x < 0.0f;
     if (neg) { x = -x; y = -y; z = -z; }
     const int hx = m / 2 + 1;
-    const int lo = m / 2 + 1 - m, hi = m / 2;
     const float x0f = floor(x), y0f = floor(y), z0f = floor(z);
     const float fx = x - x0f, fy = y - y0f, fz = z - z0f;
     const int x0 = (int)x0f, y0 = (int)y0f, z0 = (int)z0f;
     float2 acc = (float2)(0.0f, 0.0f);
     for (int dz = 0; dz < 2; dz++) {
         const int zz = z0 + dz;
-        if (zz < lo || zz > hi) continue;
         const float wz = dz ? fz : 1.0f - fz;
         const int iz = logical_to_index(zz, m);
         for (int dy = 0; dy < 2; dy++) {
             const int yy = y0 + dy;
-            if (yy < lo || yy > hi) continue;
             const float wy = dy ? fy : 1.0f - fy;
             const int jy = logical_to_index(yy, m);
             for (int dx = 0; dx < 2; dx++) {
@@ -89,18 +86,15 @@ __kernel void insert_slices(__global float *data, __global float *weight, const 
     float z = pad * (a[2] * kx + a[5] * ky);
     if (x < 0.0f) { x = -x; y = -y; z = -z; v.y = -v.y; }
     const int hx = m / 2 + 1;
-    const int lo = m / 2 + 1 - m, hi = m / 2;
     const float x0f = floor(x), y0f = floor(y), z0f = floor(z);
     const float fx = x - x0f, fy = y - y0f, fz = z - z0f;
     const int x0 = (int)x0f, y0 = (int)y0f, z0 = (int)z0f;
     for (int dz = 0; dz < 2; dz++) {
         const int zz = z0 + dz;
-        if (zz < lo || zz > hi) continue;
         const float wz = dz ? fz : 1.0f - fz;
         const int iz = logical_to_index(zz, m);
         for (int dy = 0; dy < 2; dy++) {
             const int yy = y0 + dy;
-            if (yy < lo || yy > hi) continue;
             const float wy = dy ? fy : 1.0f - fy;
             const int jy = logical_to_index(yy, m);
             for (int dx = 0; dx < 2; dx++) {
