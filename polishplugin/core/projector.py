@@ -223,12 +223,15 @@ class FourierProjector:
         self._scale = m ** 3 / n ** 2
         self._phase = _image_centre_phase(n)
 
-    def project(self, rotations: np.ndarray, backend: str = "numpy") -> np.ndarray:
-        """rfft ``(n, N, N//2+1)`` complex64 of the projections for ``rotations`` ``(n, 3, 3)``."""
+    def project(self, rotations: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
+        """rfft ``(n, N, N//2+1)`` complex64 of the projections for ``rotations`` ``(n, 3, 3)``.
+
+        ``backend="opencl"`` runs the kernel on ``device`` (see :mod:`polishplugin.core.opencl.runtime`).
+        """
         rot = _check_rotations(rotations)
         if backend == "opencl":
             from polishplugin.core.opencl import projector_cl
-            return projector_cl.project(self, rot)
+            return projector_cl.project(self, rot, device=device)
         if backend not in ("numpy", "auto"):
             raise ValueError(f"unknown backend {backend!r}")
         n = self.box
@@ -242,9 +245,9 @@ class FourierProjector:
             out[start:start + len(r)] = vals
         return out
 
-    def project_real(self, rotations: np.ndarray, backend: str = "numpy") -> np.ndarray:
+    def project_real(self, rotations: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
         """Real-space projections ``(n, N, N)`` float32 (inverse of :meth:`project`)."""
-        f = self.project(rotations, backend=backend)
+        f = self.project(rotations, backend=backend, device=device)
         n = self.box
         return fourier.irfft(f, (n, n), axes=(-2, -1)).astype(np.float32)
 
@@ -298,7 +301,7 @@ class FourierBackprojector:
         self._weight = value
 
     def insert(self, images_rfft: np.ndarray, rotations: np.ndarray, weights: np.ndarray | None = None,
-               backend: str = "numpy") -> None:
+               backend: str = "numpy", device=None) -> None:
         """Spread ``images_rfft`` ``(n, N, N//2+1)`` (centre ``N//2``) at ``rotations`` ``(n, 3, 3)``.
 
         ``weights`` ``(n, N, N//2+1)`` (or broadcastable, e.g. ``(N, N//2+1)``) real, default 1.
@@ -317,7 +320,8 @@ class FourierBackprojector:
             w_all = np.broadcast_to(np.asarray(weights, dtype=np.float64), imgs.shape)
         if backend == "opencl":
             from polishplugin.core.opencl import projector_cl
-            projector_cl.insert(self, imgs, rot, np.ascontiguousarray(np.broadcast_to(w_all, imgs.shape)))
+            projector_cl.insert(self, imgs, rot, np.ascontiguousarray(np.broadcast_to(w_all, imgs.shape)),
+                                device=device)
             self._hermitian = False
             return
         if backend not in ("numpy", "auto"):
