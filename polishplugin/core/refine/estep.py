@@ -1,0 +1,268 @@
+"""Expectation step of auto-refine as batched dense products (RELION ``expectationOneParticle``).
+
+For Fourier pixels ``k`` (a :func:`~.fourier3d.pixel_list`), a particle ``X``, its CTF ``c`` and the
+noise ``sigma2(shell)``:
+
+``diff2[t, r] = sum_k |X_t - c P_r|^2 / (2 sigma2) = sum w|X|^2 - 2 Re((w c X_t) . conj(P_r)) + (w c^2) . |P_r|^2``
+
+with ``w = 1/(2 sigma2)`` and ``X_t`` the image shifted by translation ``t``.  The middle term is a
+real matrix product ``[Re Y, Im Y] @ [Re P, Im P]^T`` (BLAS), the others are matrix-vector products.
+
+Two passes (adaptive oversampling 1): pass 1 on the coarse grid and the coarse pixels; the smallest
+set of (translation, orientation) pairs holding ``adaptive_fraction`` of the posterior is
+significant; pass 2 evaluates only their oversampled children on all current pixels.  The posterior
+includes the offset prior (Gaussian around the old offset) and, for local searches, a Gaussian prior on
+the rotation angle to the previous orientation (``3 sigma`` cut-off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..filters import raised_cosine_sphere
+from ..geometry import euler_to_matrix, matrix_to_euler
+from .fourier3d import Backprojector, image_rfft, project_pixels
+from .sampling import (OrientationGrid, local_orientation_indices, rotation_angle_deg, translation_children,
+                       translation_grid)
+
+__all__ = [
+    "EStepSettings", "ParticleResult", "prepare_images", "squared_differences", "posterior_weights",
+    "significant_mask", "expectation", "NoiseAccumulator",
+]
+
+
+@dataclass
+class EStepSettings:
+    """Sampling and size settings of one iteration (pixels unless named otherwise)."""
+
+    box: int
+    angpix: float
+    pad: int = 2
+    coarse_radius: float = 8.0
+    current_radius: float = 16.0
+    offset_range_px: float = 5.0
+    offset_step_px: float = 2.0
+    sigma_offset_a: float = 10.0
+    adaptive_fraction: float = 0.999
+    local_sigma_deg: float | None = None
+    perturbation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    batch: int = 32
+
+
+@dataclass
+class ParticleResult:
+    """Max-posterior pose and bookkeeping of one particle."""
+
+    angles: np.ndarray  # rot, tilt, psi (degrees)
+    origin_px: np.ndarray  # xy
+    pmax: float
+    n_significant: int
+    offset_change2_a2: float  # posterior-weighted |t - t_old|^2 (Å^2)
+    min_diff2: float
+
+
+def prepare_images(images: np.ndarray, old_offsets_px: np.ndarray, mask_radius_px: float,
+                   edge_px: float = 5.0, zero_mask: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Shift images by their rounded old offsets, soft-mask them (background 0) and transform.
+
+    Returns the rfft ``(n, N, N//2+1)`` (origin at ``N//2``) and the rounded offsets ``(n, 2)``.
+    """
+    images = np.asarray(images, np.float32)
+    n_box = images.shape[-1]
+    rounded = np.rint(old_offsets_px).astype(np.int64)
+    out = np.empty_like(images)
+    for i, img in enumerate(images):
+        out[i] = np.roll(img, (rounded[i, 1], rounded[i, 0]), axis=(0, 1))
+    mask = raised_cosine_sphere((n_box, n_box), mask_radius_px, edge_px).astype(np.float32)
+    if zero_mask:
+        out *= mask
+    else:
+        bg = ((out * (1 - mask)).sum((1, 2)) / max((1 - mask).sum(), 1))[:, None, None]
+        out = out * mask + bg * (1 - mask)
+    return image_rfft(out).astype(np.complex64), rounded
+
+
+def _phases(shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
+    """``exp(-2 pi i k.s / N)`` for shifts ``(..., 2)``: ``(..., n_pix)`` complex64."""
+    arg = (shifts_px[..., None, 0] * k2d[:, 0] + shifts_px[..., None, 1] * k2d[:, 1]) * (-2 * np.pi / box)
+    return (np.cos(arg) + 1j * np.sin(arg)).astype(np.complex64)
+
+
+def squared_differences(x: np.ndarray, ctf: np.ndarray, w: np.ndarray, proj: np.ndarray,
+                        shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
+    """``diff2 (n_part, n_trans, n_rot)`` of images ``x (n_part, n_pix)`` shifted by
+    ``shifts_px (n_part, n_trans, 2)`` against projections ``proj (n_rot, n_pix)``.
+
+    ``ctf (n_part, n_pix)``, ``w (n_part, n_pix)`` = ``1/(2 sigma2)`` per pixel.
+    """
+    n_part, n_trans = shifts_px.shape[:2]
+    y = (x * ctf * w)[:, None, :] * _phases(shifts_px, k2d, box)  # (p, t, k)
+    yr = np.concatenate([y.real, y.imag], axis=-1).reshape(n_part * n_trans, -1).astype(np.float32)
+    pr = np.concatenate([proj.real, proj.imag], axis=-1).astype(np.float32)
+    cross = (yr @ pr.T).reshape(n_part, n_trans, -1)
+    xx = (w * np.abs(x) ** 2).sum(-1)
+    pp = (w * ctf * ctf) @ (np.abs(proj) ** 2).T.astype(np.float32)  # (p, r)
+    return (xx[:, None, None] - 2.0 * cross + pp[:, None, :]).astype(np.float64)
+
+
+def posterior_weights(log_post: np.ndarray) -> np.ndarray:
+    """Normalised ``exp(log_post - max)`` over all entries (``-inf`` entries get weight 0)."""
+    m = np.max(log_post)
+    p = np.exp(log_post - m)
+    return p / p.sum()
+
+
+def significant_mask(weights: np.ndarray, fraction: float) -> np.ndarray:
+    """Smallest set of entries whose summed weight reaches ``fraction`` (RELION ``significant_weight``)."""
+    flat = weights.ravel()
+    order = np.argsort(flat)[::-1]
+    csum = np.cumsum(flat[order])
+    n_keep = int(np.searchsorted(csum, fraction * csum[-1]) + 1)
+    mask = np.zeros(flat.size, bool)
+    mask[order[:n_keep]] = True
+    return mask.reshape(weights.shape)
+
+
+class NoiseAccumulator:
+    """Sums ``|X - c P|^2`` per shell (posterior-weighted) for the sigma2 update."""
+
+    def __init__(self, n_shells: int):
+        self.wsum = np.zeros(n_shells)
+        self.count = np.zeros(n_shells)
+        self.n_images = 0
+
+    def add(self, resid2: np.ndarray, shells: np.ndarray) -> None:
+        n = len(self.wsum)
+        sel = shells < n
+        self.wsum += np.bincount(shells[sel], resid2[sel], n)
+        self.count += np.bincount(shells[sel], minlength=n)[:n]
+        self.n_images += 1
+
+    def sigma2(self, previous: np.ndarray) -> np.ndarray:
+        """Per-component ``sigma2 = sum|r|^2 / (2 n_pix)``; shells without data keep ``previous``."""
+        out = np.array(previous, np.float64)
+        ok = self.count > 0
+        out[ok] = self.wsum[ok] / (2.0 * self.count[ok])
+        for i in range(1, len(out)):  # RELION: tiny values replaced by the previous shell
+            if out[i] < 1e-14:
+                out[i] = out[i - 1]
+        return out
+
+
+def _offset_logprior(trans_px: np.ndarray, prior_px: np.ndarray, sigma_a: float, angpix: float) -> np.ndarray:
+    d2 = (((trans_px - prior_px) * angpix) ** 2).sum(-1)
+    return -d2 / (2.0 * sigma_a ** 2)
+
+
+def _rotation_logprior(mats: np.ndarray, prev: np.ndarray, sigma_deg: float | None) -> np.ndarray:
+    if sigma_deg is None:
+        return np.zeros(len(mats))
+    ang = rotation_angle_deg(mats, prev[None])
+    return np.where(ang <= 3 * sigma_deg, -ang ** 2 / (2 * sigma_deg ** 2), -np.inf)
+
+
+def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, ctf_all: np.ndarray,
+                sigma2_pix: np.ndarray, k2d: np.ndarray, shells_pix: np.ndarray, old_offsets_px: np.ndarray,
+                rounded_px: np.ndarray, prev_mats: np.ndarray, s: EStepSettings,
+                bp: Backprojector | None, noise: NoiseAccumulator | None) -> list[ParticleResult]:
+    """E-step of a set of particles (one half set) against the reference ``grid3d``.
+
+    ``x_all``/``ctf_all`` ``(n, n_pix)`` hold the current-size pixels ``k2d`` (sorted by radius);
+    ``sigma2_pix (n_pix,)``; ``old_offsets_px``/``rounded_px (n, 2)``; ``prev_mats (n, 3, 3)``.
+    Accumulates the back-projection and noise sums when given; returns per-particle results.
+    """
+    n_coarse = int(np.searchsorted(np.sqrt((k2d ** 2).sum(1)), s.coarse_radius, side="left"))
+    n_coarse = max(1, min(n_coarse, len(k2d)))
+    kc = k2d[:n_coarse]
+    w_all = (0.5 / sigma2_pix).astype(np.float32)
+    trans = translation_grid(s.offset_range_px, s.offset_step_px)
+    perturb = s.perturbation
+    global_mats = global_proj = None
+    if s.local_sigma_deg is None:
+        ang = orient.angles()
+        global_mats = euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]) @ perturb
+        global_proj = project_pixels(grid3d, global_mats, kc, s.pad)
+    results = []
+    for a in range(0, len(x_all), s.batch):
+        sl = slice(a, a + s.batch)
+        frac = old_offsets_px[sl] - rounded_px[sl]
+        shifts = frac[:, None, :] + trans[None]  # residual shift applied to the pre-shifted image
+        if global_proj is not None:
+            d2 = squared_differences(x_all[sl, :n_coarse], ctf_all[sl, :n_coarse], w_all[None, :n_coarse],
+                                     global_proj, shifts, kc, s.box)
+        for j in range(d2.shape[0] if global_proj is not None else len(x_all[sl])):
+            i = a + j
+            if global_proj is not None:
+                idx = np.arange(len(orient))
+                mats = global_mats
+                diff = d2[j]
+            else:
+                idx = local_orientation_indices(orient, prev_mats[i], 3 * s.local_sigma_deg, perturb)
+                mats = orient_matrices(orient, idx) @ perturb
+                proj = project_pixels(grid3d, mats, kc, s.pad)
+                diff = squared_differences(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
+                                           w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box)[0]
+            results.append(_refine_particle(grid3d, orient, idx, mats, diff, x_all[i], ctf_all[i], w_all,
+                                            sigma2_pix, k2d, shells_pix, trans, frac[j], old_offsets_px[i],
+                                            prev_mats[i], s, bp, noise))
+    return results
+
+
+def orient_matrices(orient: OrientationGrid, idx: np.ndarray) -> np.ndarray:
+    ang = orient.angles(idx)
+    return euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2])
+
+
+def _refine_particle(grid3d, orient, idx, mats, diff, x, ctf, w, sigma2_pix, k2d, shells_pix, trans, frac,
+                     old_offset, prev_mat, s: EStepSettings, bp, noise) -> ParticleResult:
+    """Pass-1 weights, significant samples, pass 2 on their children, accumulation, max posterior."""
+    lp_t = _offset_logprior(trans, np.zeros(2), s.sigma_offset_a, s.angpix)
+    lp_r = _rotation_logprior(mats, prev_mat, s.local_sigma_deg)
+    log_post = -diff + lp_t[:, None] + lp_r[None, :]
+    weights = posterior_weights(log_post)
+    sig = significant_mask(weights, s.adaptive_fraction)
+    n_sig = int(sig.sum())
+    sig_t, sig_r = np.nonzero(sig)
+    ut, inv_t = np.unique(sig_t, return_inverse=True)
+    ur, inv_r = np.unique(sig_r, return_inverse=True)
+    # children: translations (n_ut, 4, 2), orientations (n_ur, 8)
+    t_kids = translation_children(trans[ut], s.offset_step_px).reshape(-1, 2)
+    r_kids = orient.children(idx[ur]).reshape(-1, 3)
+    kid_mats = euler_to_matrix(r_kids[:, 0], r_kids[:, 1], r_kids[:, 2]) @ s.perturbation
+    allowed = np.zeros((len(ut), len(ur)), bool)
+    allowed[inv_t, inv_r] = True
+    allowed = np.repeat(np.repeat(allowed, 4, axis=0), 8, axis=1)
+    proj = project_pixels(grid3d, kid_mats, k2d, s.pad)
+    shifts = (frac[None, :] + t_kids)[None]
+    diff2 = squared_differences(x[None], ctf[None], w[None], proj, shifts, k2d, s.box)[0]
+    log_post = -diff2 + _offset_logprior(t_kids, np.zeros(2), s.sigma_offset_a, s.angpix)[:, None] \
+        + _rotation_logprior(kid_mats, prev_mat, s.local_sigma_deg)[None, :]
+    log_post = np.where(allowed, log_post, -np.inf)
+    wts = posterior_weights(log_post)
+    best_t, best_r = np.unravel_index(np.argmax(wts), wts.shape)
+    offset_change2 = float((wts.sum(1) * ((t_kids * s.angpix) ** 2).sum(1)).sum())
+    if bp is not None or noise is not None:
+        _accumulate(wts, proj, kid_mats, x, ctf, sigma2_pix, k2d, shells_pix, frac[None, :] + t_kids, s, bp, noise)
+    rot, tilt, psi = matrix_to_euler(kid_mats[best_r])
+    return ParticleResult(np.array([rot, tilt, psi], np.float64), old_offset + t_kids[best_t],
+                          float(wts[best_t, best_r]), n_sig, offset_change2, float(np.min(diff2[allowed])))
+
+
+def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s, bp, noise) -> None:
+    keep_r = np.nonzero(wts.sum(0) > 1e-6 * wts.max())[0]
+    keep_t = np.nonzero(wts.sum(1) > 0)[0]
+    w_rt = wts[np.ix_(keep_t, keep_r)]
+    xt = x[None, :] * _phases(shifts[keep_t], k2d, s.box)  # (t, k)
+    sums = w_rt.T.astype(np.complex64) @ xt  # (r, k): sum_t w X_t
+    wr = w_rt.sum(0)  # (r,)
+    p = proj[keep_r]
+    inv_s2 = (1.0 / sigma2_pix).astype(np.float32)
+    if bp is not None:
+        bp.insert(sums * (ctf * inv_s2)[None, :], wr[:, None] * (ctf * ctf * inv_s2)[None, :], mats[keep_r], k2d)
+    if noise is not None:
+        wtot = wr.sum()
+        resid = (wtot * np.abs(x) ** 2 - 2.0 * (np.conj(ctf[None, :] * p) * sums).real.sum(0)
+                 + (wr[:, None] * np.abs(ctf[None, :] * p) ** 2).sum(0)) / max(wtot, 1e-300)
+        noise.add(resid.astype(np.float64), shells_pix)
