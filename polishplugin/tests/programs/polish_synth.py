@@ -21,13 +21,13 @@ from polishplugin.core.geometry import euler_to_matrix
 from polishplugin.core.projector import FourierProjector
 
 
-def blob_volume(box: int, seed: int = 3, n_blobs: int = 24) -> np.ndarray:
+def blob_volume(box: int, seed: int = 3, n_blobs: int = 40) -> np.ndarray:
     rng = np.random.default_rng(seed)
     z, y, x = (np.indices((box,) * 3) - box // 2).astype(np.float64)
     vol = np.zeros((box,) * 3)
     for _ in range(n_blobs):
         c = rng.uniform(-box / 4, box / 4, 3)
-        s = rng.uniform(0.8, 1.8)
+        s = rng.uniform(0.45, 0.6)
         vol += np.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * s * s))
     return vol.astype(np.float32)
 
