@@ -1,0 +1,78 @@
+"""Detector MTF STAR files (RELION ``data/mtf_*.star``): ``rlnResolutionInversePixel``, ``rlnMtfValue``.
+
+x is in 1/pixel of the physical detector (0 … 0.5); it becomes 1/Å through the ``--mtf_angpix``
+pixel size.  Files RELION would divide by garbage are rejected with a sentence naming the file:
+empty tables, missing columns, non-increasing x, x outside [0, 0.5], MTF values ≤ 1e-10 or not
+finite.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import labels as L
+from .star import StarError, read_star, write_star
+
+__all__ = ["Mtf", "read_mtf", "write_mtf", "MIN_MTF_VALUE"]
+
+#: Smallest usable MTF value (sharpening divides by the MTF).
+MIN_MTF_VALUE = 1e-10
+
+
+@dataclass
+class Mtf:
+    """An MTF curve: ``frequency_per_px`` (detector pixels, increasing) and ``value``."""
+
+    frequency_per_px: np.ndarray
+    value: np.ndarray
+    name: str = "mtf"
+    path: Path | None = None
+
+    def frequency_per_a(self, mtf_angpix: float) -> np.ndarray:
+        """x in 1/Å for a detector pixel of ``mtf_angpix`` Å."""
+        return self.frequency_per_px / float(mtf_angpix)
+
+
+def _validate(freq: np.ndarray, value: np.ndarray, where: str) -> None:
+    if freq.size == 0:
+        raise StarError(f"MTF file {where} has no rows")
+    if not (np.all(np.isfinite(freq)) and np.all(np.isfinite(value))):
+        raise StarError(f"MTF file {where} has non-finite values")
+    if np.any(np.diff(freq) <= 0):
+        bad = int(np.argmax(np.diff(freq) <= 0)) + 2
+        raise StarError(f"MTF file {where}: {L.RESOLUTION_INVERSE_PIXEL} must increase row by row "
+                        f"(row {bad} does not)")
+    if freq[0] < 0 or freq[-1] > 0.5 + 1e-6:
+        raise StarError(f"MTF file {where}: {L.RESOLUTION_INVERSE_PIXEL} must lie in [0, 0.5] "
+                        f"(1/detector pixel), found {freq[0]:g}..{freq[-1]:g}")
+    if np.any(value <= MIN_MTF_VALUE):
+        bad = int(np.argmax(value <= MIN_MTF_VALUE)) + 1
+        raise StarError(f"MTF file {where}: {L.MTF_VALUE} must be > {MIN_MTF_VALUE:g} "
+                        f"(row {bad} is {value[bad - 1]:g})")
+
+
+def read_mtf(path: str | os.PathLike) -> Mtf:
+    """Read and validate an MTF STAR file (first block holding both columns)."""
+    path = Path(path)
+    blocks = read_star(path)
+    for name, table in blocks.items():
+        if L.RESOLUTION_INVERSE_PIXEL in table.columns and L.MTF_VALUE in table.columns:
+            freq = table[L.RESOLUTION_INVERSE_PIXEL].to_numpy(dtype=np.float64)
+            value = table[L.MTF_VALUE].to_numpy(dtype=np.float64)
+            _validate(freq, value, str(path))
+            return Mtf(freq, value, name or "mtf", path)
+    raise StarError(f"MTF file {path} has no table with {L.RESOLUTION_INVERSE_PIXEL} and {L.MTF_VALUE}")
+
+
+def write_mtf(path: str | os.PathLike, mtf: Mtf) -> None:
+    """Write an MTF STAR file (validated first), atomically."""
+    freq = np.asarray(mtf.frequency_per_px, dtype=np.float64)
+    value = np.asarray(mtf.value, dtype=np.float64)
+    _validate(freq, value, str(path))
+    write_star(path, {mtf.name or "mtf": pd.DataFrame({L.RESOLUTION_INVERSE_PIXEL: freq,
+                                                        L.MTF_VALUE: value})})

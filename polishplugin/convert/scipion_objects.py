@@ -1,0 +1,343 @@
+"""Scipion objects <-> RELION STAR files (needs pyworkflow and pwem).
+
+Conventions (ALGORITHMS.md 0.2 and pwem's, as the RELION plugin uses them so that alignments
+travel between plugins):
+
+* A particle's 3D alignment is a pwem ``Transform`` of type ``ALIGN_PROJ`` whose 4x4 matrix is
+  ``inv([[A, -s], [0, 1]]) = [[Aᵀ, Aᵀ s], [0, 1]]`` with ``A`` RELION's Euler matrix
+  (``Euler_angles2matrix(rot, tilt, psi)``) and ``s`` the origin offset (``rlnOriginX/YAngst``) in
+  *pixels*.  :func:`relion_to_matrix` / :func:`matrix_to_relion` do this conversion.
+* The half set of each particle is the attribute ``_rlnRandomSubset`` (1 or 2).
+* Particle columns without a Scipion field travel as ``_rln<Label>`` attributes, so
+  STAR -> Scipion -> STAR keeps every column.
+* A movie's ``MovieAlignment`` holds the RELION global shifts (``rlnMicrographShiftX/Y``, unbinned
+  movie pixels, same sign) of frames first..last; the movie keeps the path of its per-movie STAR in
+  ``_rlnMicrographMetadata`` and its local model in ``_rlnMotionModelCoeffs``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyworkflow.object as pwobj
+from pwem import constants as emcts
+from pwem import objects as emobj
+
+from ..constants import RANDOM_SUBSET_ATTR
+from ..core.geometry import euler_to_matrix, matrix_to_euler
+from . import labels as L
+from .movies import (MicrographTable, MovieMetadata, read_movie_metadata, write_corrected_micrographs,
+                     write_movie_metadata)
+from .particles import ParticleTable
+from .star import join_image_name, split_image_name
+
+__all__ = [
+    "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
+    "micrographs_to_movies", "movies_to_micrographs", "make_volume", "make_mask", "make_fsc",
+]
+
+# Columns mapped onto Scipion fields (everything else travels as an _rln<Label> attribute).
+_MAPPED = {L.IMAGE_NAME, L.MICROGRAPH_NAME, L.COORDINATE_X, L.COORDINATE_Y, L.DEFOCUS_U, L.DEFOCUS_V,
+           L.DEFOCUS_ANGLE, L.PHASE_SHIFT, L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI, L.ORIGIN_X_ANGST,
+           L.ORIGIN_Y_ANGST, L.OPTICS_GROUP, L.RANDOM_SUBSET, L.CTF_MAX_RESOLUTION,
+           L.CTF_FIGURE_OF_MERIT, L.CLASS_NUMBER}
+_MOTION_COEFFS_ATTR = "_rlnMotionModelCoeffs"
+_METADATA_ATTR = "_rlnMicrographMetadata"
+
+
+# ------------------------------------------------------------------ geometry
+def relion_to_matrix(rot_deg: float, tilt_deg: float, psi_deg: float,
+                     shift_x_px: float, shift_y_px: float, shift_z_px: float = 0.0) -> np.ndarray:
+    """The 4x4 pwem projection-alignment matrix of a RELION pose (angles in degrees, origin in px)."""
+    a = np.asarray(euler_to_matrix(rot_deg, tilt_deg, psi_deg), dtype=np.float64)
+    forward = np.eye(4)
+    forward[:3, :3] = a
+    forward[:3, 3] = -np.array([shift_x_px, shift_y_px, shift_z_px], dtype=np.float64)
+    return np.linalg.inv(forward)
+
+
+def matrix_to_relion(matrix: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """Inverse of :func:`relion_to_matrix`: ``(rot, tilt, psi, shift_x_px, shift_y_px, shift_z_px)``."""
+    forward = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+    rot, tilt, psi = matrix_to_euler(forward[:3, :3])
+    shifts = -forward[:3, 3]
+    return (float(rot), float(tilt), float(psi), float(shifts[0]), float(shifts[1]), float(shifts[2]))
+
+
+# ------------------------------------------------------------------ attributes
+def _to_attr(value):
+    if isinstance(value, (bool, np.bool_)):
+        return pwobj.Integer(int(value))
+    if isinstance(value, (int, np.integer)):
+        return pwobj.Integer(int(value))
+    if isinstance(value, (float, np.floating)):
+        return pwobj.Float(float(value))
+    return pwobj.String(str(value))
+
+
+def _extra_attrs(obj) -> dict:
+    """``{rlnLabel: value}`` of the ``_rln*`` attributes of a Scipion object."""
+    out = {}
+    for name, attr in obj.getAttributes():
+        if name.startswith("_rln") and name not in (RANDOM_SUBSET_ATTR, _MOTION_COEFFS_ATTR, _METADATA_ATTR):
+            out[name[1:]] = attr.get()
+    return out
+
+
+# ------------------------------------------------------------------ particles
+def _acquisition(optics_row: pd.Series) -> emobj.Acquisition:
+    acq = emobj.Acquisition()
+    acq.setVoltage(float(optics_row[L.VOLTAGE]))
+    acq.setSphericalAberration(float(optics_row[L.SPHERICAL_ABERRATION]))
+    acq.setAmplitudeContrast(float(optics_row[L.AMPLITUDE_CONTRAST]))
+    acq.setMagnification(10000.0)
+    return acq
+
+
+def table_to_particles(table: ParticleTable, part_set, image_root: str | os.PathLike | None = None) -> None:
+    """Fill an empty ``SetOfParticles`` from a particle table (one optics group: the first).
+
+    Image file names are resolved against ``image_root`` (default: the table's project folder).
+    """
+    optics = table.optics.iloc[0]
+    angpix = float(optics[L.IMAGE_PIXEL_SIZE])
+    part_set.setSamplingRate(angpix)
+    part_set.setAcquisition(_acquisition(optics))
+    cols = table.particles.columns
+    has_ctf = L.DEFOCUS_U in cols
+    has_pose = L.ANGLE_ROT in cols and L.ANGLE_TILT in cols
+    part_set.setHasCTF(has_ctf)
+    part_set.setAlignmentProj() if has_pose else part_set.setAlignment(emcts.ALIGN_NONE)
+    origins = table.origins_px()
+    angles = table.angles_deg()
+    records = table.particles.to_dict("records")
+    for i, row in enumerate(records):
+        particle = emobj.Particle()
+        index, stack = split_image_name(row[L.IMAGE_NAME])
+        path = Path(stack) if Path(stack).is_absolute() else (
+            Path(image_root) / stack if image_root is not None else table.resolve(stack))
+        particle.setLocation(index, str(path))
+        particle.setSamplingRate(angpix)
+        particle.setAcquisition(_acquisition(optics))
+        if has_ctf:
+            ctf = emobj.CTFModel()
+            du = float(row[L.DEFOCUS_U])
+            ctf.setStandardDefocus(du, float(row.get(L.DEFOCUS_V, du)), float(row.get(L.DEFOCUS_ANGLE, 0.0)))
+            if L.PHASE_SHIFT in row:
+                ctf.setPhaseShift(float(row[L.PHASE_SHIFT]))
+            if L.CTF_MAX_RESOLUTION in row:
+                ctf.setResolution(float(row[L.CTF_MAX_RESOLUTION]))
+            if L.CTF_FIGURE_OF_MERIT in row:
+                ctf.setFitQuality(float(row[L.CTF_FIGURE_OF_MERIT]))
+            particle.setCTF(ctf)
+        if has_pose:
+            transform = emobj.Transform()
+            transform.setMatrix(relion_to_matrix(*angles[i], *origins[i]))
+            particle.setTransform(transform)
+        if L.COORDINATE_X in row:
+            coord = emobj.Coordinate()
+            coord.setPosition(float(row[L.COORDINATE_X]), float(row[L.COORDINATE_Y]))
+            if L.MICROGRAPH_NAME in row:
+                coord.setMicName(str(row[L.MICROGRAPH_NAME]))
+            particle.setCoordinate(coord)
+        if L.CLASS_NUMBER in row:
+            particle.setClassId(int(row[L.CLASS_NUMBER]))
+        if L.RANDOM_SUBSET in row:
+            setattr(particle, RANDOM_SUBSET_ATTR, pwobj.Integer(int(row[L.RANDOM_SUBSET])))
+        for label in cols:
+            if label not in _MAPPED:
+                setattr(particle, "_" + label, _to_attr(row[label]))
+        part_set.append(particle)
+
+
+def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTable:
+    """A RELION 3.1+ particle table (one optics group) from a ``SetOfParticles``.
+
+    Image names are written ``index@filename`` with Scipion's file names as stored (relative to the
+    Scipion project folder, which is where protocols run).
+    """
+    angpix = float(part_set.getSamplingRate())
+    acq = part_set.getAcquisition()
+    if image_size_px is None:
+        dim = part_set.getDim()
+        image_size_px = int(dim[0]) if dim and dim[0] else 0
+    optics = pd.DataFrame({
+        L.OPTICS_GROUP_NAME: ["opticsGroup1"], L.OPTICS_GROUP: [1],
+        L.MICROGRAPH_ORIGINAL_PIXEL_SIZE: [angpix],
+        L.VOLTAGE: [float(acq.getVoltage())], L.SPHERICAL_ABERRATION: [float(acq.getSphericalAberration())],
+        L.AMPLITUDE_CONTRAST: [float(acq.getAmplitudeContrast())], L.IMAGE_PIXEL_SIZE: [angpix],
+        L.IMAGE_SIZE: [int(image_size_px)], L.IMAGE_DIMENSIONALITY: [2]})
+    rows = []
+    for particle in part_set.iterItems(orderBy="id"):
+        row: dict = {}
+        if particle.hasCoordinate():
+            coord = particle.getCoordinate()
+            row[L.COORDINATE_X] = float(coord.getX())
+            row[L.COORDINATE_Y] = float(coord.getY())
+        if particle.hasClassId():
+            row[L.CLASS_NUMBER] = int(particle.getClassId())
+        row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), particle.getFileName(), padding=6)
+        if particle.hasCoordinate() and particle.getCoordinate().getMicName():
+            row[L.MICROGRAPH_NAME] = particle.getCoordinate().getMicName()
+        row[L.OPTICS_GROUP] = 1
+        if particle.hasCTF():
+            ctf = particle.getCTF()
+            row[L.DEFOCUS_U] = float(ctf.getDefocusU())
+            row[L.DEFOCUS_V] = float(ctf.getDefocusV())
+            row[L.DEFOCUS_ANGLE] = float(ctf.getDefocusAngle())
+            if ctf.hasPhaseShift():
+                row[L.PHASE_SHIFT] = float(ctf.getPhaseShift())
+            if ctf.hasResolution():
+                row[L.CTF_MAX_RESOLUTION] = float(ctf.getResolution())
+            if ctf.getFitQuality() is not None:
+                row[L.CTF_FIGURE_OF_MERIT] = float(ctf.getFitQuality())
+        if particle.hasTransform():
+            rot, tilt, psi, sx, sy, _ = matrix_to_relion(particle.getTransform().getMatrix())
+            row.update({L.ANGLE_ROT: rot, L.ANGLE_TILT: tilt, L.ANGLE_PSI: psi,
+                        L.ORIGIN_X_ANGST: sx * angpix, L.ORIGIN_Y_ANGST: sy * angpix})
+        subset = getattr(particle, RANDOM_SUBSET_ATTR, None)
+        if subset is not None and subset.get() is not None:
+            row[L.RANDOM_SUBSET] = int(subset.get())
+        row.update(_extra_attrs(particle))
+        rows.append(row)
+    return ParticleTable(optics, pd.DataFrame(rows))
+
+
+# ------------------------------------------------------------------ movies
+def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.Acquisition | None = None,
+                          movie_root: str | os.PathLike | None = None) -> list[MovieMetadata]:
+    """Fill an empty ``SetOfMovies`` from ``corrected_micrographs.star`` and its per-movie STARs.
+
+    Each movie gets its file (``rlnMicrographMovieName``, resolved against the project folder or
+    ``movie_root``), micName (``rlnMicrographName``), frames range, ``MovieAlignment`` (global
+    shifts) and the attributes ``_rlnMicrographMetadata`` and ``_rlnMotionModelCoeffs``.
+    Returns the metadata read, in table order.
+    """
+    metas = [read_movie_metadata(table.metadata_path(i)) for i in range(len(table))]
+    first = metas[0]
+    movie_angpix = float(first.original_pixel_size_a)
+    movie_set.setSamplingRate(movie_angpix)
+    if acquisition is None:
+        acquisition = emobj.Acquisition()
+        optics = table.optics.iloc[0]
+        acquisition.setVoltage(float(optics.get(L.VOLTAGE, first.voltage_kv)))
+        acquisition.setSphericalAberration(float(optics.get(L.SPHERICAL_ABERRATION, 2.7)))
+        acquisition.setAmplitudeContrast(float(optics.get(L.AMPLITUDE_CONTRAST, 0.1)))
+        acquisition.setMagnification(10000.0)
+    acquisition.setDosePerFrame(float(first.dose_per_frame_e_per_a2))
+    acquisition.setDoseInitial(float(first.pre_exposure_e_per_a2))
+    movie_set.setAcquisition(acquisition)
+    movie_set.setFramesRange([1, first.n_frames, 1])
+    for i, meta in enumerate(metas):
+        movie = emobj.Movie()
+        path = Path(meta.movie_name)
+        if not path.is_absolute():
+            path = Path(movie_root) / path if movie_root is not None else _movie_path(table, meta)
+        movie.setFileName(str(path))
+        movie.setMicName(table.names()[i])
+        movie.setSamplingRate(movie_angpix)
+        movie.setAcquisition(acquisition.clone())
+        movie.setFramesRange([1, meta.n_frames, 1])
+        alignment = emobj.MovieAlignment(first=1, last=meta.n_frames,
+                                         xshifts=[float(x) for x in meta.global_shifts_px[:, 0]],
+                                         yshifts=[float(y) for y in meta.global_shifts_px[:, 1]])
+        movie.setAlignment(alignment)
+        setattr(movie, _METADATA_ATTR, pwobj.String(str(meta.path)))
+        if meta.local_coeffs is not None:
+            coeffs = pwobj.CsvList(pType=float)
+            coeffs.set([float(c) for c in meta.local_coeffs])
+            setattr(movie, _MOTION_COEFFS_ATTR, coeffs)
+        movie_set.append(movie)
+    return metas
+
+
+def _movie_path(table: MicrographTable, meta: MovieMetadata) -> Path:
+    from .particles import resolve_relion_path
+    return resolve_relion_path(meta.movie_name, table.path, table.project_dir)
+
+
+def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str = "corrected_micrographs.star"
+                          ) -> MicrographTable:
+    """Write ``corrected_micrographs.star`` and one per-movie STAR per movie into ``out_dir``.
+
+    The per-movie STAR starts from the movie's original one (``_rlnMicrographMetadata``) when it
+    exists, so hot pixels and EER fields are kept; shifts always come from the ``MovieAlignment``.
+    Paths are written absolute.
+    """
+    out_dir = Path(out_dir).resolve()
+    acq = movie_set.getAcquisition()
+    angpix = float(movie_set.getSamplingRate())
+    rows = []
+    for movie in movie_set.iterItems(orderBy="id"):
+        base = None
+        meta_attr = getattr(movie, _METADATA_ATTR, None)
+        if meta_attr is not None and meta_attr.get() and os.path.exists(meta_attr.get()):
+            base = read_movie_metadata(meta_attr.get())
+        xs, ys = movie.getAlignment().getShifts() if movie.hasAlignment() else ([], [])
+        first, last = movie.getAlignment().getRange() if movie.hasAlignment() else (1, 0)
+        dim = movie.getDim()
+        if dim is None and base is not None:
+            dim = (base.width_px, base.height_px, base.n_frames)
+        if dim is None:
+            raise ValueError(f"movie {movie.getFileName()} has no dimensions (file missing?) and no "
+                             "per-movie STAR to take them from")
+        n_frames = int(dim[2])
+        shifts = np.zeros((n_frames, 2))
+        if len(xs):
+            start = max(1, int(first))
+            shifts[start - 1:start - 1 + len(xs), 0] = [float(x) for x in xs]
+            shifts[start - 1:start - 1 + len(ys), 1] = [float(y) for y in ys]
+        coeffs_attr = getattr(movie, _MOTION_COEFFS_ATTR, None)
+        coeffs = np.array([float(c) for c in coeffs_attr], dtype=np.float64) if coeffs_attr is not None \
+            and len(coeffs_attr) else (base.local_coeffs if base is not None else None)
+        meta = MovieMetadata(
+            width_px=int(dim[0]), height_px=int(dim[1]), n_frames=n_frames,
+            movie_name=os.path.abspath(movie.getFileName()), global_shifts_px=shifts,
+            gain_name=base.gain_name if base else None, defect_file=base.defect_file if base else None,
+            binning=base.binning if base else 1.0, original_pixel_size_a=angpix,
+            dose_per_frame_e_per_a2=float(acq.getDosePerFrame() or 1.0),
+            pre_exposure_e_per_a2=float(acq.getDoseInitial() or 0.0), voltage_kv=float(acq.getVoltage()),
+            start_frame=base.start_frame if base else 1, motion_model_version=1 if coeffs is not None else 0,
+            local_coeffs=coeffs, hot_pixels_px=base.hot_pixels_px if base else None,
+            extra_general=dict(base.extra_general) if base else {})
+        star_path = out_dir / (Path(movie.getMicName() or movie.getFileName()).stem + ".star")
+        write_movie_metadata(star_path, meta)
+        rows.append({L.MICROGRAPH_NAME: movie.getMicName() or movie.getFileName(),
+                     L.MICROGRAPH_METADATA: str(star_path), L.OPTICS_GROUP: 1})
+    optics = pd.DataFrame({
+        L.OPTICS_GROUP_NAME: ["opticsGroup1"], L.OPTICS_GROUP: [1],
+        L.MICROGRAPH_ORIGINAL_PIXEL_SIZE: [angpix], L.VOLTAGE: [float(acq.getVoltage())],
+        L.SPHERICAL_ABERRATION: [float(acq.getSphericalAberration())],
+        L.AMPLITUDE_CONTRAST: [float(acq.getAmplitudeContrast())], L.MICROGRAPH_PIXEL_SIZE: [angpix]})
+    table = MicrographTable(optics, pd.DataFrame(rows), out_dir / star_name, out_dir)
+    write_corrected_micrographs(table.path, table)
+    return table
+
+
+# ------------------------------------------------------------------ maps and FSC
+def make_volume(path: str, angpix: float, half1: str | None = None, half2: str | None = None):
+    """A ``Volume`` for ``path`` with its sampling rate and, when given, its two half maps."""
+    volume = emobj.Volume()
+    volume.setFileName(str(path))
+    volume.setSamplingRate(float(angpix))
+    if half1 and half2:
+        volume.setHalfMaps([str(half1), str(half2)])
+    return volume
+
+
+def make_mask(path: str, angpix: float):
+    """A ``VolumeMask`` for ``path``."""
+    mask = emobj.VolumeMask()
+    mask.setFileName(str(path))
+    mask.setSamplingRate(float(angpix))
+    return mask
+
+
+def make_fsc(resolution_per_a, fsc_values, label: str = "FSC"):
+    """An ``FSC`` object: x = resolution (1/Å) per shell, y = FSC."""
+    fsc = emobj.FSC(objLabel=label)
+    fsc.setData([float(v) for v in resolution_per_a], [float(v) for v in fsc_values])
+    return fsc

@@ -1,0 +1,12 @@
+"""The plugin's Scipion protocols (one module per job type, thin: convert -> run program -> outputs).
+
+HOW TO REGISTER A PROTOCOL: each engineer adds ONE explicit import line below for the class in
+their ``protocol_<step>.py`` (no try/except: an import error must show, not hide the protocol) and
+adds the class name to ``__all__``.  ``protocols.conf`` already lists all seven classes; Scipion's
+tree skips names that are not importable yet.
+"""
+
+from ._base import ProtPolishBase
+from .protocol_import import ProtPolishImport
+
+__all__ = ["ProtPolishBase", "ProtPolishImport"]

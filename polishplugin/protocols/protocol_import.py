@@ -1,0 +1,208 @@
+"""ProtPolishImport: bring a RELION-shaped project into Scipion objects.
+
+The pattern for the plugin's protocols, in its simplest form: params -> one step that reads the
+files through ``convert`` -> ``_defineOutputs`` + source relations.  Files are referenced where
+they are (absolute paths), not copied.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from enum import Enum
+
+from pwem.objects import SetOfMovies, SetOfParticles, Volume, VolumeMask
+from pyworkflow.protocol import params
+
+from ..convert.mrc import MrcError, read_mrc_header
+from ..convert.movies import read_corrected_micrographs
+from ..convert.mtf import read_mtf
+from ..convert.outputs import read_postprocess
+from ..convert.particles import read_particles, resolve_relion_path
+from ..convert.scipion_objects import make_mask, make_volume, micrographs_to_movies, table_to_particles
+from ..convert.star import StarError
+from ._base import ProtPolishBase
+
+__all__ = ["ProtPolishImport"]
+
+
+class ProtPolishImport(ProtPolishBase):
+    """Import a RELION project: movies with their motion correction (corrected_micrographs.star and
+    the per-movie STAR files), particles (STAR with optics, poses, CTF, half sets), and optionally
+    the half maps, the solvent mask and postprocess.star of a previous refinement."""
+
+    _label = "polish - import RELION project"
+    _devStatus = "NEW"
+
+    class outputs(Enum):
+        outputMovies = SetOfMovies
+        outputParticles = SetOfParticles
+        outputVolume = Volume
+        outputMask = VolumeMask
+
+    _possibleOutputs = outputs
+
+    # --------------------------- DEFINE param functions ----------------------
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("projectDir", params.PathParam, default="", label="RELION project folder",
+                      help="Folder the paths inside the STAR files are relative to. Empty: the first "
+                           "folder above each STAR file where those paths exist.")
+        form.addParam("micrographsStar", params.PathParam, default="",
+                      label="Micrographs (from MotionCorr)",
+                      help="corrected_micrographs.star; its rlnMicrographMetadata column points to "
+                           "the per-movie motion STAR files.")
+        form.addParam("requireMovies", params.BooleanParam, default=True,
+                      label="Movie files must exist?",
+                      help="No: import the motion metadata even when the movie files are absent "
+                           "(polishing will then refuse them).")
+        form.addParam("particlesStar", params.PathParam, default="",
+                      label="Particles (from Refine3D or CtfRefine)",
+                      help="RELION 3.0 or 3.1+ particle STAR file.")
+        form.addParam("checkStacks", params.BooleanParam, default=True,
+                      label="Particle stacks must exist?")
+        form.addSection(label="Maps")
+        form.addParam("postprocessStar", params.PathParam, default="",
+                      label="Postprocess STAR file",
+                      help="postprocess.star: gives the half maps and the mask when those are empty.")
+        form.addParam("halfMap1", params.PathParam, default="", label="Half map 1 (unfiltered)")
+        form.addParam("halfMap2", params.PathParam, default="", label="Half map 2 (unfiltered)")
+        form.addParam("maskFile", params.PathParam, default="", label="Solvent mask")
+        form.addParam("samplingRate", params.FloatParam, default=0.0, label="Map pixel size (Å)",
+                      help="0: from the MRC header.")
+        form.addParam("mtfStar", params.PathParam, default="", label="MTF of the detector (STAR file)",
+                      help="Validated and copied to extra/ for later steps.")
+
+    # --------------------------- INSERT steps functions ----------------------
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.importStep)
+
+    # --------------------------- STEPS functions -----------------------------
+    def importStep(self):
+        if self.micrographsStar.get():
+            self._importMovies()
+        if self.particlesStar.get():
+            self._importParticles()
+        half1, half2, mask = self._mapFiles()
+        if half1 and half2:
+            self._importMaps(half1, half2)
+        if mask:
+            angpix = self._mapPixelSize(mask)
+            self._defineOutputs(**{self.outputs.outputMask.name: make_mask(mask, angpix)})
+        if self.mtfStar.get():
+            shutil.copy(self.mtfStar.get(), self._extra(os.path.basename(self.mtfStar.get())))
+
+    def _importMovies(self):
+        table = read_corrected_micrographs(self.micrographsStar.get(), self._projectDir())
+        movies = self._createSetOfMovies()
+        micrographs_to_movies(table, movies)
+        self._defineOutputs(**{self.outputs.outputMovies.name: movies})
+
+    def _importParticles(self):
+        table = read_particles(self.particlesStar.get(), check_stacks=self.checkStacks.get(),
+                               project_dir=self._projectDir())
+        particles = self._createSetOfParticles()
+        table_to_particles(table, particles)
+        self._defineOutputs(**{self.outputs.outputParticles.name: particles})
+
+    def _importMaps(self, half1, half2):
+        angpix = self._mapPixelSize(half1)
+        volume = make_volume(half1, angpix, half1, half2)
+        self._defineOutputs(**{self.outputs.outputVolume.name: volume})
+
+    # --------------------------- INFO functions ------------------------------
+    def _validate(self):
+        errors = []
+        given = [self.micrographsStar.get(), self.particlesStar.get(), self.halfMap1.get(),
+                 self.postprocessStar.get(), self.maskFile.get()]
+        if not any(given):
+            errors.append("Give at least one file to import (micrographs, particles, maps or mask).")
+        for param, what in ((self.micrographsStar, "micrographs STAR file"),
+                            (self.particlesStar, "particles STAR file"),
+                            (self.postprocessStar, "postprocess STAR file"),
+                            (self.halfMap1, "half map 1"), (self.halfMap2, "half map 2"),
+                            (self.maskFile, "mask"), (self.mtfStar, "MTF STAR file")):
+            if param.get() and not os.path.exists(param.get()):
+                errors.append(f"The {what} {param.get()} does not exist.")
+        if errors:
+            return errors
+        if bool(self.halfMap1.get()) != bool(self.halfMap2.get()):
+            errors.append("Give both half maps, or neither.")
+        errors += self._validateContents()
+        return errors
+
+    def _validateContents(self):
+        errors = []
+        try:
+            if self.particlesStar.get():
+                read_particles(self.particlesStar.get(), check_stacks=self.checkStacks.get(),
+                               project_dir=self._projectDir())
+            if self.micrographsStar.get():
+                errors += self._validateMovies()
+            if self.postprocessStar.get():
+                read_postprocess(self.postprocessStar.get())
+            if self.mtfStar.get():
+                read_mtf(self.mtfStar.get())
+            half1, half2, mask = self._mapFiles()
+            shapes = {path: read_mrc_header(path) for path in (half1, half2, mask) if path}
+            if half1 and half2 and shapes[half1][0] != shapes[half2][0]:
+                errors.append(f"The half maps {half1} and {half2} have different shapes "
+                              f"{shapes[half1][0]} and {shapes[half2][0]}.")
+            if mask and half1 and shapes[mask][0] != shapes[half1][0]:
+                errors.append(f"The mask {mask} has shape {shapes[mask][0]}, the half maps "
+                              f"{shapes[half1][0]}.")
+        except (StarError, MrcError) as exc:
+            errors.append(str(exc))
+        return errors
+
+    def _validateMovies(self):
+        from ..convert.movies import read_movie_metadata
+        table = read_corrected_micrographs(self.micrographsStar.get(), self._projectDir())
+        errors = []
+        for row in range(len(table)):
+            meta_path = table.metadata_path(row)
+            if not meta_path.exists():
+                errors.append(f"The per-movie STAR file {meta_path} (micrographs STAR file "
+                              f"{table.path}) does not exist.")
+                continue
+            meta = read_movie_metadata(meta_path)
+            movie = resolve_relion_path(meta.movie_name, table.path, table.project_dir)
+            if self.requireMovies.get() and not movie.exists():
+                errors.append(f"The movie {movie} (per-movie STAR file {meta_path}) does not exist.")
+        return errors[:10]
+
+    def _summary(self):
+        lines = []
+        for name in self.outputs:
+            if self.hasAttribute(name.name):
+                obj = getattr(self, name.name)
+                size = f" ({obj.getSize()} items)" if hasattr(obj, "getSize") else ""
+                lines.append(f"{name.name}: imported{size}")
+        return lines or ["Nothing imported yet."]
+
+    def _methods(self):
+        return ["A RELION project was imported into Scipion with polishplugin."]
+
+    # --------------------------- UTILS functions -----------------------------
+    def _projectDir(self):
+        return self.projectDir.get() or None
+
+    def _mapFiles(self):
+        """(half1, half2, mask): the form's files, else those named in postprocess.star."""
+        half1, half2, mask = self.halfMap1.get(), self.halfMap2.get(), self.maskFile.get()
+        if self.postprocessStar.get() and not (half1 and half2 and mask):
+            post = read_postprocess(self.postprocessStar.get())
+            star = post.path
+
+            def resolve(name):
+                return str(resolve_relion_path(name, star, self._projectDir())) if name else None
+            p1, p2 = post.half_maps()
+            if not (half1 and half2):
+                half1, half2 = resolve(p1), resolve(p2)
+            mask = mask or resolve(post.mask_name)
+        return half1 or None, half2 or None, mask or None
+
+    def _mapPixelSize(self, path):
+        if self.samplingRate.get():
+            return float(self.samplingRate.get())
+        return read_mrc_header(path)[1]

@@ -1,0 +1,71 @@
+"""ProtPolishImport in a Scipion test project: outputs registered with the right sizes and values."""
+
+import re
+import tempfile
+
+import numpy as np
+
+from polishplugin.tests.protocols.scipion_env import require_scipion
+
+require_scipion()
+
+from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+
+from polishplugin.convert.particles import read_particles  # noqa: E402
+from polishplugin.convert.scipion_objects import matrix_to_relion  # noqa: E402
+from polishplugin.protocols import ProtPolishImport  # noqa: E402
+from polishplugin.tests.convert.tiny_project import (ANGPIX, N_FRAMES, make_tiny_project)  # noqa: E402
+
+
+class TestPolishImport(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.files = make_tiny_project(tempfile.mkdtemp(prefix="polish_tiny_"))
+
+    def test_import_all(self):
+        f = self.files
+        prot = self.newProtocol(ProtPolishImport, objLabel="import tiny project",
+                                micrographsStar=str(f["micrographs_star"]),
+                                particlesStar=str(f["particles_star"]),
+                                postprocessStar=str(f["postprocess_star"]),
+                                mtfStar=str(f["mtf_star"]))
+        self.launchProtocol(prot)
+
+        movies = prot.outputMovies
+        self.assertEqual(movies.getSize(), f["n_movies"])
+        movie = movies.getFirstItem()
+        xs, ys = movie.getAlignment().getShifts()
+        np.testing.assert_allclose(xs, f["metas"][0].global_shifts_px[:, 0], atol=1e-5)
+        np.testing.assert_allclose(ys, f["metas"][0].global_shifts_px[:, 1], atol=1e-5)
+        self.assertEqual(movie.getAlignment().getRange(), (1, N_FRAMES))
+        self.assertAlmostEqual(movies.getAcquisition().getDosePerFrame(), 1.5)
+
+        particles = prot.outputParticles
+        self.assertEqual(particles.getSize(), f["n_particles"])
+        self.assertAlmostEqual(particles.getSamplingRate(), ANGPIX)
+        self.assertTrue(particles.hasCTF() and particles.hasAlignmentProj())
+        table = read_particles(f["particles_star"])
+        first = particles.getFirstItem()
+        rot, tilt, psi, sx, sy, _ = matrix_to_relion(first.getTransform().getMatrix())
+        row = table.particles.iloc[0]
+        np.testing.assert_allclose([sx * ANGPIX, sy * ANGPIX],
+                                   [row["rlnOriginXAngst"], row["rlnOriginYAngst"]], atol=1e-4)
+        ctf = first.getCTF()  # Scipion standardises to U >= V (angle + 90 when swapped)
+        self.assertAlmostEqual(ctf.getDefocusU(), max(row["rlnDefocusU"], row["rlnDefocusV"]), places=3)
+        self.assertAlmostEqual(ctf.getDefocusV(), min(row["rlnDefocusU"], row["rlnDefocusV"]), places=3)
+        self.assertEqual(first._rlnRandomSubset.get(), int(row["rlnRandomSubset"]))
+
+        volume = prot.outputVolume
+        self.assertTrue(volume.hasHalfMaps())
+        self.assertEqual(volume.getHalfMaps(asList=True), [str(f["half1"]), str(f["half2"])])
+        self.assertAlmostEqual(volume.getSamplingRate(), ANGPIX)
+        self.assertEqual(prot.outputMask.getFileName(), str(f["mask"]))
+
+    def test_bad_particles_fail_validation(self):
+        bad = self.files["root"] / "bad_particles.star"
+        text = re.sub(r"opticsGroup1\s+1 ", "opticsGroup1 7 ", self.files["particles_star"].read_text())
+        bad.write_text(text)
+        prot = self.newProtocol(ProtPolishImport, particlesStar=str(bad))
+        errors = prot.validate()
+        self.assertTrue(any(str(bad) in e and "optics group" in e for e in errors), errors)

@@ -1,0 +1,61 @@
+"""The plugin is found by pyworkflow's Domain (entry point) and its protocols are listed."""
+
+import json
+from configparser import ConfigParser
+from pathlib import Path
+
+import pytest
+
+from polishplugin.tests.protocols.scipion_env import require_scipion
+
+require_scipion()
+
+ALL_PROTOCOLS = ["ProtPolishImport", "ProtPolishMaskCreate", "ProtPolishTrain", "ProtPolishParticles",
+                 "ProtPolishRefine3D", "ProtPolishPostprocess", "ProtPolishLocalRes"]
+
+
+def test_domain_discovers_plugin():
+    import pyworkflow as pw
+    domain = pw.Config.getDomain()
+    plugins = domain.getPlugins()
+    assert "polishplugin" in plugins
+    plugin = domain.getPlugin("polishplugin")
+    assert plugin.Plugin.getProgram().endswith("polishplugin")
+
+
+def test_domain_lists_import_protocol():
+    import pyworkflow as pw
+    protocols = pw.Config.getDomain().getProtocols()
+    assert "ProtPolishImport" in protocols
+    cls = protocols["ProtPolishImport"]
+    assert cls.getClassPackageName() == "polishplugin"
+    assert not cls.isBase() and cls._label.startswith("polish")
+    assert protocols["ProtPolishBase"].isBase()  # the helper base is not offered in the GUI
+
+
+def test_protocols_conf_lists_all_seven_in_spa_tree():
+    conf = Path(__import__("polishplugin").__file__).with_name("protocols.conf")
+    cp = ConfigParser()
+    cp.optionxform = str
+    cp.read(conf)
+    tree = json.loads(cp.get("PROTOCOLS", "Protocols SPA"))
+    section = [node for node in tree if node.get("text") == "Polishing stage"]
+    assert len(section) == 1
+    names = [child["value"] for child in section[0]["children"]]
+    assert names == ALL_PROTOCOLS
+
+
+def test_every_existing_protocol_class_is_unique_and_labelled():
+    import pyworkflow as pw
+    protocols = pw.Config.getDomain().getProtocols()
+    ours = {k: v for k, v in protocols.items() if v.getClassPackageName() == "polishplugin" and not v.isBase()}
+    assert "ProtPolishImport" in ours
+    for name, cls in ours.items():
+        assert name.startswith("ProtPolish"), name
+        assert cls.__dict__.get("_label"), f"{name} has no _label"
+
+
+def test_citations_parse():
+    import pyworkflow as pw
+    plugin = pw.Config.getDomain().getPlugin("polishplugin")
+    assert "Zivanov2019" in plugin._bibtex
