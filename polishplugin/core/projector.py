@@ -402,8 +402,10 @@ class FourierBackprojector:
                     soft_mask_corners: bool = True) -> np.ndarray:
         """Reconstruct the ``(N, N, N)`` float32 map: ``F = data / W``.
 
-        ``W = weight + 1/(tau2_fudge * tau2[shell])`` where ``tau2`` (per image shell, length >= N//2+1)
-        is given and positive (shells ``< minres_shell`` get no regulariser), else
+        ``W = weight + 1/(pad^3 * tau2_fudge * tau2[shell])`` (RELION units, see
+        :mod:`polishplugin.core.reconstruct`) where ``tau2`` (per image shell ``ROUND(|K|/pad)``) is
+        given (shells ``< minres_shell`` get no regulariser; ``tau2 == 0`` adds ``1000 * weight`` as
+        RELION's ``1/(0.001 weight)``, which suppresses the shell), else
         ``weight + wiener_constant``; then ``W = max(W, radial_mean(W)/1000)`` (RELION) and ``F = 0``
         where ``W == 0``.  Inverse FFT, crop, corner soft mask (radius N/2, width 3; RELION QUIRK always
         applied), gridding correction ``/ sinc^2(r/(N*pad))``.  Does not modify the accumulators.
@@ -426,7 +428,8 @@ class FourierBackprojector:
             tt = np.zeros(shell.max() + 1)
             tt[:min(len(t), len(tt))] = t[:len(tt)]
             ts = tt[shell]
-            reg = np.where(ts > 0, 1.0 / np.maximum(tau2_fudge * ts, 1e-300), 0.0)
+            # RELION: tau2 == 0 -> 1/(0.001 * weight), i.e. such shells are suppressed
+            reg = np.where(ts > 0, 1.0 / np.maximum(pad ** 3 * tau2_fudge * ts, 1e-300), 1000.0 * w)
             reg[shell < minres_shell] = 0.0
             w = w + reg
         else:
