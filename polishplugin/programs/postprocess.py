@@ -23,7 +23,8 @@ import pandas as pd
 
 from ..convert import labels as L
 from ..convert.mrc import read_mrc, write_mrc
-from ..convert.star import STAR_VERSION, _block_text, atomic_write_text, format_value, read_star
+from ..convert.mtf import read_mtf
+from ..convert.star import STAR_VERSION, StarError, _block_text, atomic_write_text, format_value
 from ..core.fourier import irfft, n_shells, radius_grid, rfft, round_half_away, shell_resolution_a
 from ..core.mtf import validate_mtf_table
 from ..core.postprocess import (FscCurves, SharpenResult, choose_resolution, mask_fractions,
@@ -84,17 +85,16 @@ def other_half_name(half1: str) -> str:
 
 
 def read_mtf_table(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(rlnResolutionInversePixel, rlnMtfValue)`` of an MTF STAR file, validated."""
-    blocks = read_star(path)
-    for table in blocks.values():
-        if L.RESOLUTION_INVERSE_PIXEL in table.columns and L.MTF_VALUE in table.columns:
-            try:
-                x = pd.to_numeric(table[L.RESOLUTION_INVERSE_PIXEL], errors="raise").to_numpy(np.float64)
-                y = pd.to_numeric(table[L.MTF_VALUE], errors="raise").to_numpy(np.float64)
-                return validate_mtf_table(x, y)
-            except (ValueError, TypeError) as exc:
-                raise ProgramError(f"MTF file {path} is unusable: {exc}") from None
-    raise ProgramError(f"MTF file {path} has no table with {L.RESOLUTION_INVERSE_PIXEL} and {L.MTF_VALUE}")
+    """``(rlnResolutionInversePixel, rlnMtfValue)`` of an MTF STAR file (convert.mtf), validated."""
+    try:
+        mtf = read_mtf(path)
+        return validate_mtf_table(mtf.frequency_per_px, mtf.value)
+    except StarError as exc:
+        if "has no table" in str(exc):
+            raise ProgramError(str(exc)) from None
+        raise ProgramError(f"MTF file {path} is unusable: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise ProgramError(f"MTF file {path} is unusable: {exc}") from None
 
 
 def _read_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float, str]:
