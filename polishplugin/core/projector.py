@@ -20,8 +20,9 @@ Conventions (all shared with :mod:`polishplugin.core.fourier`):
   it before transforming, the reconstruction divides the result by it after transforming back.
 
 Each heavy loop has a numpy implementation here; :mod:`polishplugin.core.opencl.projector_cl` holds
-the OpenCL twins, selected with ``backend="numpy"|"opencl"|"auto"`` (``"auto"`` = numpy; the
-measurements in ``bench/README.md`` show which is faster on which machine).
+the OpenCL twins, selected per call with ``backend="numpy"|"opencl"|"auto"`` (``"auto"`` = OpenCL
+when a device exists, else numpy; the default is ``"numpy"``, programs pass their ``--backend``).
+``bench/README.md`` records which is faster on which machine.
 """
 
 from __future__ import annotations
@@ -179,6 +180,16 @@ def _image_centre_phase(box: int) -> np.ndarray:
     return fourier.centre_shift_phase((box, box), (c, c))
 
 
+def _resolve_backend(backend: str) -> str:
+    """``"numpy"``/``"opencl"`` as given; ``"auto"`` = OpenCL when a device exists, else numpy."""
+    if backend == "auto":
+        from polishplugin.core.opencl.runtime import opencl_available
+        return "opencl" if opencl_available() else "numpy"
+    if backend not in ("numpy", "opencl"):
+        raise ValueError(f"unknown backend {backend!r} (expected 'numpy', 'opencl' or 'auto')")
+    return backend
+
+
 def _check_rotations(rotations: np.ndarray) -> np.ndarray:
     rot = np.asarray(rotations, dtype=np.float64)
     if rot.ndim == 2:
@@ -229,11 +240,9 @@ class FourierProjector:
         ``backend="opencl"`` runs the kernel on ``device`` (see :mod:`polishplugin.core.opencl.runtime`).
         """
         rot = _check_rotations(rotations)
-        if backend == "opencl":
+        if _resolve_backend(backend) == "opencl":
             from polishplugin.core.opencl import projector_cl
             return projector_cl.project(self, rot, device=device)
-        if backend not in ("numpy", "auto"):
-            raise ValueError(f"unknown backend {backend!r}")
         n = self.box
         out = np.empty((len(rot), n, n // 2 + 1), dtype=np.complex64)
         for start in range(0, len(rot), BATCH_IMAGES):
@@ -318,14 +327,12 @@ class FourierBackprojector:
             w_all = np.ones((1, n, n // 2 + 1))
         else:
             w_all = np.broadcast_to(np.asarray(weights, dtype=np.float64), imgs.shape)
-        if backend == "opencl":
+        if _resolve_backend(backend) == "opencl":
             from polishplugin.core.opencl import projector_cl
             projector_cl.insert(self, imgs, rot, np.ascontiguousarray(np.broadcast_to(w_all, imgs.shape)),
                                 device=device)
             self._hermitian = False
             return
-        if backend not in ("numpy", "auto"):
-            raise ValueError(f"unknown backend {backend!r}")
         ky = fourier.fftfreq_signed(n)
         kx = fourier.fftfreq_signed(n, half=True)
         keep = (ky[:, None] ** 2 + kx[None, :] ** 2) <= self.r_max_px ** 2
@@ -387,12 +394,21 @@ class FourierBackprojector:
         rmax = self.r_max_px * self.pad + 2
         inside = (X ** 2 + Y ** 2 + Z ** 2) <= rmax ** 2
         p = pts[inside]
-        new_d = self.data.copy()
-        new_w = self.weight.copy()
+        del pts, X, Y, Z
+        data, weight = self.data, self.weight
+        add_d = np.zeros(len(p), dtype=np.complex128)
+        add_w = np.zeros(len(p), dtype=np.float64)
+        chunk = 1 << 18  # bounds the 8-corner temporaries to ~40 MB
         for r in ops[1:]:
-            q = p @ np.asarray(r, dtype=np.float64).T  # R K
-            new_d[inside] += sample_trilinear_halfgrid(self.data, q)
-            new_w[inside] += sample_trilinear_halfgrid(self.weight, q)
+            rt = np.asarray(r, dtype=np.float64).T
+            for s in range(0, len(p), chunk):
+                q = p[s:s + chunk] @ rt  # R K
+                add_d[s:s + chunk] += sample_trilinear_halfgrid(data, q)
+                add_w[s:s + chunk] += sample_trilinear_halfgrid(weight, q)
+        new_d = data.copy()
+        new_w = weight.copy()
+        new_d[inside] += add_d
+        new_w[inside] += add_w
         self.data = new_d
         self.weight = new_w
         self._hermitian = True
@@ -473,13 +489,15 @@ def project_real_space(volume: np.ndarray, rotations: np.ndarray) -> np.ndarray:
 
 def reconstruct_from_images(images: np.ndarray, rotations: np.ndarray, ctfs: np.ndarray | None = None,
                             symmetry: str = "C1", shifts_px: np.ndarray | None = None, pad: int = 2,
-                            wiener_constant: float = 0.0, backend: str = "numpy") -> np.ndarray:
+                            wiener_constant: float = 0.0, backend: str = "numpy",
+                            tau2: np.ndarray | None = None) -> np.ndarray:
     """Reconstruct a map ``(N, N, N)`` float32 from real images ``(n, N, N)`` with known poses.
 
     ``ctfs`` ``(n, N, N//2+1)`` multiply the images' transforms (data = CTF*X, weight = CTF^2);
     ``shifts_px`` ``(n, 2)`` (x, y) are RELION origins: the offset that brings the particle to the
     centre, i.e. the image is shifted by ``+shift`` before insertion.  ``wiener_constant`` is added
-    to the weights (0 = plain ratio with RELION's ``radavg/1000`` floor).
+    to the weights (0 = plain ratio with RELION's ``radavg/1000`` floor); ``tau2`` (per shell, RELION
+    units, see :mod:`polishplugin.core.reconstruct`) replaces it with a Wiener filter.
     """
     imgs = np.asarray(images, dtype=np.float64)
     n = imgs.shape[-1]
@@ -496,4 +514,4 @@ def reconstruct_from_images(images: np.ndarray, rotations: np.ndarray, ctfs: np.
         else:
             bp.insert(f, rot[sl], None, backend=backend)
     bp.symmetrize(symmetry)
-    return bp.reconstruct(wiener_constant=wiener_constant)
+    return bp.reconstruct(tau2=tau2, wiener_constant=wiener_constant)

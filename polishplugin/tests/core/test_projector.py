@@ -190,6 +190,10 @@ def test_bad_inputs():
     bp = FourierBackprojector(8)
     with pytest.raises(ValueError):
         bp.insert(np.zeros((2, 8, 5), complex), np.tile(np.eye(3), (3, 1, 1)))
+    with pytest.raises(ValueError, match="backend"):
+        FourierProjector(np.zeros((8, 8, 8))).project(np.eye(3), backend="cuda")
+    with pytest.raises(ValueError, match="rotations"):
+        FourierProjector(np.zeros((8, 8, 8))).project(np.eye(4))
 
 
 # ------------------------------------------------------------------ reconstruct.py (M-step helpers)
