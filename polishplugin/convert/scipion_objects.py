@@ -46,6 +46,8 @@ _MAPPED = {L.IMAGE_NAME, L.MICROGRAPH_NAME, L.COORDINATE_X, L.COORDINATE_Y, L.DE
            L.CTF_FIGURE_OF_MERIT, L.CLASS_NUMBER}
 _MOTION_COEFFS_ATTR = "_rlnMotionModelCoeffs"
 _METADATA_ATTR = "_rlnMicrographMetadata"
+_COORD_X_ATTR = "_rlnCoordinateX"
+_COORD_Y_ATTR = "_rlnCoordinateY"
 
 
 # ------------------------------------------------------------------ geometry
@@ -82,12 +84,22 @@ def _extra_attrs(obj) -> dict:
     """``{rlnLabel: value}`` of the ``_rln*`` attributes of a Scipion object."""
     out = {}
     for name, attr in obj.getAttributes():
-        if name.startswith("_rln") and name not in (RANDOM_SUBSET_ATTR, _MOTION_COEFFS_ATTR, _METADATA_ATTR):
+        if name.startswith("_rln") and name not in (RANDOM_SUBSET_ATTR, _MOTION_COEFFS_ATTR, _METADATA_ATTR,
+                                                    _COORD_X_ATTR, _COORD_Y_ATTR):
             out[name[1:]] = attr.get()
     return out
 
 
 # ------------------------------------------------------------------ particles
+def _precise(particle, attr_name: str, integer_value) -> float:
+    """RELION's float coordinate kept beside Scipion's integer one, unless Scipion moved it."""
+    attr = getattr(particle, attr_name, None)
+    value = attr.get() if attr is not None else None
+    if value is not None and abs(value - float(integer_value)) <= 0.5 + 1e-9:
+        return float(value)
+    return float(integer_value)
+
+
 def _acquisition(optics_row: pd.Series) -> emobj.Acquisition:
     acq = emobj.Acquisition()
     acq.setVoltage(float(optics_row[L.VOLTAGE]))
@@ -138,8 +150,10 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
             transform.setMatrix(relion_to_matrix(*angles[i], *origins[i]))
             particle.setTransform(transform)
         if L.COORDINATE_X in row:
-            coord = emobj.Coordinate()
-            coord.setPosition(float(row[L.COORDINATE_X]), float(row[L.COORDINATE_Y]))
+            coord = emobj.Coordinate()  # Scipion coordinates are integers: keep RELION's floats too
+            coord.setPosition(int(round(row[L.COORDINATE_X])), int(round(row[L.COORDINATE_Y])))
+            setattr(particle, _COORD_X_ATTR, pwobj.Float(float(row[L.COORDINATE_X])))
+            setattr(particle, _COORD_Y_ATTR, pwobj.Float(float(row[L.COORDINATE_Y])))
             if L.MICROGRAPH_NAME in row:
                 coord.setMicName(str(row[L.MICROGRAPH_NAME]))
             particle.setCoordinate(coord)
@@ -175,8 +189,8 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
         row: dict = {}
         if particle.hasCoordinate():
             coord = particle.getCoordinate()
-            row[L.COORDINATE_X] = float(coord.getX())
-            row[L.COORDINATE_Y] = float(coord.getY())
+            row[L.COORDINATE_X] = _precise(particle, _COORD_X_ATTR, coord.getX())
+            row[L.COORDINATE_Y] = _precise(particle, _COORD_Y_ATTR, coord.getY())
         if particle.hasClassId():
             row[L.CLASS_NUMBER] = int(particle.getClassId())
         row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), particle.getFileName(), padding=6)

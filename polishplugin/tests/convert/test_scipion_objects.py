@@ -1,0 +1,142 @@
+"""Scipion objects <-> STAR: known-answer pose conversions and round trips (needs pyworkflow/pwem)."""
+
+import numpy as np
+import pytest
+
+from polishplugin.tests.protocols.scipion_env import require_scipion
+
+require_scipion()
+
+from pwem.convert.transformations import euler_matrix  # noqa: E402
+from pwem.objects import SetOfMovies, SetOfParticles  # noqa: E402
+
+from polishplugin.convert import labels as L  # noqa: E402
+from polishplugin.convert.movies import read_corrected_micrographs, read_movie_metadata  # noqa: E402
+from polishplugin.convert.particles import read_particles, write_particles  # noqa: E402
+from polishplugin.convert.scipion_objects import (make_fsc, make_mask, make_volume,  # noqa: E402
+                                                  matrix_to_relion, micrographs_to_movies,
+                                                  movies_to_micrographs, particles_to_table,
+                                                  relion_to_matrix, table_to_particles)
+from polishplugin.core.geometry import euler_to_matrix  # noqa: E402
+
+
+def test_pose_known_answers():
+    # rot = 90: RELION A = [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]; Scipion matrix = [[A^T, A^T s], [0, 1]]
+    m = relion_to_matrix(90.0, 0.0, 0.0, 2.0, 0.0)
+    np.testing.assert_allclose(m, [[0, -1, 0, 0], [1, 0, 0, 2], [0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-12)
+    # tilt = 90: A = [[0, 0, -1], [0, 1, 0], [1, 0, 0]]; shift (1, 3) px -> A^T s = (0, 3, -1)
+    m = relion_to_matrix(0.0, 90.0, 0.0, 1.0, 3.0)
+    np.testing.assert_allclose(m[:3, :3], [[0, 0, 1], [0, 1, 0], [-1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(m[:3, 3], [0, 3, -1], atol=1e-12)
+    rot, tilt, psi, sx, sy, sz = matrix_to_relion(m)
+    assert (tilt, sx, sy, sz) == pytest.approx((90.0, 1.0, 3.0, 0.0), abs=1e-9)
+    assert np.cos(np.radians(rot + psi)) == pytest.approx(1.0)
+
+
+def test_pose_matches_pwem_convention():
+    # The RELION plugin's convention: matrix = inv(euler_matrix(-rot, -tilt, -psi, 'szyz') with -shift)
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        rot, psi = rng.uniform(-180, 180, 2)
+        tilt = rng.uniform(1, 179)
+        shift = rng.uniform(-5, 5, 2)
+        pwem_forward = euler_matrix(*np.radians([-rot, -tilt, -psi]), axes="szyz")
+        pwem_forward[:3, 3] = -np.array([shift[0], shift[1], 0.0])
+        np.testing.assert_allclose(relion_to_matrix(rot, tilt, psi, *shift), np.linalg.inv(pwem_forward),
+                                   atol=1e-10)
+        np.testing.assert_allclose(pwem_forward[:3, :3], euler_to_matrix(rot, tilt, psi), atol=1e-10)
+        back = matrix_to_relion(relion_to_matrix(rot, tilt, psi, *shift))
+        np.testing.assert_allclose(back, [rot, tilt, psi, shift[0], shift[1], 0.0], atol=1e-8)
+
+
+def _same_ctf(a, b):
+    """Equal CTFs up to Scipion's U >= V standardisation (swap + 90 degrees)."""
+    ua, va, aa = a
+    ub, vb, ab = b
+    if np.isclose(ua, ub, atol=1e-3) and np.isclose(va, vb, atol=1e-3):
+        return np.isclose(np.cos(np.radians(2 * (aa - ab))), 1.0, atol=1e-8)
+    return (np.isclose(ua, vb, atol=1e-3) and np.isclose(va, ub, atol=1e-3)
+            and np.isclose(np.cos(np.radians(2 * (aa - ab))), -1.0, atol=1e-8))
+
+
+def test_particles_round_trip(tiny, tmp_path):
+    table = read_particles(tiny["particles_star"])
+    parts = SetOfParticles(filename=str(tmp_path / "particles.sqlite"))
+    table_to_particles(table, parts)
+    parts.write()
+    assert parts.getSize() == 6 and parts.hasCTF() and parts.hasAlignmentProj()
+    assert parts.getSamplingRate() == pytest.approx(2.0)
+    first = parts.getFirstItem()
+    assert first.getFileName() == str(tiny["root"] / "Extract/job010/Movies/mic_001.mrcs")
+    assert first.getIndex() == 1
+    assert first.getCoordinate().getMicName() == "MotionCorr/job002/Movies/mic_001.mrc"
+
+    back = particles_to_table(parts)
+    assert back.optics[L.IMAGE_SIZE].iloc[0] == 16
+    a, b = table.particles, back.particles
+    assert set(a.columns) <= set(b.columns)
+    for label in (L.COORDINATE_X, L.COORDINATE_Y, L.ORIGIN_X_ANGST, L.ORIGIN_Y_ANGST, L.NORM_CORRECTION):
+        np.testing.assert_allclose(b[label], a[label], atol=1e-6, err_msg=label)
+    for label in (L.RANDOM_SUBSET, L.GROUP_NUMBER, L.OPTICS_GROUP, L.MICROGRAPH_NAME):
+        assert list(b[label]) == list(a[label]), label
+    for i in range(len(a)):
+        ra = euler_to_matrix(*a.loc[i, [L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI]])
+        rb = euler_to_matrix(*b.loc[i, [L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI]])
+        np.testing.assert_allclose(rb, ra, atol=1e-8)
+        assert _same_ctf(a.loc[i, [L.DEFOCUS_U, L.DEFOCUS_V, L.DEFOCUS_ANGLE]],
+                         b.loc[i, [L.DEFOCUS_U, L.DEFOCUS_V, L.DEFOCUS_ANGLE]])
+    # the STAR written from Scipion reads back with its stacks
+    out = tmp_path / "from_scipion.star"
+    write_particles(out, back)
+    again = read_particles(out, check_stacks=True)
+    np.testing.assert_allclose(again.origins_px(), table.origins_px(), atol=1e-6)
+
+
+def test_tutorial_particles_to_scipion(tutorial_data, tmp_path):
+    table = read_particles(tutorial_data / "relion-tutorial/particles_tutorial_polish_input.star")
+    small = table.subset(range(50))
+    parts = SetOfParticles(filename=str(tmp_path / "p.sqlite"))
+    table_to_particles(small, parts, image_root=tmp_path)
+    back = particles_to_table(parts, image_size_px=256)
+    np.testing.assert_allclose(back.particles[L.ORIGIN_X_ANGST], small.particles[L.ORIGIN_X_ANGST], atol=1e-6)
+    np.testing.assert_allclose(back.particles[L.COORDINATE_Y], small.particles[L.COORDINATE_Y], atol=1e-6)
+    assert back.optics[L.IMAGE_PIXEL_SIZE].iloc[0] == pytest.approx(1.244531)
+    assert list(back.particles[L.CLASS_NUMBER]) == list(small.particles[L.CLASS_NUMBER])
+
+
+def test_movies_round_trip(tiny, tmp_path):
+    table = read_corrected_micrographs(tiny["micrographs_star"])
+    movies = SetOfMovies(filename=str(tmp_path / "movies.sqlite"))
+    metas = micrographs_to_movies(table, movies)
+    movies.write()
+    assert movies.getSize() == 3
+    assert movies.getAcquisition().getDosePerFrame() == pytest.approx(1.5)
+    movie = movies.getFirstItem()
+    assert movie.getFileName() == str(tiny["root"] / "Movies/mic_001.mrcs")
+    assert movie.getDim() == (32, 32, 4)
+    out = movies_to_micrographs(movies, tmp_path / "star")
+    again = read_corrected_micrographs(out.path)
+    assert again.names() == table.names()
+    for i, meta in enumerate(metas):
+        new = read_movie_metadata(again.metadata_path(i))
+        np.testing.assert_allclose(new.global_shifts_px, meta.global_shifts_px, atol=1e-5)
+        np.testing.assert_allclose(new.local_coeffs, meta.local_coeffs, atol=1e-6)
+        np.testing.assert_allclose(new.hot_pixels_px, meta.hot_pixels_px)
+        assert (new.width_px, new.height_px, new.n_frames) == (32, 32, 4)
+        assert new.dose_per_frame_e_per_a2 == pytest.approx(1.5)
+        assert new.movie_name == str(tiny["root"] / "Movies" / f"mic_{i + 1:03d}.mrcs")
+
+
+def test_volume_mask_fsc(tiny):
+    volume = make_volume(str(tiny["half1"]), 2.0, str(tiny["half1"]), str(tiny["half2"]))
+    assert volume.hasHalfMaps()
+    assert volume.getHalfMaps(asList=True) == [str(tiny["half1"]), str(tiny["half2"])]
+    assert volume.getDim() == (16, 16, 16)
+    mask = make_mask(str(tiny["mask"]), 2.0)
+    assert mask.getSamplingRate() == 2.0
+    fsc = make_fsc([0.0, 0.1, 0.2, 0.3], [1.0, 0.8, 0.1, 0.0])
+    x, y = fsc.getData()
+    assert list(y) == [1.0, 0.8, 0.1, 0.0]
+    assert list(x) == [0.0, 0.1, 0.2, 0.3]
+    # 0.143 crossed between 0.1 (0.8) and 0.2 (0.1): x = 0.1 + 0.1 * 0.657 / 0.7
+    assert float(fsc.calculateResolution(threshold=0.143)) == pytest.approx(1 / (0.1 + 0.0657 / 0.7), abs=1e-3)
