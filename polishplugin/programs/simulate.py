@@ -47,11 +47,11 @@ from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, ctf_2d
 from polishplugin.core.fsc import (fsc, fsc_true, phase_randomization_shell, randomize_phases_beyond,
                                    resolution_shell)
-from polishplugin.core.geometry import euler_to_matrix
+from polishplugin.core.geometry import euler_to_matrix, symmetry_matrices
 from polishplugin.core.simulate import damage, frames, maps, phantom, tracks
 from polishplugin.programs._cli import ProgramError
 
-__all__ = ["PRESETS", "simulate_project", "load_truth", "add_args", "main"]
+__all__ = ["PRESETS", "simulate_project", "load_truth", "reconstruct_symmetric", "add_args", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,12 @@ def _read_model_atoms(path: Path) -> tuple[np.ndarray, np.ndarray]:
         st = gemmi.read_structure(str(path))
     except Exception as exc:  # gemmi raises RuntimeError/ValueError on bad files
         raise ProgramError(f"model file {path} cannot be read: {exc}") from None
+    st.setup_entities()
     st.remove_hydrogens()
-    st.remove_ligands_and_waters()
+    try:
+        st.remove_ligands_and_waters()
+    except RuntimeError:  # files without entity information: keep every atom
+        pass
     xyz, z = [], []
     for chain in st[0]:
         for res in chain:
@@ -328,6 +332,19 @@ def _postprocess(h1: np.ndarray, h2: np.ndarray, mask: np.ndarray, box: int, ang
     return table, float(box * angpix / max(sh, 1)), shell
 
 
+def reconstruct_symmetric(images: np.ndarray, rotations: np.ndarray, ctfs: np.ndarray | None,
+                          symmetry: str = "C1") -> np.ndarray:
+    """``core.projector.reconstruct_from_images`` with the symmetry applied by inserting every image
+    once per operator ``S`` (pose ``A S`` sees the same symmetric map as ``A``); exact for a symmetric
+    object and, for small sets, cheaper than symmetrising the padded grid."""
+    from polishplugin.core.projector import reconstruct_from_images
+    ops = symmetry_matrices(symmetry)
+    k = len(ops)
+    r_sym = np.concatenate([np.asarray(rotations) @ op for op in ops])
+    c_sym = None if ctfs is None else np.tile(ctfs, (k, 1, 1))
+    return reconstruct_from_images(np.tile(images, (k, 1, 1)), r_sym, c_sym, symmetry="C1")
+
+
 def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) -> dict:
     """Simulate a project under ``out_dir``; returns the paths (see the module docstring) and the
     parameters.  Deterministic for a ``seed``.  ``overrides`` replace preset values (``frames=8`` ...)."""
@@ -388,15 +405,11 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
     write_star(corr_star, {"optics": _optics(p, True), "micrographs": mics})
 
     # "previous refine": reconstructions of each half with the true poses
-    from polishplugin.core.projector import reconstruct_from_images
     imgs = np.concatenate([t["particles"] for t in truths])
     rots = np.concatenate([t["rots"] for t in truths])
     ctfs = np.concatenate([np.repeat(ctf_2d(t["ctf"], box, angpix)[None], len(t["pos"]), 0) for t in truths])
     sym = p["symmetry"] if not p.get("model") else "C1"
-    halves = []
-    for s in (1, 2):
-        sel = subset == s
-        halves.append(reconstruct_from_images(imgs[sel], rots[sel], ctfs[sel], symmetry=sym))
+    halves = [reconstruct_symmetric(imgs[subset == s], rots[subset == s], ctfs[subset == s], sym) for s in (1, 2)]
     h1, h2 = halves
     mask = maps.soft_mask_from_map(ph.map, angpix)
     paths = {

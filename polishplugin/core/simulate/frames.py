@@ -19,7 +19,7 @@ from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, _gamma_and_envelope
 
 __all__ = ["ctf_rect", "bfactor_rect", "paste_particles", "clean_frame", "detector_counts",
-           "align_shift_rfft", "extract_boxes", "normalize_background", "background_mask"]
+           "align_shift_rfft", "extract_boxes", "extract_tracked", "normalize_background", "background_mask"]
 
 
 def _freqs_rect(height: int, width: int, angpix: float) -> tuple[np.ndarray, np.ndarray]:
@@ -122,3 +122,14 @@ def normalize_background(images: np.ndarray, radius_px: float) -> np.ndarray:
     std = vals.std(axis=1)
     std = np.where(std > 0, std, 1.0)
     return (imgs - mean[:, None, None]) / std[:, None, None]
+
+
+def extract_tracked(image: np.ndarray, centres_px: np.ndarray, box: int) -> np.ndarray:
+    """Boxes ``(n, N, N)`` with the (sub-pixel) points ``centres_px`` (x, y) moved to pixel ``N//2``:
+    integer part by placement (edges clamped), residual by a Fourier shift (inverse of
+    :func:`paste_particles` for one box)."""
+    centres = np.asarray(centres_px, np.float64).reshape(-1, 2)
+    whole = np.floor(centres + 0.5)
+    boxes = extract_boxes(image, whole.astype(np.int64), box)
+    f = fourier.shift_rfft(fourier.rfft(boxes, axes=(-2, -1)), -(centres - whole), (box, box))
+    return fourier.irfft(f, (box, box), axes=(-2, -1))
