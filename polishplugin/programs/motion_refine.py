@@ -324,7 +324,7 @@ def recombine_micrograph(project, mic_index: int, out_dir: str, sigma: np.ndarra
         dm_int = np.sign(dm) * np.floor(np.abs(dm) + 0.5)
         residual = (dm - dm_int) * info.movie_angpix / angpix_out  # output px
         boxes = extract_boxes(frame, base + dm_int.astype(np.int64), s_mov, s_out)
-        boxes = boxes * centre_shift_phase((s_out, s_out), residual)
+        boxes = boxes * centre_shift_phase((s_out, s_out), -residual)  # move the sub-pixel rest back
         acc += boxes * weights[f][None]
     Path(root).parent.mkdir(parents=True, exist_ok=True)
     stack = root + f"_shiny{suffix}.mrcs"
