@@ -163,6 +163,48 @@ def spread_trilinear_halfgrid(data: np.ndarray, weight: np.ndarray, coords: np.n
     weight.reshape(-1)[:] += np.bincount(flat_idx, weights=(w * vw[None, :]).reshape(-1), minlength=size)
 
 
+class _ExtendedIndex:
+    """Margin-extended (z, y, x) box around the padded half-grid, for modulo-free trilinear corners.
+
+    Logical coordinates ``-R .. R+1`` on z/y (``R = ceil(reach) + 1``) and ``0 .. R+1`` on x map through
+    ``lut`` to flat indices of the periodic half-grid ``(m, m, m//2+1)``; x beyond ``m//2`` maps to a
+    dummy slot ``m*m*(m//2+1)`` (value 0, discarded when spreading), like :func:`_corners`.
+    """
+
+    def __init__(self, m: int, reach: float):
+        hx = m // 2 + 1
+        r = int(np.ceil(reach)) + 1
+        self.lo = -r
+        self.ny = 2 * r + 2
+        self.nx = r + 2
+        f = np.mod(np.arange(self.ny) + self.lo, m)
+        fx = np.arange(self.nx)
+        self.dummy = m * m * hx
+        lut = (f[:, None, None] * m + f[None, :, None]) * hx + fx[None, None, :]
+        lut = np.where(fx[None, None, :] < hx, lut, self.dummy)
+        self.lut = lut.reshape(-1).astype(np.int32 if self.dummy < 2 ** 31 - 1 else np.int64)
+        sy, sz = self.nx, self.ny * self.nx
+        self.offsets = [dz * sz + dy * sy + dx for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+
+    def corners(self, coords: np.ndarray):
+        """``(base (k,), weights list of 8 (k,), neg (k,))`` for points ``coords`` ``(k, 3)`` (x, y, z)."""
+        x, y, z = coords[:, 0], coords[:, 1], coords[:, 2]
+        neg = x < 0
+        sign = np.where(neg, -1.0, 1.0)
+        x, y, z = x * sign, y * sign, z * sign
+        x0, y0, z0 = np.floor(x), np.floor(y), np.floor(z)
+        fx, fy, fz = x - x0, y - y0, z - z0
+        base = ((z0.astype(np.int64) - self.lo) * self.ny + (y0.astype(np.int64) - self.lo)) * self.nx \
+            + x0.astype(np.int64)
+        gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
+        wzy = [gz * gy, gz * fy, fz * gy, fz * fy]
+        weights = []
+        for w in wzy:
+            weights.append(w * gx)
+            weights.append(w * fx)
+        return base, weights, neg
+
+
 def _slice_coords(rotations: np.ndarray, box: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
     """Padded 3D coordinates ``(n, N, N//2+1, 3)`` of every rfft pixel, and the 2D radius ``(N, N//2+1)``."""
     ky = fourier.fftfreq_signed(box).astype(np.float64)
@@ -233,6 +275,10 @@ class FourierProjector:
         self.fourier = fourier.rfft(padded)
         self._scale = m ** 3 / n ** 2
         self._phase = _image_centre_phase(n)
+        ky = fourier.fftfreq_signed(n)
+        kx = fourier.fftfreq_signed(n, half=True)
+        self._keep = (ky[:, None] ** 2 + kx[None, :] ** 2) <= self.r_max_px ** 2
+        self._ext = None
 
     def project(self, rotations: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
         """rfft ``(n, N, N//2+1)`` complex64 of the projections for ``rotations`` ``(n, 3, 3)``.
@@ -244,15 +290,28 @@ class FourierProjector:
             from polishplugin.core.opencl import projector_cl
             return projector_cl.project(self, rot, device=device)
         n = self.box
-        out = np.empty((len(rot), n, n // 2 + 1), dtype=np.complex64)
+        out = np.zeros((len(rot), n, n // 2 + 1), dtype=np.complex64)
+        ext, table = self._extended()
+        keep = self._keep
+        factor = (self._scale * self._phase)[keep]
         for start in range(0, len(rot), BATCH_IMAGES):
             r = rot[start:start + BATCH_IMAGES]
-            coords, k2d = _slice_coords(r, n, self.pad)
-            vals = sample_trilinear_halfgrid(self.fourier, coords)
-            vals = vals * (self._scale * self._phase)
-            vals[:, k2d > self.r_max_px] = 0.0
-            out[start:start + len(r)] = vals
+            coords, _ = _slice_coords(r, n, self.pad)
+            base, weights, neg = ext.corners(coords[:, keep].reshape(-1, 3))
+            vals = weights[0] * table[base]
+            for w, off in zip(weights[1:], ext.offsets[1:]):
+                vals += w * table[base + off]
+            vals = np.where(neg, np.conj(vals), vals).reshape(len(r), -1)
+            out[start:start + len(r), keep] = vals * factor
         return out
+
+    def _extended(self):
+        """Cached (:class:`_ExtendedIndex`, complex64 table of the padded transform on it)."""
+        if getattr(self, "_ext", None) is None:
+            ext = _ExtendedIndex(self.padded_size, self.r_max_px * self.pad)
+            flat = np.append(self.fourier.reshape(-1), 0).astype(np.complex64)
+            self._ext = (ext, flat[ext.lut])
+        return self._ext
 
     def project_real(self, rotations: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
         """Real-space projections ``(n, N, N)`` float32 (inverse of :meth:`project`)."""
@@ -279,6 +338,7 @@ class FourierBackprojector:
         self._data = np.zeros((m, m, m // 2 + 1), dtype=np.complex128)
         self._weight = np.zeros((m, m, m // 2 + 1), dtype=np.float64)
         self._cl_acc = None  # device accumulators of the OpenCL backend, added on _sync()
+        self._ext = None
         self._phase_inv = np.conj(_image_centre_phase(n))
         self._hermitian = False
 
@@ -336,12 +396,30 @@ class FourierBackprojector:
         ky = fourier.fftfreq_signed(n)
         kx = fourier.fftfreq_signed(n, half=True)
         keep = (ky[:, None] ** 2 + kx[None, :] ** 2) <= self.r_max_px ** 2
-        for start in range(0, len(rot), BATCH_IMAGES):
-            r = rot[start:start + BATCH_IMAGES]
+        if self._ext is None:
+            self._ext = _ExtendedIndex(self.padded_size, self.r_max_px * self.pad)
+        ext = self._ext
+        size = ext.dummy + 1
+        d_re = np.zeros(size)
+        d_im = np.zeros(size)
+        w_acc = np.zeros(size)
+        # bincount costs O(grid size) per call: batch enough images to make that negligible
+        batch = int(np.clip(size // (8 * max(int(keep.sum()), 1)), BATCH_IMAGES, 1024))
+        for start in range(0, len(rot), batch):
+            r = rot[start:start + batch]
             coords, _ = _slice_coords(r, n, self.pad)
-            vals = imgs[start:start + len(r)] * self._phase_inv
-            w = np.broadcast_to(w_all if len(w_all) == 1 else w_all[start:start + len(r)], vals.shape)
-            spread_trilinear_halfgrid(self.data, self.weight, coords[:, keep], vals[:, keep], w[:, keep])
+            vals = (imgs[start:start + len(r)] * self._phase_inv)[:, keep].reshape(-1)
+            w = np.broadcast_to(w_all if len(w_all) == 1 else w_all[start:start + len(r)],
+                                (len(r),) + keep.shape)[:, keep].reshape(-1)
+            base, weights, neg = ext.corners(coords[:, keep].reshape(-1, 3))
+            vals = np.where(neg, np.conj(vals), vals)
+            idx = np.concatenate([ext.lut[base + off] for off in ext.offsets])
+            wt = np.concatenate(weights)
+            d_re += np.bincount(idx, weights=wt * np.tile(vals.real, 8), minlength=size)
+            d_im += np.bincount(idx, weights=wt * np.tile(vals.imag, 8), minlength=size)
+            w_acc += np.bincount(idx, weights=wt * np.tile(w, 8), minlength=size)
+        self._data += (d_re[:-1] + 1j * d_im[:-1]).reshape(self._data.shape)
+        self._weight += w_acc[:-1].reshape(self._weight.shape)
         self._hermitian = False
 
     def add(self, other: "FourierBackprojector") -> None:
