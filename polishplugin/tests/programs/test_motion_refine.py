@@ -311,3 +311,81 @@ def test_cli_exit_code_and_message(sim, tmp_path):
     c.unlink(missing_ok=True)
     assert res.returncode == 1
     assert "rlnImageName" in res.stderr and "Traceback" not in res.stderr
+
+
+# --------------------------------------------------------------------------------- I/O helpers (units)
+def test_extract_boxes_fourier_crop_and_centre():
+    """A Gaussian at a movie coordinate (1 Å px) lands at pixel N//2 of a 2 Å box with the right width."""
+    from polishplugin.core.fourier import irfft
+    from polishplugin.programs._polish_io import box_origins, extract_boxes, movie_box
+
+    h = w = 200
+    y, x = np.mgrid[0:h, 0:w].astype(float)
+    cx, cy, s = 100.0, 86.0, 3.0  # even: RELION truncates the coordinate to particle px first
+    frame = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s * s))
+    m = movie_box(32, 2.0, 1.0)
+    assert m == 64
+    corners = box_origins(np.array([[cx, cy]]), 1.0, 2.0, 1.0, m)
+    ft = extract_boxes(frame, corners, m, 32)
+    assert ft.shape == (1, 32, 17) and ft[0, 0, 0] == 0
+    img = irfft(ft[0], (32, 32))
+    iy, ix = np.unravel_index(np.argmax(img), img.shape)
+    assert (ix, iy) == (16, 16)
+    # profile: the Gaussian sampled every 2 movie px (scaled by (N/M)^2 and without its mean)
+    expect = np.exp(-((np.arange(32) - 16) * 2.0) ** 2 / (2 * s * s))
+    prof = img[16] - img[16].min()
+    np.testing.assert_allclose(prof / prof.max(), expect / expect.max(), atol=0.02)
+
+
+def test_initial_tracks_global_and_local_model():
+    from polishplugin.programs._polish_io import MovieInfo, initial_tracks
+
+    glob = np.array([[0, 0], [1.0, -2.0], [2.0, -3.0]])
+    coeffs = np.zeros(36)
+    coeffs[0] = 0.1    # x: z * 1
+    coeffs[3 * 1 + 1] = 0.05  # x: z^2 * u
+    coeffs[18 + 2] = 0.01     # y: z^3 * 1
+    info = MovieInfo(metadata_path=Path("m.star"), movie_path=Path("m.mrcs"), width=400, height=200, n_frames=3,
+                     binning=1.0, movie_angpix=1.0, dose_per_frame=1.0, pre_exposure=0.0, start_frame=1,
+                     global_shift=glob, local_coeffs=coeffs, gain_path=None)
+    coords = np.array([[300.0, 50.0]])
+    t = initial_tracks(info, coords, 1.0, 2.0, 0, 3)  # particle px = 2 movie px
+    u = 300.0 / 400 - 0.5
+    for f in range(3):
+        z = f  # frame F = f + 1, start frame 1
+        sx = glob[f, 0] + 0.1 * z + 0.05 * z * z * u
+        sy = glob[f, 1] + 0.01 * z ** 3
+        np.testing.assert_allclose(t[0, f], -0.5 * np.array([sx, sy]), atol=1e-12)
+
+
+def test_tracks_star_round_trip(tmp_path):
+    from polishplugin.programs._polish_io import read_tracks, write_tracks
+
+    tr = np.random.default_rng(0).normal(size=(3, 5, 2))
+    write_tracks(tmp_path / "a_tracks.star", tr, 1.25)
+    blocks = read_star(tmp_path / "a_tracks.star")
+    assert list(blocks) == ["general", "0", "1", "2"]
+    np.testing.assert_allclose(blocks["1"][L.ORIGIN_X_ANGST], tr[1, :, 0] * 1.25, atol=1e-5)
+    np.testing.assert_allclose(read_tracks(tmp_path / "a_tracks.star", 1.25), tr, atol=1e-5)
+
+
+def test_micrograph_root_strips_job_prefix():
+    from polishplugin.programs._polish_io import micrograph_root
+
+    r = micrograph_root("Polish/job028", "MotionCorr/job002/Movies/20170629_00021_frameImage.mrc")
+    assert str(r) == "Polish/job028/Movies/20170629_00021_frameImage"
+
+
+def test_tutorial_star_files_load(tmp_path):
+    """The real tutorial motion STAR (global shifts + local model) gives RELION's initial tracks."""
+    data = os.environ.get("POLISHPLUGIN_TEST_DATA")
+    if not data:
+        pytest.skip("POLISHPLUGIN_TEST_DATA unset")
+    from polishplugin.programs._polish_io import initial_tracks, read_movie_info
+
+    info = read_movie_info(Path(data) / "relion-tutorial" / "movie_frameImage.star")
+    assert info.n_frames == 24 and info.movie_angpix == pytest.approx(0.885)
+    assert info.dose_per_frame == pytest.approx(1.277)
+    t = initial_tracks(info, np.array([[1855.0, 1919.0]]), 0.885, 1.244531, 0, 24, use_local=False)
+    np.testing.assert_allclose(t[0, 1], -(0.885 / 1.244531) * np.array([0.712807, 0.261125]), atol=1e-6)
+    assert info.local_coeffs is not None
