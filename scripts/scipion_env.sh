@@ -7,10 +7,7 @@ if [ ! -f "$SCIPION_HOME/config/hosts.conf" ]; then
     cat > "$SCIPION_HOME/config/hosts.conf" <<'HOSTS'
 [localhost]
 PARALLEL_COMMAND = mpirun --allow-run-as-root --oversubscribe -np %_(JOB_NODES)d %_(COMMAND)s
-NAME = SCIPION_LOCAL
 ADDRESS = localhost
-MANDATORY = False
-QUEUE_SYSTEM = {}
 HOSTS
 fi
 [ -f "$SCIPION_HOME/config/scipion.conf" ] || printf '[PYWORKFLOW]\n\n[PLUGINS]\n' > "$SCIPION_HOME/config/scipion.conf"

@@ -38,10 +38,10 @@ from ..convert.star import read_star
 __all__ = ["ProtPolishBase", "addComputeSection", "formatFloat"]
 
 
-def formatFloat(value: float, digits: int = 6) -> str:
-    """A float as one command-line token without trailing zeros (``0.5`` not ``0.500000``)."""
-    text = f"{float(value):.{digits}f}".rstrip("0").rstrip(".")
-    return text if text not in ("", "-0") else "0"
+def formatFloat(value: float, digits: int = 10) -> str:
+    """A float as one short command-line token (``0.5`` not ``0.500000``; ``1e-07`` kept)."""
+    text = f"{float(value):.{digits}g}"
+    return "0" if text == "-0" else text
 
 
 def addComputeSection(form, threads: int = 0, mpi: int = 1, device: bool = False) -> None:

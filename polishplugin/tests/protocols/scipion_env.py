@@ -55,10 +55,7 @@ __all__ = ["setup_scipion_env", "require_scipion", "HOSTS_CONF"]
 #: hosts.conf for a single machine: protocols run as local sub-processes; MPI through mpirun.
 HOSTS_CONF = """[localhost]
 PARALLEL_COMMAND = mpirun --allow-run-as-root --oversubscribe -np %_(JOB_NODES)d %_(COMMAND)s
-NAME = SCIPION_LOCAL
 ADDRESS = localhost
-MANDATORY = False
-QUEUE_SYSTEM = {}
 """
 
 

@@ -59,3 +59,18 @@ def test_citations_parse():
     import pyworkflow as pw
     plugin = pw.Config.getDomain().getPlugin("polishplugin")
     assert "Zivanov2019" in plugin._bibtex
+
+
+def test_run_program_builds_token_list():
+    from polishplugin import Plugin
+    from polishplugin.protocols import ProtPolishImport
+    from polishplugin.protocols._base import formatFloat
+
+    prot = ProtPolishImport()
+    calls = []
+    prot.runJob = lambda program, args, **kwargs: calls.append((program, args, kwargs))
+    prot._runProgram("postprocess", ["--i", "half 1.mrc", "--angpix", formatFloat(1.2440000)])
+    assert calls == [(Plugin.getProgram(), ["postprocess", "--i", "half 1.mrc", "--angpix", "1.244"],
+                      {"numberOfMpi": 1, "numberOfThreads": 1})]
+    assert prot._deviceArgs() == []
+    assert [formatFloat(v) for v in (0.5, 2.0, -0.0, 1e-7, 10000.0)] == ["0.5", "2", "0", "1e-07", "10000"]
