@@ -10,6 +10,13 @@
 
 inline int logical_to_index(int k, int m) { k = k % m; return k < 0 ? k + m : k; }
 
+/* ((kx + ky) * (N/2)) mod N for rfft pixel (ix, iy) of an N x N image (ky logical, positive Nyquist) */
+inline int centre_phase_index(int ix, int iy, int box) {
+    const int ky = iy < box / 2 + 1 ? iy : iy - box;
+    long t = ((long)(ix + ky) * (long)(box / 2)) % box;
+    return (int)(t < 0 ? t + box : t);
+}
+
 /* one work item per output pixel (p, iy, ix) of images (n, N, N/2+1) */
 __kernel void project_slices(__global const float2 *grid, const int m,
                              __global const float *rot, const int n_img, const int box,
@@ -53,9 +60,9 @@ __kernel void project_slices(__global const float2 *grid, const int m,
         }
     }
     if (neg) acc.y = -acc.y;
-    /* move the content from the origin to pixel box/2: exp(-2 pi i (kx + ky) c / N) */
-    const float c = (float)(box / 2);
-    const float ph = -2.0f * PP_PI * (kx + ky) * c / (float)box;
+    /* move the content from the origin to pixel box/2: exp(-2 pi i (kx + ky) c / N), with the
+       integer product reduced modulo N first (float32 accuracy independent of the box size) */
+    const float ph = -2.0f * PP_PI * (float)centre_phase_index(ix, iy, box) / (float)box;
     const float2 e = (float2)(cos(ph), sin(ph));
     out[gid] = scale * cmul(acc, e);
 }
@@ -76,8 +83,7 @@ __kernel void insert_slices(__global float *data, __global float *weight, const 
     const float ky = (float)(iy < box / 2 + 1 ? iy : iy - box);
     if (kx * kx + ky * ky > rmax2) return;
     /* undo the image-centre phase: multiply by exp(+2 pi i (kx + ky) c / N) */
-    const float c = (float)(box / 2);
-    const float ph = 2.0f * PP_PI * (kx + ky) * c / (float)box;
+    const float ph = 2.0f * PP_PI * (float)centre_phase_index(ix, iy, box) / (float)box;
     float2 v = cmul(img[gid], (float2)(cos(ph), sin(ph)));
     const float vw = wimg[gid];
     __global const float *a = rot + 9 * p;
