@@ -64,25 +64,24 @@ def sample_prior_tracks(rng: np.random.Generator, positions_px: np.ndarray, n_f:
 
 
 def _random_particle(rng: np.random.Generator, box: int, n: int) -> np.ndarray:
-    """``n`` random blob images (sum of Gaussians inside a disc), rfft ``(n, N, N//2+1)``."""
+    """``n`` random particle images: white noise inside a soft disc of radius N/3, with a mild
+    ``exp(-|k|^2 / (2 (N/4)^2))`` fall-off (signal up to Nyquist); rfft ``(n, N, N//2+1)``."""
     yy, xx = np.mgrid[0:box, 0:box] - box // 2
-    imgs = np.zeros((n, box, box))
-    for i in range(n):
-        for _ in range(12):
-            cx, cy = rng.uniform(-box / 4, box / 4, 2)
-            s = rng.uniform(1.0, 3.0)
-            imgs[i] += rng.uniform(0.5, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
-    return rfft(imgs, axes=(-2, -1))
+    r = np.sqrt(xx * xx + yy * yy)
+    disc = np.clip((box / 3.0 + 2 - r) / 4.0, 0, 1)
+    f = rfft(rng.normal(size=(n, box, box)) * disc, axes=(-2, -1))
+    ky, kx = frequency_grid((box, box))
+    return f * np.exp(-(kx * kx + ky * ky) / (2 * (box / 4.0) ** 2))
 
 
 def make_micrograph(seed: int = 0, n_p: int = 24, n_f: int = 16, box: int = 48, angpix: float = 1.5,
                     dose_per_frame: float = 1.5, s_vel: float = 0.6, s_div: float = 2000.0,
-                    s_acc: float = 3.0, noise: float = 2.0, field_px: float = 3000.0,
+                    s_acc: float = 3.0, noise: float = 3.0, field_px: float = 3000.0,
                     global_drift_px: float = 4.0, name: str = "mic") -> SyntheticMicrograph:
     """One synthetic micrograph with planted tracks; sigmas in RELION units (Å/dose, Å, Å/dose).
 
     ``noise``: standard deviation of the white real-space noise per pixel and frame, relative to the
-    blob peak height.  A smooth linear global drift of ``global_drift_px`` over the movie is added to
+    particle's real-space standard deviation (about 1 inside its disc).  A smooth linear global drift of ``global_drift_px`` over the movie is added to
     every track (the part motion correction would have removed).
     """
     rng = np.random.default_rng(seed)

@@ -1,0 +1,275 @@
+"""Training of the polishing sigmas (``motion_refine --params3/--params2``; ALGORITHMS 1.14).
+
+Called by :mod:`.motion_refine` as ``run_training(args, data)`` where ``data`` is either the
+:class:`~._polish_io.PolishProject` from ``load_project(args)`` (micrographs are loaded with
+``load_micrograph``) or, for tests, a sequence of micrograph objects with the ``MicrographData`` fields
+(``positions_px, frames_rfft, pred_own_rfft, pred_opposite_rfft, initial_tracks_px, dose_per_frame,
+angpix, coords_angpix, box, name``) plus ``k_out=`` (held-out frequency limit in particle-box pixels).
+
+Work: choose micrographs like RELION (glibc ``srand(seed)``, ascending random keys, >= 2 particles, until
+``--min_p`` particles), precompute per micrograph the whitened CC maps for frequencies below
+``k_cutoff`` (cropped to ``2*--mot_range``) and the held-out ring ``k_eval+2 <= r < k_out``, then
+search (s_vel, s_div, s_acc) maximising TSC (:mod:`polishplugin.core.motion.hyperparameters`).  Every
+evaluation refits all training micrographs, warm-started from the fit at the best parameters so far;
+micrographs are spread over MPI ranks and the TSC sums are all-reduced.  Outputs in ``--o``:
+``opt_params_all_groups.txt`` and ``opt_params.txt`` (one line ``"s_vel s_div s_acc"``, RELION rounding)
+and ``tsc_trace.star`` (every evaluation).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..convert import labels as L
+from ..convert.star import atomic_write_text, write_star
+from ..core.dose import dose_weights
+from ..core.fsc import glibc_uniform
+from ..core.motion import prepare
+from ..core.motion.cross_correlation import cc_maps, cc_origin
+from ..core.motion.estimate import fit_tracks, sigmas_to_pixels
+from ..core.motion.hyperparameters import compass_search, format_params
+from ..core.motion.tsc import (EvalRing, alignment_lowpass, frequency_split, make_eval_ring, tsc_from_terms,
+                               tsc_terms)
+from ._cli import ProgramError
+from ._mpi import get_comm, partition
+
+__all__ = ["run_training", "select_micrographs", "prepare_micrograph", "TrainMicrograph", "TSC_TRACE_BLOCK",
+           "read_tsc_trace", "read_params_file", "TrainingSet"]
+
+log = logging.getLogger(__name__)
+
+TSC_TRACE_BLOCK = "tsc_trace"
+# labels of tsc_trace.star (ours; RELION writes no trace)
+LBL_EVAL = getattr(L, "POLISH_EVALUATION", "rlnPolishEvaluation")
+LBL_VEL = getattr(L, "POLISH_SIGMA_VEL", "rlnPolishSigmaVel")
+LBL_DIV = getattr(L, "POLISH_SIGMA_DIV", "rlnPolishSigmaDiv")
+LBL_ACC = getattr(L, "POLISH_SIGMA_ACC", "rlnPolishSigmaAcc")
+LBL_TSC = getattr(L, "POLISH_TSC", "rlnPolishTsc")
+
+
+def _opt(args, name, default):
+    v = getattr(args, name, None)
+    return default if v is None else v
+
+
+def select_micrographs(n_particles: list[int], min_p: int, seed: int = 23) -> tuple[list[int], int]:
+    """RELION's training subset: indices in ascending order of glibc ``rand()`` keys after ``srand(seed)``,
+    skipping micrographs with < 2 particles, until ``min_p`` particles.  Returns ``(indices, n_particles)``.
+    """
+    keys = glibc_uniform(seed, len(n_particles), 0.0, 1.0) if n_particles else np.zeros(0)
+    order = np.argsort(keys, kind="stable")
+    chosen, total = [], 0
+    for i in order:
+        if n_particles[i] < 2:
+            continue
+        if total >= min_p:
+            break
+        chosen.append(int(i))
+        total += int(n_particles[i])
+    return chosen, total
+
+
+@dataclass
+class TrainMicrograph:
+    name: str
+    positions_px: np.ndarray
+    initial_tracks_px: np.ndarray
+    cc: np.ndarray          # (n_p, n_f, M, M) float32, zero shift at cc_origin
+    cc_origin: int
+    ring: EvalRing
+    dose_per_frame: float
+    angpix: float
+    coords_angpix: float
+    warm_tracks: np.ndarray | None = None
+
+
+def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int | None, first_frame: int = 0,
+                       whiten: bool = True) -> TrainMicrograph:
+    """Normalise + whiten one micrograph, its alignment CC maps and its held-out evaluation ring."""
+    box = int(md.box)
+    frames = prepare.normalize_particle_frames(np.asarray(md.frames_rfft))
+    n_f = frames.shape[1]
+    pred_own = np.asarray(md.pred_own_rfft)
+    if whiten:
+        sigma2 = prepare.noise_sigma2(frames)
+        frames = prepare.whiten(frames, sigma2, box)
+        pred_own = prepare.whiten(pred_own, sigma2, box)
+    dw = dose_weights(n_f, box, float(md.angpix), float(md.dose_per_frame), first_frame)
+    align_w = dw * alignment_lowpass(box, k_cutoff)[None]
+    crop = None if crop_px is None or crop_px >= box else int(crop_px)
+    cc = cc_maps(frames, pred_own, align_w, crop_px=crop)
+    ring = make_eval_ring(frames, np.asarray(md.pred_opposite_rfft), dw, k_eval, k_out)
+    return TrainMicrograph(str(getattr(md, "name", "")), np.asarray(md.positions_px, np.float64),
+                           np.asarray(md.initial_tracks_px, np.float64), cc, cc_origin(cc.shape, crop is not None),
+                           ring, float(md.dose_per_frame), float(md.angpix), float(md.coords_angpix))
+
+
+class TrainingSet:
+    """The prepared micrographs of one rank; ``evaluate(params)`` = global TSC (all-reduced over ranks)."""
+
+    def __init__(self, mics: list[TrainMicrograph], comm=None, max_iters: int = 10000, eps: float = 1e-5,
+                 absolute: bool = False, warm: bool = True):
+        self.mics = mics
+        self.comm = comm if comm is not None else get_comm()
+        self.max_iters, self.eps, self.absolute, self.warm = max_iters, eps, absolute, warm
+        self.last_tracks: list[np.ndarray] = []
+        self.best = -math.inf
+
+    def fit(self, m: TrainMicrograph, params, init: np.ndarray | None = None) -> np.ndarray:
+        s_vel, s_div, s_acc = params
+        sv, sd, sa = sigmas_to_pixels(s_vel, s_div, s_acc if s_acc > 0 else -1.0, m.dose_per_frame, m.angpix,
+                                      m.coords_angpix, self.absolute)
+        init = m.initial_tracks_px if init is None else init
+        return fit_tracks(m.cc, init, m.positions_px, sv, sd, sa, max_iters=self.max_iters, eps=self.eps,
+                          cc_origin=m.cc_origin).tracks_px
+
+    def evaluate(self, params, warm: bool | None = None) -> float:
+        """TSC of ``params`` (tracks refitted on every micrograph; kept in ``last_tracks``)."""
+        warm = self.warm if warm is None else warm
+        terms = np.zeros(3)
+        self.last_tracks = []
+        for m in self.mics:
+            tracks = self.fit(m, params, m.warm_tracks if warm else None)
+            self.last_tracks.append(tracks)
+            terms += tsc_terms(m.ring, tracks)
+        return tsc_from_terms(self.comm.allreduce_sum(terms))
+
+    def evaluate_and_keep(self, params) -> float:
+        """:meth:`evaluate`, and warm-start later fits from these tracks when the score is the best so far."""
+        value = self.evaluate(params)
+        if value > self.best:
+            self.best = value
+            for m, t in zip(self.mics, self.last_tracks):
+                m.warm_tracks = t
+        return value
+
+
+def _data_source(data, args, k_out):
+    """(n_particles per micrograph, loader(i), k_out in particle-box px, first_frame, names)."""
+    if hasattr(data, "mic_rows"):  # a PolishProject
+        from ._polish_io import load_micrograph
+
+        project = data
+        counts = [len(r) for r in project.mic_rows]
+        opt = project.optics
+        box = int(opt[L.IMAGE_SIZE].iloc[0])
+        angpix = float(opt[L.IMAGE_PIXEL_SIZE].iloc[0])
+        if (len(set(np.asarray(opt[L.IMAGE_SIZE]).tolist())) > 1
+                or len(set(np.round(np.asarray(opt[L.IMAGE_PIXEL_SIZE], float), 6).tolist())) > 1):
+            raise ProgramError(f"{project.particle_star}: training needs all optics groups to share pixel and box "
+                               "size; train on each group separately")
+        ref = project.reference
+        k = k_out if k_out is not None else int(round(ref.k_out * (box * angpix) / (ref.box * ref.angpix)))
+        return counts, (lambda i: load_micrograph(project, i)), k, int(project.first_frame), list(project.mic_names)
+    mics = list(data)
+    if k_out is None:
+        k_out = getattr(args, "k_out", None)
+    if k_out is None:
+        raise ProgramError("training data: no k_out (FSC cut-off) was given")
+    counts = [int(np.asarray(m.positions_px).shape[0]) for m in mics]
+    first = int(getattr(mics[0], "first_frame", 0)) if mics else 0
+    return counts, (lambda i: mics[i]), int(k_out), first, [str(getattr(m, "name", i)) for i, m in enumerate(mics)]
+
+
+def read_params_file(path: str | os.PathLike) -> tuple[float, float, float]:
+    """Three whitespace-separated numbers (s_vel s_div s_acc) as RELION's ``--params_file``."""
+    try:
+        values = [float(v) for v in Path(path).read_text().split()]
+    except ValueError as exc:
+        raise ProgramError(f"{path}: expected three numbers 's_vel s_div s_acc' ({exc})") from exc
+    if len(values) < 3:
+        raise ProgramError(f"{path}: expected three numbers 's_vel s_div s_acc', found {len(values)}")
+    return values[0], values[1], values[2]
+
+
+def read_tsc_trace(path: str | os.PathLike) -> pd.DataFrame:
+    """The evaluations of ``tsc_trace.star``: columns evaluation, s_vel, s_div, s_acc, tsc."""
+    from ..convert.star import read_star
+
+    t = read_star(path)[TSC_TRACE_BLOCK]
+    return pd.DataFrame({"evaluation": t[LBL_EVAL], "s_vel": t[LBL_VEL], "s_div": t[LBL_DIV],
+                         "s_acc": t[LBL_ACC], "tsc": t[LBL_TSC]})
+
+
+def run_training(args, data, k_out: int | None = None) -> int:
+    """Train (s_vel, s_div, s_acc) and write the parameter files (see module docstring). Returns 0."""
+    t_start = time.time()
+    comm = get_comm()
+    eval_frac = float(_opt(args, "eval_frac", 0.5))
+    align_frac = float(_opt(args, "align_frac", 0.5))
+    if not (0.1 < eval_frac <= 0.9):
+        raise ProgramError(f"--eval_frac {eval_frac:g} is outside (0.1, 0.9]: it is the fraction of Fourier "
+                           "pixels held out for testing")
+    if not (0.0 < align_frac < 1.0):
+        raise ProgramError(f"--align_frac {align_frac:g} is outside (0, 1)")
+    two = bool(_opt(args, "params2", False)) and not bool(_opt(args, "params3", False))
+    min_p = int(_opt(args, "min_p", 1000))
+    seed = int(_opt(args, "seed", 23))
+    s0 = (float(_opt(args, "s_vel_0", 0.6)), float(_opt(args, "s_div_0", 10000.0)), float(_opt(args, "s_acc_0", 3.0)))
+    mot_range = int(_opt(args, "mot_range", 50))
+    max_iters = int(_opt(args, "max_iters", 10000))
+    eps = float(_opt(args, "eps", 1e-5))
+    absolute = bool(_opt(args, "absolute_params", False))
+    whiten = not bool(_opt(args, "no_whiten", False))
+    warm = not bool(_opt(args, "no_warm_start", False))
+    out_dir = Path(_opt(args, "o", "."))
+
+    counts, load, k_out_px, first_frame, names = _data_source(data, args, k_out)
+    chosen, n_total = select_micrographs(counts, min_p, seed)
+    if not chosen:
+        raise ProgramError("training needs at least one micrograph with 2 or more particles; none was found")
+    if n_total < min_p:
+        log.warning("WARNING: only %d particles in micrographs with >= 2 particles, fewer than --min_p %d: "
+                    "using all of them", n_total, min_p)
+    k_cutoff, k_eval = frequency_split(k_out_px, align_frac, eval_frac)
+    log.info("training on %d micrographs, %d particles; k_out %d, alignment k < %d, evaluation %d <= k < %d",
+             len(chosen), n_total, k_out_px, k_cutoff, k_eval + 2, k_out_px)
+    if k_eval + 2 >= k_out_px:
+        raise ProgramError(f"the FSC cut-off (k_out = {k_out_px} px) leaves no held-out frequencies; "
+                           "lower --eval_frac or use a better reference")
+
+    mine = [chosen[i] for i in partition(len(chosen), comm.size, comm.rank)]
+    mics: list[TrainMicrograph] = []
+    t0 = time.time()
+    for j, i in enumerate(mine):
+        mics.append(prepare_micrograph(load(i), k_cutoff, k_eval, k_out_px, 2 * mot_range, first_frame, whiten))
+        done = j + 1
+        eta = (time.time() - t0) / done * (len(mine) - done)
+        log.info("prepared micrograph %d/%d (%s), ETA %.0f s", done, len(mine), names[i], eta)
+
+    tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm)
+    result = compass_search(tset.evaluate_and_keep, s0, free=(True, True, not two),
+                            max_evals=int(_opt(args, "max_evals", 0)) or max(20, min(3 * int(_opt(args, "par_iters", 100)), 60)))
+    s_vel, s_div, s_acc = result.best
+    if two:
+        s_acc = s0[2]
+    elif s_acc <= 0:
+        s_acc = -1.0
+    if result.flat:
+        log.warning("WARNING: the held-out TSC is flat over all evaluated parameters (spread < 1e-5): the data do "
+                    "not constrain the sigmas; RELION's defaults are as good")
+    log.info("good parameters: --s_vel %g --s_div %g --s_acc %g (TSC %.8g, %d evaluations, %.1f s)",
+             s_vel, s_div, s_acc, result.best_score, result.n_evals, time.time() - t_start)
+    if comm.is_leader:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        line = format_params(s_vel, s_div, s_acc)
+        atomic_write_text(out_dir / "opt_params_all_groups.txt", line)
+        atomic_write_text(out_dir / "opt_params.txt", line)
+        trace = pd.DataFrame({LBL_EVAL: np.arange(1, len(result.trace) + 1),
+                              LBL_VEL: [p[0] for p, _ in result.trace], LBL_DIV: [p[1] for p, _ in result.trace],
+                              LBL_ACC: [p[2] for p, _ in result.trace], LBL_TSC: [v for _, v in result.trace]})
+        general = {LBL_VEL: s_vel, LBL_DIV: s_div, LBL_ACC: s_acc, LBL_TSC: result.best_score,
+                   "rlnPolishTscIsFlat": int(result.flat), "rlnPolishNrMicrographs": len(chosen),
+                   "rlnPolishNrParticles": n_total}
+        write_star(out_dir / "tsc_trace.star", {"general": general, TSC_TRACE_BLOCK: trace},
+                   comments=["TSC (held-out score) of every evaluation of the polishing-parameter training"])
+    comm.barrier()
+    return 0

@@ -1,0 +1,116 @@
+"""Training of the polishing sigmas on synthetic micrographs with planted motion statistics."""
+
+import logging
+import re
+import types
+
+import numpy as np
+import pytest
+
+from polishplugin.convert.star import read_star
+from polishplugin.core.motion import synthetic
+from polishplugin.core.motion.hyperparameters import compass_search, format_params, round_params
+from polishplugin.core.motion.tsc import frequency_split
+from polishplugin.programs import _motion_train as T
+from polishplugin.programs._cli import ProgramError
+
+PLANTED = (0.6, 2000.0, 3.0)
+DEFAULTS = (0.2, 5000.0, 2.0)
+K_OUT = 20
+
+
+@pytest.fixture(scope="module")
+def mics():
+    return [synthetic.make_micrograph(seed=10 + i, noise=3.0, s_vel=PLANTED[0], s_div=PLANTED[1],
+                                      s_acc=PLANTED[2], name=f"mic{i}") for i in range(3)]
+
+
+def _args(tmp_path, **kw):
+    base = dict(o=str(tmp_path), min_p=10000, params3=True, params2=False, eval_frac=0.5, align_frac=0.5,
+                par_iters=10)
+    base.update(kw)
+    return types.SimpleNamespace(**base)
+
+
+def test_rounding_and_format_match_relion():
+    assert round_params((0.4037, 1157.3, 2.7161)) == pytest.approx((0.4035, 1155.0, 2.715))
+    assert format_params(*round_params((0.4037, 1157.3, 2.7161))) == "0.4035 1155 2.715\n"
+    assert format_params(0.2, 5000.0, -1.0) == "0.2 5000 -1\n"
+    assert frequency_split(40, 0.5, 0.5) == (28, 28)
+    assert frequency_split(40, 0.5, 0.3) == (28, 33)
+
+
+def test_select_micrographs_like_relion():
+    counts = [5, 1, 7, 3, 0, 9]
+    chosen, total = T.select_micrographs(counts, min_p=10)
+    assert 1 not in chosen and 4 not in chosen and total >= 10
+    assert chosen == T.select_micrographs(counts, min_p=10)[0]  # deterministic (glibc srand(23))
+    everything, total_all = T.select_micrographs(counts, min_p=10 ** 6)
+    assert sorted(everything) == [0, 2, 3, 5] and total_all == 24
+
+
+def test_compass_search_finds_known_optimum_inside_bounds():
+    target = np.log([0.5, 3000.0, 1.5])
+    res = compass_search(lambda p: -float(((np.log(p) - target) ** 2).sum()), (0.6, 10000, 3), max_evals=80)
+    np.testing.assert_allclose(res.best, [0.5, 3000, 1.5], rtol=0.05)
+    assert res.trace[0][0] == (0.6, 10005, 3) and not res.flat  # 10000 is not on the 15 Å grid
+    flat = compass_search(lambda p: 1.0, (0.6, 10000, 3), max_evals=20)
+    assert flat.flat and flat.best == (0.6, 10005, 3)
+    runaway = compass_search(lambda p: p[1], (0.6, 10000, 3), max_evals=40)  # s_div wants to run away
+    assert runaway.best[1] <= 50000
+
+
+def test_training_beats_defaults_and_lands_near_planted(mics, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    assert T.run_training(_args(tmp_path), mics, k_out=K_OUT) == 0
+    text = (tmp_path / "opt_params.txt").read_text()
+    assert text == (tmp_path / "opt_params_all_groups.txt").read_text()
+    assert re.fullmatch(r"\S+ \S+ \S+\n", text)
+    trained = tuple(float(v) for v in text.split())
+    assert round_params(trained) == pytest.approx(trained, abs=1e-12)  # on RELION's grid
+    assert "fewer than --min_p" in caplog.text  # 72 particles < 10000: warned, all used
+    star = read_star(tmp_path / "tsc_trace.star")
+    assert int(star["general"]["rlnPolishNrMicrographs"].iloc[0]) == 3
+    trace = T.read_tsc_trace(tmp_path / "tsc_trace.star")
+    assert len(trace) >= 5 and trace.tsc.max() == pytest.approx(star["general"]["rlnPolishTsc"].iloc[0])
+
+    k_cut, k_eval = frequency_split(K_OUT)
+    prepared = [T.prepare_micrograph(m, k_cut, k_eval, K_OUT, 100) for m in mics]
+    tset = T.TrainingSet(prepared, warm=False)
+    scores, errors = {}, {}
+    for name, p in (("trained", trained), ("defaults", DEFAULTS), ("planted", PLANTED)):
+        scores[name] = tset.evaluate(p)
+        err = [((t - m.true_tracks_px) ** 2).sum(-1).mean() for t, m in zip(tset.last_tracks, mics)]
+        errors[name] = float(np.sqrt(np.mean(err)))
+    print("TSC", scores, "track RMS px", errors, "trained", trained)
+    assert scores["trained"] >= scores["defaults"]
+    assert errors["trained"] <= errors["defaults"]
+    assert 0.5 <= trained[0] / PLANTED[0] <= 2.0   # s_vel
+    assert 0.5 <= trained[2] / PLANTED[2] <= 2.0   # s_acc
+    assert 0.2 <= trained[1] / PLANTED[1] <= 5.0   # s_div: flat objective, see the report
+
+
+@pytest.mark.parametrize("frac", [0.1, 0.95, -0.2])
+def test_eval_frac_outside_range_is_a_clear_error(mics, tmp_path, frac):
+    with pytest.raises(ProgramError, match=r"--eval_frac .* outside \(0.1, 0.9\]"):
+        T.run_training(_args(tmp_path, eval_frac=frac), mics, k_out=K_OUT)
+    assert not (tmp_path / "opt_params.txt").exists()
+
+
+def test_no_trainable_micrograph_is_an_error(mics, tmp_path):
+    one = synthetic.make_micrograph(seed=1, n_p=1, n_f=4, box=16)
+    with pytest.raises(ProgramError, match="2 or more particles"):
+        T.run_training(_args(tmp_path), [one], k_out=6)
+
+
+def test_params2_keeps_s_acc(mics, tmp_path):
+    T.run_training(_args(tmp_path, params2=True, params3=False, s_acc_0=2.5, par_iters=3), mics[:1], k_out=K_OUT)
+    assert (tmp_path / "opt_params.txt").read_text().split()[2] == "2.5"
+
+
+def test_read_params_file(tmp_path):
+    (tmp_path / "p.txt").write_text("0.4035 1155 2.715\n")
+    assert T.read_params_file(tmp_path / "p.txt") == (0.4035, 1155.0, 2.715)
+    (tmp_path / "q.txt").write_text("0.4\n")
+    with pytest.raises(ProgramError, match="q.txt"):
+        T.read_params_file(tmp_path / "q.txt")
