@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fourier import radius_grid
+from .fourier import frequency_grid
 
 __all__ = ["MTF_MIN_VALUE", "validate_mtf_table", "mtf_lookup", "mtf_interpolate", "mtf_factors",
            "divide_by_mtf"]
@@ -91,10 +91,14 @@ def mtf_factors(shape: tuple[int, ...], angpix: float, mtf_invpix, mtf_values,
     if mtf_angpix is None or mtf_angpix <= 0:
         mtf_angpix = angpix
     box = shape[0]
-    res = radius_grid(tuple(shape)) / (box * float(angpix))
+    # the MTF depends on |k| only: evaluate it once per distinct integer |k|^2, then gather
+    r2 = 0
+    for k in frequency_grid(tuple(shape)):
+        r2 = r2 + k.astype(np.intp) ** 2
+    res = np.sqrt(np.arange(int(r2.max()) + 1, dtype=np.float64)) / (box * float(angpix))
     below_nyquist = res < 1.0 / (2.0 * angpix)
-    values = mtf_lookup(res, mtf_invpix, mtf_values, mtf_angpix)
-    return np.where(below_nyquist, values, 1.0)
+    lut = np.where(below_nyquist, mtf_lookup(res, mtf_invpix, mtf_values, mtf_angpix), 1.0)
+    return lut[r2]
 
 
 def divide_by_mtf(f_rfft: np.ndarray, shape: tuple[int, ...], angpix: float, mtf_invpix, mtf_values,

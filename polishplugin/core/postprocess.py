@@ -24,15 +24,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .filters import apply_bfactor_rfft, fsc_weight_rfft, low_pass_rfft
-from .fourier import irfft, n_shells, radial_sum, radius_grid, rfft, round_half_away
-from .fsc import fsc_rfft, fsc_true, phase_randomization_shell, resolution_shell
-from .mtf import divide_by_mtf
+import scipy.fft
+
+from .fourier import frequency_grid, n_shells, round_half_away
+from .fsc import fsc_true, phase_randomization_shell, resolution_shell
+from .mtf import mtf_lookup
 
 __all__ = [
-    "GUINIER_MISSING", "glibc_rand_words", "glibc_uniform_fast", "randomize_phases_rfft", "mask_fractions",
-    "particle_fraction_fsc", "FscCurves", "postprocess_fscs", "choose_resolution", "Guinier",
-    "guinier_curve", "fit_straight_line", "SharpenResult", "sharpen_rfft",
+    "GUINIER_MISSING", "glibc_rand_words", "glibc_uniform_fast", "ShellGrid", "rfft_fast", "irfft_fast",
+    "randomize_phases_rfft", "fsc_grid", "mask_fractions", "particle_fraction_fsc", "FscCurves",
+    "postprocess_fscs", "choose_resolution", "Guinier", "guinier_curve", "fit_straight_line",
+    "fsc_weight_per_shell", "bfactor_lut", "low_pass_lut", "mtf_lut", "SharpenResult", "sharpen_rfft",
 ]
 
 #: RELION writes this log-amplitude for shells whose amplitude sum is 0.
@@ -40,6 +42,59 @@ GUINIER_MISSING = -99.0
 #: fraction of the box volume of a protein (0.81 Da/Å^3 density, 0.476 RELION's/cisTEM's factor).
 _PROTEIN_DALTON_PER_A3 = 0.81
 _CISTEM_FACTOR = 0.476
+
+
+# --------------------------------------------------------------------------------------------------
+# Fourier grid, FFTs
+# --------------------------------------------------------------------------------------------------
+
+class ShellGrid:
+    """Integer ``|k|^2`` and RELION shell index of every rfft coefficient of a cubic real ``shape``,
+    computed once and reused by every FSC, Guinier plot and radial filter of a run.
+
+    Radial filters are evaluated once per distinct ``|k|^2`` (a look-up table, "LUT", of
+    ``max_r2 + 1`` values) and gathered with ``lut[grid.r2]``, which is exact and much cheaper than
+    evaluating them per coefficient.  Shells ``>= N//2 + 1`` go to a dump bin ``n`` that radial sums
+    drop.
+    """
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(int(v) for v in shape)
+        self.box = self.shape[0]
+        self.n = n_shells(self.box)
+        r2 = 0
+        for k in frequency_grid(self.shape):
+            r2 = r2 + k.astype(np.intp) ** 2
+        self.r2: np.ndarray = np.ascontiguousarray(r2)
+        self.max_r2 = int(self.r2.max())
+        self.radius_lut = np.sqrt(np.arange(self.max_r2 + 1, dtype=np.float64))
+        shell_lut = round_half_away(self.radius_lut)
+        self.shell_lut = np.where(shell_lut < self.n, shell_lut, self.n).astype(np.intp)
+        self.shell = self.shell_lut[self.r2]
+        self.count = np.bincount(self.shell.ravel(), minlength=self.n + 1)[:self.n]
+
+    def radial_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum of real ``values`` (rfft-shaped) per shell ``0..N//2``."""
+        return np.bincount(self.shell.ravel(), weights=np.ravel(values), minlength=self.n + 1)[:self.n]
+
+    def shell_to_lut(self, per_shell: np.ndarray) -> np.ndarray:
+        """A per-shell array (``n`` values) as a per-``|k|^2`` LUT (0 beyond the last shell)."""
+        return np.append(np.asarray(per_shell, np.float64), 0.0)[self.shell_lut]
+
+    def gather(self, lut: np.ndarray) -> np.ndarray:
+        """Per-coefficient values of a per-``|k|^2`` LUT."""
+        return lut[self.r2]
+
+
+def rfft_fast(x: np.ndarray) -> np.ndarray:
+    """:func:`polishplugin.core.fourier.rfft` (RELION forward /N) with scipy's threaded FFT; a float32
+    map gives a complex64 transform (half the memory, ~5x faster than numpy's double FFT)."""
+    return scipy.fft.rfftn(x, workers=-1) * (1.0 / x.size)
+
+
+def irfft_fast(f: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`rfft_fast` (unnormalised c2r), float32 for complex64 input."""
+    return scipy.fft.irfftn(f, s=shape, workers=-1) * float(np.prod(shape))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,21 +161,23 @@ def glibc_uniform_fast(seed: int, count: int, low: float, high: float) -> np.nda
     return low + (out.astype(np.float32) / step).astype(np.float64)
 
 
-def randomize_phases_rfft(f_list: list[np.ndarray], r2: np.ndarray, shell: int,
+def randomize_phases_rfft(f_list: list[np.ndarray], grid: ShellGrid, shell: int,
                           seed: int = 0) -> list[np.ndarray]:
     """Randomise phases of coefficients with ``|k|^2 >= shell^2`` in each rfft of ``f_list``.
 
     One glibc stream seeded once with ``seed`` is consumed in order (first array, then the next),
-    each in RELION's loop order (z, y, x over the half transform); amplitudes are kept.  ``r2`` is
-    ``|k|^2`` on the rfft grid.  Returns new arrays (inputs untouched).
+    each in RELION's loop order (z, y, x over the half transform); amplitudes are kept.  Returns new
+    arrays (inputs untouched).
     """
-    sel = r2 >= shell * shell
-    n_sel = int(sel.sum())
+    sel = grid.r2 >= shell * shell
+    n_sel = int(np.count_nonzero(sel))
     phases = glibc_uniform_fast(seed, n_sel * len(f_list), 0.0, 2.0 * np.pi)
     out = []
     for i, f in enumerate(f_list):
         g = f.copy()
-        g[sel] = np.abs(f[sel]) * np.exp(1j * phases[i * n_sel:(i + 1) * n_sel])
+        amp = np.abs(f[sel])
+        phi = phases[i * n_sel:(i + 1) * n_sel]
+        g[sel] = (amp * np.cos(phi)) + 1j * (amp * np.sin(phi))
         out.append(g)
     return out
 
@@ -128,6 +185,15 @@ def randomize_phases_rfft(f_list: list[np.ndarray], r2: np.ndarray, shell: int,
 # --------------------------------------------------------------------------------------------------
 # FSCs
 # --------------------------------------------------------------------------------------------------
+
+def fsc_grid(f1: np.ndarray, f2: np.ndarray, grid: ShellGrid) -> np.ndarray:
+    """RELION ``getFSC`` of two rffts (same numbers as :func:`polishplugin.core.fsc.fsc_rfft`)."""
+    num = grid.radial_sum(f1.real * f2.real + f1.imag * f2.imag)
+    d1 = grid.radial_sum(f1.real * f1.real + f1.imag * f1.imag)
+    d2 = grid.radial_sum(f2.real * f2.real + f2.imag * f2.imag)
+    den = np.sqrt(d1 * d2)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
 
 def mask_fractions(mask: np.ndarray, angpix: float, molweight_kda: float = -1.0) -> dict[str, float]:
     """RELION's particle fractions: ``frac_solvent_mask = 0.476/mean(mask > 0.5)``,
@@ -169,20 +235,20 @@ def _fix_shell0(curve: np.ndarray) -> np.ndarray:
     return out
 
 
-def postprocess_fscs(f1: np.ndarray, f2: np.ndarray, shape: tuple[int, ...], angpix: float,
+def postprocess_fscs(half1: np.ndarray, half2: np.ndarray, grid: ShellGrid, angpix: float,
                      mask: np.ndarray | None = None, randomize_at_fsc: float = 0.8,
                      randomize_at_a: float = -1.0, seed: int = 0, molweight_kda: float = -1.0,
-                     r2: np.ndarray | None = None, shells: np.ndarray | None = None) -> FscCurves:
+                     f1: np.ndarray | None = None, f2: np.ndarray | None = None) -> FscCurves:
     """Unmasked, masked, phase-randomised masked and corrected FSCs (RELION steps 2-4).
 
-    ``f1``/``f2`` are the rffts of the half maps of real ``shape``; ``mask`` a real map in [0, 1].
-    Raises ``ValueError`` when the unmasked FSC never drops below ``randomize_at_fsc``.
+    ``half1``/``half2`` are the real half maps (float32 keeps the FFTs in single precision),
+    ``f1``/``f2`` their :func:`rfft_fast` transforms when already computed; ``mask`` a real map in
+    [0, 1].  Raises ``ValueError`` when the unmasked FSC never drops below ``randomize_at_fsc``.
     """
-    box = shape[0]
-    n = n_shells(box)
-    r2 = radius_grid(shape) ** 2 if r2 is None else r2
-    shells = round_half_away(np.sqrt(r2)) if shells is None else shells
-    unmasked = fsc_rfft(f1, f2, shells, n)
+    box = grid.box
+    f1 = rfft_fast(half1) if f1 is None else f1
+    f2 = rfft_fast(half2) if f2 is None else f2
+    unmasked = fsc_grid(f1, f2, grid)
     if mask is None:
         fixed = _fix_shell0(unmasked)
         return FscCurves(unmasked=fixed, corrected=fixed.copy())
@@ -193,11 +259,11 @@ def postprocess_fscs(f1: np.ndarray, f2: np.ndarray, shape: tuple[int, ...], ang
         if randomize_at is None:
             raise ValueError(f"the unmasked FSC never drops below {randomize_at_fsc}: the half maps are "
                              "too similar for phase randomisation (use --randomize_at_A)")
-    h1 = irfft(f1, shape)
-    h2 = irfft(f2, shape)
-    masked = fsc_rfft(rfft(h1 * mask), rfft(h2 * mask), shells, n)
-    p1, p2 = randomize_phases_rfft([f1, f2], r2, randomize_at, seed)
-    random_masked = fsc_rfft(rfft(irfft(p1, shape) * mask), rfft(irfft(p2, shape) * mask), shells, n)
+    masked = fsc_grid(rfft_fast(half1 * mask), rfft_fast(half2 * mask), grid)
+    p1, p2 = randomize_phases_rfft([f1, f2], grid, randomize_at, seed)
+    shape = grid.shape
+    random_masked = fsc_grid(rfft_fast(irfft_fast(p1, shape) * mask), rfft_fast(irfft_fast(p2, shape) * mask), grid)
+    del p1, p2
     corrected = fsc_true(masked, random_masked, randomize_at)
     fractions = mask_fractions(mask, angpix, molweight_kda)
     part_mw = None
@@ -244,23 +310,22 @@ class Guinier:
     w: np.ndarray
 
 
-def guinier_curve(f: np.ndarray, shells: np.ndarray, box: int, angpix: float,
-                  fit_minres_a: float = 10.0, fit_maxres_a: float = 0.0) -> Guinier:
-    """RELION ``makeGuinierPlot`` for shells ``0..N//2`` (res >= 2 angpix).
+def guinier_curve(amplitude: np.ndarray, grid: ShellGrid, angpix: float, fit_minres_a: float = 10.0,
+                  fit_maxres_a: float = 0.0) -> Guinier:
+    """RELION ``makeGuinierPlot`` for shells ``0..N//2`` (res >= 2 angpix) of amplitudes ``|F|``.
 
     ``w = 1`` iff ``fit_maxres_a <= res <= fit_minres_a`` and the shell has amplitude; empty or
     zero shells get ``y = -99``, ``w = 0``.
     """
-    n = n_shells(box)
-    total = radial_sum(np.abs(f), shells, n)
-    count = np.bincount(shells[shells < n], minlength=n)[:n]
+    n, box = grid.n, grid.box
+    total = grid.radial_sum(amplitude)
     idx = np.arange(n, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        res_a = np.where(idx > 0, box * angpix / idx, np.inf)
+        res_a = np.where(idx > 0, box * angpix / np.maximum(idx, 1), np.inf)
     x = np.where(idx > 0, 1.0 / res_a ** 2, 0.0)
-    ok = (total > 0) & (count > 0)
+    ok = (total > 0) & (grid.count > 0)
     y = np.full(n, GUINIER_MISSING)
-    y[ok] = np.log(total[ok] / count[ok])
+    y[ok] = np.log(total[ok] / grid.count[ok])
     w = ((res_a >= fit_maxres_a) & (res_a <= fit_minres_a) & ok).astype(np.float64)
     return Guinier(x=x, y=y, w=w)
 
@@ -283,46 +348,89 @@ def fit_straight_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[floa
     return float(slope), float(my - slope * mx), float(corr)
 
 
+# radial filters as per-|k|^2 look-up tables; each equals the per-coefficient function named in its
+# docstring (tests compare them)
+
+def fsc_weight_per_shell(fsc_curve: np.ndarray) -> np.ndarray:
+    """Per-shell factor of :func:`polishplugin.core.filters.fsc_weight_rfft` (RELION
+    ``applyFscWeighting``): ``sqrt(2F/(1+F))`` up to the last shell before the first ``F < 1e-4``."""
+    curve = np.asarray(fsc_curve, np.float64)
+    below = np.nonzero(curve < 1e-4)[0]
+    ires_max = (int(below[0]) - 1) if below.size else curve.size - 1
+    w = np.where(curve > 0, np.sqrt(np.maximum(2 * curve / (1 + curve), 0.0)), 0.0)
+    w[np.arange(curve.size) > ires_max] = 0.0
+    return w
+
+
+def bfactor_lut(grid: ShellGrid, angpix: float, bfactor_a2: float) -> np.ndarray:
+    """LUT of :func:`polishplugin.core.filters.apply_bfactor_rfft`: ``exp(-B/4 res^2)`` up to Nyquist."""
+    res = grid.radius_lut / (grid.box * angpix)
+    return np.where(res <= 1.0 / (2.0 * angpix), np.exp(-(bfactor_a2 / 4.0) * res * res), 0.0)
+
+
+def low_pass_lut(grid: ShellGrid, angpix: float, resolution_a: float, edge_shells: float = 2.0) -> np.ndarray:
+    """LUT of :func:`polishplugin.core.filters.low_pass_rfft` (RELION ``lowPassFilterMap``)."""
+    box = grid.box
+    ires = int(round_half_away(box * angpix / resolution_a))
+    lo, hi = (ires - edge_shells / 2) / box, (ires + edge_shells / 2) / box
+    res = grid.radius_lut / box
+    out = np.where(res < lo, 1.0, 0.0)
+    band = (res >= lo) & (res <= hi)
+    out[band] = 0.5 + 0.5 * np.cos(np.pi * (res[band] - lo) / (hi - lo))
+    return out
+
+
+def mtf_lut(grid: ShellGrid, angpix: float, mtf_invpix, mtf_values, mtf_angpix: float) -> np.ndarray:
+    """LUT of :func:`polishplugin.core.mtf.mtf_factors` (MTF below Nyquist, 1 elsewhere)."""
+    res = grid.radius_lut / (grid.box * angpix)
+    values = mtf_lookup(res, mtf_invpix, mtf_values, mtf_angpix if mtf_angpix and mtf_angpix > 0 else angpix)
+    return np.where(res < 1.0 / (2.0 * angpix), values, 1.0)
+
+
 @dataclass
 class SharpenResult:
     """Output of :func:`sharpen_rfft`."""
 
     f: np.ndarray                                 # sharpened (and low-passed) rfft
     bfactor_a2: float
+    factor_lut: np.ndarray                        # per-|k|^2 factor applied (reuse for half maps)
     guinier: dict[str, Guinier] = field(default_factory=dict)   # original/mtf/weighted/sharpened
     fit: tuple[float, float, float] | None = None               # slope, intercept, corr (auto-B)
 
 
-def sharpen_rfft(f: np.ndarray, shape: tuple[int, ...], angpix: float, fsc_corrected: np.ndarray | None,
+def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: np.ndarray | None,
                  mtf: tuple[np.ndarray, np.ndarray, float] | None = None, auto_bfac: bool = False,
                  autob_lowres_a: float = 10.0, autob_highres_a: float = 0.0, adhoc_bfac_a2: float = 0.0,
-                 low_pass_a: float = 0.0, filter_edge_width: float = 2.0,
-                 shells: np.ndarray | None = None) -> SharpenResult:
+                 low_pass_a: float = 0.0, filter_edge_width: float = 2.0) -> SharpenResult:
     """RELION ``sharpenMap`` on the rfft ``f`` of the averaged map (RELION step 6).
 
-    ``fsc_corrected`` = None skips FSC weighting; ``mtf`` = ``(invpix, values, mtf_angpix)``;
-    ``low_pass_a`` > 0 low-passes at that resolution (the caller resolves RELION's negative value).
-    Raises ``ValueError`` for an unusable MTF table or an empty fitting range.
+    Divide by the MTF (``mtf = (invpix, values, mtf_angpix)``), FSC-weight with ``fsc_corrected``
+    (None: skip), fit or apply the B-factor, low-pass at ``low_pass_a`` if > 0 (the caller resolves
+    RELION's negative value).  Raises ``ValueError`` for an unusable MTF table or an empty fit range.
     """
-    box = shape[0]
-    shells = round_half_away(radius_grid(shape)) if shells is None else shells
-    guinier = {"original": guinier_curve(f, shells, box, angpix, autob_lowres_a, autob_highres_a)}
-    current = f
+    amplitude = np.abs(f)
+    lut = np.ones(grid.max_r2 + 1)
+
+    def curve() -> Guinier:
+        return guinier_curve(amplitude * grid.gather(lut), grid, angpix, autob_lowres_a, autob_highres_a)
+
+    guinier = {"original": guinier_curve(amplitude, grid, angpix, autob_lowres_a, autob_highres_a)}
     if mtf is not None:
-        current = divide_by_mtf(current, shape, angpix, mtf[0], mtf[1], mtf[2])
-        guinier["mtf"] = guinier_curve(current, shells, box, angpix, autob_lowres_a, autob_highres_a)
+        lut = lut / mtf_lut(grid, angpix, mtf[0], mtf[1], mtf[2])
+        guinier["mtf"] = curve()
     if fsc_corrected is not None:
-        current = fsc_weight_rfft(current, shape, fsc_corrected)
-        guinier["weighted"] = guinier_curve(current, shells, box, angpix, autob_lowres_a, autob_highres_a)
+        lut = lut * grid.shell_to_lut(fsc_weight_per_shell(fsc_corrected)[:grid.n])
+        guinier["weighted"] = curve()
     fit = None
     bfactor = adhoc_bfac_a2
     if auto_bfac:
         last = list(guinier.values())[-1]
         fit = fit_straight_line(last.x, last.y, last.w)
         bfactor = 4.0 * fit[0]
-    current = apply_bfactor_rfft(current, shape, angpix, bfactor)
+    lut = lut * bfactor_lut(grid, angpix, bfactor)
     if auto_bfac or bfactor != 0:
-        guinier["sharpened"] = guinier_curve(current, shells, box, angpix, autob_lowres_a, autob_highres_a)
+        guinier["sharpened"] = curve()
     if low_pass_a > 0:
-        current = low_pass_rfft(current, shape, low_pass_a, angpix, filter_edge_width)
-    return SharpenResult(f=current, bfactor_a2=float(bfactor), guinier=guinier, fit=fit)
+        lut = lut * low_pass_lut(grid, angpix, low_pass_a, filter_edge_width)
+    return SharpenResult(f=f * grid.gather(lut).astype(f.real.dtype), bfactor_a2=float(bfactor),
+                         factor_lut=lut, guinier=guinier, fit=fit)

@@ -25,10 +25,10 @@ from ..convert import labels as L
 from ..convert.mrc import read_mrc, write_mrc
 from ..convert.mtf import read_mtf
 from ..convert.star import STAR_VERSION, StarError, _block_text, atomic_write_text, format_value
-from ..core.fourier import irfft, n_shells, radius_grid, rfft, round_half_away, shell_resolution_a
+from ..core.fourier import n_shells, shell_resolution_a
 from ..core.mtf import validate_mtf_table
-from ..core.postprocess import (FscCurves, SharpenResult, choose_resolution, mask_fractions,
-                                postprocess_fscs, sharpen_rfft)
+from ..core.postprocess import (FscCurves, SharpenResult, ShellGrid, choose_resolution, irfft_fast,
+                                mask_fractions, postprocess_fscs, rfft_fast, sharpen_rfft)
 from ._cli import ProgramError
 
 __all__ = ["add_args", "main", "other_half_name", "read_mtf_table", "OUTPUT_STAR_SUFFIX"]
@@ -119,8 +119,8 @@ def _read_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.n
         if mask.min() < -MASK_TOLERANCE or mask.max() > 1 + MASK_TOLERANCE:
             raise ProgramError(f"mask {args.mask} has values outside [0, 1] "
                                f"(min {mask.min():g}, max {mask.max():g})")
-        mask = mask.astype(np.float64)
-    return h1.astype(np.float64), h2.astype(np.float64), mask, float(angpix), half2_name
+    # float32 throughout: single-precision FFTs (FSC sums are accumulated in float64)
+    return h1, h2, mask, float(angpix), half2_name
 
 
 # ------------------------------------------------------------------------------------------ output tables
@@ -249,16 +249,14 @@ def main(args: argparse.Namespace) -> int:
         mtf = (invpix, values, args.mtf_angpix if args.mtf_angpix > 0 else angpix)
     shape = h1.shape
     box = shape[0]
-    r2 = radius_grid(shape) ** 2
-    shells = round_half_away(np.sqrt(r2))
-    f1, f2 = rfft(h1), rfft(h2)
-    del h1, h2
+    grid = ShellGrid(shape)
+    f1, f2 = rfft_fast(h1), rfft_fast(h2)
     try:
-        curves = postprocess_fscs(f1, f2, shape, angpix, mask, args.randomize_at_fsc, args.randomize_at_A,
-                                  args.random_seed, args.molweight, r2=r2, shells=shells)
+        curves = postprocess_fscs(h1, h2, grid, angpix, mask, args.randomize_at_fsc, args.randomize_at_A,
+                                  args.random_seed, args.molweight, f1=f1, f2=f2)
     except ValueError as exc:
         raise ProgramError(f"half maps {args.i} and {half2_name}: {exc}") from None
-    del r2
+    del h1, h2
     log.info("FSCs done (%.1f s)", time.time() - t0)
     i_res, warnings = choose_resolution(curves, args.force_mask)
     for w in warnings:
@@ -268,12 +266,12 @@ def main(args: argparse.Namespace) -> int:
     if args.skip_fsc_weighting and args.low_pass == 0:
         log.warning("WARNING: --skip_fsc_weighting without --low_pass: the map keeps noise up to Nyquist")
     low_pass = resolution_a if args.low_pass < 0 else args.low_pass
-    sharpen_kwargs = dict(fsc_corrected=None if args.skip_fsc_weighting else curves.corrected, mtf=mtf,
-                          autob_lowres_a=args.autob_lowres, autob_highres_a=args.autob_highres,
-                          low_pass_a=low_pass, filter_edge_width=args.filter_edge_width, shells=shells)
     try:
-        sharp = sharpen_rfft((f1 + f2) / 2.0, shape, angpix, auto_bfac=args.auto_bfac,
-                             adhoc_bfac_a2=args.adhoc_bfac, **sharpen_kwargs)
+        sharp = sharpen_rfft((f1 + f2) * np.float32(0.5), grid, angpix,
+                             None if args.skip_fsc_weighting else curves.corrected, mtf=mtf,
+                             auto_bfac=args.auto_bfac, autob_lowres_a=args.autob_lowres,
+                             autob_highres_a=args.autob_highres, adhoc_bfac_a2=args.adhoc_bfac,
+                             low_pass_a=low_pass, filter_edge_width=args.filter_edge_width)
     except ValueError as exc:
         raise ProgramError(f"sharpening {args.i}: {exc}") from None
     if sharp.fit is not None:
@@ -284,14 +282,14 @@ def main(args: argparse.Namespace) -> int:
     elif sharp.bfactor_a2 == 0:
         log.info("B-factor 0: the map will not be sharpened")
     out_root = args.o
-    final = irfft(sharp.f, shape)
+    final = irfft_fast(sharp.f, shape)
     write_mrc(out_root + ".mrc", final, angpix)
     if mask is not None:
         write_mrc(out_root + "_masked.mrc", final * mask, angpix)
     if args.half_maps:
+        factor = grid.gather(sharp.factor_lut).astype(np.float32)   # same MTF, weighting, B, low-pass
         for name, f in (("_half1.mrc", f1), ("_half2.mrc", f2)):
-            half = sharpen_rfft(f, shape, angpix, auto_bfac=False, adhoc_bfac_a2=sharp.bfactor_a2, **sharpen_kwargs)
-            write_mrc(out_root + name, irfft(half.f, shape), angpix)
+            write_mrc(out_root + name, irfft_fast(f * factor, shape), angpix)
     fsc_df = _fsc_table(curves, box, angpix)
     guinier_df = _guinier_table(sharp)
     general = _general_block(args, half2_name, resolution_a, sharp, mask, angpix, curves, out_root)

@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 
-from polishplugin.core.filters import centred_radius, raised_cosine_sphere
+from polishplugin.core.filters import (apply_bfactor_rfft, centred_radius, fsc_weight_rfft, low_pass_rfft,
+                                       raised_cosine_sphere)
 from polishplugin.core.fourier import irfft, radius_grid, rfft, round_half_away
-from polishplugin.core.fsc import glibc_uniform, resolution_shell
+from polishplugin.core.fsc import fsc_rfft, glibc_uniform, resolution_shell
 from polishplugin.core.mtf import divide_by_mtf, mtf_factors, mtf_interpolate, mtf_lookup, validate_mtf_table
 from polishplugin.core.postprocess import (
-    GUINIER_MISSING, FscCurves, choose_resolution, fit_straight_line, glibc_rand_words, glibc_uniform_fast,
-    guinier_curve, mask_fractions, particle_fraction_fsc, postprocess_fscs, randomize_phases_rfft,
+    GUINIER_MISSING, FscCurves, ShellGrid, bfactor_lut, choose_resolution, fit_straight_line, fsc_grid,
+    fsc_weight_per_shell, glibc_rand_words, glibc_uniform_fast, guinier_curve, irfft_fast, low_pass_lut,
+    mask_fractions, mtf_lut, particle_fraction_fsc, postprocess_fscs, randomize_phases_rfft, rfft_fast,
     sharpen_rfft)
 
 BOX = 64
@@ -52,9 +54,8 @@ def test_glibc_words_match_known_rand_values():
 def test_randomize_phases_keeps_amplitudes_and_continues_stream(rng):
     shape = (16,) * 3
     f = rfft(rng.standard_normal(shape))
-    r2 = radius_grid(shape) ** 2
-    a, b = randomize_phases_rfft([f, f], r2, 4, seed=0)
-    sel = r2 >= 16
+    a, b = randomize_phases_rfft([f, f], ShellGrid(shape), 4, seed=0)
+    sel = radius_grid(shape) ** 2 >= 16 - 1e-9
     np.testing.assert_allclose(np.abs(a), np.abs(f))
     np.testing.assert_array_equal(a[~sel], f[~sel])
     # half 2 continues the stream: different phases from half 1
@@ -121,9 +122,8 @@ def test_guinier_curve_hand_computed():
     f[0, 0, 0] = 2.0
     f[0, 0, 1] = 3.0          # shell 1 has 6 stored coefficients: (0,0,1),(0,+-1,0),(+-1,0,0)
     f[0, 1, 0] = 1.0j
-    shells = round_half_away(radius_grid(shape))
-    count1 = int(np.count_nonzero(shells == 1))
-    g = guinier_curve(f, shells, 8, 2.0, fit_minres_a=20.0, fit_maxres_a=5.0)
+    count1 = int(np.count_nonzero(round_half_away(radius_grid(shape)) == 1))
+    g = guinier_curve(np.abs(f), ShellGrid(shape), 2.0, fit_minres_a=20.0, fit_maxres_a=5.0)
     assert g.y[0] == pytest.approx(np.log(2.0))
     assert g.y[1] == pytest.approx(np.log(4.0 / count1))
     assert g.y[2] == GUINIER_MISSING and g.w[2] == 0
@@ -149,7 +149,7 @@ def test_fsc_weighting_and_bfactor_hand_computed():
     shape = (8, 8, 8)
     f = np.ones((8, 8, 5), complex)
     fsc = np.array([1.0, 0.9, 0.5, 0.2, 0.00005])     # shell 4 < 1e-4 -> ires_max = 3
-    out = sharpen_rfft(f, shape, 1.0, fsc, adhoc_bfac_a2=-40.0)
+    out = sharpen_rfft(f, ShellGrid(shape), 1.0, fsc, adhoc_bfac_a2=-40.0)
     res2 = lambda k: (k / 8.0) ** 2                  # noqa: E731  (1/A^2, angpix 1)
     assert out.f[0, 0, 1] == pytest.approx(np.sqrt(1.8 / 1.9) * np.exp(10.0 * res2(1)))
     assert out.f[0, 0, 2] == pytest.approx(np.sqrt(1.0 / 1.5) * np.exp(10.0 * res2(2)))
@@ -173,14 +173,14 @@ def test_particle_fraction_and_mask_fractions():
 
 def test_planted_resolution_and_bfactor(rng):
     _, h1, h2 = planted_half_maps(rng, bfactor=100.0, k_cross=24.5)
-    shape = h1.shape
+    grid = ShellGrid(h1.shape)
     f1, f2 = rfft(h1), rfft(h2)
-    curves = postprocess_fscs(f1, f2, shape, ANGPIX)
+    curves = postprocess_fscs(h1, h2, grid, ANGPIX)
     i_res, _ = choose_resolution(curves)
     assert abs(i_res - 24) <= 1                      # true crossing between shells 24 and 25
     # FSC weighting restores the signal amplitude, so the weighted Guinier slope is -B/4; fit from
     # 10 A to 3 A (just below the 2.6 A resolution)
-    sharp = sharpen_rfft((f1 + f2) / 2, shape, ANGPIX, curves.corrected, auto_bfac=True, autob_highres_a=3.0)
+    sharp = sharpen_rfft((f1 + f2) / 2, grid, ANGPIX, curves.corrected, auto_bfac=True, autob_highres_a=3.0)
     assert sharp.bfactor_a2 == pytest.approx(-100.0, rel=0.05)
     assert sharp.fit[2] > 0.95
     assert {"original", "weighted", "sharpened"} <= set(sharp.guinier)
@@ -204,7 +204,7 @@ def test_tight_mask_correction_removes_mask_induced_correlation(rng):
     h1 = signal + sd * rng.standard_normal(shape)
     h2 = signal + sd * rng.standard_normal(shape)
     mask = (raised_cosine_sphere(shape, 16.0, 0.0) > 0.5).astype(float)
-    curves = postprocess_fscs(rfft(h1), rfft(h2), shape, ANGPIX, mask)
+    curves = postprocess_fscs(h1, h2, ShellGrid(shape), ANGPIX, mask)
     assert 12 <= curves.randomize_at <= 16
     beyond = slice(kc + 2, kc + 9)
     assert np.mean(curves.masked[beyond]) > 0.5          # mask-induced correlation is there
@@ -218,7 +218,7 @@ def test_soft_mask_random_fsc_near_zero(rng):
     _, h1, h2 = planted_half_maps(rng, bfactor=100.0, k_cross=22.5, radius=14.0)
     shape = h1.shape
     mask = raised_cosine_sphere(shape, 20.0, 8.0)       # contains the whole signal, soft edge
-    curves = postprocess_fscs(rfft(h1), rfft(h2), shape, ANGPIX, mask)
+    curves = postprocess_fscs(h1, h2, ShellGrid(shape), ANGPIX, mask)
     start = curves.randomize_at + 2
     assert np.max(np.abs(curves.random_masked[start:])) < 0.1
     # noise is reduced by the mask: the masked truth crosses later than the unmasked FSC
@@ -228,10 +228,10 @@ def test_soft_mask_random_fsc_near_zero(rng):
 def test_fsc_never_below_threshold_raises(rng):
     shape = (16,) * 3
     h = rng.standard_normal(shape)
-    f = rfft(h)
+    grid = ShellGrid(shape)
     with pytest.raises(ValueError, match="never drops below 0.8"):
-        postprocess_fscs(f, f.copy(), shape, 1.0, mask=np.ones(shape))
-    curves = postprocess_fscs(f, f.copy(), shape, 1.0, mask=np.ones(shape), randomize_at_a=4.0)
+        postprocess_fscs(h, h.copy(), grid, 1.0, mask=np.ones(shape))
+    curves = postprocess_fscs(h, h.copy(), grid, 1.0, mask=np.ones(shape), randomize_at_a=4.0)
     assert curves.randomize_at == 4
 
 
@@ -246,3 +246,37 @@ def test_choose_resolution_falls_back_to_unmasked():
     curves = FscCurves(unmasked=unmasked, corrected=corrected.copy(), masked=corrected.copy(),
                        random_masked=np.zeros(6), randomize_at=1)
     assert choose_resolution(curves, force_mask=True)[0] == 1
+
+
+# ----------------------------------------------------------------------------------------- fast twins
+
+@pytest.mark.parametrize("box", [16, 17])
+def test_fast_paths_equal_reference_functions(rng, box):
+    """The LUT/scipy paths give the numbers of core.fourier/fsc/filters/mtf (per-coefficient versions)."""
+    shape = (box,) * 3
+    grid = ShellGrid(shape)
+    x1, x2 = rng.standard_normal(shape), rng.standard_normal(shape)
+    f1, f2 = rfft(x1), rfft(x2)
+    np.testing.assert_allclose(rfft_fast(x1), f1, atol=1e-12)
+    np.testing.assert_allclose(irfft_fast(f1, shape), x1, atol=1e-12)
+    np.testing.assert_allclose(fsc_grid(f1, f2, grid), fsc_rfft(f1, f2), atol=1e-12)
+    fsc = np.linspace(1.0, -0.1, grid.n)
+    np.testing.assert_allclose(f1 * grid.gather(grid.shell_to_lut(fsc_weight_per_shell(fsc))),
+                               fsc_weight_rfft(f1, shape, fsc), atol=1e-14)
+    np.testing.assert_allclose(f1 * grid.gather(bfactor_lut(grid, 1.3, -80.0)),
+                               apply_bfactor_rfft(f1, shape, 1.3, -80.0), rtol=1e-12)
+    np.testing.assert_allclose(f1 * grid.gather(low_pass_lut(grid, 1.3, 4.0, 3.0)),
+                               low_pass_rfft(f1, shape, 4.0, 1.3, 3.0), atol=1e-14)
+    from polishplugin.core.mtf import mtf_factors
+    np.testing.assert_allclose(grid.gather(mtf_lut(grid, 1.3, MTF_X, MTF_Y, 0.9)),
+                               mtf_factors(shape, 1.3, MTF_X, MTF_Y, 0.9), rtol=1e-14)
+
+
+def test_float32_maps_give_the_same_fsc(rng):
+    _, h1, h2 = planted_half_maps(rng, box=32, k_cross=12.5, radius=10.0)
+    grid = ShellGrid(h1.shape)
+    mask = raised_cosine_sphere(h1.shape, 13.0, 3.0)
+    c64 = postprocess_fscs(h1, h2, grid, ANGPIX, mask)
+    c32 = postprocess_fscs(h1.astype(np.float32), h2.astype(np.float32), grid, ANGPIX, mask.astype(np.float32))
+    assert c32.randomize_at == c64.randomize_at
+    np.testing.assert_allclose(c32.corrected, c64.corrected, atol=1e-4)   # single-precision FFTs
