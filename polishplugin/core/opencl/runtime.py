@@ -196,3 +196,19 @@ class KernelRuntime:
 
 def get_runtime(filename: str, device=None, options: tuple[str, ...] = ()) -> KernelRuntime:
     return KernelRuntime(filename, device, options)
+
+
+def _main() -> int:
+    try:
+        devs = list_devices()
+    except OpenCLUnavailable as exc:
+        print(exc)
+        return 1
+    for d in devs:
+        print(f"[{d.index}] {d.label}  {d.compute_units} CUs, {d.global_mem_mb} MiB")
+    print("default:", get_context()[2].label, f"(override with {ENV_DEVICE}=<index>|<platform:device>)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
