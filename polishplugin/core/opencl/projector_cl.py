@@ -59,7 +59,7 @@ def insert(bp, images: np.ndarray, rotations: np.ndarray, weights: np.ndarray, d
     hxi = n // 2 + 1
     m = bp.padded_size
     acc = bp._cl_acc
-    if acc is None or acc[0] is not rt:
+    if acc is None or acc[0].context is not rt.context:
         flush(bp)
         size = m * m * (m // 2 + 1)
         dbuf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, size * 8)
