@@ -74,3 +74,12 @@ def test_run_program_builds_token_list():
                       {"numberOfMpi": 1, "numberOfThreads": 1})]
     assert prot._deviceArgs() == []
     assert [formatFloat(v) for v in (0.5, 2.0, -0.0, 1e-7, 10000.0)] == ["0.5", "2", "0", "1e-07", "10000"]
+
+
+def test_domain_finds_registered_viewers():
+    import pyworkflow as pw
+    import polishplugin.viewers as viewers
+
+    found = pw.Config.getDomain().getViewers()
+    for name in viewers._SCIPION_VIEWERS:
+        assert name in found, name
