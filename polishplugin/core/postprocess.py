@@ -174,10 +174,13 @@ def randomize_phases_rfft(f_list: list[np.ndarray], grid: ShellGrid, shell: int,
     phases = glibc_uniform_fast(seed, n_sel * len(f_list), 0.0, 2.0 * np.pi)
     out = []
     for i, f in enumerate(f_list):
-        g = f.copy()
-        amp = np.abs(f[sel])
-        phi = phases[i * n_sel:(i + 1) * n_sel]
-        g[sel] = (amp * np.cos(phi)) + 1j * (amp * np.sin(phi))
+        real_dtype = f.real.dtype
+        phi = np.zeros(f.shape, real_dtype)
+        phi[sel] = phases[i * n_sel:(i + 1) * n_sel]     # boolean scatter keeps the C (z, y, x) order
+        amp = np.abs(f)
+        g = np.empty_like(f)
+        g.real = np.where(sel, amp * np.cos(phi), f.real)
+        g.imag = np.where(sel, amp * np.sin(phi), f.imag)
         out.append(g)
     return out
 
