@@ -17,6 +17,7 @@ travel between plugins):
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -46,6 +47,8 @@ _MAPPED = {L.IMAGE_NAME, L.MICROGRAPH_NAME, L.COORDINATE_X, L.COORDINATE_Y, L.DE
            L.CTF_FIGURE_OF_MERIT, L.CLASS_NUMBER}
 _MOTION_COEFFS_ATTR = "_rlnMotionModelCoeffs"
 _METADATA_ATTR = "_rlnMicrographMetadata"
+_OPTICS_ATTR = "_polishOpticsTable"
+_GROUP_ATTR = "_rlnOpticsGroup"
 _COORD_X_ATTR = "_rlnCoordinateX"
 _COORD_Y_ATTR = "_rlnCoordinateY"
 
@@ -85,7 +88,7 @@ def _extra_attrs(obj) -> dict:
     out = {}
     for name, attr in obj.getAttributes():
         if name.startswith("_rln") and name not in (RANDOM_SUBSET_ATTR, _MOTION_COEFFS_ATTR, _METADATA_ATTR,
-                                                    _COORD_X_ATTR, _COORD_Y_ATTR):
+                                                    _COORD_X_ATTR, _COORD_Y_ATTR, _GROUP_ATTR):
             out[name[1:]] = attr.get()
     return out
 
@@ -114,10 +117,17 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
 
     Image file names are resolved against ``image_root`` (default: the table's project folder).
     """
+    sizes = np.unique(table.optics[L.IMAGE_PIXEL_SIZE].to_numpy(dtype=np.float64))
+    if len(sizes) > 1:
+        raise ValueError(f"particle STAR file {table.path}: optics groups have different pixel sizes "
+                         f"{list(sizes)}; a Scipion set has one sampling rate")
     optics = table.optics.iloc[0]
-    angpix = float(optics[L.IMAGE_PIXEL_SIZE])
+    angpix = float(sizes[0])
     part_set.setSamplingRate(angpix)
     part_set.setAcquisition(_acquisition(optics))
+    # the optics table travels with the set (MTF names, groups, aberrations) as JSON
+    setattr(part_set, _OPTICS_ATTR, pwobj.String(table.optics.to_json(orient="split")))
+    group_rows = {int(g): r for r, g in enumerate(table.optics[L.OPTICS_GROUP])}
     cols = table.particles.columns
     has_ctf = L.DEFOCUS_U in cols
     has_pose = L.ANGLE_ROT in cols and L.ANGLE_TILT in cols
@@ -133,7 +143,9 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
             Path(image_root) / stack if image_root is not None else table.resolve(stack))
         particle.setLocation(index, str(path))
         particle.setSamplingRate(angpix)
-        particle.setAcquisition(_acquisition(optics))
+        group = int(row.get(L.OPTICS_GROUP, optics[L.OPTICS_GROUP]))
+        particle.setAcquisition(_acquisition(table.optics.iloc[group_rows.get(group, 0)]))
+        setattr(particle, _GROUP_ATTR, pwobj.Integer(group))  # every item: the set's columns
         if has_ctf:
             ctf = emobj.CTFModel()
             du = float(row[L.DEFOCUS_U])
@@ -167,8 +179,31 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
         part_set.append(particle)
 
 
+def _optics_table(part_set, angpix: float, acq, image_size_px: int) -> pd.DataFrame:
+    """The optics table kept with the set (pixel and box size updated), else one from the acquisition."""
+    kept = getattr(part_set, _OPTICS_ATTR, None)
+    text = kept.get() if kept is not None else None
+    if not text and part_set.getFileName() and os.path.exists(part_set.getFileName()):
+        text = part_set.getProperty(_OPTICS_ATTR, None)  # a set re-opened from its sqlite file
+    if text:
+        optics = pd.read_json(io.StringIO(text), orient="split")
+        optics[L.IMAGE_PIXEL_SIZE] = angpix
+        if image_size_px:
+            optics[L.IMAGE_SIZE] = image_size_px
+        return optics
+    return pd.DataFrame({
+        L.OPTICS_GROUP_NAME: ["opticsGroup1"], L.OPTICS_GROUP: [1],
+        L.MICROGRAPH_ORIGINAL_PIXEL_SIZE: [angpix],
+        L.VOLTAGE: [float(acq.getVoltage())], L.SPHERICAL_ABERRATION: [float(acq.getSphericalAberration())],
+        L.AMPLITUDE_CONTRAST: [float(acq.getAmplitudeContrast())], L.IMAGE_PIXEL_SIZE: [angpix],
+        L.IMAGE_SIZE: [int(image_size_px)], L.IMAGE_DIMENSIONALITY: [2]})
+
+
 def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTable:
-    """A RELION 3.1+ particle table (one optics group) from a ``SetOfParticles``.
+    """A RELION 3.1+ particle table from a ``SetOfParticles``.
+
+    The optics table is the one the set was imported with (``table_to_particles`` keeps it), else
+    one group made from the set's acquisition.
 
     Image names are written ``index@filename`` with Scipion's file names as stored (relative to the
     Scipion project folder, which is where protocols run).
@@ -178,12 +213,7 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
     if image_size_px is None:
         dim = part_set.getDim()
         image_size_px = int(dim[0]) if dim and dim[0] else 0
-    optics = pd.DataFrame({
-        L.OPTICS_GROUP_NAME: ["opticsGroup1"], L.OPTICS_GROUP: [1],
-        L.MICROGRAPH_ORIGINAL_PIXEL_SIZE: [angpix],
-        L.VOLTAGE: [float(acq.getVoltage())], L.SPHERICAL_ABERRATION: [float(acq.getSphericalAberration())],
-        L.AMPLITUDE_CONTRAST: [float(acq.getAmplitudeContrast())], L.IMAGE_PIXEL_SIZE: [angpix],
-        L.IMAGE_SIZE: [int(image_size_px)], L.IMAGE_DIMENSIONALITY: [2]})
+    optics = _optics_table(part_set, angpix, acq, int(image_size_px))
     rows = []
     for particle in part_set.iterItems(orderBy="id"):
         row: dict = {}
@@ -196,7 +226,8 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
         row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), particle.getFileName(), padding=6)
         if particle.hasCoordinate() and particle.getCoordinate().getMicName():
             row[L.MICROGRAPH_NAME] = particle.getCoordinate().getMicName()
-        row[L.OPTICS_GROUP] = 1
+        group = getattr(particle, _GROUP_ATTR, None)
+        row[L.OPTICS_GROUP] = int(group.get()) if group is not None and group.get() else 1
         if particle.hasCTF():
             ctf = particle.getCTF()
             row[L.DEFOCUS_U] = float(ctf.getDefocusU())

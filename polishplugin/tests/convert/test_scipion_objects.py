@@ -1,6 +1,7 @@
 """Scipion objects <-> STAR: known-answer pose conversions and round trips (needs pyworkflow/pwem)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from polishplugin.tests.protocols.scipion_env import require_scipion
@@ -97,11 +98,37 @@ def test_tutorial_particles_to_scipion(tutorial_data, tmp_path):
     small = table.subset(range(50))
     parts = SetOfParticles(filename=str(tmp_path / "p.sqlite"))
     table_to_particles(small, parts, image_root=tmp_path)
+    parts.write()
+    parts.close()
+    parts = SetOfParticles(filename=str(tmp_path / "p.sqlite"))  # re-read from disk
+    parts.loadAllProperties()
     back = particles_to_table(parts, image_size_px=256)
+    assert back.optics[L.MTF_FILE_NAME].iloc[0] == "mtf_k2_200kV.star"  # optics table kept with the set
+    assert back.optics[L.MICROGRAPH_ORIGINAL_PIXEL_SIZE].iloc[0] == pytest.approx(0.885)
     np.testing.assert_allclose(back.particles[L.ORIGIN_X_ANGST], small.particles[L.ORIGIN_X_ANGST], atol=1e-6)
     np.testing.assert_allclose(back.particles[L.COORDINATE_Y], small.particles[L.COORDINATE_Y], atol=1e-6)
     assert back.optics[L.IMAGE_PIXEL_SIZE].iloc[0] == pytest.approx(1.244531)
     assert list(back.particles[L.CLASS_NUMBER]) == list(small.particles[L.CLASS_NUMBER])
+
+
+def test_two_optics_groups_kept(tiny, tmp_path):
+    table = read_particles(tiny["particles_star"])
+    second = table.optics.copy()
+    second[L.OPTICS_GROUP] = 2
+    second[L.OPTICS_GROUP_NAME] = "opticsGroup2"
+    second[L.VOLTAGE] = 200.0
+    table.optics = pd.concat([table.optics, second], ignore_index=True)
+    table.particles.loc[[1, 4], L.OPTICS_GROUP] = 2
+    parts = SetOfParticles(filename=str(tmp_path / "groups.sqlite"))
+    table_to_particles(table, parts)
+    voltages = [p.getAcquisition().getVoltage() for p in parts.iterItems(orderBy="id")]
+    assert voltages == [300, 200, 300, 300, 200, 300]
+    back = particles_to_table(parts)
+    assert list(back.particles[L.OPTICS_GROUP]) == [1, 2, 1, 1, 2, 1]
+    assert list(back.optics[L.VOLTAGE]) == [300.0, 200.0]
+    table.optics.loc[1, L.IMAGE_PIXEL_SIZE] = 3.0
+    with pytest.raises(ValueError, match="different pixel sizes"):
+        table_to_particles(table, SetOfParticles(filename=str(tmp_path / "bad.sqlite")))
 
 
 def test_movies_round_trip(tiny, tmp_path):
