@@ -8,5 +8,6 @@ tree skips names that are not importable yet.
 
 from ._base import ProtPolishBase
 from .protocol_import import ProtPolishImport
+from .protocol_polish import ProtPolishParticles
 
-__all__ = ["ProtPolishBase", "ProtPolishImport"]
+__all__ = ["ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]
