@@ -9,5 +9,7 @@ tree skips names that are not importable yet.
 from ._base import ProtPolishBase
 from .protocol_import import ProtPolishImport
 from .protocol_polish import ProtPolishParticles
+from .protocol_mask_create import ProtPolishMaskCreate
+from .protocol_postprocess import ProtPolishPostprocess
 
-__all__ = ["ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]
+__all__ = ["ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]
