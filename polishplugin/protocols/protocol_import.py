@@ -29,7 +29,8 @@ __all__ = ["ProtPolishImport"]
 class ProtPolishImport(ProtPolishBase):
     """Import a RELION project: movies with their motion correction (corrected_micrographs.star and
     the per-movie STAR files), particles (STAR with optics, poses, CTF, half sets), and optionally
-    the half maps, the solvent mask and postprocess.star of a previous refinement."""
+    the half maps, the solvent mask and postprocess.star of a previous refinement.  Or simulate a
+    small project with known ground truth (``polishplugin simulate``) and import that."""
 
     _label = "polish - import RELION project"
     _devStatus = "NEW"
@@ -42,13 +43,32 @@ class ProtPolishImport(ProtPolishBase):
 
     _possibleOutputs = outputs
 
+    IMPORT_FILES, IMPORT_SIMULATED = 0, 1
+    #: Where ``polishplugin simulate`` writes each file of its project (relative to its --o).
+    SIMULATED_FILES = {"micrographsStar": "MotionCorr/job002/corrected_micrographs.star",
+                       "particlesStar": "Refine3D/job021/run_data.star",
+                       "postprocessStar": "PostProcess/job023/postprocess.star",
+                       "mtfStar": "mtf_simulated.star"}
+
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
         form.addSection(label="Input")
+        form.addParam("importFrom", params.EnumParam, default=self.IMPORT_FILES,
+                      choices=["RELION project files", "simulated dataset"],
+                      display=params.EnumParam.DISPLAY_HLIST, label="Import from",
+                      help="Simulated dataset: `polishplugin simulate` makes a small RELION-shaped "
+                           "project with known ground truth (movies, particles, half maps, mask, "
+                           "postprocess.star, MTF) in extra/simulated, which is then imported.")
+        form.addParam("simPreset", params.EnumParam, default=0, choices=["tiny", "demo", "tutorial"],
+                      condition="importFrom == 1", label="Dataset size",
+                      help="tiny: 3 movies (seconds); demo: the demo's size; tutorial: larger.")
+        form.addParam("simSeed", params.IntParam, default=1, condition="importFrom == 1",
+                      label="Random seed")
         form.addParam("projectDir", params.PathParam, default="", label="RELION project folder",
+                      condition="importFrom == 0",
                       help="Folder the paths inside the STAR files are relative to. Empty: the first "
                            "folder above each STAR file where those paths exist.")
-        form.addParam("micrographsStar", params.PathParam, default="",
+        form.addParam("micrographsStar", params.PathParam, default="", condition="importFrom == 0",
                       label="Micrographs (from MotionCorr)",
                       help="corrected_micrographs.star; its rlnMicrographMetadata column points to "
                            "the per-movie motion STAR files.")
@@ -56,50 +76,60 @@ class ProtPolishImport(ProtPolishBase):
                       label="Movie files must exist?",
                       help="No: import the motion metadata even when the movie files are absent "
                            "(polishing will then refuse them).")
-        form.addParam("particlesStar", params.PathParam, default="",
+        form.addParam("particlesStar", params.PathParam, default="", condition="importFrom == 0",
                       label="Particles (from Refine3D or CtfRefine)",
                       help="RELION 3.0 or 3.1+ particle STAR file.")
         form.addParam("checkStacks", params.BooleanParam, default=True,
                       label="Particle stacks must exist?")
         form.addSection(label="Maps")
-        form.addParam("postprocessStar", params.PathParam, default="",
+        form.addParam("postprocessStar", params.PathParam, default="", condition="importFrom == 0",
                       label="Postprocess STAR file",
                       help="postprocess.star: gives the half maps and the mask when those are empty.")
-        form.addParam("halfMap1", params.PathParam, default="", label="Half map 1 (unfiltered)")
-        form.addParam("halfMap2", params.PathParam, default="", label="Half map 2 (unfiltered)")
-        form.addParam("maskFile", params.PathParam, default="", label="Solvent mask")
+        form.addParam("halfMap1", params.PathParam, default="", label="Half map 1 (unfiltered)",
+                      condition="importFrom == 0")
+        form.addParam("halfMap2", params.PathParam, default="", label="Half map 2 (unfiltered)",
+                      condition="importFrom == 0")
+        form.addParam("maskFile", params.PathParam, default="", label="Solvent mask",
+                      condition="importFrom == 0")
         form.addParam("samplingRate", params.FloatParam, default=0.0, label="Map pixel size (Å)",
                       help="0: from the MRC header.")
         form.addParam("mtfStar", params.PathParam, default="", label="MTF of the detector (STAR file)",
+                      condition="importFrom == 0",
                       help="Validated and copied to extra/ for later steps.")
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
+        if self._simulated():
+            self._insertFunctionStep(self.simulateStep)
         self._insertFunctionStep(self.importStep)
 
     # --------------------------- STEPS functions -----------------------------
+    def simulateStep(self):
+        self._runProgram("simulate", self._simulateArgs())
+
     def importStep(self):
-        if self.micrographsStar.get():
-            self._importMovies()
-        if self.particlesStar.get():
-            self._importParticles()
+        files = self._inputFiles()
+        if files["micrographsStar"]:
+            self._importMovies(files["micrographsStar"])
+        if files["particlesStar"]:
+            self._importParticles(files["particlesStar"])
         half1, half2, mask = self._mapFiles()
         if half1 and half2:
             self._importMaps(half1, half2)
         if mask:
             angpix = self._mapPixelSize(mask)
             self._defineOutputs(**{self.outputs.outputMask.name: make_mask(mask, angpix)})
-        if self.mtfStar.get():
-            shutil.copy(self.mtfStar.get(), self._extra(os.path.basename(self.mtfStar.get())))
+        if files["mtfStar"]:
+            shutil.copy(files["mtfStar"], self._extra(os.path.basename(files["mtfStar"])))
 
-    def _importMovies(self):
-        table = read_corrected_micrographs(self.micrographsStar.get(), self._projectDir())
+    def _importMovies(self, star):
+        table = read_corrected_micrographs(star, self._projectDir())
         movies = self._createSetOfMovies()
         micrographs_to_movies(table, movies)
         self._defineOutputs(**{self.outputs.outputMovies.name: movies})
 
-    def _importParticles(self):
-        table = read_particles(self.particlesStar.get(), check_stacks=self.checkStacks.get(),
+    def _importParticles(self, star):
+        table = read_particles(star, check_stacks=self.checkStacks.get(),
                                project_dir=self._projectDir())
         particles = self._createSetOfParticles()
         table_to_particles(table, particles)
@@ -112,6 +142,8 @@ class ProtPolishImport(ProtPolishBase):
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
+        if self._simulated():
+            return []
         errors = []
         given = [self.micrographsStar.get(), self.particlesStar.get(), self.halfMap1.get(),
                  self.postprocessStar.get(), self.maskFile.get()]
@@ -184,14 +216,33 @@ class ProtPolishImport(ProtPolishBase):
         return ["A RELION project was imported into Scipion with polishplugin."]
 
     # --------------------------- UTILS functions -----------------------------
+    def _simulated(self):
+        return self.importFrom.get() == self.IMPORT_SIMULATED
+
+    def _simulateArgs(self):
+        """``polishplugin simulate`` arguments (pure: form values -> tokens)."""
+        preset = ["tiny", "demo", "tutorial"][self.simPreset.get()]
+        return ["--preset", preset, "--seed", str(self.simSeed.get()), "--o", self._extra("simulated")]
+
+    def _inputFiles(self):
+        """The STAR/MTF files to import: the form's, or those of the simulated project."""
+        if self._simulated():
+            return {key: self._extra("simulated", rel) for key, rel in self.SIMULATED_FILES.items()}
+        return {key: getattr(self, key).get() or None for key in self.SIMULATED_FILES}
+
     def _projectDir(self):
+        if self._simulated():
+            return self._extra("simulated")
         return self.projectDir.get() or None
 
     def _mapFiles(self):
         """(half1, half2, mask): the form's files, else those named in postprocess.star."""
         half1, half2, mask = self.halfMap1.get(), self.halfMap2.get(), self.maskFile.get()
-        if self.postprocessStar.get() and not (half1 and half2 and mask):
-            post = read_postprocess(self.postprocessStar.get())
+        if self._simulated():
+            half1 = half2 = mask = None
+        postprocess = self._inputFiles()["postprocessStar"]
+        if postprocess and not (half1 and half2 and mask):
+            post = read_postprocess(postprocess)
             star = post.path
 
             def resolve(name):

@@ -1,5 +1,6 @@
 """ProtPolishImport in a Scipion test project: outputs registered with the right sizes and values."""
 
+import os
 import re
 import tempfile
 
@@ -69,3 +70,15 @@ class TestPolishImport(BaseTest):
         prot = self.newProtocol(ProtPolishImport, particlesStar=str(bad))
         errors = prot.validate()
         self.assertTrue(any(str(bad) in e and "optics group" in e for e in errors), errors)
+
+    def test_import_simulated_dataset(self):
+        # runs `polishplugin simulate --preset tiny` through runJob, then imports its project
+        prot = self.newProtocol(ProtPolishImport, objLabel="simulated", importFrom=1, simPreset=0, simSeed=3)
+        self.assertEqual(prot._simulateArgs(), ["--preset", "tiny", "--seed", "3", "--o",
+                                                prot._getExtraPath("simulated")])
+        self.launchProtocol(prot)
+        self.assertEqual(prot.outputMovies.getSize(), 3)
+        self.assertEqual(prot.outputParticles.getSize(), 36)
+        self.assertTrue(prot.outputVolume.hasHalfMaps())
+        self.assertIsNotNone(prot.outputMask)
+        self.assertTrue(os.path.exists(prot._getExtraPath("mtf_simulated.star")))
