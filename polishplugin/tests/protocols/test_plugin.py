@@ -83,3 +83,28 @@ def test_domain_finds_registered_viewers():
     found = pw.Config.getDomain().getViewers()
     for name in viewers._SCIPION_VIEWERS:
         assert name in found, name
+
+
+def test_hosts_conf_runs_program_under_mpi(tmp_path):
+    """The headless hosts.conf's PARALLEL_COMMAND starts our program on 2 MPI ranks via runJob."""
+    import os
+    import shutil
+    import subprocess
+
+    import pyworkflow as pw
+    from pyworkflow.protocol.hosts import HostConfig
+    from pyworkflow.utils.process import buildRunCommand
+
+    from polishplugin import Plugin
+
+    if shutil.which("mpirun") is None:
+        pytest.skip("mpirun not installed")
+    host = HostConfig.load(pw.Config.SCIPION_HOSTS)["localhost"]
+    log = tmp_path / "mpi.log"
+    with open(log, "w") as out:
+        command = buildRunCommand(Plugin.getProgram(), ["--help"], numberOfMpi=2, hostConfig=host)
+        result = subprocess.run(command, shell=True, stdout=out, stderr=subprocess.STDOUT, timeout=120,
+                                env=dict(os.environ))
+    text = log.read_text()
+    assert result.returncode == 0, text[-2000:]
+    assert text.count("usage: polishplugin <command>") == 2, text[-2000:]
