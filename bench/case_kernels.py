@@ -27,7 +27,7 @@ def _phantom(n, seed=0):
     vol = np.zeros((n, n, n))
     for _ in range(40):
         c = rng.uniform(-n / 5, n / 5, 3)
-        s = rng.uniform(0.6, 1.2) * n / 32
+        s = rng.uniform(0.6, 1.2)  # pixels: power up to Nyquist at every box size
         vol += np.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * s * s))
     return vol
 

@@ -9,8 +9,9 @@ coefficients (any trailing shape, flattened internally):
   (frame recombination with per-frame B-factor weights).
 
 ``backend``: ``"numpy"`` (float64/complex128 result), ``"opencl"`` (float32 on the device,
-complex64 result; relative agreement ~1e-6) or ``"auto"`` (OpenCL when a device is present and the
-problem is large enough to pay for the transfers, else numpy).
+complex64 result; relative agreement ~1e-6) or ``"auto"`` (OpenCL when the default device is a GPU
+and the problem is large enough to pay for the transfers, else numpy: on PoCL/CPU numpy is as fast
+or faster, see bench/README.md).
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def _flatten(a: np.ndarray, lead: int) -> tuple[np.ndarray, tuple[int, ...]]:
 
 def _choose(backend: str, n_elements: int) -> str:
     if backend == "auto":
-        from polishplugin.core.opencl.runtime import opencl_available
-        return "opencl" if n_elements >= AUTO_MIN_ELEMENTS and opencl_available() else "numpy"
+        # memory-bound: on a CPU device (PoCL) the copies make OpenCL slower than numpy (bench/README.md)
+        from polishplugin.core.opencl import runtime
+        if n_elements < AUTO_MIN_ELEMENTS or not runtime.opencl_available():
+            return "numpy"
+        return "opencl" if runtime.get_context()[2].kind == "GPU" else "numpy"
     if backend not in ("numpy", "opencl"):
         raise ValueError(f"unknown backend {backend!r}")
     return backend
