@@ -1,0 +1,59 @@
+"""ProtPolishParticles in a Scipion test project, on the simulator's tiny project.
+
+Two ways in: Scipion objects from ProtPolishImport (movies + particles + volume with half maps) and the
+RELION files directly; both must give a polished SetOfParticles with every particle and the per-frame
+B-factors in the summary.
+"""
+
+import tempfile
+
+from polishplugin.tests.protocols.scipion_env import require_scipion
+
+require_scipion()
+
+from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+
+from polishplugin.protocols import ProtPolishImport, ProtPolishParticles  # noqa: E402
+
+
+class TestPolishParticles(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        from polishplugin.programs.simulate import simulate_project
+
+        cls.sim = simulate_project(tempfile.mkdtemp(prefix="polish_sim_"), preset="tiny", seed=1,
+                                   n_movies=2, particles_per_movie=10)
+
+    def test_from_files(self):
+        s = self.sim
+        prot = self.newProtocol(ProtPolishParticles, objLabel="polish (files)",
+                                micrographsStar=str(s["corrected_micrographs"]), particlesStar=str(s["particles"]),
+                                postprocessStar=str(s["postprocess"]), sVel=0.4, sDiv=1155.0, sAcc=2.7)
+        self.launchProtocol(prot)
+        out = prot.outputParticles
+        self.assertEqual(out.getSize(), 20)
+        self.assertAlmostEqual(out.getSamplingRate(), s["angpix"], places=4)
+        self.assertTrue(out.hasCTF() and out.hasAlignmentProj())
+        summary = "\n".join(prot.summary())
+        self.assertIn("per-frame B-factors", summary)
+        args = prot._programArgs()
+        self.assertEqual(args[args.index("--s_vel") + 1], "0.4")
+        self.assertIn("--combine_frames", args)
+
+    def test_from_scipion_objects(self):
+        s = self.sim
+        imp = self.newProtocol(ProtPolishImport, micrographsStar=str(s["corrected_micrographs"]),
+                               particlesStar=str(s["particles"]), postprocessStar=str(s["postprocess"]))
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtPolishParticles, objLabel="polish (objects)", inputMovies=imp.outputMovies,
+                                inputParticles=imp.outputParticles, postprocessStar=str(s["postprocess"]))
+        self.launchProtocol(prot)
+        self.assertEqual(prot.outputParticles.getSize(), 20)
+
+    def test_validation(self):
+        prot = self.newProtocol(ProtPolishParticles, scale=101)
+        errors = prot.validate()
+        self.assertTrue(any("movies or corrected_micrographs.star" in e for e in errors), errors)
+        self.assertTrue(any("post-process STAR file or a volume" in e for e in errors), errors)
+        self.assertTrue(any("must be even" in e for e in errors), errors)
