@@ -214,16 +214,12 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _write_plots(out_root: str, fsc_df: pd.DataFrame, guinier_df: pd.DataFrame, resolution_a: float,
-                 bfactor: float) -> None:
-    from ..viewers.plots_postprocess import fsc_figure, guinier_figure, save_pdf, save_png
-    from ..viewers.plots_postprocess import _FSC_STYLE, _GUINIER_STYLE
-    curves = {_FSC_STYLE[c][0]: fsc_df[c].to_numpy() for c in _FSC_STYLE if c in fsc_df.columns}
-    if not curves:
-        curves = {"unmasked maps": fsc_df[L.FOURIER_SHELL_CORRELATION_UNMASKED_MAPS].to_numpy()}
-    fig_fsc = fsc_figure(fsc_df[L.RESOLUTION].to_numpy(), curves, resolution_a)
-    gcurves = {label: guinier_df[c].to_numpy() for c, label in _GUINIER_STYLE.items() if c in guinier_df.columns}
-    fig_gui = guinier_figure(guinier_df[L.RESOLUTION_SQUARED].to_numpy(), gcurves, bfactor)
+def _write_plots(out_root: str, fit_range_a: tuple[float, float]) -> None:
+    """``<o>_fsc.png``, ``<o>_guinier.png`` and ``logfile.pdf`` (both pages) from ``<o>.star``."""
+    from ..viewers.plots_postprocess import fsc_figure_from_star, guinier_figure_from_star, save_pdf, save_png
+    star = out_root + OUTPUT_STAR_SUFFIX
+    fig_fsc = fsc_figure_from_star(star)
+    fig_gui = guinier_figure_from_star(star, fit_range_a=fit_range_a)
     save_png(fig_fsc, out_root + "_fsc.png")
     save_png(fig_gui, out_root + "_guinier.png")
     save_pdf([fig_fsc, fig_gui], os.path.join(os.path.dirname(out_root) or ".", LOGFILE_PDF))
@@ -299,6 +295,6 @@ def main(args: argparse.Namespace) -> int:
     atomic_write_text(out_root + "_fsc.xml", fsc_xml_text(inv_res, curves.corrected,
                                                           "polishplugin masked-corrected FSC"))
     atomic_write_text(out_root + "_fsc.dat", "".join(f"{x:.6f} {y:.6f}\n" for x, y in zip(inv_res, curves.corrected)))
-    _write_plots(out_root, fsc_df, guinier_df, resolution_a, sharp.bfactor_a2)
+    _write_plots(out_root, (args.autob_lowres, args.autob_highres))
     log.info("Wrote %s.mrc, %s.star, %s_fsc.xml (%.1f s)", out_root, out_root, out_root, time.time() - t0)
     return 0

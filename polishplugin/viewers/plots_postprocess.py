@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from ..convert import labels as L
 from ..convert.star import read_star
 
-__all__ = ["fsc_figure", "guinier_figure", "slices_figure", "read_postprocess_star",
-           "figures_from_star", "save_png", "save_pdf"]
+__all__ = ["fsc_figure", "guinier_figure", "slices_figure", "read_postprocess_star", "fsc_figure_from_star",
+           "guinier_figure_from_star", "figures_from_star", "save_postprocess_pngs", "save_png", "save_pdf"]
 
 _GUINIER_MISSING = -99.0
 # column -> (legend, colour, style) of the FSC plot; RELION: corrected black, unmasked green,
@@ -32,14 +32,16 @@ _GUINIER_STYLE = {
     L.LOG_AMPLITUDES_M_T_F_CORRECTED: "MTF-corrected",
     L.LOG_AMPLITUDES_WEIGHTED: "FSC-weighted",
     L.LOG_AMPLITUDES_SHARPENED: "sharpened",
-    L.LOG_AMPLITUDES_INTERCEPT: "fitted line",
 }
 
 
 def fsc_figure(inv_res: np.ndarray, curves: dict[str, np.ndarray], resolution_a: float | None = None,
-               title: str | None = None) -> Figure:
-    """FSC curves against 1/Å with the 0.143 line; ``curves`` maps a legend to values."""
-    fig = Figure(figsize=(7, 4.5))
+               title: str | None = None, fig: Figure | None = None) -> Figure:
+    """FSC curves against 1/Å with the 0.143 line; ``curves`` maps a legend to values.
+
+    ``fig``: draw into this figure (e.g. a Scipion plotter's) instead of a new one.
+    """
+    fig = Figure(figsize=(7, 4.5)) if fig is None else fig
     ax = fig.add_subplot(111)
     styles = {v[0]: v for v in _FSC_STYLE.values()}
     for name, values in curves.items():
@@ -58,14 +60,24 @@ def fsc_figure(inv_res: np.ndarray, curves: dict[str, np.ndarray], resolution_a:
     return fig
 
 
-def guinier_figure(res_sq: np.ndarray, curves: dict[str, np.ndarray], bfactor_a2: float | None = None) -> Figure:
-    """Guinier plot: ln(amplitude) against 1/res^2; points at -99 (empty shells) are hidden."""
-    fig = Figure(figsize=(7, 4.5))
+def guinier_figure(res_sq: np.ndarray, curves: dict[str, np.ndarray], bfactor_a2: float | None = None,
+                   fig: Figure | None = None, fit: tuple[float, float] | None = None,
+                   fit_range_a: tuple[float, float] = (10.0, 0.0)) -> Figure:
+    """Guinier plot: ln(amplitude) against 1/res^2; points at -99 (empty shells) are hidden.
+
+    ``fit = (slope, intercept)`` draws the fitted line over ``fit_range_a`` (low, high resolution in
+    Å; high 0 = the last point).
+    """
+    fig = Figure(figsize=(7, 4.5)) if fig is None else fig
     ax = fig.add_subplot(111)
     for name, values in curves.items():
         y = np.where(np.asarray(values) <= _GUINIER_MISSING + 1e-6, np.nan, values)
-        style = "--" if name == "fitted line" else "-"
-        ax.plot(res_sq, y, style, label=name)
+        ax.plot(res_sq, y, "-", label=name)
+    if fit is not None:
+        x0 = 1.0 / fit_range_a[0] ** 2 if fit_range_a[0] > 0 else 0.0
+        x1 = 1.0 / fit_range_a[1] ** 2 if fit_range_a[1] > 0 else float(np.max(res_sq))
+        xs = np.array([x0, x1])
+        ax.plot(xs, fit[1] + fit[0] * xs, "--", color="black", label="fitted line")
     title = "Guinier plot"
     if bfactor_a2 is not None:
         title += f" (B-factor used for sharpening = {bfactor_a2:.2f} Å²)"
@@ -76,9 +88,9 @@ def guinier_figure(res_sq: np.ndarray, curves: dict[str, np.ndarray], bfactor_a2
     return fig
 
 
-def slices_figure(maps: dict[str, np.ndarray]) -> Figure:
+def slices_figure(maps: dict[str, np.ndarray], fig: Figure | None = None) -> Figure:
     """Central xy, xz and yz slices of each map (one row per map)."""
-    fig = Figure(figsize=(9, 3 * max(len(maps), 1)))
+    fig = Figure(figsize=(9, 3 * max(len(maps), 1))) if fig is None else fig
     for row, (name, vol) in enumerate(maps.items()):
         c = [s // 2 for s in vol.shape]
         for col, (cut, label) in enumerate([(vol[c[0]], "xy"), (vol[:, c[1]], "xz"), (vol[:, :, c[2]], "yz")]):
@@ -96,20 +108,51 @@ def read_postprocess_star(path: str | os.PathLike) -> dict:
     return {"general": general, "fsc": blocks.get("fsc"), "guinier": blocks.get("guinier")}
 
 
-def figures_from_star(path: str | os.PathLike) -> tuple[Figure, Figure | None]:
-    """FSC and Guinier figures of a postprocess.star file."""
+def fsc_figure_from_star(path: str | os.PathLike, fig: Figure | None = None) -> Figure:
+    """FSC figure of a postprocess.star file (all FSC columns it has)."""
     data = read_postprocess_star(path)
     fsc = data["fsc"]
     curves = {_FSC_STYLE[c][0]: fsc[c].to_numpy() for c in _FSC_STYLE if c in fsc.columns}
     res = data["general"].get(L.FINAL_RESOLUTION)
-    fig_fsc = fsc_figure(fsc[L.RESOLUTION].to_numpy(), curves, float(res) if res is not None else None)
+    return fsc_figure(fsc[L.RESOLUTION].to_numpy(), curves, float(res) if res is not None else None, fig=fig)
+
+
+def guinier_figure_from_star(path: str | os.PathLike, fig: Figure | None = None,
+                             fit_range_a: tuple[float, float] = (10.0, 0.0)) -> Figure | None:
+    """Guinier figure of a postprocess.star file (None without a data_guinier table)."""
+    data = read_postprocess_star(path)
     gui = data["guinier"]
-    fig_gui = None
-    if gui is not None:
-        gcurves = {label: gui[c].to_numpy() for c, label in _GUINIER_STYLE.items() if c in gui.columns}
-        b = data["general"].get(L.BFACTOR_USED_FOR_SHARPENING)
-        fig_gui = guinier_figure(gui[L.RESOLUTION_SQUARED].to_numpy(), gcurves, float(b) if b is not None else None)
-    return fig_fsc, fig_gui
+    if gui is None:
+        return None
+    general = data["general"]
+    gcurves = {label: gui[c].to_numpy() for c, label in _GUINIER_STYLE.items() if c in gui.columns}
+    b = general.get(L.BFACTOR_USED_FOR_SHARPENING)
+    fit = None
+    if L.FITTED_SLOPE_GUINIER_PLOT in general:
+        fit = (float(general[L.FITTED_SLOPE_GUINIER_PLOT]), float(general[L.FITTED_INTERCEPT_GUINIER_PLOT]))
+    return guinier_figure(gui[L.RESOLUTION_SQUARED].to_numpy(), gcurves, float(b) if b is not None else None,
+                          fig=fig, fit=fit, fit_range_a=fit_range_a)
+
+
+def figures_from_star(path: str | os.PathLike) -> tuple[Figure, Figure | None]:
+    """FSC and Guinier figures of a postprocess.star file."""
+    return fsc_figure_from_star(path), guinier_figure_from_star(path)
+
+
+def save_postprocess_pngs(star_path: str | os.PathLike, out_dir: str | os.PathLike,
+                          maps: dict[str, np.ndarray] | None = None) -> list[str]:
+    """Save ``fsc.png``, ``guinier.png`` (and ``slices.png`` when ``maps`` are given) under
+    ``out_dir``; returns the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    fig_fsc, fig_gui = figures_from_star(star_path)
+    for name, fig in (("fsc.png", fig_fsc), ("guinier.png", fig_gui),
+                      ("slices.png", slices_figure(maps) if maps else None)):
+        if fig is not None:
+            path = os.path.join(out_dir, name)
+            save_png(fig, path)
+            written.append(path)
+    return written
 
 
 def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
