@@ -44,6 +44,7 @@ How another engineer tests a protocol (file ``polishplugin/tests/protocols/test_
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -80,7 +81,11 @@ def setup_scipion_env(home: str | os.PathLike | None = None) -> Path:
     if home is None and current and (Path(current) / "config" / "hosts.conf").exists():
         home_path = Path(current)
     else:
-        home_path = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="polish_scipion_"))
+        if home is not None:
+            home_path = Path(home)
+        else:
+            home_path = Path(tempfile.mkdtemp(prefix="polish_scipion_"))
+            atexit.register(remove_home, home_path)  # a throw-away home: gone when the run ends
         _write_home(home_path)
     os.environ["SCIPION_HOME"] = str(home_path)
     defaults = {

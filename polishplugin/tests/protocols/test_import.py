@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import tempfile
 
 import numpy as np
@@ -22,7 +23,12 @@ class TestPolishImport(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.files = make_tiny_project(tempfile.mkdtemp(prefix="polish_tiny_"))
+        cls.tmp = tempfile.mkdtemp(prefix="polish_tiny_")
+        cls.files = make_tiny_project(cls.tmp)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_import_all(self):
         f = self.files
