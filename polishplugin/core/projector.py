@@ -28,6 +28,7 @@ when a device exists, else numpy; the default is ``"numpy"``, programs pass thei
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 from polishplugin.core import fourier, geometry
 
@@ -268,11 +269,13 @@ class FourierProjector:
         if gridding:
             vol = vol / gridding_correction(n, m)
         c = n // 2
-        padded = np.zeros((m, m, m), dtype=np.float64)
+        padded = np.zeros((m, m, m), dtype=np.float32)
         ii = np.mod(np.arange(n) - c, m)
         padded[np.ix_(ii, ii, ii)] = vol
-        #: padded half-transform (m, m, m//2+1) complex128, /m^3 normalised, centre at origin
-        self.fourier = fourier.rfft(padded)
+        del vol
+        #: padded half-transform (m, m, m//2+1) complex64, /m^3 normalised, centre at origin
+        self.fourier = scipy.fft.rfftn(padded, norm="forward", workers=-1)
+        del padded
         self._scale = m ** 3 / n ** 2
         self._phase = _image_centre_phase(n)
         ky = fourier.fftfreq_signed(n)
@@ -309,7 +312,7 @@ class FourierProjector:
         """Cached (:class:`_ExtendedIndex`, complex64 table of the padded transform on it)."""
         if getattr(self, "_ext", None) is None:
             ext = _ExtendedIndex(self.padded_size, self.r_max_px * self.pad)
-            flat = np.append(self.fourier.reshape(-1), 0).astype(np.complex64)
+            flat = np.append(self.fourier.reshape(-1), np.complex64(0))
             self._ext = (ext, flat[ext.lut])
         return self._ext
 
@@ -505,36 +508,53 @@ class FourierBackprojector:
         applied), gridding correction ``/ sinc^2(r/(N*pad))``.  Does not modify the accumulators.
         """
         n, m, pad = self.box, self.padded_size, self.pad
-        if self._hermitian:
-            data, weight = self.data, self.weight
-        else:
-            tmp = self.copy()
-            tmp.enforce_hermitian()
-            data, weight = tmp.data, tmp.weight
-        kz = fourier.fftfreq_signed(m).astype(np.float64)
-        kx = fourier.fftfreq_signed(m, half=True).astype(np.float64)
+        data, weight = self.data, self.weight
+        kz = fourier.fftfreq_signed(m).astype(np.float32)
+        kx = fourier.fftfreq_signed(m, half=True).astype(np.float32)
         r = np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)
-        shell = fourier.round_half_away(r / pad)
+        shell = fourier.round_half_away(r / np.float32(pad)).astype(np.int32)
         inside = r <= self.r_max_px * pad
+        del r
         w = weight.copy()
+        if not self._hermitian:  # Hermitian x = 0 (and x = M/2) planes, without copying the grid
+            neg = np.mod(-np.arange(m), m)
+            planes = {}
+            for ix in ([0, m // 2] if m % 2 == 0 else [0]):
+                d = data[:, :, ix]
+                planes[ix] = d + np.conj(d[np.ix_(neg, neg)])
+                w[:, :, ix] = weight[:, :, ix] + weight[:, :, ix][np.ix_(neg, neg)]
         if tau2 is not None:
             t = np.asarray(tau2, dtype=np.float64)
-            tt = np.zeros(shell.max() + 1)
+            tt = np.zeros(int(shell.max()) + 1)
             tt[:min(len(t), len(tt))] = t[:len(tt)]
             ts = tt[shell]
             # RELION: tau2 == 0 -> 1/(0.001 * weight), i.e. such shells are suppressed
             reg = np.where(ts > 0, 1.0 / np.maximum(pad ** 3 * tau2_fudge * ts, 1e-300), 1000.0 * w)
+            del ts
             reg[shell < minres_shell] = 0.0
-            w = w + reg
+            w += reg
+            del reg
         else:
-            w = w + wiener_constant
+            w += wiener_constant
         n_sh = int(shell.max()) + 1
         sh_in = np.where(inside, shell, n_sh)
         rad = fourier.radial_mean(np.where(inside, w, 0.0), sh_in, n_sh)
-        w = np.maximum(w, rad[np.minimum(shell, n_sh - 1)] / 1000.0)
-        f = np.where(inside & (w > 0), data / np.where(w > 0, w, 1.0), 0.0)
+        del sh_in
+        np.maximum(w, rad[np.minimum(shell, n_sh - 1)] / 1000.0, out=w)
+        del shell
+        ok = inside & (w > 0)
+        del inside
+        safe_w = np.where(ok, w, 1.0)
+        f = np.zeros(data.shape, dtype=np.complex64)
+        np.divide(data, safe_w, out=f, where=ok, casting="unsafe")
+        if not self._hermitian:
+            for ix, plane in planes.items():
+                f[:, :, ix] = np.where(ok[:, :, ix], plane / safe_w[:, :, ix], 0.0)
+        del safe_w, ok, w
         # F3pad = F * N^2 / M^3 ; fourier.irfft multiplies by M^3
-        padded = np.fft.irfftn(f * (n ** 2), s=(m, m, m))
+        f *= np.float32(n ** 2)
+        padded = scipy.fft.irfftn(f, s=(m, m, m), workers=-1)
+        del f
         c = n // 2
         ii = np.mod(np.arange(n) - c, m)
         vol = padded[np.ix_(ii, ii, ii)]
