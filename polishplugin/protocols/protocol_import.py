@@ -14,7 +14,7 @@ from enum import Enum
 from pwem.objects import SetOfMovies, SetOfParticles, Volume, VolumeMask
 from pyworkflow.protocol import params
 
-from ..convert.mrc import MrcError, read_mrc_header
+from ..convert.mrc import MrcError, read_mrc, read_mrc_header, write_mrc
 from ..convert.movies import read_corrected_micrographs
 from ..convert.mtf import read_mtf
 from ..convert.outputs import read_postprocess
@@ -137,8 +137,21 @@ class ProtPolishImport(ProtPolishBase):
 
     def _importMaps(self, half1, half2):
         angpix = self._mapPixelSize(half1)
-        volume = make_volume(half1, angpix, half1, half2)
+        volume = make_volume(self._fullMap(half1, half2, angpix), angpix, half1, half2)
         self._defineOutputs(**{self.outputs.outputVolume.name: volume})
+
+    def _fullMap(self, half1, half2, angpix):
+        """RELION's map beside the half maps (``run_half1_class001_unfil.mrc`` -> ``run_class001.mrc``)
+        when it exists, else the average of the half maps written to extra/."""
+        name = os.path.basename(half1)
+        if "_half1_" in name:
+            candidate = os.path.join(os.path.dirname(half1),
+                                     name.replace("_half1_", "_").replace("_unfil.mrc", ".mrc"))
+            if os.path.exists(candidate) and read_mrc_header(candidate)[0] == read_mrc_header(half1)[0]:
+                return candidate
+        average = self._extra("half_maps_average.mrc")
+        write_mrc(average, 0.5 * (read_mrc(half1)[0] + read_mrc(half2)[0]), angpix)
+        return average
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):

@@ -67,6 +67,7 @@ class TestPolishImport(BaseTest):
         self.assertTrue(volume.hasHalfMaps())
         self.assertEqual(volume.getHalfMaps(asList=True), [str(f["half1"]), str(f["half2"])])
         self.assertAlmostEqual(volume.getSamplingRate(), ANGPIX)
+        self.assertEqual(volume.getFileName(), prot._getExtraPath("half_maps_average.mrc"))  # no run_class001
         self.assertEqual(prot.outputMask.getFileName(), str(f["mask"]))
 
     def test_bad_particles_fail_validation(self):
@@ -86,5 +87,6 @@ class TestPolishImport(BaseTest):
         self.assertEqual(prot.outputMovies.getSize(), 3)
         self.assertEqual(prot.outputParticles.getSize(), 36)
         self.assertTrue(prot.outputVolume.hasHalfMaps())
+        self.assertTrue(prot.outputVolume.getFileName().endswith("Refine3D/job021/run_class001.mrc"))
         self.assertIsNotNone(prot.outputMask)
         self.assertTrue(os.path.exists(prot._getExtraPath("mtf_simulated.star")))
