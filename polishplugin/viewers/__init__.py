@@ -12,6 +12,7 @@ import importlib
 
 _SCIPION_VIEWERS = {
     "PolishLocalResViewer": "viewer_local_resolution",
+    "PolishParticlesViewer": "viewer_polish",
 }
 
 __all__ = sorted(_SCIPION_VIEWERS)

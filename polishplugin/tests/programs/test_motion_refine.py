@@ -389,3 +389,13 @@ def test_tutorial_star_files_load(tmp_path):
     t = initial_tracks(info, np.array([[1855.0, 1919.0]]), 0.885, 1.244531, 0, 24, use_local=False)
     np.testing.assert_allclose(t[0, 1], -(0.885 / 1.244531) * np.array([0.712807, 0.261125]), atol=1e-6)
     assert info.local_coeffs is not None
+
+
+def test_viewer_pngs(polished, tmp_path):
+    from polishplugin.viewers.viewer_polish import polish_figures, write_viewer_pngs
+
+    names = [n for n, _ in polish_figures(polished)]
+    assert names[:2] == ["bfactors", "scalefactors"] and len(names) == 2 + 4
+    paths = write_viewer_pngs(polished, tmp_path)
+    assert all(Path(p).stat().st_size > 1000 for p in paths)
+    assert (polished / "logfile.pdf").read_bytes()[:4] == b"%PDF"
