@@ -40,13 +40,14 @@ import numpy as np
 
 from .filters import apply_bfactor_rfft
 from .fourier import irfft, n_shells, radius_grid, rfft, round_half_away
-from .fsc import fsc_rfft, fsc_true, glibc_uniform, resolution_shell
+from .fsc import fsc_true, resolution_shell
+from .postprocess import ShellGrid, fsc_grid, irfft_fast, randomize_phases_rfft, rfft_fast
 
 __all__ = [
     "LocresSettings", "LocresGeometry", "PointResult", "LocresAccumulators", "locres_geometry",
     "sampling_points", "mask_centre_index", "randomize_phases_pair", "sharpened_sum_rfft",
     "local_filter_weights", "resolution_from_fsc", "LocalResolution", "finalize_maps",
-    "local_resolution", "fast_window_size",
+    "local_resolution", "fast_window_size", "planted_half_maps",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -141,17 +142,11 @@ def randomize_phases_pair(half1: np.ndarray, half2: np.ndarray, shell: int,
     draw first, half 2's continue the stream (RELION calls ``randomizePhasesBeyond`` twice after a
     single ``srand``).  Amplitudes are kept.
     """
-    shape = half1.shape
-    r2 = radius_grid(shape) ** 2
-    sel = np.broadcast_to(r2 >= shell * shell, rfft_shape(shape))
-    count = int(sel.sum())
-    phases = glibc_uniform(seed, 2 * count, 0.0, 2 * np.pi)
-    out = []
-    for k, half in enumerate((half1, half2)):
-        f = rfft(np.asarray(half, np.float64))
-        f[sel] = np.abs(f[sel]) * np.exp(1j * phases[k * count:(k + 1) * count])
-        out.append(irfft(f, shape))
-    return out[0], out[1]
+    grid = ShellGrid(half1.shape)
+    f1 = rfft_fast(np.asarray(half1, np.float64))
+    f2 = rfft_fast(np.asarray(half2, np.float64))
+    p1, p2 = randomize_phases_rfft([f1, f2], grid, shell, seed)
+    return irfft_fast(p1, half1.shape), irfft_fast(p2, half1.shape)
 
 
 def rfft_shape(shape: Sequence[int]) -> tuple[int, ...]:
@@ -286,12 +281,13 @@ class LocalResolution:
 
     ``LocalResolution(half1, half2, angpix, settings, mtf=None, mode="fast", workers=1)`` prepares the
     sharpened sum, the phase-randomised halves and the sampling points; :meth:`run` processes a subset
-    of point indices and returns :class:`LocresAccumulators`.
+    of point indices and returns :class:`LocresAccumulators`.  ``workers`` threads run the small
+    batched FFTs of the fast mode (the full-box FFTs use every core).
     """
 
     def __init__(self, half1: np.ndarray, half2: np.ndarray, angpix: float, settings: LocresSettings,
                  mtf: tuple[np.ndarray, np.ndarray, float] | None = None, mode: str = "fast",
-                 workers: int = 1, batch: int = 8):
+                 workers: int = 1, batch: int = 8, filter_margin: int = 8):
         if half1.shape != half2.shape:
             raise ValueError(f"the half maps have different shapes {half1.shape} and {half2.shape}")
         if half1.ndim != 3 or len(set(half1.shape)) != 1:
@@ -302,96 +298,64 @@ class LocalResolution:
         self.mode = mode
         self.workers = max(int(workers), 1)
         self.batch = max(int(batch), 1)
+        self.filter_margin = max(int(filter_margin), 0)
         self.box = half1.shape[0]
-        self.shape = half1.shape
+        self.shape = tuple(half1.shape)
         self.geom = locres_geometry(self.box, angpix, settings)
         self.angpix = float(angpix)
         self.points = sampling_points(self.geom)
         if self.points.shape[0] == 0:
             raise ValueError("no local-resolution sampling point lies inside the box: lower --locres_sampling")
-        self.half1 = np.asarray(half1, np.float64)
-        self.half2 = np.asarray(half2, np.float64)
-        self.fsc_unmasked = fsc_rfft(rfft(self.half1), rfft(self.half2))
-        self.half1p, self.half2p = randomize_phases_pair(self.half1, self.half2, self.geom.randomize_at,
-                                                         settings.random_seed)
-        self.ftsum = sharpened_sum_rfft(self.half1, self.half2, self.angpix, settings.adhoc_bfac, mtf)
         self.nshell = n_shells(self.box)
-        if mode == "exact":
-            self._radius = radius_grid(self.shape)
-            self._shells = round_half_away(self._radius)
-        else:
+        self.grid = ShellGrid(self.shape)
+        f1 = rfft_fast(np.asarray(half1, np.float64))
+        f2 = rfft_fast(np.asarray(half2, np.float64))
+        self.fsc_unmasked = fsc_grid(f1, f2, self.grid)
+        p1, p2 = randomize_phases_rfft([f1, f2], self.grid, self.geom.randomize_at, settings.random_seed)
+        real = np.float64 if mode == "exact" else np.float32
+        self.half1 = np.asarray(half1, real)
+        self.half2 = np.asarray(half2, real)
+        self.half1p = irfft_fast(p1, self.shape).astype(real)
+        self.half2p = irfft_fast(p2, self.shape).astype(real)
+        del p1, p2
+        f1 += f2                                     # RELION: Isum = I1 + I2 (QUIRK: not halved)
+        del f2
+        if mtf is not None:
+            from .mtf import divide_by_mtf
+
+            f1 = divide_by_mtf(f1, self.shape, self.angpix, mtf[0], mtf[1], mtf[2])
+        self.ftsum = apply_bfactor_rfft(f1, self.shape, self.angpix, settings.adhoc_bfac)
+        del f1
+        if mode == "fast":
             self._prepare_fast()
+        else:
+            self._radius_lut = self.grid.radius_lut
 
     # ------------------------------------------------------------------ fast mode set-up
     def _prepare_fast(self) -> None:
         g = self.geom
         self.win = fast_window_size(g.support, self.box)
-        self.winf = self.win if self.win >= self.box else fast_window_size(
-            g.support + max(g.edge, 4), self.box)
+        # the filtering window adds a margin for the filter kernel's reach (periodic like the box)
+        self.winf = self.win if self.win >= self.box else fast_window_size(g.support + self.filter_margin,
+                                                                           self.box)
         w, wf = self.win, self.winf
         c = w // 2
         self._mask_win = _soft_sphere(w, g.maskrad, g.maskrad + g.edge, (c, c, c)).astype(np.float32)
-        rw = radius_grid((w, w, w))
-        self._shells_w = round_half_away(rw).ravel()
-        self._nw = w // 2 + 1
-        keep = self._shells_w < self._nw
-        self._keep_w = keep
-        self._count_w = np.bincount(self._shells_w[keep], minlength=self._nw).astype(np.float64)
+        self._grid_w = ShellGrid((w, w, w))
+        self._nw = self._grid_w.n
+        shell_w = self._grid_w.shell.ravel()
+        from scipy.sparse import csr_matrix
+
+        self._shell_matrix = csr_matrix((np.ones(shell_w.size), (shell_w, np.arange(shell_w.size))),
+                                        shape=(self._nw + 1, shell_w.size))
+        self._count_w = np.maximum(self._grid_w.count.astype(np.float64), 1.0)
         self._xi = np.arange(self.nshell) * (w / self.box)   # N-shell i sits at W-shell i*W/N
-        self._radius_f = radius_grid((wf, wf, wf)) * (self.box / wf)
-        self._sum_real = irfft(self.ftsum, self.shape).astype(np.float32)
-
-    # ------------------------------------------------------------------ per-point curves
-    def _exact_curves(self, idx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        g = self.geom
-        centre = mask_centre_index(self.points[idx], self.box)
-        mask = _soft_sphere(self.box, g.maskrad, g.maskrad + g.edge, centre)
-        fm = fsc_rfft(rfft(self.half1 * mask), rfft(self.half2 * mask), self._shells, self.nshell)
-        fr = fsc_rfft(rfft(self.half1p * mask), rfft(self.half2p * mask), self._shells, self.nshell)
-        return mask, fm, fr
-
-    def _windows(self, maps: Iterable[np.ndarray], idxs: Sequence[int], size: int) -> np.ndarray:
-        """Zero-padded cubes of ``size`` centred on the points' mask centres, times the mask."""
-        maps = list(maps)
-        out = np.zeros((len(maps), len(idxs), size, size, size), np.float32)
-        for b, i in enumerate(idxs):
-            cz, cy, cx = mask_centre_index(self.points[i], self.box)
-            sz, dz = _clip(cz - size // 2, size, self.box)
-            sy, dy = _clip(cy - size // 2, size, self.box)
-            sx, dx = _clip(cx - size // 2, size, self.box)
-            for m, vol in enumerate(maps):
-                out[m, b, dz, dy, dx] = vol[sz, sy, sx]
-        return out
-
-    def _shell_means(self, fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-point W-shell means of Re(fa fb*), |fa|^2, |fb|^2 (half-transform sums)."""
-        nb = fa.shape[0]
-        keep = self._keep_w
-        offs = (self._shells_w[keep][None, :] + self._nw * np.arange(nb)[:, None]).ravel()
-        a = fa.reshape(nb, -1)[:, keep]
-        b = fb.reshape(nb, -1)[:, keep]
-        total = nb * self._nw
-        num = np.bincount(offs, weights=(a.real * b.real + a.imag * b.imag).ravel(), minlength=total)
-        d1 = np.bincount(offs, weights=(a.real ** 2 + a.imag ** 2).ravel(), minlength=total)
-        d2 = np.bincount(offs, weights=(b.real ** 2 + b.imag ** 2).ravel(), minlength=total)
-        cnt = np.maximum(self._count_w, 1.0)
-        return (num.reshape(nb, -1) / cnt, d1.reshape(nb, -1) / cnt, d2.reshape(nb, -1) / cnt)
-
-    def _fast_fsc(self, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
-        import scipy.fft as sfft
-
-        fa = sfft.rfftn(wa, axes=(1, 2, 3), workers=self.workers)
-        fb = sfft.rfftn(wb, axes=(1, 2, 3), workers=self.workers)
-        num, d1, d2 = self._shell_means(fa, fb)
-        xw = np.arange(self._nw)
-        out = np.zeros((wa.shape[0], self.nshell))
-        for p in range(wa.shape[0]):
-            n_i = np.interp(self._xi, xw, num[p])
-            a_i = np.interp(self._xi, xw, d1[p])
-            b_i = np.interp(self._xi, xw, d2[p])
-            den = np.sqrt(np.maximum(a_i * b_i, 0.0))
-            out[p] = np.where(den > 0, n_i / np.where(den > 0, den, 1.0), 0.0)
-        return out
+        self._grid_f = ShellGrid((wf, wf, wf))
+        self._radius_f_lut = self._grid_f.radius_lut * (self.box / wf)
+        total = irfft_fast(self.ftsum, self.shape).astype(np.float32)
+        pad = wf // 2 + 1
+        self._sum_padded = np.pad(total, pad, mode="wrap")   # periodic windows by slicing
+        self._pad = pad
 
     # ------------------------------------------------------------------ main loop
     def run(self, indices: Sequence[int] | None = None,
@@ -415,19 +379,68 @@ class LocalResolution:
     def _record(self, acc: LocresAccumulators, idx: int, fm: np.ndarray, fr: np.ndarray) -> PointResult:
         ft = fsc_true(fm, fr, self.geom.randomize_at)
         res = resolution_from_fsc(ft, self.box, self.angpix, self.settings.minres_a)
-        rec = PointResult(tuple(int(v) for v in self.points[idx]), res, ft, np.asarray(fm), np.asarray(fr))
+        rec = PointResult(tuple(int(v) for v in self.points[idx]), res, ft, np.asarray(fm, np.float64),
+                          np.asarray(fr, np.float64))
         acc.points.append(rec)
         return rec
 
+    def _filter_lut(self, radius_lut: np.ndarray, rec: PointResult) -> np.ndarray:
+        return local_filter_weights(radius_lut, self.box, rec.fsc_true, rec.resolution_a, self.angpix,
+                                    self.settings.filter_edge_width)
+
+    # ------------------------------------------------------------------ exact mode (RELION)
     def _run_exact(self, idx: int, acc: LocresAccumulators) -> None:
-        mask, fm, fr = self._exact_curves(idx)
+        g = self.geom
+        centre = mask_centre_index(self.points[idx], self.box)
+        mask = _soft_sphere(self.box, g.maskrad, g.maskrad + g.edge, centre)
+        fm = fsc_grid(rfft_fast(self.half1 * mask), rfft_fast(self.half2 * mask), self.grid)
+        fr = fsc_grid(rfft_fast(self.half1p * mask), rfft_fast(self.half2p * mask), self.grid)
         rec = self._record(acc, idx, fm, fr)
-        weights = local_filter_weights(self._radius, self.box, rec.fsc_true, rec.resolution_a, self.angpix,
-                                       self.settings.filter_edge_width)
-        filtered = irfft(self.ftsum * weights, self.shape)
+        weights = self.grid.gather(self._filter_lut(self._radius_lut, rec))
+        filtered = irfft_fast(self.ftsum * weights, self.shape)
         acc.ifil += mask * filtered
         acc.ilocres += mask / rec.resolution_a
         acc.isumw += mask
+
+    # ------------------------------------------------------------------ fast mode
+    def _windows(self, maps: Sequence[np.ndarray], idxs: Sequence[int], size: int) -> np.ndarray:
+        """Zero-padded cubes of ``size`` centred on the points' mask centres (outside the box: 0)."""
+        out = np.zeros((len(maps), len(idxs), size, size, size), np.float32)
+        for b, i in enumerate(idxs):
+            cz, cy, cx = mask_centre_index(self.points[i], self.box)
+            sz, dz = _clip(cz - size // 2, size, self.box)
+            sy, dy = _clip(cy - size // 2, size, self.box)
+            sx, dx = _clip(cx - size // 2, size, self.box)
+            for m, vol in enumerate(maps):
+                out[m, b, dz, dy, dx] = vol[sz, sy, sx]
+        return out
+
+    def _shell_means(self, fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-point W-shell means of Re(fa fb*), |fa|^2, |fb|^2 (half-transform sums)."""
+        nb = fa.shape[0]
+        a = fa.reshape(nb, -1)
+        b = fb.reshape(nb, -1)
+        values = np.concatenate([a.real * b.real + a.imag * b.imag, a.real * a.real + a.imag * a.imag,
+                                 b.real * b.real + b.imag * b.imag], axis=0)
+        sums = np.asarray(self._shell_matrix @ values.T.astype(np.float64))[:self._nw] / self._count_w[:, None]
+        return sums[:, :nb].T, sums[:, nb:2 * nb].T, sums[:, 2 * nb:].T
+
+    def _fast_fsc(self, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        """N-shell FSCs of batches of masked windows (W-shell means interpolated to N shells)."""
+        import scipy.fft as sfft
+
+        fa = sfft.rfftn(wa, axes=(1, 2, 3), workers=self.workers)
+        fb = sfft.rfftn(wb, axes=(1, 2, 3), workers=self.workers)
+        num, d1, d2 = self._shell_means(fa, fb)
+        xw = np.arange(self._nw)
+        out = np.zeros((wa.shape[0], self.nshell))
+        for p in range(wa.shape[0]):
+            n_i = np.interp(self._xi, xw, num[p])
+            a_i = np.interp(self._xi, xw, d1[p])
+            b_i = np.interp(self._xi, xw, d2[p])
+            den = np.sqrt(np.maximum(a_i * b_i, 0.0))
+            out[p] = np.where(den > 0, n_i / np.where(den > 0, den, 1.0), 0.0)
+        return out
 
     def _run_fast(self, idxs: Sequence[int], acc: LocresAccumulators) -> None:
         import scipy.fft as sfft
@@ -437,17 +450,16 @@ class LocalResolution:
         win *= self._mask_win
         fm = self._fast_fsc(win[0], win[1])
         fr = self._fast_fsc(win[2], win[3])
+        del win
         recs = [self._record(acc, i, fm[p], fr[p]) for p, i in enumerate(idxs)]
         # local filtering in periodic Wf windows of the sharpened sum
         sums = np.empty((len(idxs), wf, wf, wf), np.float32)
         for p, i in enumerate(idxs):
-            cz, cy, cx = mask_centre_index(self.points[i], box)
-            iz, iy, ix = ((np.arange(wf) + c - wf // 2) % box for c in (cz, cy, cx))
-            sums[p] = self._sum_real[np.ix_(iz, iy, ix)]
+            start = [c - wf // 2 + self._pad for c in mask_centre_index(self.points[i], box)]
+            sums[p] = self._sum_padded[start[0]:start[0] + wf, start[1]:start[1] + wf, start[2]:start[2] + wf]
         fs = sfft.rfftn(sums, axes=(1, 2, 3), workers=self.workers)
         for p, rec in enumerate(recs):
-            fs[p] *= local_filter_weights(self._radius_f, box, rec.fsc_true, rec.resolution_a, self.angpix,
-                                          self.settings.filter_edge_width).astype(np.float32)
+            fs[p] *= self._grid_f.gather(self._filter_lut(self._radius_f_lut, rec).astype(np.float32))
         filt = sfft.irfftn(fs, s=(wf, wf, wf), axes=(1, 2, 3), workers=self.workers)
         off = wf // 2 - w // 2
         for p, (i, rec) in enumerate(zip(idxs, recs)):
@@ -458,7 +470,7 @@ class LocalResolution:
             m = self._mask_win[dz, dy, dx]
             f = filt[p, off:off + w, off:off + w, off:off + w][dz, dy, dx]
             acc.ifil[sz, sy, sx] += m * f
-            acc.ilocres[sz, sy, sx] += m / rec.resolution_a
+            acc.ilocres[sz, sy, sx] += m * (1.0 / rec.resolution_a)
             acc.isumw[sz, sy, sx] += m
 
 
@@ -478,3 +490,30 @@ def local_resolution(half1: np.ndarray, half2: np.ndarray, angpix: float,
     acc = engine.run(progress=report)
     locres, filt = finalize_maps(acc)
     return locres, filt, acc.points
+
+
+def planted_half_maps(box: int = 64, angpix: float = 1.244, resolutions_a: tuple[float, float] = (4.0, 8.0),
+                      noise: float = 0.3, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two half maps whose halves along x carry planted resolutions (a known answer for tests).
+
+    ``x < N/2`` carries ``resolutions_a[0]``, ``x >= N/2`` ``resolutions_a[1]`` (smooth 2-px tanh
+    boundary).  Each region's signal is white noise with a B-factor envelope chosen so that the
+    spectral SNR against the half maps' independent white noise (std ``noise``) is
+    ``0.143 / (1 - 0.143)`` at the planted resolution, i.e. the region's FSC crosses 0.143 there.
+    Returns ``(half1, half2, region_a)`` (float32 maps; boolean map of ``x < N/2``).
+    """
+    rng = np.random.default_rng(seed)
+    shape = (box,) * 3
+    s2 = (radius_grid(shape) / (box * angpix)) ** 2
+    x = np.arange(box) - box / 2 + 0.5
+    weight_a = 0.5 - 0.5 * np.tanh(x / 2.0)
+    snr_at = 0.143 / (1.0 - 0.143)
+    signal = np.zeros(shape, np.float32)
+    for weight, res in zip((weight_a, 1.0 - weight_a), resolutions_a):
+        bfac = 2.0 * np.log(1.0 / (noise ** 2 * snr_at)) * res * res
+        part = irfft(rfft(rng.standard_normal(shape, dtype=np.float32)) * np.exp(-bfac * s2 / 4.0), shape)
+        signal += (weight[None, None, :] * part).astype(np.float32)
+    half1 = signal + noise * rng.standard_normal(shape, dtype=np.float32)
+    half2 = signal + noise * rng.standard_normal(shape, dtype=np.float32)
+    region_a = np.broadcast_to((x < 0)[None, None, :], shape).copy()
+    return half1.astype(np.float32), half2.astype(np.float32), region_a
