@@ -36,7 +36,7 @@ from .particles import ParticleTable
 from .star import join_image_name, split_image_name
 
 __all__ = [
-    "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
+    "scipion_file_path", "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
     "micrographs_to_movies", "movies_to_micrographs", "make_volume", "make_mask", "make_fsc",
 ]
 
@@ -51,6 +51,19 @@ _OPTICS_ATTR = "_polishOpticsTable"
 _GROUP_ATTR = "_rlnOpticsGroup"
 _COORD_X_ATTR = "_rlnCoordinateX"
 _COORD_Y_ATTR = "_rlnCoordinateY"
+
+
+# ------------------------------------------------------------------ file names
+_FORMAT_SUFFIXES = (":mrcs", ":mrc")
+
+
+def scipion_file_path(obj_or_name) -> str:
+    """A Scipion object's file name (or a name) without Scipion's ``:mrc``/``:mrcs`` format suffix."""
+    name = obj_or_name if isinstance(obj_or_name, str) else obj_or_name.getFileName()
+    for suffix in _FORMAT_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 # ------------------------------------------------------------------ geometry
@@ -223,7 +236,7 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
             row[L.COORDINATE_Y] = _precise(particle, _COORD_Y_ATTR, coord.getY())
         if particle.hasClassId():
             row[L.CLASS_NUMBER] = int(particle.getClassId())
-        row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), particle.getFileName(), padding=6)
+        row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), scipion_file_path(particle), padding=6)
         if particle.hasCoordinate() and particle.getCoordinate().getMicName():
             row[L.MICROGRAPH_NAME] = particle.getCoordinate().getMicName()
         group = getattr(particle, _GROUP_ATTR, None)
@@ -340,7 +353,7 @@ def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str 
             and len(coeffs_attr) else (base.local_coeffs if base is not None else None)
         meta = MovieMetadata(
             width_px=int(dim[0]), height_px=int(dim[1]), n_frames=n_frames,
-            movie_name=os.path.abspath(movie.getFileName()), global_shifts_px=shifts,
+            movie_name=os.path.abspath(scipion_file_path(movie)), global_shifts_px=shifts,
             gain_name=base.gain_name if base else None, defect_file=base.defect_file if base else None,
             binning=base.binning if base else 1.0, original_pixel_size_a=angpix,
             dose_per_frame_e_per_a2=float(acq.getDosePerFrame() or 1.0),

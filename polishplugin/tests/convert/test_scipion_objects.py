@@ -17,7 +17,8 @@ from polishplugin.convert.particles import read_particles, write_particles  # no
 from polishplugin.convert.scipion_objects import (make_fsc, make_mask, make_volume,  # noqa: E402
                                                   matrix_to_relion, micrographs_to_movies,
                                                   movies_to_micrographs, particles_to_table,
-                                                  relion_to_matrix, table_to_particles)
+                                                  relion_to_matrix, scipion_file_path,
+                                                  table_to_particles)
 from polishplugin.core.geometry import euler_to_matrix  # noqa: E402
 
 
@@ -152,6 +153,19 @@ def test_movies_round_trip(tiny, tmp_path):
         assert (new.width_px, new.height_px, new.n_frames) == (32, 32, 4)
         assert new.dose_per_frame_e_per_a2 == pytest.approx(1.5)
         assert new.movie_name == str(tiny["root"] / "Movies" / f"mic_{i + 1:03d}.mrcs")
+
+
+def test_scipion_format_suffix_is_dropped(tiny, tmp_path):
+    assert scipion_file_path("a/b.mrcs:mrcs") == "a/b.mrcs"
+    assert scipion_file_path("a/b.mrc:mrc") == "a/b.mrc"
+    assert scipion_file_path("a/b.mrc") == "a/b.mrc"
+    parts = SetOfParticles(filename=str(tmp_path / "suffix.sqlite"))
+    table_to_particles(read_particles(tiny["particles_star"]), parts)
+    for particle in parts.iterItems():
+        particle.setFileName(particle.getFileName() + ":mrcs")
+        parts.update(particle)
+    names = particles_to_table(parts, image_size_px=16).particles[L.IMAGE_NAME]
+    assert all(n.endswith(".mrcs") for n in names)
 
 
 def test_volume_mask_fsc(tiny):
