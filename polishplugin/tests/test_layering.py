@@ -1,4 +1,4 @@
-"""Layering: the numeric core, the CLI dispatcher and the STAR/MRC I/O import without Scipion or MPI,
+"""Layering: the numeric core, the programs and the STAR/MRC I/O import without Scipion or MPI,
 and no file under polishplugin/core imports pyworkflow, pwem or mpi4py."""
 
 import ast
@@ -22,6 +22,9 @@ import polishplugin.convert.mtf
 import pkgutil, importlib
 for info in pkgutil.walk_packages(polishplugin.core.__path__, "polishplugin.core."):
     importlib.import_module(info.name)
+from polishplugin.programs import COMMANDS
+for module in COMMANDS.values():   # every program runs without Scipion (mpi4py is imported lazily)
+    importlib.import_module(module)
 loaded = sorted(n for n in {forbidden!r} if sys.modules.get(n) is not None)
 print("LOADED", loaded)
 try:
