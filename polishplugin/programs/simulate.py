@@ -15,6 +15,8 @@ particles, like raw movies), and writes what RELION's steps up to the polishing 
                                               background mean 0 / std 1, like relion_preprocess)
   Refine3D/job021/run_data.star               true poses, CTF, half sets (rlnOriginX/YAngst = 0)
   Refine3D/job021/run_half{1,2}_class001_unfil.mrc, run_class001.mrc   reconstructions with true poses
+                                              (tutorial preset: the map the particles see + noise
+                                              for a target FSC, see maps.noisy_half_maps)
   MaskCreate/job022/mask.mrc                  soft mask around the true map
   PostProcess/job023/postprocess.star         FSC of the half maps (masked, phase-randomisation corrected)
   mtf_simulated.star                          a smooth MTF (NOT applied to the movie frames)
@@ -64,6 +66,8 @@ _COMMON = dict(
     defocus_min=8000.0, defocus_max=25000.0, astigmatism_max=600.0,
     atom_sigma_a=1.0, particle_radius_fraction=0.33, contrast=0.05, noise="poisson",
     symmetry="D2", model=None, float16=False, projection="analytic",
+    half_maps="reconstruct",                       # or "noisy_truth" (expected map + noise, big presets)
+    half_map_resolution_a=3.6,                     # target FSC=0.143 resolution for "noisy_truth"
 )
 
 #: The presets; every key can be overridden (``simulate_project(..., frames=8)`` or ``--frames 8``).
@@ -76,7 +80,8 @@ PRESETS: dict[str, dict] = {
     # the tutorial's particles are 256 px at 1.244 Å; its movies (3710x3838 at 0.885 Å) cover the same
     # area as 2640x2730 px at 1.244 Å, which we simulate directly (movie px = particle px).
     "tutorial": dict(_COMMON, n_movies=24, frames=24, particles_per_movie=190, box=256, angpix=1.244,
-                     movie_width=2640, movie_height=2730, projection="projector", atom_sigma_a=1.2),
+                     movie_width=2640, movie_height=2730, projection="projector", atom_sigma_a=1.2,
+                     half_maps="noisy_truth"),
 }
 
 JOB_MOTION = "MotionCorr/job002"
@@ -290,7 +295,8 @@ def _simulate_movie(p: dict, ph: _Phantom, m: int, out: Path, bfac: np.ndarray, 
     write_mrc(out / JOB_EXTRACT / "Movies" / f"{name}.mrcs", parts, angpix, float16=False)
     write_star(out / "ground_truth" / f"{name}_tracks.star", _tracks_star(disp * angpix))
     return dict(name=name, pos=pos, angles=angles, rots=rots, ctf=ctfp, drift_px=drift, local_px=local,
-                tracks_a=disp * angpix, particles=parts)
+                tracks_a=disp * angpix,
+                particles=parts.astype(np.float32) if p["half_maps"] == "reconstruct" else None)
 
 
 class _MovieWriter(MrcStackWriter):
@@ -404,13 +410,20 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
     corr_star = out / JOB_MOTION / "corrected_micrographs.star"
     write_star(corr_star, {"optics": _optics(p, True), "micrographs": mics})
 
-    # "previous refine": reconstructions of each half with the true poses
-    imgs = np.concatenate([t["particles"] for t in truths])
-    rots = np.concatenate([t["rots"] for t in truths])
-    ctfs = np.concatenate([np.repeat(ctf_2d(t["ctf"], box, angpix)[None], len(t["pos"]), 0) for t in truths])
-    sym = p["symmetry"] if not p.get("model") else "C1"
-    halves = [reconstruct_symmetric(imgs[subset == s], rots[subset == s], ctfs[subset == s], sym) for s in (1, 2)]
-    h1, h2 = halves
+    # "previous refine": reconstructions of each half with the true poses, or (big presets) the map the
+    # particles see plus independent noise giving a target FSC
+    if p["half_maps"] == "reconstruct":
+        imgs = np.concatenate([t["particles"] for t in truths])
+        rots = np.concatenate([t["rots"] for t in truths])
+        ctfs = np.concatenate([np.repeat(ctf_2d(t["ctf"], box, angpix)[None], len(t["pos"]), 0) for t in truths])
+        sym = p["symmetry"] if not p.get("model") else "C1"
+        h1, h2 = (reconstruct_symmetric(imgs[subset == s], rots[subset == s], ctfs[subset == s], sym)
+                  for s in (1, 2))
+    else:
+        amplitude = contrast_scale * np.sqrt(nf * p["dose_per_frame"] * angpix ** 2)
+        expected = maps.expected_particle_map(ph.map, angpix, amplitude, bfac, scales)
+        h1, h2 = maps.noisy_half_maps(np.random.default_rng([p["seed"], 7]), expected, angpix,
+                                      p["half_map_resolution_a"])
     mask = maps.soft_mask_from_map(ph.map, angpix)
     paths = {
         "project_dir": out, "movies_dir": out / "Movies", "corrected_micrographs": corr_star,

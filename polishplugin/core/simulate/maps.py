@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from polishplugin.core.filters import low_pass_map
 
-__all__ = ["soft_mask_from_map", "smooth_mtf"]
+__all__ = ["soft_mask_from_map", "smooth_mtf", "expected_particle_map", "noisy_half_maps"]
 
 
 def soft_mask_from_map(volume: np.ndarray, angpix: float, lowpass_a: float = 15.0,
@@ -29,3 +29,42 @@ def smooth_mtf(n_rows: int = 65) -> tuple[np.ndarray, np.ndarray]:
     x = np.linspace(0.0, 0.5, n_rows)
     y = np.sinc(x) * np.exp(-1.2 * x ** 2) * (1.0 - 0.5 * x)
     return x, y
+
+
+def expected_particle_map(true_map: np.ndarray, angpix: float, amplitude: float, bfactors: np.ndarray,
+                          scales: np.ndarray) -> np.ndarray:
+    """The map that particles extracted from the frame sum see: ``amplitude * true_map`` filtered by the
+    mean frame weight ``mean_f scale_f exp(B_f q^2/4)`` (what a reconstruction converges to, without
+    the motion blur)."""
+    from polishplugin.core import fourier
+    n = true_map.shape[0]
+    q2 = (fourier.radius_grid(true_map.shape) / (n * angpix)) ** 2
+    damp = np.mean([s * np.exp(b * q2 / 4.0) for b, s in zip(bfactors, scales)], axis=0)
+    f = fourier.rfft(np.asarray(true_map, np.float64)) * damp * amplitude
+    return fourier.irfft(f, true_map.shape)
+
+
+def noisy_half_maps(rng: np.random.Generator, expected: np.ndarray, angpix: float, resolution_a: float,
+                    width_shells: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Two half maps = ``expected`` + independent Gaussian noise whose power per shell gives a target
+    FSC ``1 / (1 + exp((k - k0) / width))`` with ``FSC(k0) = 0.5`` placed so that FSC = 0.143 at
+    ``resolution_a`` (FSC = S/(S+N))."""
+    from polishplugin.core import fourier
+    n = expected.shape[0]
+    f = fourier.rfft(np.asarray(expected, np.float64))
+    shells = fourier.shell_index(expected.shape)
+    nsh = n // 2 + 1
+    ok = shells < nsh
+    power = np.bincount(shells[ok], weights=np.abs(f[ok]) ** 2, minlength=nsh) / np.maximum(
+        np.bincount(shells[ok], minlength=nsh), 1)
+    k143 = n * angpix / resolution_a
+    k0 = k143 - width_shells * np.log(1 / 0.143 - 1)
+    k = np.arange(nsh)
+    target = 1.0 / (1.0 + np.exp((k - k0) / width_shells))
+    noise_power = power * (1 - target) / np.maximum(target, 1e-6)
+    sig = np.sqrt(noise_power[np.minimum(shells, nsh - 1)])
+    out = []
+    for _ in range(2):
+        white = fourier.rfft(rng.normal(size=expected.shape))  # per-coefficient power 1/N^3 on average
+        out.append(fourier.irfft(f + white * sig * np.sqrt(n ** 3), expected.shape).astype(np.float32))
+    return out[0], out[1]
