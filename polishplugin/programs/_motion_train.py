@@ -35,7 +35,7 @@ from ..core.fsc import glibc_uniform
 from ..core.motion import prepare
 from ..core.motion.cross_correlation import cc_maps, cc_origin
 from ..core.motion.estimate import fit_tracks, sigmas_to_pixels
-from ..core.motion.hyperparameters import compass_search, format_params
+from ..core.motion.hyperparameters import search_sigmas, format_params
 from ..core.motion.tsc import (EvalRing, alignment_lowpass, frequency_split, make_eval_ring, tsc_from_terms,
                                tsc_terms)
 from ._cli import ProgramError
@@ -199,6 +199,13 @@ def read_tsc_trace(path: str | os.PathLike) -> pd.DataFrame:
                          "s_acc": t[LBL_ACC], "tsc": t[LBL_TSC]})
 
 
+def _max_evals(args) -> int:
+    """Evaluation budget: ``--max_evals`` if given, else ``3 * --par_iters`` capped at 100 (RELION's
+    Nelder-Mead makes ~1-2 evaluations per iteration)."""
+    given = int(_opt(args, "max_evals", 0) or 0)
+    return given if given > 0 else max(10, min(3 * int(_opt(args, "par_iters", 100)), 100))
+
+
 def run_training(args, data, k_out: int | None = None) -> int:
     """Train (s_vel, s_div, s_acc) and write the parameter files (see module docstring). Returns 0."""
     t_start = time.time()
@@ -246,8 +253,8 @@ def run_training(args, data, k_out: int | None = None) -> int:
         log.info("prepared micrograph %d/%d (%s), ETA %.0f s", done, len(mine), names[i], eta)
 
     tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm)
-    result = compass_search(tset.evaluate_and_keep, s0, free=(True, True, not two),
-                            max_evals=int(_opt(args, "max_evals", 0)) or max(20, min(3 * int(_opt(args, "par_iters", 100)), 60)))
+    result = search_sigmas(tset.evaluate_and_keep, s0, free=(True, True, not two),
+                            max_evals=_max_evals(args))
     s_vel, s_div, s_acc = result.best
     if two:
         s_acc = s0[2]
