@@ -108,3 +108,32 @@ def test_hosts_conf_runs_program_under_mpi(tmp_path):
     text = log.read_text()
     assert result.returncode == 0, text[-2000:]
     assert text.count("usage: polishplugin <command>") == 2, text[-2000:]
+
+
+def test_protocol_tree_shows_polishing_stage():
+    """pyworkflow's own tree loader places our protocols (those importable now) under 'Polishing stage'."""
+    import os
+
+    import pwem
+    import pyworkflow as pw
+
+    extra = pytest.importorskip("pyworkflow.gui.project.viewprotocols_extra",
+                                reason="pyworkflow GUI modules (tkinter) not importable")
+    tree = extra.ProtocolTreeConfig.load(pw.Config.getDomain(),
+                                         os.path.join(os.path.dirname(pwem.__file__), "protocols.conf"))
+
+    def find(node):
+        for child in node.childs:
+            if getattr(child, "text", None) == "Polishing stage":
+                return child
+            found = find(child)
+            if found is not None:
+                return found
+        return None
+
+    section = find(tree["Protocols SPA"])
+    assert section is not None and section.visible
+    shown = [child.value for child in section.childs]
+    protocols = pw.Config.getDomain().getProtocols()
+    assert "ProtPolishImport" in shown
+    assert shown == [name for name in ALL_PROTOCOLS if name in protocols]
