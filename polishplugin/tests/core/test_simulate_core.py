@@ -151,3 +151,18 @@ def test_planted_bfactors_and_mask_and_mtf():
     assert np.any((mask > 0.05) & (mask < 0.95))
     x, y = maps.smooth_mtf()
     assert x[0] == 0 and x[-1] == 0.5 and y[0] == 1 and np.all(np.diff(y) < 0)
+
+
+def test_noisy_half_maps_hit_the_target_fsc(atoms):
+    from polishplugin.core.fsc import fsc
+    xyz, w = atoms
+    box, angpix = 48, 2.0
+    m = phantom.gaussian_atoms_map(xyz, w, box, angpix, 1.0)
+    e = maps.expected_particle_map(m, angpix, 2.0, np.array([0.0, -50.0]), np.array([1.0, 1.0]))
+    # DC scales by the amplitude; high frequencies are damped by the mean frame weight
+    assert e.sum() == pytest.approx(2.0 * m.sum(), rel=1e-5)
+    h1, h2 = maps.noisy_half_maps(np.random.default_rng(0), e, angpix, 8.0)
+    curve = fsc(h1, h2)
+    k143 = box * angpix / 8.0
+    assert curve[int(k143) - 3] > 0.3 and curve[int(k143) + 3] < 0.1
+    assert abs(curve[int(round(k143))] - 0.143) < 0.12

@@ -201,3 +201,15 @@ def test_model_atoms(tmp_path):
     res = simulate.simulate_project(tmp_path / "m", "tiny", model=str(cif), **SMALL)
     m, _ = read_mrc(res["true_map"])
     assert m.sum() == pytest.approx(60 * 6, rel=1e-3)  # carbon Z=6 per atom
+
+
+def test_tutorial_code_path_small(tmp_path):
+    """The tutorial preset's path (projector projections, noisy-truth half maps) on a shrunken size."""
+    res = simulate.simulate_project(tmp_path / "t", "tutorial", n_movies=1, particles_per_movie=3, frames=3,
+                                    box=48, angpix=2.5, movie_width=220, movie_height=200)
+    assert res["params"]["half_maps"] == "noisy_truth" and res["params"]["projection"] == "projector"
+    parts = read_star(res["particles"])["particles"]
+    assert len(parts) == 3
+    h1, _ = read_mrc(res["half1"])
+    h2, _ = read_mrc(res["half2"])
+    assert h1.shape == (48,) * 3 and fsc(h1, h2)[3] > 0.9
