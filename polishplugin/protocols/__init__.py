@@ -9,7 +9,8 @@ tree skips names that are not importable yet.
 from ._base import ProtPolishBase
 from .protocol_import import ProtPolishImport
 from .protocol_polish import ProtPolishParticles
+from .protocol_polish_train import ProtPolishTrain
 from .protocol_mask_create import ProtPolishMaskCreate
 from .protocol_postprocess import ProtPolishPostprocess
 
-__all__ = ["ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]
+__all__ = ["ProtPolishTrain", "ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]

@@ -13,6 +13,7 @@ import importlib
 _SCIPION_VIEWERS = {
     "PolishLocalResViewer": "viewer_local_resolution",
     "PolishParticlesViewer": "viewer_polish",
+    "PolishTrainViewer": "viewer_polish_train",
 }
 
 __all__ = sorted(_SCIPION_VIEWERS)
