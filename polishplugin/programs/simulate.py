@@ -19,7 +19,7 @@ particles, like raw movies), and writes what RELION's steps up to the polishing 
                                               for a target FSC, see maps.noisy_half_maps)
   MaskCreate/job022/mask.mrc                  soft mask around the true map
   PostProcess/job023/postprocess.star         FSC of the half maps (masked, phase-randomisation corrected)
-  mtf_simulated.star                          a smooth MTF (NOT applied to the movie frames)
+  mtf_simulated.star                          a smooth MTF (applied to the frames only with --apply_mtf)
   ground_truth/                               true_map.mrc, truth.npz, truth.star (per-frame B-factors,
                                               planted sigmas, preset), <name>_tracks.star (true tracks in
                                               RELION's tracks format: Å, absolute, incl. global drift)
@@ -68,6 +68,7 @@ _COMMON = dict(
     symmetry="D2", model=None, float16=False, projection="analytic",
     half_maps="reconstruct",                       # or "noisy_truth" (expected map + noise, big presets)
     half_map_resolution_a=3.6,                     # target FSC=0.143 resolution for "noisy_truth"
+    apply_mtf=False,                               # multiply the frames' signal by mtf_simulated.star
 )
 
 #: The presets; every key can be overridden (``simulate_project(..., frames=8)`` or ``--frames 8``).
@@ -277,6 +278,8 @@ def _simulate_movie(p: dict, ph: _Phantom, m: int, out: Path, bfac: np.ndarray, 
     disp = drift[None] + local  # (n, nf, 2) px: position in frame f minus coordinate
     proj = ph.project(rots)
     ctf = frames.ctf_rect(ctfp, h, w, angpix)
+    if p["apply_mtf"]:  # detector MTF on the signal (movie px = detector px)
+        ctf = ctf * frames.mtf_rect(h, w, *maps.smooth_mtf())
     dose_px = p["dose_per_frame"] * angpix ** 2
     acc = np.zeros((h, w // 2 + 1), np.complex128)
     movie_path = out / "Movies" / f"{name}.mrcs"
@@ -449,7 +452,8 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
         "fsc": fsc_table})
     mx, my = maps.smooth_mtf()
     write_star(paths["mtf"], {"mtf_simulated": pd.DataFrame({"rlnResolutionInversePixel": mx, "rlnMtfValue": my})},
-               comments=["simulated smooth MTF; NOT applied to the simulated movie frames"])
+               comments=["simulated smooth MTF; " + ("applied to" if p["apply_mtf"] else "NOT applied to")
+                         + " the simulated movie frames (detector pixel = movie pixel)"])
 
     # ground truth
     sv, sd, sa = tracks.normalized_sigmas(p["s_vel"], p["s_div"], p["s_acc"], p["dose_per_frame"], angpix)
@@ -467,14 +471,14 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
     write_star(paths["truth_star"], {
         "general": {"rlnMotionParamSigmaVelocity": p["s_vel"], "rlnMotionParamSigmaDivergence": p["s_div"],
                     "rlnMotionParamSigmaAcceleration": p["s_acc"], "rlnMicrographDoseRate": p["dose_per_frame"],
-                    "rlnImagePixelSize": angpix, "rlnImageSize": box, "rlnMtfApplied": 0,
+                    "rlnImagePixelSize": angpix, "rlnImageSize": box, "rlnMtfApplied": int(bool(p["apply_mtf"])),
                     "rlnSimulationPhantom": ph.source.replace(" ", "_"),
                     "rlnSimulationPreset": preset, "rlnRandomSeed": p["seed"]},
         "perframe_bfactors": pd.DataFrame({"rlnMovieFrameNumber": np.arange(nf), "rlnBfactorUsedForSharpening": bfac,
                                            "rlnFittedInterceptGuinierPlot": np.log(scales)})},
         comments=["ground truth of polishplugin simulate: planted per-frame B-factors (0-based frames, "
                   "third column ln(scale)), planted motion sigmas (s_vel A/dose, s_div A, s_acc A/dose)",
-                  "the MTF in mtf_simulated.star was NOT applied to the movie frames",
+                  "the MTF in mtf_simulated.star was " + ("" if p["apply_mtf"] else "NOT ") + "applied to the movie frames",
                   "parameters: " + params_json])
     paths.update(angpix=angpix, box=box, frames=nf, params=p, final_resolution_a=final_res)
     log.info("simulate: %d movies, %d particles written to %s in %.1f s (half-map FSC 0.143 at %.2f Å)",
@@ -512,16 +516,25 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s_acc", type=float, default=None, help="planted sigma acceleration (Å/dose)")
     parser.add_argument("--bfactor_slope", type=float, default=None,
                         help="planted B_f = -slope * dose (Å^2 per e/Å^2)")
+    parser.add_argument("--movie_width", type=int, default=None, help="movie width (px)")
+    parser.add_argument("--movie_height", type=int, default=None, help="movie height (px)")
+    parser.add_argument("--noise", choices=("poisson", "gaussian", "none"), default=None, help="detector noise")
+    parser.add_argument("--half_maps", choices=("reconstruct", "noisy_truth"), default=None,
+                        help="previous-refine half maps: true-pose reconstructions or expected map + noise")
+    parser.add_argument("--apply_mtf", action="store_true", help="apply mtf_simulated.star to the frames' signal")
 
 
 _OVERRIDES = ("n_movies", "particles_per_movie", "frames", "box", "angpix", "dose_per_frame", "contrast",
-              "s_vel", "s_div", "s_acc", "bfactor_slope", "model")
+              "s_vel", "s_div", "s_acc", "bfactor_slope", "model", "movie_width", "movie_height", "noise",
+              "half_maps")
 
 
 def main(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
     if args.float16:
         overrides["float16"] = True
+    if args.apply_mtf:
+        overrides["apply_mtf"] = True
     res = simulate_project(args.o, preset=args.preset, seed=args.seed, **overrides)
     print(f"simulated project in {res['project_dir']}: particles {res['particles']}, "
           f"half maps FSC-0.143 resolution {res['final_resolution_a']:.2f} Å")

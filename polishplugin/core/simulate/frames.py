@@ -19,7 +19,7 @@ from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, _gamma_and_envelope
 
 __all__ = ["ctf_rect", "bfactor_rect", "paste_particles", "clean_frame", "detector_counts",
-           "align_shift_rfft", "extract_boxes", "extract_tracked", "normalize_background", "background_mask"]
+           "align_shift_rfft", "extract_boxes", "extract_tracked", "mtf_rect", "normalize_background", "background_mask"]
 
 
 def _freqs_rect(height: int, width: int, angpix: float) -> tuple[np.ndarray, np.ndarray]:
@@ -133,3 +133,9 @@ def extract_tracked(image: np.ndarray, centres_px: np.ndarray, box: int) -> np.n
     boxes = extract_boxes(image, whole.astype(np.int64), box)
     f = fourier.shift_rfft(fourier.rfft(boxes, axes=(-2, -1)), -(centres - whole), (box, box))
     return fourier.irfft(f, (box, box), axes=(-2, -1))
+
+
+def mtf_rect(height: int, width: int, mtf_invpix: np.ndarray, mtf_values: np.ndarray) -> np.ndarray:
+    """A detector MTF table (abscissa in 1/pixel) on the rfft grid ``(H, W//2+1)``, linear interpolation."""
+    fx, fy = _freqs_rect(height, width, 1.0)
+    return np.interp(np.hypot(fx, fy), mtf_invpix, mtf_values)

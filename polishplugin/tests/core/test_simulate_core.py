@@ -166,3 +166,10 @@ def test_noisy_half_maps_hit_the_target_fsc(atoms):
     k143 = box * angpix / 8.0
     assert curve[int(k143) - 3] > 0.3 and curve[int(k143) + 3] < 0.1
     assert abs(curve[int(round(k143))] - 0.143) < 0.12
+
+
+def test_mtf_rect():
+    x, y = maps.smooth_mtf()
+    m = frames.mtf_rect(40, 60, x, y)
+    assert m.shape == (40, 31) and m[0, 0] == pytest.approx(1.0)
+    assert m[0, 30] == pytest.approx(y[-1]) and m[20, 0] == pytest.approx(y[-1])

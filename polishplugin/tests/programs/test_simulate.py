@@ -176,10 +176,12 @@ def test_true_tracks_beat_global_only(tmp_path):
 def test_cli_and_bad_input(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = run_module(simulate, ["--preset", "tiny", "--o", str(out), "--n_movies", "1", "--particles_per_movie", "3",
-                               "--frames", "3", "--float16"], "polishplugin simulate")
+                               "--frames", "3", "--float16", "--apply_mtf", "--movie_width", "180",
+                               "--noise", "gaussian"], "polishplugin simulate")
     assert rc == 0
     with mrcfile.open(out / "Movies" / "sim_00001_frameImage.mrcs", permissive=True) as m:
-        assert m.header.mode == 12 and m.data.shape[0] == 3
+        assert m.header.mode == 12 and m.data.shape == (3, 400, 180)
+    assert read_star(out / "ground_truth" / "truth.star")["general"]["rlnMtfApplied"][0] == 1
     with pytest.raises(ProgramError, match="unknown preset"):
         simulate.simulate_project(tmp_path / "x", "huge")
     with pytest.raises(ProgramError, match="unknown simulation parameter"):
