@@ -106,3 +106,21 @@ def test_sigmas_to_pixels_and_single_particle():
     init = np.ones((1, 4, 2))
     out = estimate.estimate_tracks(np.zeros((1, 4, 8, 8)), init, np.zeros((1, 2)), 1, 1, 1)
     np.testing.assert_array_equal(out, init)
+
+
+@pytest.mark.opencl
+def test_cc_maps_opencl_matches_numpy():
+    from polishplugin.core.opencl import opencl_available
+
+    if not opencl_available():
+        pytest.skip("no OpenCL platform")
+    rng = np.random.default_rng(5)
+    n = 32
+    obs = (rng.normal(size=(5, 3, n, n // 2 + 1)) + 1j * rng.normal(size=(5, 3, n, n // 2 + 1))).astype(np.complex64)
+    pred = (rng.normal(size=(5, n, n // 2 + 1)) + 1j * rng.normal(size=(5, n, n // 2 + 1))).astype(np.complex64)
+    w = rng.uniform(size=(3, n, n // 2 + 1))
+    for crop in (None, 10):
+        ref = ccm.cc_maps(obs, pred, w, crop_px=crop)
+        got = ccm.cc_maps(obs, pred, w, crop_px=crop, backend="opencl")
+        assert got.shape == ref.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
