@@ -4,7 +4,6 @@ RELION ``relion_postprocess``), for a Volume with half maps from any 3D-refine p
 from __future__ import annotations
 
 import os
-from enum import Enum
 
 from pwem.objects import SetOfFSCs, Volume
 from pyworkflow.protocol import params
@@ -36,12 +35,11 @@ class ProtPolishPostprocess(ProtPolishBase):
     _label = "polish - post-processing"
     _devStatus = "NEW"
 
-    class outputs(Enum):
-        outputVolume = Volume
-        outputVolumeMasked = Volume
-        outputFSCs = SetOfFSCs
-
-    _possibleOutputs = outputs
+    # a dict, not an Enum: two outputs share the class Volume (an Enum would make them aliases)
+    OUTPUT_VOLUME = "outputVolume"
+    OUTPUT_VOLUME_MASKED = "outputVolumeMasked"
+    OUTPUT_FSCS = "outputFSCs"
+    _possibleOutputs = {OUTPUT_VOLUME: Volume, OUTPUT_VOLUME_MASKED: Volume, OUTPUT_FSCS: SetOfFSCs}
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
@@ -87,14 +85,14 @@ class ProtPolishPostprocess(ProtPolishBase):
         post = read_postprocess(self._extra(OUTPUT_ROOT + ".star"))
         angpix = self._pixelSize()
         half1, half2 = self._halfMaps()
-        outputs = {self.outputs.outputVolume.name: make_volume(self._extra(OUTPUT_ROOT + ".mrc"), angpix, half1, half2)}
+        outputs = {self.OUTPUT_VOLUME: make_volume(self._extra(OUTPUT_ROOT + ".mrc"), angpix, half1, half2)}
         if os.path.exists(self._extra(OUTPUT_ROOT + "_masked.mrc")):
-            outputs[self.outputs.outputVolumeMasked.name] = make_volume(self._extra(OUTPUT_ROOT + "_masked.mrc"), angpix)
+            outputs[self.OUTPUT_VOLUME_MASKED] = make_volume(self._extra(OUTPUT_ROOT + "_masked.mrc"), angpix)
         fscs = self._createSetOfFSCs()
         for label, column in FSC_COLUMNS.items():
             if column in post.fsc.columns:
                 fscs.append(make_fsc(*post.fsc_curve(column), label=label))
-        outputs[self.outputs.outputFSCs.name] = fscs
+        outputs[self.OUTPUT_FSCS] = fscs
         self._defineOutputs(**outputs)
         for obj in outputs.values():
             self._defineSourceRelation(self.inputVolume, obj)
