@@ -94,6 +94,29 @@ def test_particles_round_trip(tiny, tmp_path):
     np.testing.assert_allclose(again.origins_px(), table.origins_px(), atol=1e-6)
 
 
+def test_scipion_to_star_to_scipion(tiny, tmp_path):
+    """SetOfParticles -> particle STAR file -> SetOfParticles: every field equal."""
+    first = SetOfParticles(filename=str(tmp_path / "a.sqlite"))
+    table_to_particles(read_particles(tiny["particles_star"]), first)
+    star = tmp_path / "a.star"
+    write_particles(star, particles_to_table(first))
+    second = SetOfParticles(filename=str(tmp_path / "b.sqlite"))
+    table_to_particles(read_particles(star), second, image_root=".")
+    assert second.getSize() == first.getSize()
+    assert second.getSamplingRate() == first.getSamplingRate()
+    assert second.getAcquisition().getVoltage() == first.getAcquisition().getVoltage()
+    for a, b in zip(first.iterItems(orderBy="id"), second.iterItems(orderBy="id")):
+        assert (b.getIndex(), b.getFileName()) == (a.getIndex(), a.getFileName())
+        np.testing.assert_allclose(b.getTransform().getMatrix(), a.getTransform().getMatrix(), atol=1e-6)
+        ca, cb = a.getCTF(), b.getCTF()
+        assert (cb.getDefocusU(), cb.getDefocusV(), cb.getDefocusAngle()) == pytest.approx(
+            (ca.getDefocusU(), ca.getDefocusV(), ca.getDefocusAngle()), abs=1e-4)
+        assert b.getCoordinate().getPosition() == a.getCoordinate().getPosition()
+        assert b.getCoordinate().getMicName() == a.getCoordinate().getMicName()
+        assert b._rlnRandomSubset.get() == a._rlnRandomSubset.get()
+        assert b._rlnGroupNumber.get() == a._rlnGroupNumber.get()
+
+
 def test_tutorial_particles_to_scipion(tutorial_data, tmp_path):
     table = read_particles(tutorial_data / "relion-tutorial/particles_tutorial_polish_input.star")
     small = table.subset(range(50))
