@@ -13,4 +13,4 @@ if [ "${CI:-}" = "true" ] && [ ! -d "${POLISHPLUGIN_TEST_DATA:-/nonexistent}" ];
     exit 1
 fi
 # No path: pyproject.toml testpaths (polishplugin/tests).
-exec .venv/bin/python -m pytest -q "$@" </dev/null
+exec .venv/bin/python -m pytest -q --durations=15 "$@" </dev/null
