@@ -82,6 +82,20 @@ class TestPolishPostprocess(BaseTest):
         self.assertLess(post.bfactor_a2, 0)
         self.assertTrue(any("Final resolution" in line for line in prot.summary()))
         self.assertTrue(os.path.exists(prot._getExtraPath("logfile.pdf")))
+        self._checkViewer(prot)
+
+    def _checkViewer(self, prot):
+        from polishplugin.viewers.plots_postprocess import save_postprocess_pngs
+        from polishplugin.viewers.viewer_postprocess import PolishPostprocessViewer, postprocess_maps
+        viewer = PolishPostprocessViewer(project=self.proj, protocol=prot)
+        for show in (viewer._showFsc, viewer._showGuinier, viewer._showSlices):
+            views = show()
+            self.assertEqual(len(views), 1)
+            self.assertTrue(views[0].figure.axes, show.__name__)
+        out = tempfile.mkdtemp(prefix="polish_pp_png_")
+        written = save_postprocess_pngs(prot._getExtraPath("postprocess.star"), out,
+                                        postprocess_maps(prot._getExtraPath()))
+        self.assertEqual([os.path.basename(p) for p in written], ["fsc.png", "guinier.png", "slices.png"])
 
     def test_program_args_adhoc_and_skip_weighting(self):
         prot = self.newProtocol(ProtPolishPostprocess, inputVolume=self.imp.outputVolume, autoBfactor=False,
