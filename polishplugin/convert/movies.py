@@ -183,6 +183,9 @@ def initial_shift(meta: MovieMetadata, frame_1based: int, u, v) -> tuple[np.ndar
     if not 1 <= frame_1based <= meta.n_frames:
         raise ValueError(f"frame {frame_1based} outside 1..{meta.n_frames} of {meta.movie_name}")
     gx, gy = meta.global_shifts_px[frame_1based - 1]
+    if gx == NOT_OBSERVED or gy == NOT_OBSERVED:
+        raise ValueError(f"frame {frame_1based} of {meta.movie_name} was not aligned by motion correction "
+                         f"(global shift {NOT_OBSERVED:g} in {meta.path})")
     u_arr = np.asarray(u, dtype=np.float64)
     v_arr = np.asarray(v, dtype=np.float64)
     if meta.local_coeffs is None:

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from polishplugin.convert.movies import (N_LOCAL_COEFFS, MovieMetadata, initial_shift, micrograph_key,
+from polishplugin.convert.movies import (N_LOCAL_COEFFS, NOT_OBSERVED, MovieMetadata, initial_shift, micrograph_key,
                                          read_corrected_micrographs, read_movie_metadata,
                                          write_corrected_micrographs, write_movie_metadata)
 from polishplugin.convert.star import StarError
@@ -54,6 +54,9 @@ def test_tutorial_initial_shift_known_answer(tutorial_data):
     np.testing.assert_allclose(xs, [sx, sx_u])
     with pytest.raises(ValueError, match="frame 25"):
         initial_shift(meta, 25, 0, 0)
+    meta.global_shifts_px[4] = NOT_OBSERVED
+    with pytest.raises(ValueError, match="frame 5 .*not aligned"):
+        initial_shift(meta, 5, 0, 0)
 
 
 def test_tutorial_corrected_micrographs(tutorial_data):
