@@ -407,7 +407,9 @@ class FourierBackprojector:
         d_im = np.zeros(size)
         w_acc = np.zeros(size)
         # bincount costs O(grid size) per call: batch enough images to make that negligible
-        batch = int(np.clip(size // (8 * max(int(keep.sum()), 1)), BATCH_IMAGES, 1024))
+        # (but keep the ~320 bytes per corner entry of temporaries under ~250 MB)
+        entries = 8 * max(int(keep.sum()), 1)
+        batch = int(np.clip(size // entries, BATCH_IMAGES, max(BATCH_IMAGES, (250 << 20) // (320 * entries))))
         for start in range(0, len(rot), batch):
             r = rot[start:start + batch]
             coords, _ = _slice_coords(r, n, self.pad)
