@@ -69,6 +69,7 @@ _COMMON = dict(
     half_maps="reconstruct",                       # or "noisy_truth" (expected map + noise, big presets)
     half_map_resolution_a=3.6,                     # target FSC=0.143 resolution for "noisy_truth"
     apply_mtf=False,                               # multiply the frames' signal by mtf_simulated.star
+    min_distance_fraction=1.0,                     # particles at least this x diameter apart
 )
 
 #: The presets; every key can be overridden (``simulate_project(..., frames=8)`` or ``--frames 8``).
@@ -82,7 +83,7 @@ PRESETS: dict[str, dict] = {
     # area as 2640x2730 px at 1.244 Å, which we simulate directly (movie px = particle px).
     "tutorial": dict(_COMMON, n_movies=24, frames=24, particles_per_movie=190, box=256, angpix=1.244,
                      movie_width=2640, movie_height=2730, projection="projector", atom_sigma_a=1.2,
-                     half_maps="noisy_truth"),
+                     half_maps="noisy_truth", particle_radius_fraction=0.28, min_distance_fraction=0.85),
 }
 
 JOB_MOTION = "MotionCorr/job002"
@@ -265,7 +266,7 @@ def _simulate_movie(p: dict, ph: _Phantom, m: int, out: Path, bfac: np.ndarray, 
     name = f"sim_{m + 1:05d}_frameImage"
     n = p["particles_per_movie"]
     diam = 2 * ph.radius_px
-    pos = tracks.random_positions(rng, n, w, h, margin=box // 2 + 2, min_dist=max(diam, 0.6 * box))
+    pos = tracks.random_positions(rng, n, w, h, margin=box // 2 + 2, min_dist=max(p["min_distance_fraction"] * diam, 0.5 * box))
     angles = phantom.random_rotations(rng, n)
     rots = euler_to_matrix(angles[:, 0], angles[:, 1], angles[:, 2])
     du = rng.uniform(p["defocus_min"], p["defocus_max"])

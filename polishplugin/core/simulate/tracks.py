@@ -97,18 +97,20 @@ def random_positions(rng: np.random.Generator, n: int, width: int, height: int, 
                      min_dist: float, max_tries: int = 20000) -> np.ndarray:
     """``n`` integer positions ``(n, 2)`` (x, y px) at least ``margin`` from the edges and
     ``min_dist`` apart (rejection sampling; raises ``ValueError`` if they do not fit)."""
-    pts: list[np.ndarray] = []
+    pts = np.empty((n, 2))
     lo = np.array([margin, margin])
     hi = np.array([width - 1 - margin, height - 1 - margin])
     if np.any(hi < lo):
         raise ValueError(f"a {width}x{height} micrograph is too small for margin {margin:g} px")
     tries = 0
-    while len(pts) < n:
+    k = 0
+    while k < n:
         tries += 1
         if tries > max_tries:
             raise ValueError(f"cannot place {n} particles {min_dist:g} px apart on a {width}x{height} "
-                             f"micrograph (placed {len(pts)})")
+                             f"micrograph (placed {k})")
         c = np.floor(rng.uniform(lo, hi + 1))
-        if all(np.hypot(*(c - q)) >= min_dist for q in pts):
-            pts.append(c)
-    return np.array(pts, dtype=np.int64).reshape(n, 2)
+        if k == 0 or np.min(np.hypot(*(pts[:k] - c).T)) >= min_dist:
+            pts[k] = c
+            k += 1
+    return pts.astype(np.int64)
