@@ -304,10 +304,9 @@ def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.
                                          yshifts=[float(y) for y in meta.global_shifts_px[:, 1]])
         movie.setAlignment(alignment)
         setattr(movie, _METADATA_ATTR, pwobj.String(str(meta.path)))
-        if meta.local_coeffs is not None:
-            coeffs = pwobj.CsvList(pType=float)
-            coeffs.set([float(c) for c in meta.local_coeffs])
-            setattr(movie, _MOTION_COEFFS_ATTR, coeffs)
+        coeffs = pwobj.CsvList(pType=float)  # on every movie (empty: no local model): the set's columns
+        coeffs.set([] if meta.local_coeffs is None else [float(c) for c in meta.local_coeffs])
+        setattr(movie, _MOTION_COEFFS_ATTR, coeffs)
         movie_set.append(movie)
     return metas
 

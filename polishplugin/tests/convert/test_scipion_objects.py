@@ -12,7 +12,8 @@ from pwem.convert.transformations import euler_matrix  # noqa: E402
 from pwem.objects import SetOfMovies, SetOfParticles  # noqa: E402
 
 from polishplugin.convert import labels as L  # noqa: E402
-from polishplugin.convert.movies import read_corrected_micrographs, read_movie_metadata  # noqa: E402
+from polishplugin.convert.movies import (read_corrected_micrographs, read_movie_metadata,  # noqa: E402
+                                         write_movie_metadata)
 from polishplugin.convert.particles import read_particles, write_particles  # noqa: E402
 from polishplugin.convert.scipion_objects import (make_fsc, make_mask, make_volume,  # noqa: E402
                                                   matrix_to_relion, micrographs_to_movies,
@@ -189,6 +190,20 @@ def test_scipion_format_suffix_is_dropped(tiny, tmp_path):
         parts.update(particle)
     names = particles_to_table(parts, image_size_px=16).particles[L.IMAGE_NAME]
     assert all(n.endswith(".mrcs") for n in names)
+
+
+def test_movies_mixed_local_models_persist(tiny, tmp_path):
+    table = read_corrected_micrographs(tiny["micrographs_star"])
+    first = read_movie_metadata(table.metadata_path(0))
+    first.local_coeffs = None
+    write_movie_metadata(table.metadata_path(0), first)
+    movies = SetOfMovies(filename=str(tmp_path / "mixed.sqlite"))
+    micrographs_to_movies(table, movies)
+    movies.write()
+    movies.close()
+    reopened = SetOfMovies(filename=str(tmp_path / "mixed.sqlite"))
+    coeffs = [len(m._rlnMotionModelCoeffs) for m in reopened.iterItems(orderBy="id")]
+    assert coeffs == [0, 36, 36]
 
 
 def test_volume_mask_fsc(tiny):
