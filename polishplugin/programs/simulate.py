@@ -247,6 +247,7 @@ def _tracks_star(tracks_a: np.ndarray) -> dict:
 
 def _optics(p: dict, micrographs: bool) -> pd.DataFrame:
     row = {"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+           **({"rlnMtfFileName": ["mtf_simulated.star"]} if p["apply_mtf"] else {}),
            "rlnMicrographOriginalPixelSize": [float(p["angpix"])], "rlnVoltage": [float(p["voltage"])],
            "rlnSphericalAberration": [float(p["cs"])], "rlnAmplitudeContrast": [float(p["q0"])]}
     if micrographs:

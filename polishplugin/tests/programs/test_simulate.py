@@ -182,6 +182,7 @@ def test_cli_and_bad_input(tmp_path, capsys):
     with mrcfile.open(out / "Movies" / "sim_00001_frameImage.mrcs", permissive=True) as m:
         assert m.header.mode == 12 and m.data.shape == (3, 400, 180)
     assert read_star(out / "ground_truth" / "truth.star")["general"]["rlnMtfApplied"][0] == 1
+    assert read_star(out / "Refine3D/job021/run_data.star")["optics"]["rlnMtfFileName"][0] == "mtf_simulated.star"
     with pytest.raises(ProgramError, match="unknown preset"):
         simulate.simulate_project(tmp_path / "x", "huge")
     with pytest.raises(ProgramError, match="unknown simulation parameter"):
