@@ -145,13 +145,14 @@ def glibc_rand_words(seed: int, count: int) -> np.ndarray:
     states[0] = _glibc_seed_state(seed)[3:34]
     for b in range(1, n_blocks):
         states[b] = (jump @ states[b - 1]) & mask
-    table = np.empty((31 + block, n_blocks), np.uint64)
-    table[:31] = states.T
+    # uint32 addition wraps mod 2^32: exactly glibc's arithmetic, no masking needed
+    table = np.empty((31 + block, n_blocks), np.uint32)
+    table[:31] = states.T.astype(np.uint32)
     for t in range(31, 31 + block, 3):
         e = min(t + 3, 31 + block)
-        table[t:e] = (table[t - 31:e - 31] + table[t - 3:e - 3]) & mask
-    words = table[31:].T.ravel()[310:needed]
-    return (words >> np.uint64(1)).astype(np.int64)
+        np.add(table[t - 31:e - 31], table[t - 3:e - 3], out=table[t:e])
+    words = np.ascontiguousarray(table[31:].T).ravel()[310:needed]
+    return (words >> np.uint32(1)).astype(np.int64)
 
 
 def glibc_uniform_fast(seed: int, count: int, low: float, high: float) -> np.ndarray:
