@@ -31,7 +31,7 @@ from ..core.postprocess import (FscCurves, SharpenResult, ShellGrid, choose_reso
                                 mask_fractions, postprocess_fscs, rfft_fast, sharpen_rfft)
 from ._cli import ProgramError
 
-__all__ = ["add_args", "main", "other_half_name", "read_mtf_table", "OUTPUT_STAR_SUFFIX"]
+__all__ = ["add_args", "main", "other_half_name", "read_half_maps", "read_mtf_table", "OUTPUT_STAR_SUFFIX"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,9 @@ def read_mtf_table(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise ProgramError(f"MTF file {path} is unusable: {exc}") from None
 
 
-def _read_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float, str]:
+def read_half_maps(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float, str]:
+    """``(half1, half2, mask or None, angpix, half2_name)`` from ``args.i``, ``args.i2``, ``args.angpix``
+    and ``args.mask``, checked (cubic, same shape and pixel size, mask in [0, 1]); float32 arrays."""
     half2_name = args.i2 or other_half_name(args.i)
     h1, angpix1 = read_mrc(args.i)
     h2, angpix2 = read_mrc(half2_name)
@@ -105,7 +107,7 @@ def _read_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.n
         raise ProgramError(f"half map {args.i} is not a cubic 3D map (shape {h1.shape})")
     if h1.shape != h2.shape:
         raise ProgramError(f"half maps {args.i} {h1.shape} and {half2_name} {h2.shape} have different shapes")
-    if abs(angpix1 - angpix2) > ANGPIX_TOLERANCE * max(angpix1, angpix2):
+    if angpix1 > 0 and angpix2 > 0 and abs(angpix1 - angpix2) > ANGPIX_TOLERANCE * max(angpix1, angpix2):
         raise ProgramError(f"half maps {args.i} ({angpix1:g} Å) and {half2_name} ({angpix2:g} Å) "
                            "have different pixel sizes")
     angpix = args.angpix if args.angpix > 0 else angpix1
@@ -238,7 +240,7 @@ def main(args: argparse.Namespace) -> int:
     """Read half maps (+ mask, MTF), compute FSCs, sharpen, write RELION's outputs."""
     t0 = time.time()
     _check_options(args)
-    h1, h2, mask, angpix, half2_name = _read_inputs(args)
+    h1, h2, mask, angpix, half2_name = read_half_maps(args)
     mtf = None
     if args.mtf:
         invpix, values = read_mtf_table(args.mtf)
