@@ -9,6 +9,7 @@ from pwem.objects import SetOfFSCs, Volume
 from pyworkflow.protocol import params
 
 from ..convert import labels as L
+from ..convert.mrc import MrcError, read_mrc_header
 from ..convert.outputs import read_postprocess
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import ProtPolishBase, formatFloat
@@ -118,6 +119,25 @@ class ProtPolishPostprocess(ProtPolishBase):
             errors.append(f"The MTF file {self.mtfFile.get()} does not exist.")
         if self._pixelSize() <= 0:
             errors.append("The pixel size must be > 0.")
+        return errors or self._validateShapes()
+
+    def _validateShapes(self):
+        """Half maps of one shape and pixel size, a mask of the same shape (headers only)."""
+        half1, half2 = self._halfMaps()
+        try:
+            (shape1, apix1), (shape2, apix2) = read_mrc_header(half1), read_mrc_header(half2)
+            errors = []
+            if shape1 != shape2:
+                errors.append(f"The half maps {half1} and {half2} have different shapes {shape1} and {shape2}.")
+            elif apix1 > 0 and apix2 > 0 and abs(apix1 - apix2) > 1e-3 * max(apix1, apix2):
+                errors.append(f"The half maps {half1} ({apix1:g} Å) and {half2} ({apix2:g} Å) have "
+                              "different pixel sizes.")
+            mask = self.solventMask.get()
+            if mask is not None and read_mrc_header(_mrc_path(mask))[0] != shape1:
+                errors.append(f"The mask {_mrc_path(mask)} has shape {read_mrc_header(_mrc_path(mask))[0]}, "
+                              f"the half maps {shape1}.")
+        except MrcError as exc:
+            errors = [str(exc)]
         return errors
 
     def _summary(self):

@@ -108,6 +108,16 @@ class TestPolishPostprocess(BaseTest):
         self.assertNotIn("--mask", args)
         self.assertNotIn("--auto_bfac", args)
 
+    def test_validate_mask_of_other_shape(self):
+        path = os.path.join(os.path.dirname(self.files["half1"]), "small_mask.mrc")
+        write_mrc(path, np.ones((BOX // 2,) * 3), ANGPIX)
+        imp = self.newProtocol(ProtPolishImport, objLabel="import small mask", maskFile=path)
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtPolishPostprocess, inputVolume=self.imp.outputVolume,
+                                solventMask=imp.outputMask)
+        errors = prot.validate()
+        self.assertTrue(any(path in e and "shape" in e for e in errors), errors)
+
     def test_validate_missing_mtf(self):
         prot = self.newProtocol(ProtPolishPostprocess, inputVolume=self.imp.outputVolume,
                                 mtfFile="/nonexistent/mtf.star")
