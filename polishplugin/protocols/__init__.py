@@ -12,5 +12,6 @@ from .protocol_polish import ProtPolishParticles
 from .protocol_polish_train import ProtPolishTrain
 from .protocol_mask_create import ProtPolishMaskCreate
 from .protocol_postprocess import ProtPolishPostprocess
+from .protocol_local_resolution import ProtPolishLocalRes
 
-__all__ = ["ProtPolishTrain", "ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]
+__all__ = ["ProtPolishLocalRes", "ProtPolishTrain", "ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]

@@ -120,9 +120,12 @@ if Viewer is not None:
         _label = "polish - local resolution viewer"
 
         @classmethod
-        def _getTargets(cls):
-            from ..protocols.protocol_local_resolution import ProtPolishLocalRes
-            return [ProtPolishLocalRes]
+        def can_handle_this(cls, classHierarchy, instance=None):
+            # the protocol class is resolved lazily: programs import this module for its plots
+            if not cls._targets:
+                from ..protocols.protocol_local_resolution import ProtPolishLocalRes
+                cls._targets = [ProtPolishLocalRes]
+            return super().can_handle_this(classHierarchy, instance)
 
         def _visualize(self, obj, **kwargs):
             from ..convert.mrc import read_mrc
@@ -131,8 +134,11 @@ if Viewer is not None:
             root = prot._getExtraPath("relion")
             locres, _ = read_mrc(root + "_locres.mrc")
             filt, _ = read_mrc(root + "_locres_filtered.mrc")
-            mask_path = prot._getExtraPath("mask.mrc")
-            mask = read_mrc(mask_path)[0] if os.path.exists(mask_path) else None
+            mask = None
+            if prot.solventMask.get() is not None:
+                from ..protocols.protocol_mask_create import _mrc_path
+                mask_path = _mrc_path(prot.solventMask.get())
+                mask = read_mrc(mask_path)[0] if os.path.exists(mask_path) else None
             values = histogram_values(locres, mask)
             pngs = []
             for name, fig in (("histogram", histogram_figure(values)),
