@@ -67,6 +67,18 @@ def scipion_file_path(obj_or_name) -> str:
 
 
 # ------------------------------------------------------------------ geometry
+def _inverse_rigid(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 4x4 rotation + translation matrix ([[R, t]] -> [[Rᵀ, -Rᵀ t]]); general inverse
+    when the 3x3 block is not a rotation (a scaled transform)."""
+    rotation = matrix[:3, :3]
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-9):
+        return np.linalg.inv(matrix)
+    out = np.eye(4)
+    out[:3, :3] = rotation.T
+    out[:3, 3] = -rotation.T @ matrix[:3, 3]
+    return out
+
+
 def relion_to_matrix(rot_deg: float, tilt_deg: float, psi_deg: float,
                      shift_x_px: float, shift_y_px: float, shift_z_px: float = 0.0) -> np.ndarray:
     """The 4x4 pwem projection-alignment matrix of a RELION pose (angles in degrees, origin in px)."""
@@ -74,12 +86,12 @@ def relion_to_matrix(rot_deg: float, tilt_deg: float, psi_deg: float,
     forward = np.eye(4)
     forward[:3, :3] = a
     forward[:3, 3] = -np.array([shift_x_px, shift_y_px, shift_z_px], dtype=np.float64)
-    return np.linalg.inv(forward)
+    return _inverse_rigid(forward)
 
 
 def matrix_to_relion(matrix: np.ndarray) -> tuple[float, float, float, float, float, float]:
     """Inverse of :func:`relion_to_matrix`: ``(rot, tilt, psi, shift_x_px, shift_y_px, shift_z_px)``."""
-    forward = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+    forward = _inverse_rigid(np.asarray(matrix, dtype=np.float64))
     rot, tilt, psi = matrix_to_euler(forward[:3, :3])
     shifts = -forward[:3, 3]
     return (float(rot), float(tilt), float(psi), float(shifts[0]), float(shifts[1]), float(shifts[2]))
@@ -140,7 +152,7 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
     part_set.setAcquisition(_acquisition(optics))
     # the optics table travels with the set (MTF names, groups, aberrations) as JSON
     setattr(part_set, _OPTICS_ATTR, pwobj.String(table.optics.to_json(orient="split")))
-    group_rows = {int(g): r for r, g in enumerate(table.optics[L.OPTICS_GROUP])}
+    acquisitions = {int(g): _acquisition(table.optics.iloc[r]) for r, g in enumerate(table.optics[L.OPTICS_GROUP])}
     cols = table.particles.columns
     has_ctf = L.DEFOCUS_U in cols
     has_pose = L.ANGLE_ROT in cols and L.ANGLE_TILT in cols
@@ -157,7 +169,7 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
         particle.setLocation(index, str(path))
         particle.setSamplingRate(angpix)
         group = int(row.get(L.OPTICS_GROUP, optics[L.OPTICS_GROUP]))
-        particle.setAcquisition(_acquisition(table.optics.iloc[group_rows.get(group, 0)]))
+        particle.setAcquisition(acquisitions[group].clone())
         setattr(particle, _GROUP_ATTR, pwobj.Integer(group))  # every item: the set's columns
         if has_ctf:
             ctf = emobj.CTFModel()
