@@ -209,16 +209,25 @@ def box_origins(coords_xy: np.ndarray, coords_angpix: float, angpix: float, movi
 def extract_boxes(frame: np.ndarray, corners_xy: np.ndarray, box_movie: int, box_out: int) -> np.ndarray:
     """Cut ``box_movie`` boxes at integer ``corners_xy`` (n, 2) from ``frame`` (edge-clamped), rfft them
     (``/M^2``), Fourier-crop to ``box_out`` and zero the DC term.  Returns complex64 (n, N, N//2+1)."""
+    import scipy.fft
+
     h, w = frame.shape
-    corners = np.asarray(corners_xy, np.int64)
+    corners = np.asarray(corners_xy, np.int64).reshape(-1, 2)
+    n = corners.shape[0]
+    boxes = np.empty((n, box_movie, box_movie), np.float32)
     ar = np.arange(box_movie)
-    xs = np.clip(corners[:, 0:1] + ar[None], 0, w - 1)
-    ys = np.clip(corners[:, 1:2] + ar[None], 0, h - 1)
-    boxes = frame[ys[:, :, None], xs[:, None, :]]
-    ft = np.fft.rfft2(boxes.astype(np.float32)) / float(box_movie * box_movie)
+    for i, (x0, y0) in enumerate(corners):
+        if x0 >= 0 and y0 >= 0 and x0 + box_movie <= w and y0 + box_movie <= h:
+            boxes[i] = frame[y0:y0 + box_movie, x0:x0 + box_movie]
+        else:  # edge-clamped gather only for boxes that leave the micrograph
+            xs = np.clip(x0 + ar, 0, w - 1)
+            ys = np.clip(y0 + ar, 0, h - 1)
+            boxes[i] = frame[np.ix_(ys, xs)]
+    ft = scipy.fft.rfft2(boxes, workers=-1)  # float32 in -> complex64 out
     ft = fourier_crop(ft, box_movie, box_out)
+    ft = ft * np.float32(1.0 / (box_movie * box_movie))
     ft[:, 0, 0] = 0
-    return ft.astype(np.complex64)
+    return np.ascontiguousarray(ft, dtype=np.complex64)
 
 
 def fourier_crop(ft: np.ndarray, box_in: int, box_out: int) -> np.ndarray:
@@ -320,6 +329,7 @@ class PolishProject:
     cps: float = -1.0
     star_version: int = 50001
     dropped_micrographs: list[str] = field(default_factory=list)
+    backend: str = "numpy"               # projector backend ("numpy", "opencl", "auto")
 
     def optics_row(self, group: int) -> pd.Series:
         sel = self.optics[self.optics[L.OPTICS_GROUP] == group]
@@ -577,8 +587,10 @@ def predictions(project: PolishProject, rows: np.ndarray) -> tuple[np.ndarray, n
         sel = np.nonzero(subsets == half)[0]
         if sel.size == 0:
             continue
-        own[sel] = predict_images(project.reference.projector(half), rots[sel], origins[sel], ctfs[sel])
-        opp[sel] = predict_images(project.reference.projector(3 - half), rots[sel], origins[sel], ctfs[sel])
+        own[sel] = predict_images(project.reference.projector(half), rots[sel], origins[sel], ctfs[sel],
+                                  backend=project.backend)
+        opp[sel] = predict_images(project.reference.projector(3 - half), rots[sel], origins[sel], ctfs[sel],
+                                  backend=project.backend)
     return own, opp, ctfs
 
 

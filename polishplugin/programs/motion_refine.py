@@ -135,6 +135,9 @@ class PolishSettings:
         self.absolute = bool(getattr(args, "absolute_params", False))
         self.dmg = (float(getattr(args, "dmg_a", 3.40)), float(getattr(args, "dmg_b", -1.06)),
                     float(getattr(args, "dmg_c", -0.54)))
+        self.global_init = bool(getattr(args, "gi", False))
+        self.sq_exp = bool(getattr(args, "sq_exp_ker", False))
+        self.max_ed = int(getattr(args, "max_ed", -1))
         self.backend = "numpy"
         dev = getattr(args, "device", "") or ""
         if dev and dev != "cpu":
@@ -185,7 +188,7 @@ def estimate_micrograph_tracks(data, settings: PolishSettings, first_frame: int)
     """Fitted tracks (n_p, n_f, 2) in particle px and the whitened, normalised frames (for the FCC)."""
     from ..core.dose import dose_weights
     from ..core.motion.cross_correlation import cc_maps, cc_origin
-    from ..core.motion.estimate import estimate_tracks, sigmas_to_pixels
+    from ..core.motion.estimate import fit_tracks, sigmas_to_pixels
     from ..core.motion.prepare import noise_sigma2, normalize_particle_frames, whiten
 
     n = data.box
@@ -200,13 +203,18 @@ def estimate_micrograph_tracks(data, settings: PolishSettings, first_frame: int)
     a, b, c = settings.dmg
     weights = dose_weights(n_f, n, data.angpix, data.dose_per_frame, first_frame, a, b, c).astype(np.float32)
     init = data.initial_tracks_px
-    crop = _cc_crop(n, init)
+    crop = None if settings.global_init else _cc_crop(n, init)
     cc = cc_maps(frames, pred, weights, crop_px=crop, backend=settings.backend)
+    origin = cc_origin(cc.shape, crop is not None)
+    if settings.global_init:  # --gi: all particles start on the sub-pixel maximum of the summed CC
+        from ..core.motion.initial_tracks import global_track_from_cc
+
+        init = np.broadcast_to(global_track_from_cc(cc, origin)[None], init.shape).copy()
     sv, sd, sa = sigmas_to_pixels(settings.s_vel, settings.s_div, settings.s_acc, data.dose_per_frame,
                                   data.angpix, data.coords_angpix, absolute=settings.absolute)
-    tracks = estimate_tracks(cc, init, data.positions_px, max(sv, 1e-20), max(sd, 1e-20), sa,
-                             max_iters=settings.max_iters, eps=settings.eps,
-                             cc_origin=cc_origin(cc.shape, crop is not None))
+    tracks = fit_tracks(cc, init, data.positions_px, max(sv, 1e-20), max(sd, 1e-20), sa,
+                        max_iters=settings.max_iters, eps=settings.eps, cc_origin=origin,
+                        sq_exp=settings.sq_exp, max_ed=settings.max_ed).tracks_px
     return tracks, frames
 
 
@@ -296,7 +304,8 @@ def recombine_micrograph(project, mic_index: int, out_dir: str, sigma: np.ndarra
     sub-pixel residual in Fourier space (RELION ``FrameRecombiner::process``).  Returns the
     micrograph's particle table with the new ``rlnImageName``.
     """
-    from ..core.fourier import centre_shift_phase, irfft
+    from ..core.fourier import irfft
+    from ..core.polish.shift import shift_phase_2d
     from ..core.polish.recombine import frame_weights, normalize_shiny, output_geometry
     from ._polish_io import (box_origins, coords_pixel_size, extract_boxes, iter_movie_frames, read_tracks)
 
@@ -318,14 +327,15 @@ def recombine_micrograph(project, mic_index: int, out_dir: str, sigma: np.ndarra
     cps = coords_pixel_size(project, info)
     base = box_origins(coords, cps, angpix_out, info.movie_angpix, s_mov)
     n_p, n_f = len(rows), project.n_frames
-    acc = np.zeros((n_p, s_out, s_out // 2 + 1), np.complex128)
+    acc = np.zeros((n_p, s_out, s_out // 2 + 1), np.complex64)
     for f, frame in iter_movie_frames(info, project.first_frame, n_f):
         dm = tracks_out[:, f] * angpix_out / info.movie_angpix  # movie px
         dm_int = np.sign(dm) * np.floor(np.abs(dm) + 0.5)
         residual = (dm - dm_int) * info.movie_angpix / angpix_out  # output px
         boxes = extract_boxes(frame, base + dm_int.astype(np.int64), s_mov, s_out)
-        boxes = boxes * centre_shift_phase((s_out, s_out), -residual)  # move the sub-pixel rest back
-        acc += boxes * weights[f][None]
+        boxes *= shift_phase_2d(s_out, -residual)  # move the sub-pixel rest back
+        boxes *= weights[f][None]
+        acc += boxes
     Path(root).parent.mkdir(parents=True, exist_ok=True)
     stack = root + f"_shiny{suffix}.mrcs"
     with MrcStackWriter(stack, n_p, s_out, angpix_out, float16=float16) as w:
@@ -378,6 +388,8 @@ def main(args) -> int:
     out_dir = args.o.rstrip("/") or "."
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     project = load_project(args)
+    dev = getattr(args, "device", "") or ""
+    project.backend = "numpy" if dev == "cpu" else ("opencl" if dev else "auto")
     if args.params3 or args.params2:
         if comm.size > 1:
             raise ProgramError("training (--params3/--params2) is not MPI-parallel; run it with one process")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fourier import centre_shift_phase, frequency_grid, round_half_away
+from ..fourier import frequency_grid, round_half_away
+from .shift import shift_phase_2d
 
 __all__ = ["fcc_shells", "accumulate_fcc", "fcc_from_tables"]
 
@@ -40,15 +41,18 @@ def accumulate_fcc(obs_rfft: np.ndarray, tracks_px: np.ndarray, pred_rfft: np.nd
     cc = np.zeros((n_f, sh))
     w0 = np.zeros((n_f, sh))
     w1 = np.zeros((n_f, sh))
+    fidx = (np.arange(n_f)[:, None] * sh + idx[None, :]).ravel()  # (frame, shell) bins
+    nb = n_f * sh
     for p in range(n_p):
-        shifted = obs_rfft[p] * centre_shift_phase((n, n), -np.asarray(tracks_px[p], np.float64))
-        pr = np.asarray(pred_rfft[p], np.complex128).ravel()[keep]
-        p2 = np.bincount(idx, weights=(pr.real ** 2 + pr.imag ** 2), minlength=sh)[:sh]
-        for f in range(n_f):
-            o = shifted[f].ravel()[keep]
-            cc[f] += np.bincount(idx, weights=(o * np.conj(pr)).real, minlength=sh)[:sh]
-            w0[f] += np.bincount(idx, weights=(o.real ** 2 + o.imag ** 2), minlength=sh)[:sh]
-            w1[f] += p2
+        shifted = (obs_rfft[p] * shift_phase_2d(n, -np.asarray(tracks_px[p], np.float64))).reshape(n_f, -1)[:, keep]
+        pr = np.asarray(pred_rfft[p], np.complex64).ravel()[keep]
+        p2 = np.bincount(idx, weights=(pr.real.astype(np.float64) ** 2 + pr.imag.astype(np.float64) ** 2),
+                         minlength=sh)[:sh]
+        prod = shifted.real * pr.real + shifted.imag * pr.imag  # Re(obs * conj(pred))
+        mag = shifted.real * shifted.real + shifted.imag * shifted.imag
+        cc += np.bincount(fidx, weights=prod.ravel().astype(np.float64), minlength=nb)[:nb].reshape(n_f, sh)
+        w0 += np.bincount(fidx, weights=mag.ravel().astype(np.float64), minlength=nb)[:nb].reshape(n_f, sh)
+        w1 += p2[None]
     return cc, w0, w1
 
 

@@ -82,16 +82,23 @@ def make_projector(volume: np.ndarray, pad: int = 2):
     return FourierProjector(volume, pad=pad)
 
 
-def predict_images(projector, rotations: np.ndarray, origins_px: np.ndarray, ctfs: np.ndarray | None) -> np.ndarray:
+def predict_images(projector, rotations: np.ndarray, origins_px: np.ndarray, ctfs: np.ndarray | None,
+                   backend: str = "numpy") -> np.ndarray:
     """Predicted particle images: projection centred at ``N//2``, shifted by ``-origin``, times CTF.
 
-    ``origins_px`` (n, 2) are ``rlnOriginX/YAngst / angpix`` (xy order); ``ctfs`` (n, N, N//2+1) or None.
+    ``origins_px`` (n, 2) are ``rlnOriginX/YAngst / angpix`` (xy order); ``ctfs`` (n, N, N//2+1) or None;
+    ``backend`` is passed to ``FourierProjector.project`` ("numpy", "opencl" or "auto").
     Returns complex64 ``(n, N, N//2+1)``.
     """
-    proj = projector.project(rotations)
+    from .shift import shift_phase_2d
+
+    try:
+        proj = projector.project(rotations, backend=backend)
+    except TypeError:  # SliceProjector has no backend choice
+        proj = projector.project(rotations)
     n = proj.shape[1]
     shift = np.asarray(origins_px, np.float64).reshape(-1, 2)
-    pred = proj * centre_shift_phase((n, n), -shift)
+    pred = np.asarray(proj, np.complex64) * shift_phase_2d(n, -shift)
     if ctfs is not None:
-        pred = pred * ctfs
-    return pred.astype(np.complex64)
+        pred *= np.asarray(ctfs, np.float32)
+    return pred

@@ -65,3 +65,12 @@ def test_fcc_shells_scale_to_reference():
     assert sh[0, 10] == 10
     sh2 = fcc_shells(32, 2.0, 64, 2.0)  # reference box twice as large -> twice the shell index
     assert sh2[0, 5] == 10
+
+
+def test_separable_shift_matches_fourier_convention(rng):
+    from polishplugin.core.fourier import centre_shift_phase
+    from polishplugin.core.polish.shift import shift_phase_2d
+
+    s = rng.uniform(-5, 5, (3, 4, 2))
+    for n in (16, 17):
+        np.testing.assert_allclose(shift_phase_2d(n, s, np.complex128), centre_shift_phase((n, n), s), atol=1e-12)
