@@ -72,7 +72,7 @@ def postprocess(size, backend):
         from polishplugin.convert.outputs import read_postprocess
         result = read_postprocess(os.path.join(folder, "out", "postprocess.star"))
         return {"res_A": round(result.final_resolution_a, 3), "B": round(result.bfactor_a2, 1),
-                "planted_res_A": round(size * ANGPIX / files["k_cross"], 3)}
+                "unmasked_planted_res_A": round(size * ANGPIX / files["k_cross"], 3)}
     return run
 
 

@@ -187,3 +187,22 @@ def test_cli_exit_code_and_message(inputs, tmp_path, capsys):
                            _bad(tmp_path, "m.mrc", np.full((BOX,) * 3, -0.5))], "polishplugin postprocess")
     assert rc == 1
     assert "outside [0, 1]" in capsys.readouterr().err
+
+
+def test_molweight_columns(inputs, tmp_path):
+    import starfile
+
+    out = str(tmp_path / "pp")
+    assert _run(["--i", inputs["half1"], "--o", out, "--mask", inputs["mask"], "--molweight", "50",
+                 "--random_seed", "3"]) == 0
+    star = starfile.read(out + ".star")
+    general = star["general"]
+    box_volume = BOX ** 3 * ANGPIX ** 3
+    assert general["rlnMolecularWeight"] == 50
+    assert general["rlnParticleBoxFractionMolecularWeight"] == pytest.approx(0.476 * box_volume * 0.81 / 50000, rel=1e-5)
+    cols = list(star["fsc"].columns)
+    assert cols[4:6] == ["rlnFourierShellCorrelationParticleMaskFraction",
+                         "rlnFourierShellCorrelationParticleMolWeight"]
+    assert general["rlnBfactorUsedForSharpening"] == 0          # no --auto_bfac, no --adhoc_bfac
+    assert list(star["guinier"].columns) == ["rlnResolutionSquared", "rlnLogAmplitudesOriginal",
+                                             "rlnLogAmplitudesWeighted"]
