@@ -120,6 +120,7 @@ class TrainingSet:
         self.mics = mics
         self.comm = comm if comm is not None else get_comm()
         self.max_iters, self.eps, self.absolute, self.warm = max_iters, eps, absolute, warm
+        self.ftol = 1e-9
         self.last_tracks: list[np.ndarray] = []
         self.best = -math.inf
 
@@ -129,7 +130,7 @@ class TrainingSet:
                                       m.coords_angpix, self.absolute)
         init = m.initial_tracks_px if init is None else init
         return fit_tracks(m.cc, init, m.positions_px, sv, sd, sa, max_iters=self.max_iters, eps=self.eps,
-                          cc_origin=m.cc_origin).tracks_px
+                          cc_origin=m.cc_origin, ftol=self.ftol).tracks_px
 
     def evaluate(self, params, warm: bool | None = None) -> float:
         """TSC of ``params`` (tracks refitted on every micrograph; kept in ``last_tracks``)."""

@@ -55,7 +55,7 @@ def params_to_tracks(x: np.ndarray, n_p: int, n_f: int, basis: np.ndarray) -> np
     """Tracks ``(n_p, n_f, 2)`` (RELION ``paramsToPos``)."""
     dc = basis.shape[1]
     pos0, c = split_params(x, n_p, n_f, dc)
-    vel = np.einsum("fdk,pd->pfk", c, basis)  # (n_p, n_f-1, 2)
+    vel = (basis @ c.transpose(1, 0, 2).reshape(dc, -1)).reshape(n_p, n_f - 1, 2)
     tracks = np.empty((n_p, n_f, 2), np.float64)
     tracks[:, 0] = pos0
     tracks[:, 1:] = pos0[:, None, :] + np.cumsum(vel, axis=1)

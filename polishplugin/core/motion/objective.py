@@ -17,12 +17,19 @@ __all__ = ["catmull_rom_weights", "catmull_rom", "MotionObjective"]
 
 def catmull_rom_weights(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weights ``(..., 4)`` of samples at floor-1..floor+2 for fractional part ``t``, and d/dt."""
-    t = np.asarray(t, np.float64)[..., None]
-    t2, t3 = t * t, t * t * t
-    w = np.concatenate([(-t3 + 2 * t2 - t), (3 * t3 - 5 * t2 + 2), (-3 * t3 + 4 * t2 + t), (t3 - t2)],
-                       axis=-1) * 0.5
-    dw = np.concatenate([(-3 * t2 + 4 * t - 1), (9 * t2 - 10 * t), (-9 * t2 + 8 * t + 1), (3 * t2 - 2 * t)],
-                        axis=-1) * 0.5
+    t = np.asarray(t, np.float64)
+    t2 = t * t
+    t3 = t2 * t
+    w = np.empty(t.shape + (4,))
+    dw = np.empty(t.shape + (4,))
+    w[..., 0] = 0.5 * (-t3 + 2 * t2 - t)
+    w[..., 1] = 0.5 * (3 * t3 - 5 * t2 + 2)
+    w[..., 2] = 0.5 * (-3 * t3 + 4 * t2 + t)
+    w[..., 3] = 0.5 * (t3 - t2)
+    dw[..., 0] = 0.5 * (-3 * t2 + 4 * t - 1)
+    dw[..., 1] = 0.5 * (9 * t2 - 10 * t)
+    dw[..., 2] = 0.5 * (-9 * t2 + 8 * t + 1)
+    dw[..., 3] = 0.5 * (3 * t2 - 2 * t)
     return w, dw
 
 
@@ -32,21 +39,23 @@ def catmull_rom(maps: np.ndarray, xy: np.ndarray, origin: int = 0) -> tuple[np.n
     Position ``xy`` refers to map index ``xy + origin``.  Returns ``(values (K,), grad (K, 2))`` in
     float64; at integer points the value equals the map sample.
     """
-    maps = np.asarray(maps)
+    maps = np.ascontiguousarray(maps)
     k, my, mx = maps.shape
     u = np.asarray(xy, np.float64).reshape(k, 2) + origin
     fl = np.floor(u)
     t = u - fl
     base = fl.astype(np.int64) - 1
-    ix = (base[:, 0:1] + np.arange(4)[None]) % mx  # (K, 4)
-    iy = (base[:, 1:2] + np.arange(4)[None]) % my
-    patch = maps[np.arange(k)[:, None, None], iy[:, :, None], ix[:, None, :]].astype(np.float64)  # (K,4,4)
+    four = np.arange(4)
+    ix = (base[:, 0:1] + four) % mx  # (K, 4)
+    iy = (base[:, 1:2] + four) % my
+    lin = (np.arange(k) * (my * mx))[:, None, None] + iy[:, :, None] * mx + ix[:, None, :]
+    patch = maps.reshape(-1).take(lin).astype(np.float64)  # (K, 4, 4) [y, x]
     wx, dwx = catmull_rom_weights(t[:, 0])
     wy, dwy = catmull_rom_weights(t[:, 1])
-    row = np.einsum("kyx,kx->ky", patch, wx)
-    value = np.einsum("ky,ky->k", row, wy)
-    gy = np.einsum("ky,ky->k", row, dwy)
-    gx = np.einsum("kyx,kx,ky->k", patch, dwx, wy)
+    row = (patch * wx[:, None, :]).sum(axis=2)  # (K, 4): interpolated along x, per row y
+    value = (row * wy).sum(axis=1)
+    gy = (row * dwy).sum(axis=1)
+    gx = ((patch * dwx[:, None, :]).sum(axis=2) * wy).sum(axis=1)
     return value, np.stack([gx, gy], axis=-1)
 
 
@@ -89,7 +98,7 @@ class MotionObjective:
         gpos[:] = -g.sum(axis=1)
         # d pos[p, f'] / d c[f, d] = B[p, d] for f' > f
         tail = np.cumsum(g[:, ::-1], axis=1)[:, ::-1]  # tail[p, f] = sum_{f' >= f} g[p, f']
-        gc[:] = -np.einsum("pfk,pd->fdk", tail[:, 1:], self.basis)
+        gc[:] = -(self.basis.T @ tail[:, 1:].reshape(n_p, -1)).reshape(dc, n_f - 1, 2).transpose(1, 0, 2)
         e += float((c * c).sum())
         gc += 2.0 * c
         if self.sig_acc > 0 and n_f > 2:
