@@ -53,7 +53,7 @@ def _cl():
     try:
         import pyopencl as cl  # noqa: WPS433 (lazy import on purpose)
     except Exception as exc:  # ImportError or a broken ICD loader
-        raise OpenCLUnavailable(f"pyopencl cannot be imported ({exc}); install 'pyopencl[pocl]' "
+        raise OpenCLUnavailable(f"no OpenCL: pyopencl cannot be imported ({exc}); install 'pyopencl[pocl]' "
                                 "or use the numpy backend.") from exc
     return cl
 
