@@ -90,3 +90,23 @@ class TestPolishImport(BaseTest):
         self.assertTrue(prot.outputVolume.getFileName().endswith("Refine3D/job021/run_class001.mrc"))
         self.assertIsNotNone(prot.outputMask)
         self.assertTrue(os.path.exists(prot._getExtraPath("mtf_simulated.star")))
+
+    def test_import_tutorial_particles(self):
+        data = os.environ.get("POLISHPLUGIN_TEST_DATA")
+        if not data:
+            self.skipTest("POLISHPLUGIN_TEST_DATA unset")
+        star = os.path.join(data, "relion-tutorial", "particles_tutorial_polish_input.star")
+        prot = self.newProtocol(ProtPolishImport, objLabel="tutorial particles", particlesStar=star,
+                                checkStacks=False)
+        self.launchProtocol(prot)
+        particles = prot.outputParticles
+        self.assertEqual(particles.getSize(), 4501)
+        self.assertAlmostEqual(particles.getSamplingRate(), 1.244531, places=6)
+        self.assertAlmostEqual(particles.getAcquisition().getVoltage(), 200.0)
+        first = particles.getFirstItem()
+        self.assertEqual(first.getCoordinate().getMicName(),
+                         "MotionCorr/job002/Movies/20170629_00021_frameImage.mrc")
+        self.assertAlmostEqual(first._rlnCoordinateX.get(), 675.717651, places=5)
+        rot, tilt, psi, sx, sy, _ = matrix_to_relion(first.getTransform().getMatrix())
+        np.testing.assert_allclose([rot, tilt, psi], [-27.06145, 7.977661, -144.05007], atol=1e-4)
+        np.testing.assert_allclose([sx, sy], [0.348960 / 1.244531, 0.348955 / 1.244531], atol=1e-6)
