@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 
-from pwem.objects import Volume, VolumeMask
+from pwem.objects import VolumeMask
 from pyworkflow.protocol import params
 
 from ..convert.scipion_objects import make_mask
