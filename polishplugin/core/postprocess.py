@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 import scipy.fft
 
 from .fourier import frequency_grid, n_shells, round_half_away
@@ -39,8 +38,9 @@ __all__ = [
 
 #: RELION writes this log-amplitude for shells whose amplitude sum is 0.
 GUINIER_MISSING = -99.0
-#: fraction of the box volume of a protein (0.81 Da/Å^3 density, 0.476 RELION's/cisTEM's factor).
+#: protein density (Da/Å^3) used to turn a mask volume into a molecular weight (RELION)
 _PROTEIN_DALTON_PER_A3 = 0.81
+#: RELION's/cisTEM's factor in the particle fraction ``f = 0.476 / (fraction of the box in the mask)``
 _CISTEM_FACTOR = 0.476
 
 
