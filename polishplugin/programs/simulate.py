@@ -267,7 +267,8 @@ def _simulate_movie(p: dict, ph: _Phantom, m: int, out: Path, bfac: np.ndarray, 
     name = f"sim_{m + 1:05d}_frameImage"
     n = p["particles_per_movie"]
     diam = 2 * ph.radius_px
-    pos = tracks.random_positions(rng, n, w, h, margin=box // 2 + 2, min_dist=max(p["min_distance_fraction"] * diam, 0.5 * box))
+    min_dist = max(p["min_distance_fraction"] * diam, 0.5 * box)
+    pos = tracks.random_positions(rng, n, w, h, margin=box // 2 + 2, min_dist=min_dist)
     angles = phantom.random_rotations(rng, n)
     rots = euler_to_matrix(angles[:, 0], angles[:, 1], angles[:, 2])
     du = rng.uniform(p["defocus_min"], p["defocus_max"])
@@ -480,7 +481,8 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
                                            "rlnFittedInterceptGuinierPlot": np.log(scales)})},
         comments=["ground truth of polishplugin simulate: planted per-frame B-factors (0-based frames, "
                   "third column ln(scale)), planted motion sigmas (s_vel A/dose, s_div A, s_acc A/dose)",
-                  "the MTF in mtf_simulated.star was " + ("" if p["apply_mtf"] else "NOT ") + "applied to the movie frames",
+                  "the MTF in mtf_simulated.star was " + ("" if p["apply_mtf"] else "NOT ")
+                  + "applied to the movie frames",
                   "parameters: " + params_json])
     paths.update(angpix=angpix, box=box, frames=nf, params=p, final_resolution_a=final_res)
     log.info("simulate: %d movies, %d particles written to %s in %.1f s (half-map FSC 0.143 at %.2f Å)",

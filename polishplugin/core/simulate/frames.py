@@ -19,7 +19,8 @@ from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, _gamma_and_envelope
 
 __all__ = ["ctf_rect", "bfactor_rect", "paste_particles", "clean_frame", "detector_counts",
-           "align_shift_rfft", "extract_boxes", "extract_tracked", "mtf_rect", "normalize_background", "background_mask"]
+           "align_shift_rfft", "extract_boxes", "extract_tracked", "mtf_rect", "normalize_background",
+           "background_mask"]
 
 
 def _freqs_rect(height: int, width: int, angpix: float) -> tuple[np.ndarray, np.ndarray]:

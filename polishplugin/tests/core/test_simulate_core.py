@@ -32,7 +32,8 @@ def test_analytic_projection_is_the_sum_along_z_of_the_map(atoms):
     m = phantom.gaussian_atoms_map(xyz, w, box, angpix, 1.2)
     p = phantom.project_atoms_rfft(xyz, w, np.eye(3)[None], box, angpix, 1.2)[0]
     # the band-limited map's z-sum equals the central slice kz=0 (all kx, ky inside the cube)
-    assert np.allclose(fourier.irfft(p, (box, box)), m.astype(np.float64).sum(axis=0), atol=1e-3 * np.abs(p).max() * box ** 2)
+    assert np.allclose(fourier.irfft(p, (box, box)), m.astype(np.float64).sum(axis=0),
+                       atol=1e-3 * np.abs(p).max() * box ** 2)
 
 
 def test_analytic_projection_matches_rotated_atoms(atoms):

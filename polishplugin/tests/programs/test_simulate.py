@@ -161,7 +161,8 @@ def test_true_tracks_beat_global_only(tmp_path):
                 frames_ = -m.data.astype(np.float64)  # RELION negates movies on load
             acc = 0.0
             for f in range(len(frames_)):
-                d = t["tracks_a"][sel, f] if mode == "true" else np.repeat(t["global_drift_a"][mi, f][None], len(sel), 0)
+                glob = np.repeat(t["global_drift_a"][mi, f][None], len(sel), 0)
+                d = t["tracks_a"][sel, f] if mode == "true" else glob
                 acc = acc + extract_tracked(frames_[f], t["coords_px"][sel] + d / angpix, box)
             imgs.append(normalize_background(acc, 0.75 * box / 2))
         rec = simulate.reconstruct_symmetric(np.concatenate(imgs), rots, ctfs, "D2")
