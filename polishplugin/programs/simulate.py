@@ -188,7 +188,7 @@ class _Phantom:
             self.source = f"procedural {p['symmetry']} pseudo-protein"
         self.box, self.angpix, self.sigma = box, angpix, p["atom_sigma_a"]
         self.method = p["projection"]
-        if self.method == "analytic" and len(self.w) * box * box < 2.5e9:
+        if self.method == "analytic" and len(self.w) * box * box < 2e8:  # else too slow: splat + projector
             self.map = phantom.gaussian_atoms_map(self.xyz, self.w, box, angpix, self.sigma)
         else:
             self.method = "projector"
