@@ -137,3 +137,16 @@ def test_protocol_tree_shows_polishing_stage():
     protocols = pw.Config.getDomain().getProtocols()
     assert "ProtPolishImport" in shown
     assert shown == [name for name in ALL_PROTOCOLS if name in protocols]
+
+
+def test_plugin_templates_folder():
+    import os
+
+    import pyworkflow as pw
+
+    plugin = pw.Config.getDomain().getPlugin("polishplugin")._pluginInstance
+    assert os.path.samefile(plugin.getPluginTemplateDir(),
+                            os.path.join(os.path.dirname(__import__("polishplugin").__file__), "templates"))
+    templates = plugin.getTemplates()
+    on_disk = [f for f in os.listdir(plugin.getPluginTemplateDir()) if f.endswith(".json.template")]
+    assert len(templates) == len(on_disk)
