@@ -264,6 +264,10 @@ def run_training(args, data, k_out: int | None = None) -> int:
     if result.flat:
         log.warning("WARNING: the held-out TSC is flat over all evaluated parameters (spread < 1e-5): the data do "
                     "not constrain the sigmas; RELION's defaults are as good")
+    near = [p for p, v in result.trace if v >= result.best_score - 1e-4 * abs(result.best_score)]
+    if len(near) > 1:
+        log.info("parameters within 0.01%% of the best TSC span s_vel %g-%g, s_div %g-%g, s_acc %g-%g",
+                 *[f(p[i] for p in near) for i in range(3) for f in (min, max)])
     log.info("good parameters: --s_vel %g --s_div %g --s_acc %g (TSC %.8g, %d evaluations, %.1f s)",
              s_vel, s_div, s_acc, result.best_score, result.n_evals, time.time() - t_start)
     if comm.is_leader:
@@ -273,8 +277,9 @@ def run_training(args, data, k_out: int | None = None) -> int:
         atomic_write_text(out_dir / "opt_params.txt", line)
         trace = pd.DataFrame({LBL_EVAL: np.arange(1, len(result.trace) + 1),
                               LBL_VEL: [p[0] for p, _ in result.trace], LBL_DIV: [p[1] for p, _ in result.trace],
-                              LBL_ACC: [p[2] for p, _ in result.trace], LBL_TSC: [v for _, v in result.trace]})
-        general = {LBL_VEL: s_vel, LBL_DIV: s_div, LBL_ACC: s_acc, LBL_TSC: result.best_score,
+                              LBL_ACC: [p[2] for p, _ in result.trace],
+                              LBL_TSC: [f"{v:.10g}" for _, v in result.trace]})  # TSCs differ in the 5th digit
+        general = {LBL_VEL: s_vel, LBL_DIV: s_div, LBL_ACC: s_acc, LBL_TSC: f"{result.best_score:.10g}",
                    "rlnPolishTscIsFlat": int(result.flat), "rlnPolishNrMicrographs": len(chosen),
                    "rlnPolishNrParticles": n_total}
         write_star(out_dir / "tsc_trace.star", {"general": general, TSC_TRACE_BLOCK: trace},

@@ -114,3 +114,36 @@ def test_read_params_file(tmp_path):
     (tmp_path / "q.txt").write_text("0.4\n")
     with pytest.raises(ProgramError, match="q.txt"):
         T.read_params_file(tmp_path / "q.txt")
+
+
+def test_motion_refine_params3_on_simulated_project(tmp_path_factory, tmp_path):
+    """The whole program path: motion_refine --params3 -> load_project -> run_training -> files."""
+    from polishplugin.programs import motion_refine
+    from polishplugin.programs._cli import run_module
+    from polishplugin.tests.fixtures_simulate import tiny_project
+
+    sim = tiny_project(tmp_path_factory)
+    out = tmp_path / "Train"
+    rc = run_module(motion_refine, ["--i", str(sim["particles"]), "--f", str(sim["postprocess"]),
+                                    "--corr_mic", str(sim["corrected_micrographs"]), "--o", f"{out}/",
+                                    "--min_p", "20", "--eval_frac", "0.5", "--params3", "--par_iters", "4"],
+                    "polishplugin motion_refine")
+    assert rc == 0
+    text = (out / "opt_params_all_groups.txt").read_text()
+    assert re.fullmatch(r"\S+ \S+ \S+\n", text) and text == (out / "opt_params.txt").read_text()
+    trace = T.read_tsc_trace(out / "tsc_trace.star")
+    assert 4 <= len(trace) <= 12 and np.all(np.isfinite(trace.tsc)) and trace.tsc.max() > 0
+    general = read_star(out / "tsc_trace.star")["general"]
+    assert int(general["rlnPolishNrParticles"].iloc[0]) >= 20  # micrographs added until --min_p
+    rc = run_module(motion_refine, ["--i", str(sim["particles"]), "--f", str(sim["postprocess"]),
+                                    "--corr_mic", str(sim["corrected_micrographs"]), "--o", f"{tmp_path}/bad/",
+                                    "--eval_frac", "0.95", "--params3"], "polishplugin motion_refine")
+    assert rc == 1 and not (tmp_path / "bad" / "opt_params.txt").exists()
+
+
+def test_tsc_trace_plot(mics, tmp_path):
+    from polishplugin.viewers.viewer_polish_train import write_train_png
+
+    T.run_training(_args(tmp_path, par_iters=2), mics[:1], k_out=K_OUT)
+    png = write_train_png(tmp_path / "tsc_trace.star", tmp_path / "v" / "tsc.png")
+    assert png.endswith("tsc.png") and (tmp_path / "v" / "tsc.png").stat().st_size > 5000
