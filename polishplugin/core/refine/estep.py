@@ -49,6 +49,7 @@ class EStepSettings:
     local_sigma_deg: float | None = None
     perturbation: np.ndarray = field(default_factory=lambda: np.eye(3))
     batch: int = 32
+    max_significant: int = 200  # RELION --maxsig (RELION's default is no limit; ours caps the cost)
 
 
 @dataclass
@@ -224,6 +225,11 @@ def _refine_particle(grid3d, orient, idx, mats, diff, x, ctf, w, sigma2_pix, k2d
     weights = posterior_weights(log_post)
     sig = significant_mask(weights, s.adaptive_fraction)
     n_sig = int(sig.sum())
+    if s.max_significant > 0 and n_sig > s.max_significant:
+        flat = np.argsort(weights.ravel())[::-1][:s.max_significant]
+        sig = np.zeros(weights.size, bool)
+        sig[flat] = True
+        sig = sig.reshape(weights.shape)
     sig_t, sig_r = np.nonzero(sig)
     ut, inv_t = np.unique(sig_t, return_inverse=True)
     ur, inv_r = np.unique(sig_r, return_inverse=True)
@@ -251,7 +257,7 @@ def _refine_particle(grid3d, orient, idx, mats, diff, x, ctf, w, sigma2_pix, k2d
 
 
 def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s, bp, noise) -> None:
-    keep_r = np.nonzero(wts.sum(0) > 1e-6 * wts.max())[0]
+    keep_r = np.nonzero(wts.sum(0) > 1e-3 * wts.max())[0]
     keep_t = np.nonzero(wts.sum(1) > 0)[0]
     w_rt = wts[np.ix_(keep_t, keep_r)]
     xt = x[None, :] * _phases(shifts[keep_t], k2d, s.box)  # (t, k)

@@ -79,21 +79,27 @@ def grid_to_map(grid: np.ndarray, box: int, gridding: bool = True, corner_mask: 
 def _slice_coords(rotations: np.ndarray, k2d: np.ndarray, pad: int, m: int) -> np.ndarray:
     """Padded grid coordinates ``(n_rot, n_pix, 3)`` in (x, y, z) of pixels ``k2d`` under ``rotations``."""
     # A^T (kx, ky, 0) = kx * A[0, :] + ky * A[1, :]
-    c = k2d[None, :, 0, None] * rotations[:, None, 0, :] + k2d[None, :, 1, None] * rotations[:, None, 1, :]
-    return c * pad + m // 2
+    r = (rotations[:, :2, :] * pad).astype(np.float32)
+    k = k2d.astype(np.float32)
+    return k[None, :, 0, None] * r[:, None, 0, :] + k[None, :, 1, None] * r[:, None, 1, :] + np.float32(m // 2)
 
 
 def _corners(coords: np.ndarray, m: int):
-    base = np.floor(coords)
-    frac = coords - base
-    base = base.astype(np.int64)
-    for dz in (0, 1):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                w = ((frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])
-                     * (frac[..., 2] if dz else 1 - frac[..., 2]))
-                idx = (((base[..., 2] + dz) % m) * m + (base[..., 1] + dy) % m) * m + (base[..., 0] + dx) % m
-                yield idx, w
+    """Yield ``(flat index, weight)`` of the 8 trilinear corners of ``coords (..., 3)`` (x, y, z).
+
+    Coordinates are clipped to ``[0, m-1)`` (pixels used stay inside ``|k| < N/2``, so only the very
+    edge is affected).
+    """
+    c = np.clip(np.asarray(coords, np.float32), 0.0, m - 1.001)
+    base = c.astype(np.int32)
+    frac = c - base
+    i000 = (base[..., 2].astype(np.int64) * m + base[..., 1]) * m + base[..., 0]
+    fx, fy, fz = frac[..., 0], frac[..., 1], frac[..., 2]
+    gx, gy, gz = 1 - fx, 1 - fy, 1 - fz
+    wyz = ((gy * gz, 0), (fy * gz, m), (gy * fz, m * m), (fy * fz, m * m + m))
+    for w_yz, off in wyz:
+        yield i000 + off, gx * w_yz
+        yield i000 + (off + 1), fx * w_yz
 
 
 def sample_grid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
@@ -102,7 +108,7 @@ def sample_grid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
     flat = grid.reshape(-1)
     out = np.zeros(coords.shape[:-1], np.complex64)
     for idx, w in _corners(coords, m):
-        out += flat[idx] * w.astype(np.float32)
+        out += flat[idx] * w
     return out
 
 

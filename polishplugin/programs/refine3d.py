@@ -1,0 +1,483 @@
+"""3D auto-refine with gold-standard half sets (RELION relion_refine --auto_refine --split_random_halves).
+
+Each half set (rlnRandomSubset 1/2) is refined independently against its own reference, starting
+from --ref low-passed to --ini_high; the halves are averaged only below --low_resol_join_halves Å.
+Every iteration: E-step (marginalisation over HEALPix orientations and offsets, adaptive
+oversampling, local searches once the sampling reaches --auto_local_healpix_order), M-step
+(symmetrised reconstruction regularised by the gold-standard FSC), noise and offset-prior update,
+resolution, image size and auto-sampling.  On convergence a final iteration joins the halves.
+
+Outputs: <o>_class001.mrc, <o>_half1_class001_unfil.mrc, <o>_half2_class001_unfil.mrc, <o>_data.star,
+<o>_model.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star, <o>_it###_model.star.
+
+Example (tutorial step 27):
+  polishplugin refine3d --i Polish/job026/shiny.star --o Refine3D/job027/run \\
+      --ref Refine3D/job021/run_class001.mrc --solvent_mask MaskCreate/job022/mask.mrc --ini_high 50 \\
+      --sym D2 --ctf --ctf_corrected_ref --particle_diameter 200 --zero_mask --flatten_solvent \\
+      --solvent_correct_fsc --healpix_order 2 --auto_local_healpix_order 4 --offset_range 5 \\
+      --offset_step 2 --low_resol_join_halves 40 --norm --scale --j 2
+  mpirun -n 2 polishplugin refine3d ...   (one rank per half set; more ranks split the particles)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..convert import labels as L
+from ..convert.mrc import read_mrc, read_stack_images, write_mrc
+from ..convert.particles import read_particles, write_particles
+from ..convert.star import StarError, write_star
+from ..core.ctf import ctf_rfft_stack
+from ..core.filters import low_pass_map, raised_cosine_sphere
+from ..core.fsc import fsc as map_fsc, phase_randomization_shell, randomize_phases_beyond, resolution_shell
+from ..core.geometry import SymmetryError, euler_to_matrix, symmetry_matrices
+from ..core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
+from ..core.refine.fourier3d import (Backprojector, grid_shells, grid_to_map, halfgrid_fsc, map_to_grid,
+                                     pixel_list, regularised_grid)
+from ..core.refine.sampling import OrientationGrid, angular_step_deg, perturbation_matrix
+from ..core.refine.schedule import (AutoSampling, coarse_image_size, expected_accuracies, image_size,
+                                    refine_fsc_true, resolution_shell_from_ssnr, ssnr_from_fsc,
+                                    symmetry_aware_angle_deg)
+from ._cli import ProgramError
+from ._mpi import get_comm, partition
+
+log = logging.getLogger(__name__)
+
+__all__ = ["add_args", "main", "run"]
+
+INCR_SIZE = 10
+MASK_EDGE_PX = 5.0
+MIN_SIGMA2_OFFSET_A2 = 2.0
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a("--i", required=True, help="input particle STAR file (RELION 3.1+ or 3.0)")
+    a("--o", required=True, help="output rootname, e.g. Refine3D/job027/run")
+    a("--ref", required=True, help="reference map (MRC)")
+    a("--ini_high", type=float, default=60.0, help="initial low-pass filter of the reference (Å; default 60)")
+    a("--sym", default="C1", help="point group: C1, Cn, Dn, T, O, I (default C1)")
+    a("--particle_diameter", type=float, default=-1.0, help="mask diameter (Å); -1: 80%% of the box")
+    a("--zero_mask", action="store_true", help="mask the particle background with zeros (else noise-free mean)")
+    a("--flatten_solvent", action="store_true", help="mask the references (solvent mask or particle sphere)")
+    a("--solvent_mask", default="", help="solvent mask (MRC, values in [0, 1])")
+    a("--solvent_correct_fsc", action="store_true", help="solvent-corrected gold-standard FSC (needs --solvent_mask)")
+    a("--ctf", action="store_true", help="perform CTF correction")
+    a("--ctf_corrected_ref", action="store_true", help="the reference has been CTF-corrected (accepted)")
+    a("--ctf_phase_flipped", action="store_true", help="the images were phase-flipped (use |CTF|)")
+    a("--ctf_intact_first_peak", action="store_true", help="set CTF to 1 until its first peak")
+    a("--firstiter_cc", action="store_true", help="reference not on absolute greyscale (accepted; see docs)")
+    a("--healpix_order", type=int, default=2, help="initial HEALPix order (2 = 15° coarse, 7.5° with oversampling)")
+    a("--auto_local_healpix_order", type=int, default=4, help="local searches from this order (default 4)")
+    a("--offset_range", type=float, default=6.0, help="initial offset search range (pixels; default 6)")
+    a("--offset_step", type=float, default=2.0, help="initial coarse offset step (pixels; default 2)")
+    a("--oversampling", type=int, default=1, choices=[1], help="adaptive oversampling order (only 1)")
+    a("--low_resol_join_halves", type=float, default=-1.0, help="average the halves below this resolution (Å)")
+    a("--pad", type=int, default=2, choices=[1, 2], help="padding factor of the 3D Fourier grid (default 2)")
+    a("--norm", action="store_true", help="normalisation-error correction (accepted; corrections are 1)")
+    a("--scale", action="store_true", help="intensity-scale correction (accepted; corrections are 1)")
+    a("--random_seed", type=int, default=-1, help="seed of the grid perturbation (-1: from the clock)")
+    a("--tau2_fudge", type=float, default=1.0, help="regularisation parameter T (default 1)")
+    a("--iter", type=int, default=999, help="maximum number of iterations (auto_iter_max; default 999)")
+    a("--auto_refine", action="store_true", help="accepted for compatibility (always on)")
+    a("--split_random_halves", action="store_true", help="accepted for compatibility (always on)")
+    a("--gpu", "--device", dest="device", default=None, nargs="?", const="",
+      help="accepted: the E-step runs as BLAS matrix products on the CPU")
+    a("--j", type=int, default=1, help="threads (BLAS threads are set by the environment)")
+    a("--pool", type=int, default=1, help="accepted for compatibility")
+    a("--dont_combine_weights_via_disc", action="store_true", help="accepted for compatibility")
+
+
+# ----------------------------------------------------------------------------------------------- data
+@dataclass
+class HalfSet:
+    """Particles of one half set on this rank, with their current poses and noise model."""
+
+    half: int
+    rows: np.ndarray  # particle rows in the input table
+    images: np.ndarray  # (n, N, N) float32
+    ctf: np.ndarray  # (n, N, N//2+1) float32
+    offsets_px: np.ndarray  # (n, 2)
+    mats: np.ndarray  # (n, 3, 3)
+    sigma2: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sigma_offset_a: float = 10.0
+    pmax: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n_sig: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    loglik: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _read_inputs(args) -> tuple:
+    path = Path(args.i)
+    if not path.exists():
+        raise ProgramError(f"particle STAR file {path} does not exist")
+    table = read_particles(path)
+    angpix_all, box_all = table.pixel_sizes_a(), table.box_sizes_px()
+    if np.ptp(angpix_all) > 1e-4 or np.ptp(box_all) > 0:
+        raise ProgramError(f"particle STAR file {path}: optics groups with different pixel or box sizes "
+                           "are not supported; refine them separately")
+    angpix, box = float(angpix_all[0]), int(box_all[0])
+    try:
+        sym_ops = symmetry_matrices(args.sym)
+    except SymmetryError as exc:
+        raise ProgramError(f"--sym {args.sym}: {exc}") from exc
+    if args.ctf:
+        try:
+            ctf_params = table.ctf_params()
+        except StarError as exc:
+            raise ProgramError(f"--ctf was asked but particle STAR file {path} has no CTF parameters "
+                               f"({exc})") from exc
+    ref_path = Path(args.ref)
+    if not ref_path.exists():
+        raise ProgramError(f"reference map {ref_path} does not exist")
+    ref, ref_angpix = read_mrc(ref_path)
+    if ref.ndim != 3 or ref.shape != (box, box, box):
+        raise ProgramError(f"reference map {ref_path} has shape {ref.shape} but the particles are "
+                           f"{box}x{box} pixels; resample it to a {box}^3 box")
+    if ref_angpix > 0 and abs(ref_angpix - angpix) > 0.01 * angpix:
+        raise ProgramError(f"reference map {ref_path} has pixel size {ref_angpix:.4f} Å but the particles "
+                           f"have {angpix:.4f} Å; rescale the reference")
+    mask = None
+    if args.solvent_mask:
+        mpath = Path(args.solvent_mask)
+        if not mpath.exists():
+            raise ProgramError(f"solvent mask {mpath} does not exist")
+        mask, _ = read_mrc(mpath)
+        if mask.shape != ref.shape:
+            raise ProgramError(f"solvent mask {mpath} has shape {mask.shape}, the reference {ref.shape}")
+        if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
+            raise ProgramError(f"solvent mask {mpath} has values outside [0, 1] "
+                               f"({mask.min():.3g} .. {mask.max():.3g})")
+        mask = np.clip(mask, 0, 1).astype(np.float32)
+    if args.solvent_correct_fsc and mask is None:
+        raise ProgramError("--solvent_correct_fsc needs --solvent_mask")
+    halves = table.half_sets() if L.RANDOM_SUBSET in table.particles.columns else \
+        (np.arange(len(table)) % 2 + 1)
+    if not set(np.unique(halves)) <= {1, 2} or len(np.unique(halves)) < 2:
+        raise ProgramError(f"particle STAR file {path}: rlnRandomSubset must hold both 1 and 2")
+    ctf_all = None
+    if args.ctf:
+        ctf_all = ctf_rfft_stack(ctf_params, box, angpix)
+        if args.ctf_phase_flipped:
+            ctf_all = np.abs(ctf_all)
+    return table, angpix, box, sym_ops, ref.astype(np.float64), mask, halves, ctf_all
+
+
+def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_all) -> HalfSet:
+    locs = table.image_locations()
+    images = np.empty((len(rows), box, box), np.float32)
+    by_stack: dict[str, list[int]] = {}
+    for j, r in enumerate(rows):
+        by_stack.setdefault(locs[r][1], []).append(j)
+    for stack, js in by_stack.items():
+        spath = table.resolve(stack)
+        if not Path(spath).exists():
+            raise ProgramError(f"particle STAR file {table.path}: image stack {stack} does not exist")
+        images[js] = read_stack_images(spath, [locs[rows[j]][0] for j in js])
+    ang = table.angles_deg()[rows]
+    ctf = ctf_all[rows] if ctf_all is not None else np.ones((len(rows), box, box // 2 + 1), np.float32)
+    return HalfSet(half, rows, images, ctf, table.origins_px()[rows],
+                   euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]))
+
+
+def _initial_sigma2(hs: HalfSet, mask_radius: float, box: int, zero_mask: bool) -> np.ndarray:
+    """Mean power of the masked images minus the power of their mean, per shell, per component."""
+    x, _ = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, zero_mask)
+    iy, ix, k = pixel_list(box, box / 2 + 1)
+    shells = np.rint(np.sqrt((k ** 2).sum(1))).astype(np.int64)
+    xs = x[:, iy, ix]
+    n = box // 2 + 1
+    sel = shells < n
+    pw = (np.abs(xs) ** 2).mean(0) - np.abs(xs.mean(0)) ** 2
+    cnt = np.bincount(shells[sel], minlength=n)[:n]
+    s2 = np.bincount(shells[sel], pw[sel], n)[:n] / np.maximum(cnt, 1) / 2.0
+    for i in range(1, n):
+        if s2[i] <= 1e-14:
+            s2[i] = s2[i - 1]
+    s2[0] = max(s2[0], s2[1])
+    return s2
+
+
+# ----------------------------------------------------------------------------------------- M-step
+def _solvent_corrected_fsc(h1: np.ndarray, h2: np.ndarray, mask: np.ndarray, current_size: int,
+                           seed: int) -> np.ndarray:
+    """RELION ``reconstructUnregularisedMapAndCalculateSolventCorrectedFSC``."""
+    unmasked = map_fsc(h1, h2)
+    at = phase_randomization_shell(unmasked, 0.8)
+    if at is None:
+        out = unmasked
+    else:
+        masked = map_fsc(h1 * mask, h2 * mask)
+        r1 = randomize_phases_beyond(h1, at, seed) * mask
+        r2 = randomize_phases_beyond(h2, at, seed + 1) * mask
+        out = refine_fsc_true(masked, map_fsc(r1, r2), at)
+    out = out.copy()
+    out[current_size // 2:] = 0.0
+    out[0] = 1.0
+    return out
+
+
+def _join_low_res(d1, w1, d2, w2, join_shell: int, pad: int):
+    if join_shell <= 0:
+        return d1, w1, d2, w2
+    low = grid_shells(d1.shape[0], pad) <= join_shell
+    d = np.where(low, 0.5 * (d1 + d2), 0)
+    w = np.where(low, 0.5 * (w1 + w2), 0)
+    return (np.where(low, d, d1), np.where(low, w, w1), np.where(low, d, d2), np.where(low, w, w2))
+
+
+# ------------------------------------------------------------------------------------------ output
+def _model_tables(state: dict, fsc: np.ndarray, ssnr: np.ndarray, sigma2: np.ndarray, box: int,
+                  angpix: float, n_particles: int) -> dict:
+    n = box // 2 + 1
+    idx = np.arange(n)
+    res_inv = idx / (box * angpix)
+    res_a = np.where(idx > 0, box * angpix / np.maximum(idx, 1), 999.0)
+    general = {
+        "rlnReferenceDimensionality": 3, "rlnDataDimensionality": 2, "rlnOriginalImageSize": box,
+        L.CURRENT_RESOLUTION: state["resolution_a"], L.CURRENT_IMAGE_SIZE: state["current_size"],
+        L.PADDING_FACTOR: state["pad"], "rlnIsHelix": 0, "rlnFourierSpaceInterpolator": 1,
+        "rlnMinRadiusNnInterpolation": 10, "rlnPixelSize": angpix, "rlnNrClasses": 1, "rlnNrBodies": 1,
+        "rlnNrGroups": 1, "rlnNrOpticsGroups": 1, L.TAU2_FUDGE_FACTOR: state["tau2_fudge"],
+        L.NORM_CORRECTION_AVERAGE: 1.0, L.SIGMA_OFFSETS_ANGST: state["sigma_offset_a"],
+        L.ORIENTATIONAL_PRIOR_MODE: int(state["local"]),
+        "rlnSigmaPriorRotAngle": state["local_sigma_deg"], "rlnSigmaPriorTiltAngle": state["local_sigma_deg"],
+        "rlnSigmaPriorPsiAngle": state["local_sigma_deg"], L.LOG_LIKELIHOOD: state["loglik"],
+        L.AVERAGE_PMAX: state["ave_pmax"],
+        "rlnHealpixOrder": state["healpix_order"], "rlnOffsetRange": state["offset_range_px"],
+        "rlnOffsetStep": state["offset_step_px"],
+    }
+    classes = pd.DataFrame({L.REFERENCE_IMAGE: [state["reference_image"]], L.CLASS_DISTRIBUTION: [1.0],
+                            L.ACCURACY_ROTATIONS: [state["acc_rot"]],
+                            L.ACCURACY_TRANSLATIONS_ANGST: [state["acc_trans_a"]],
+                            L.ESTIMATED_RESOLUTION: [state["resolution_a"]],
+                            L.OVERALL_FOURIER_COMPLETENESS: [1.0]})
+    class1 = pd.DataFrame({L.SPECTRAL_INDEX: idx, L.RESOLUTION: res_inv, L.ANGSTROM_RESOLUTION: res_a,
+                           L.SSNR_MAP: ssnr[:n], L.GOLD_STANDARD_FSC: fsc[:n],
+                           L.FOURIER_COMPLETENESS: np.ones(n)})
+    groups = pd.DataFrame({"rlnGroupNumber": [1], "rlnGroupName": ["group_1"],
+                           L.GROUP_NR_PARTICLES: [n_particles], L.GROUP_SCALE_CORRECTION: [1.0]})
+    optics = pd.DataFrame({L.SPECTRAL_INDEX: idx, L.RESOLUTION: res_inv, L.SIGMA2_NOISE: sigma2[:n]})
+    return {"model_general": general, "model_classes": classes, "model_class_1": class1,
+            "model_groups": groups, "model_optics_group_1": optics}
+
+
+def _data_table(table, halves_state: list[HalfSet], angpix: float):
+    out = table.subset(np.arange(len(table)))
+    parts = out.particles.copy()
+    n = len(parts)
+    cols = {c: np.zeros(n) for c in (L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI, L.ORIGIN_X_ANGST, L.ORIGIN_Y_ANGST,
+                                     L.MAX_VALUE_PROB_DISTRIBUTION, L.LOG_LIKELI_CONTRIBUTION)}
+    nsig = np.zeros(n, np.int64)
+    subset = np.zeros(n, np.int64)
+    from ..core.geometry import matrix_to_euler
+    for hs in halves_state:
+        rot, tilt, psi = matrix_to_euler(hs.mats)
+        cols[L.ANGLE_ROT][hs.rows], cols[L.ANGLE_TILT][hs.rows], cols[L.ANGLE_PSI][hs.rows] = rot, tilt, psi
+        cols[L.ORIGIN_X_ANGST][hs.rows] = hs.offsets_px[:, 0] * angpix
+        cols[L.ORIGIN_Y_ANGST][hs.rows] = hs.offsets_px[:, 1] * angpix
+        cols[L.MAX_VALUE_PROB_DISTRIBUTION][hs.rows] = hs.pmax
+        cols[L.LOG_LIKELI_CONTRIBUTION][hs.rows] = hs.loglik
+        nsig[hs.rows] = hs.n_sig
+        subset[hs.rows] = hs.half
+    for c, v in cols.items():
+        parts[c] = v
+    parts[L.CLASS_NUMBER] = 1
+    parts[L.NORM_CORRECTION] = 1.0
+    parts[L.NR_OF_SIGNIFICANT_SAMPLES] = nsig
+    parts[L.RANDOM_SUBSET] = subset
+    out.particles = parts
+    return out
+
+
+# -------------------------------------------------------------------------------------------- main
+def main(args: argparse.Namespace) -> int:
+    comm = get_comm()
+    t_start = time.time()
+    table, angpix, box, sym_ops, ref, mask, halves, ctf_all = _read_inputs(args)
+    if args.ctf_intact_first_peak:
+        log.info("--ctf_intact_first_peak: not implemented, the full CTF is used")
+    diameter = args.particle_diameter if args.particle_diameter > 0 else 0.8 * box * angpix
+    mask_radius = min(diameter / (2 * angpix), box / 2 - 1)
+    pad = args.pad
+    seed = args.random_seed if args.random_seed >= 0 else int(time.time()) % 100000
+    out_root = Path(args.o)
+    if comm.is_leader:
+        out_root.parent.mkdir(parents=True, exist_ok=True)
+    # half sets on ranks: rank r works on half (r % 2) + 1 with its share of that half's particles
+    my_halves = [1, 2] if comm.size == 1 else [comm.rank % 2 + 1]
+    local: dict[int, HalfSet] = {}
+    for h in my_halves:
+        rows = np.nonzero(halves == h)[0]
+        if comm.size > 1:
+            peers = [r for r in range(comm.size) if r % 2 + 1 == h]
+            rows = rows[list(partition(len(rows), len(peers), peers.index(comm.rank)))]
+        local[h] = _load_half(table, rows, h, box, angpix, ctf_all)
+    # initial noise per half (sums over the ranks of a half)
+    for h in (1, 2):
+        s2 = _initial_sigma2(local[h], mask_radius, box, args.zero_mask) * len(local[h].rows) \
+            if h in local else np.zeros(box // 2 + 1)
+        cnt = np.array([float(len(local[h].rows)) if h in local else 0.0])
+        s2, cnt = comm.allreduce_sum(s2), comm.allreduce_sum(cnt)
+        if h in local:
+            local[h].sigma2 = s2 / cnt[0]
+    solvent = mask if mask is not None else raised_cosine_sphere((box,) * 3, mask_radius, MASK_EDGE_PX)
+    start = low_pass_map(ref, args.ini_high, angpix)
+    refs = {1: start, 2: start}
+    sched = AutoSampling(args.healpix_order, args.offset_range, args.offset_step, args.auto_local_healpix_order)
+    maxres = max(int(round(box * angpix / args.ini_high)), 5)
+    current_size = image_size(maxres, box, INCR_SIZE, 0.0, False)
+    resolution_a = box * angpix / maxres
+    acc_rot, acc_trans = 999.0, 999.0
+    grids: dict = {}
+    final = False
+    iteration = 0
+    while True:
+        iteration += 1
+        t0 = time.time()
+        if final:
+            current_size = box
+        coarse = min(current_size, max(coarse_image_size(box, angpix, angular_step_deg(sched.healpix_order),
+                                                         diameter), 2 * 5))
+        iy, ix, k2d = pixel_list(box, current_size / 2.0)
+        shells = np.rint(np.sqrt((k2d ** 2).sum(1))).astype(np.int64)
+        key = (sched.healpix_order, sched.local)
+        if key not in grids:
+            grids = {key: OrientationGrid(sched.healpix_order, None if sched.local else sym_ops)}
+        orient = grids[key]
+        rng = np.random.default_rng(seed + iteration)
+        perturb = perturbation_matrix(rng, angular_step_deg(sched.healpix_order))
+        bps = {h: Backprojector(box, pad) for h in (1, 2)}
+        noise = {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)}
+        stats = np.zeros((2, 6))  # per half: n, sum dangle, sum doff2, sum pmax, sum off-change2, loglik
+        for h, hs in local.items():
+            ref_map = refs[h] * solvent if (args.flatten_solvent and not final) else refs[h]
+            grid3d = map_to_grid(ref_map, pad)
+            settings = EStepSettings(box=box, angpix=angpix, pad=pad, coarse_radius=coarse / 2.0,
+                                     current_radius=current_size / 2.0, offset_range_px=sched.offset_range_px,
+                                     offset_step_px=sched.offset_step_px, sigma_offset_a=hs.sigma_offset_a,
+                                     local_sigma_deg=sched.local_sigma_deg if sched.local else None,
+                                     perturbation=perturb)
+            x, rounded = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, args.zero_mask)
+            xs, cs = x[:, iy, ix], hs.ctf[:, iy, ix]
+            s2pix = hs.sigma2[np.minimum(shells, len(hs.sigma2) - 1)]
+            res = expectation(grid3d, orient, xs, cs, s2pix, k2d, shells, hs.offsets_px, rounded, hs.mats,
+                              settings, bps[h], noise[h])
+            new_mats = euler_to_matrix(*np.array([r.angles for r in res]).T)
+            new_off = np.array([r.origin_px for r in res])
+            dang = symmetry_aware_angle_deg(new_mats, hs.mats, sym_ops)
+            stats[h - 1] = [len(res), dang.sum(), ((new_off - hs.offsets_px) ** 2).sum(),
+                            sum(r.pmax for r in res), sum(r.offset_change2_a2 for r in res),
+                            -sum(r.min_diff2 for r in res)]
+            hs.mats, hs.offsets_px = new_mats, new_off
+            hs.pmax = np.array([r.pmax for r in res])
+            hs.n_sig = np.array([r.n_significant for r in res])
+            hs.loglik = np.array([-r.min_diff2 for r in res])
+            if h == min(local) and not final:
+                sub = slice(0, min(20, len(res)))
+                acc_rot, acc_trans = expected_accuracies(grid3d, new_mats[sub], cs[sub], s2pix, k2d, box, pad)
+        # combine over ranks
+        stats = comm.allreduce_sum(stats)
+        dw = {}
+        for h in (1, 2):
+            bps[h].flush()
+            data = comm.allreduce_sum(bps[h].data)
+            weight = comm.allreduce_sum(bps[h].weight)
+            bps[h].data, bps[h].weight = data, weight
+            dw[h] = bps[h].finalised(sym_ops)
+            nz = noise[h]
+            sums = comm.allreduce_sum(np.concatenate([nz.wsum, nz.count]))
+            nz.wsum, nz.count = sums[:len(nz.wsum)], sums[len(nz.wsum):]
+            if h in local:
+                local[h].sigma2 = nz.sigma2(local[h].sigma2)
+                n_h = max(stats[h - 1, 0], 1)
+                local[h].sigma_offset_a = float(np.sqrt(max(stats[h - 1, 4] / (2 * n_h), MIN_SIGMA2_OFFSET_A2)))
+        (d1, w1), (d2, w2) = dw[1], dw[2]
+        unfil = {h: grid_to_map(regularised_grid(*dw[h], None, pad, box), box) for h in (1, 2)}
+        if args.solvent_correct_fsc:
+            fsc = _solvent_corrected_fsc(unfil[1], unfil[2], mask, current_size, seed + iteration)
+        else:
+            fsc = halfgrid_fsc(d1, w1, d2, w2, pad, box)
+            fsc[current_size // 2:] = 0.0
+        ssnr = ssnr_from_fsc(fsc, joined=final, tau2_fudge=args.tau2_fudge)
+        n_tot = max(stats[:, 0].sum(), 1)
+        ave_pmax = float(stats[:, 3].sum() / n_tot)
+        it_root = f"{out_root}_it{iteration:03d}"
+        if final:
+            joined = regularised_grid(d1 + d2, w1 + w2, ssnr, pad, box, tau2_fudge=args.tau2_fudge)
+            final_map = grid_to_map(joined, box)
+            resolution_a = box * angpix / max(resolution_shell(fsc, 0.143), 1)
+        else:
+            join_shell = int(np.ceil(box * angpix / max(args.low_resol_join_halves, resolution_a))) \
+                if args.low_resol_join_halves > 0 else 0
+            d1, w1, d2, w2 = _join_low_res(d1, w1, d2, w2, join_shell, pad)
+            for h, (d, w) in ((1, (d1, w1)), (2, (d2, w2))):
+                refs[h] = grid_to_map(regularised_grid(d, w, ssnr, pad, box, tau2_fudge=args.tau2_fudge), box)
+            maxres = resolution_shell_from_ssnr(ssnr)
+            resolution_a = box * angpix / maxres
+            high_at_limit = bool(fsc[max(current_size // 2 - 1, 0)] > 0.2)
+        ang_change = float(stats[:, 1].sum() / n_tot)
+        off_change = float(np.sqrt(stats[:, 2].sum() / (2 * n_tot)))
+        sigma_offset_a = float(np.mean([hs.sigma_offset_a for hs in local.values()]))
+        sigma2_out = np.mean([hs.sigma2 for hs in local.values()], axis=0)
+        state = dict(resolution_a=resolution_a, current_size=current_size, pad=pad, tau2_fudge=args.tau2_fudge,
+                     sigma_offset_a=sigma_offset_a, local=sched.local,
+                     local_sigma_deg=sched.local_sigma_deg or 0.0, loglik=float(stats[:, 5].sum()),
+                     ave_pmax=ave_pmax, healpix_order=sched.healpix_order,
+                     offset_range_px=sched.offset_range_px, offset_step_px=sched.offset_step_px,
+                     acc_rot=acc_rot, acc_trans_a=acc_trans * angpix,
+                     reference_image=f"{it_root}_class001.mrc" if final else f"{it_root}_half1_class001.mrc")
+        # gather poses of all particles for the data file
+        all_halves = comm.allgather([HalfSet(hs.half, hs.rows, np.zeros(0), np.zeros(0), hs.offsets_px, hs.mats,
+                                             pmax=hs.pmax, n_sig=hs.n_sig, loglik=hs.loglik)
+                                     for hs in local.values()])
+        all_halves = [hs for part in all_halves for hs in part]
+        if comm.is_leader:
+            model = _model_tables(state, fsc, ssnr, sigma2_out, box, angpix, len(table))
+            data = _data_table(table, all_halves, angpix)
+            write_star(f"{it_root}_model.star", model)
+            write_particles(f"{it_root}_data.star", data)
+            if final:
+                write_mrc(f"{it_root}_class001.mrc", final_map, angpix)
+                write_mrc(f"{out_root}_class001.mrc", final_map, angpix)
+                for h in (1, 2):
+                    write_mrc(f"{out_root}_half{h}_class001_unfil.mrc", unfil[h], angpix)
+                write_star(f"{out_root}_model.star", model)
+                write_particles(f"{out_root}_data.star", data)
+            else:
+                for h in (1, 2):
+                    write_mrc(f"{it_root}_half{h}_class001.mrc", refs[h], angpix)
+            log.info("iteration %d%s: resolution %.2f Å, image size %d (coarse %d), healpix order %d%s "
+                     "(%.2f°), offsets %.2f/%.2f px, changes: angles %.2f°, offsets %.2f px, Pmax %.3f, "
+                     "acc %.2f° %.2f px, %.1f s (total %.1f s)", iteration, " (final, halves joined)" if final else "",
+                     resolution_a, current_size, coarse, sched.healpix_order, " local" if sched.local else "",
+                     sched.fine_step_deg, sched.offset_range_px, sched.offset_step_px, ang_change, off_change,
+                     ave_pmax, acc_rot, acc_trans, time.time() - t0, time.time() - t_start)
+        if final:
+            break
+        # auto-sampling and convergence
+        sched.record_resolution(resolution_a)
+        sched.record_changes(ang_change, off_change)
+        if iteration > 1:
+            sched.update(acc_rot, acc_trans, off_change)
+        current_size = image_size(maxres, box, INCR_SIZE, ave_pmax, high_at_limit)
+        final = sched.converged() or iteration + 1 >= args.iter
+    comm.barrier()
+    if comm.is_leader:
+        log.info("final resolution (FSC 0.143%s): %.2f Å after %d iterations",
+                 ", solvent-corrected" if args.solvent_correct_fsc else "", resolution_a, iteration)
+    return 0
+
+
+def run() -> None:
+    from ._cli import run as _run
+    import sys
+
+    _run(["refine3d"] + sys.argv[1:])

@@ -1,0 +1,189 @@
+"""ProtPolishRefine3D: gold-standard 3D auto-refine (``polishplugin refine3d``, RELION's Refine3D job)
+of a set of particles against a reference map; outputs a Volume with half maps, the refined
+particles and the gold-standard FSC."""
+
+from __future__ import annotations
+
+import os
+
+from pwem.objects import SetOfFSCs, SetOfParticles, Volume
+from pwem.protocols import ProtRefine3D
+from pyworkflow.protocol import params
+
+from ..convert import labels as L
+from ..convert.scipion_objects import make_fsc, make_volume
+from ._base import ProtPolishBase, addComputeSection, formatFloat
+from .protocol_mask_create import _mrc_path
+
+__all__ = ["ProtPolishRefine3D", "ANGULAR_SAMPLING_CHOICES", "OUTPUT_ROOT"]
+
+#: RELION GUI's angular sampling list; the index is the coarse HEALPix order (--healpix_order)
+ANGULAR_SAMPLING_CHOICES = ["30 degrees", "15 degrees", "7.5 degrees", "3.7 degrees", "1.8 degrees",
+                            "0.9 degrees", "0.5 degrees", "0.2 degrees", "0.1 degrees"]
+#: output root inside extra/ (RELION: Refine3D/jobNNN/run)
+OUTPUT_ROOT = "run"
+
+
+class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
+    """3D auto-refine with gold-standard half sets, CTF correction, symmetry and automatic HEALPix
+    sampling down to local searches, as RELION's 3D auto-refine job (tutorial step 27)."""
+
+    _label = "polish - 3D auto-refine"
+    _devStatus = "NEW"
+
+    OUTPUT_VOLUME = "outputVolume"
+    OUTPUT_PARTICLES = "outputParticles"
+    OUTPUT_FSCS = "outputFSCs"
+    _possibleOutputs = {OUTPUT_VOLUME: Volume, OUTPUT_PARTICLES: SetOfParticles, OUTPUT_FSCS: SetOfFSCs}
+
+    # --------------------------- DEFINE param functions ----------------------
+    def _defineParams(self, form):
+        form.addSection(label="I/O")
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      label="Input images", help="Particles with CTF (e.g. the polished particles).")
+        form.addParam("referenceVolume", params.PointerParam, pointerClass="Volume", label="Reference map",
+                      help="Initial reference of the same box and pixel size as the particles.")
+        form.addParam("referenceMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
+                      label="Reference mask (optional)",
+                      help="Solvent mask used to flatten the references and for solvent-corrected FSCs.")
+        form.addSection(label="Reference")
+        form.addParam("isMapAbsoluteGreyScale", params.BooleanParam, default=True,
+                      label="Ref. map is on absolute greyscale?",
+                      help="No: the first iteration uses cross-correlation (--firstiter_cc).")
+        form.addParam("initialLowPassFilterA", params.FloatParam, default=50.0, label="Initial low-pass filter (Å)")
+        form.addParam("symmetryGroup", params.StringParam, default="D2", label="Symmetry",
+                      help="C1, Cn, Dn, T, O or I (RELION conventions).")
+        form.addSection(label="CTF")
+        form.addParam("doCTF", params.BooleanParam, default=True, label="Do CTF-correction?")
+        form.addParam("refCtfCorrected", params.BooleanParam, default=True,
+                      label="Has reference been CTF-corrected?")
+        form.addParam("haveDataBeenPhaseFlipped", params.BooleanParam, default=False,
+                      label="Have data been phase-flipped?")
+        form.addParam("ignoreCTFUntilFirstPeak", params.BooleanParam, default=False,
+                      label="Ignore CTFs until first peak?")
+        form.addSection(label="Optimisation")
+        form.addParam("maskDiameterA", params.FloatParam, default=200.0, label="Mask diameter (Å)")
+        form.addParam("maskZero", params.BooleanParam, default=True, label="Mask individual particles with zeros?")
+        form.addParam("solventFscMask", params.BooleanParam, default=True, label="Use solvent-flattened FSCs?")
+        form.addSection(label="Auto-sampling")
+        form.addParam("angularSamplingDeg", params.EnumParam, choices=ANGULAR_SAMPLING_CHOICES, default=2,
+                      label="Initial angular sampling")
+        form.addParam("offsetSearchRangePix", params.FloatParam, default=5.0, label="Initial offset range (pix)")
+        form.addParam("offsetSearchStepPix", params.FloatParam, default=1.0, label="Initial offset step (pix)")
+        form.addParam("localSearchAutoSamplingDeg", params.EnumParam, choices=ANGULAR_SAMPLING_CHOICES,
+                      default=4, label="Local searches from auto-sampling")
+        form.addParam("lowResolJoinHalves", params.FloatParam, default=40.0, expertLevel=params.LEVEL_ADVANCED,
+                      label="Join halves below (Å)")
+        form.addParam("randomSeed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
+                      label="Random seed", help="Seed of the grid perturbation (-1: from the clock).")
+        form.addParam("maxIterations", params.IntParam, default=999, expertLevel=params.LEVEL_ADVANCED,
+                      label="Maximum iterations")
+        addComputeSection(form, threads=1, mpi=2)
+
+    # --------------------------- INSERT steps functions ----------------------
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.convertInputStep)
+        self._insertFunctionStep(self.runProgramStep)
+        self._insertFunctionStep(self.createOutputStep)
+
+    # --------------------------- STEPS functions -----------------------------
+    def convertInputStep(self):
+        from ..convert.particles import write_particles
+        from ..convert.scipion_objects import particles_to_table
+
+        write_particles(self._extra("input_particles.star"), particles_to_table(self.inputParticles.get()))
+
+    def runProgramStep(self):
+        self._runProgram("refine3d", self._programArgs())
+
+    def createOutputStep(self):
+        from ..convert.particles import read_particles
+        from ..convert.scipion_objects import table_to_particles
+
+        angpix = self.inputParticles.get().getSamplingRate()
+        half1, half2 = (self._extra(f"{OUTPUT_ROOT}_half{h}_class001_unfil.mrc") for h in (1, 2))
+        volume = make_volume(self._extra(f"{OUTPUT_ROOT}_class001.mrc"), angpix, half1, half2)
+        table = read_particles(self._extra(f"{OUTPUT_ROOT}_data.star"), project_dir=os.getcwd())
+        particles = self._createSetOfParticles()
+        table_to_particles(table, particles, image_root=os.getcwd())
+        fscs = self._createSetOfFSCs()
+        model = self._readStar(f"{OUTPUT_ROOT}_model.star")["model_class_1"]
+        fscs.append(make_fsc(model[L.RESOLUTION].to_numpy(), model[L.GOLD_STANDARD_FSC].to_numpy(),
+                             label="gold-standard FSC"))
+        outputs = {self.OUTPUT_VOLUME: volume, self.OUTPUT_PARTICLES: particles, self.OUTPUT_FSCS: fscs}
+        self._defineOutputs(**outputs)
+        for obj in outputs.values():
+            self._defineSourceRelation(self.inputParticles, obj)
+            self._defineSourceRelation(self.referenceVolume, obj)
+
+    # --------------------------- arguments -----------------------------------
+    def _programArgs(self) -> list:
+        """The ``polishplugin refine3d`` argument tokens for the form values (pure)."""
+        args = ["--i", self._extra("input_particles.star"), "--o", self._extra(OUTPUT_ROOT),
+                "--ref", _mrc_path(self.referenceVolume.get()), "--auto_refine", "--split_random_halves",
+                "--ini_high", formatFloat(self.initialLowPassFilterA.get()), "--pad", "2",
+                "--particle_diameter", formatFloat(self.maskDiameterA.get()), "--sym", self.symmetryGroup.get(),
+                "--healpix_order", str(int(self.angularSamplingDeg.get())),
+                "--auto_local_healpix_order", str(int(self.localSearchAutoSamplingDeg.get())),
+                "--offset_range", formatFloat(self.offsetSearchRangePix.get()),
+                "--offset_step", formatFloat(2 * self.offsetSearchStepPix.get()),
+                "--oversampling", "1", "--low_resol_join_halves", formatFloat(self.lowResolJoinHalves.get()),
+                "--norm", "--scale", "--random_seed", str(int(self.randomSeed.get())),
+                "--iter", str(int(self.maxIterations.get())), "--j", str(self._threadCount())]
+        if not self.isMapAbsoluteGreyScale.get():
+            args.append("--firstiter_cc")
+        if self.doCTF.get():
+            args.append("--ctf")
+            if self.refCtfCorrected.get():
+                args.append("--ctf_corrected_ref")
+            if self.haveDataBeenPhaseFlipped.get():
+                args.append("--ctf_phase_flipped")
+            if self.ignoreCTFUntilFirstPeak.get():
+                args.append("--ctf_intact_first_peak")
+        if self.maskZero.get():
+            args.append("--zero_mask")
+        mask = self.referenceMask.get()
+        if mask is not None:
+            args += ["--flatten_solvent", "--solvent_mask", _mrc_path(mask)]
+            if self.solventFscMask.get():
+                args.append("--solvent_correct_fsc")
+        return args
+
+    # --------------------------- INFO functions ------------------------------
+    def _validate(self):
+        errors = []
+        parts, ref = self.inputParticles.get(), self.referenceVolume.get()
+        if parts is None or ref is None:
+            return ["Choose the input particles and the reference map."]
+        p_apix, r_apix = parts.getSamplingRate(), ref.getSamplingRate()
+        if p_apix and r_apix and abs(p_apix - r_apix) > 0.01 * p_apix:
+            errors.append(f"The reference {ref.getFileName()} has pixel size {r_apix:g} Å but the particles "
+                          f"{p_apix:g} Å.")
+        p_box, r_box = parts.getXDim(), ref.getXDim()
+        if p_box and r_box and p_box != r_box:
+            errors.append(f"The reference {ref.getFileName()} is {r_box} px wide but the particles {p_box} px.")
+        mask = self.referenceMask.get()
+        if mask is not None and r_box and mask.getXDim() and mask.getXDim() != r_box:
+            errors.append(f"The mask {mask.getFileName()} is {mask.getXDim()} px wide, the reference {r_box} px.")
+        if self.doCTF.get() and not parts.hasCTF():
+            errors.append("CTF correction was asked but the input particles have no CTF.")
+        try:
+            from ..core.geometry import symmetry_matrices
+
+            symmetry_matrices(self.symmetryGroup.get())
+        except ValueError as exc:
+            errors.append(f"Symmetry {self.symmetryGroup.get()}: {exc}.")
+        return errors
+
+    def _summary(self):
+        path = self._extra(f"{OUTPUT_ROOT}_model.star")
+        if not os.path.exists(path):
+            return ["3D auto-refine not finished yet."]
+        general = self._readStar(f"{OUTPUT_ROOT}_model.star")["model_general"]
+        return [f"Final resolution (FSC 0.143): {float(general[L.CURRENT_RESOLUTION].iloc[0]):.2f} Å"]
+
+    def _methods(self):
+        return ["3D auto-refine with gold-standard half sets (RELION's algorithm, Scheres 2012) by polishplugin."]
+
+    def _citations(self):
+        return []
