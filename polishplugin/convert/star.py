@@ -169,7 +169,7 @@ def _block_text(name: str, table: pd.DataFrame | Mapping[str, object]) -> str:
     out = [f"\n# version {STAR_VERSION}\n\ndata_{name}\n\n"]
     if isinstance(table, Mapping):
         for label, value in table.items():
-            out.append(f"_{label}{format_value(value):>{max(1, 40 - len(label))}}\n")
+            out.append(f"_{label} {format_value(value):>{max(1, 39 - len(label))}}\n")
         out.append("\n")
         return "".join(out)
     out.append("loop_ \n")
