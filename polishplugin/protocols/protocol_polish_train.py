@@ -11,7 +11,6 @@ reads it through its "training run" pointer) and ``outputTscTrace`` (``tsc_trace
 from __future__ import annotations
 
 import os
-from enum import Enum
 
 from pwem.objects import EMFile
 from pyworkflow.object import Float
@@ -30,11 +29,8 @@ class ProtPolishTrain(ProtPolishBase):
     _label = "polish - train"
     _devStatus = "NEW"
 
-    class outputs(Enum):
-        outputParams = EMFile
-        outputTscTrace = EMFile
-
-    _possibleOutputs = outputs
+    # a dict, not an Enum: two Enum members with the same value (EMFile) would be aliases of one name
+    _possibleOutputs = {"outputParams": EMFile, "outputTscTrace": EMFile}
 
     # --------------------------- DEFINE param functions ----------------------
     def _defineParams(self, form):
@@ -88,7 +84,7 @@ class ProtPolishTrain(ProtPolishBase):
         out = EMFile(filename=path)
         out.sVel, out.sDiv, out.sAcc = Float(s_vel), Float(s_div), Float(s_acc)
         trace = EMFile(filename=self._trainDir("tsc_trace.star"))
-        self._defineOutputs(**{self.outputs.outputParams.name: out, self.outputs.outputTscTrace.name: trace})
+        self._defineOutputs(outputParams=out, outputTscTrace=trace)
         for src in (self.inputParticles, self.inputMovies):
             if src.get() is not None:
                 self._defineSourceRelation(src, out)
