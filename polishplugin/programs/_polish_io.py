@@ -571,6 +571,9 @@ def particle_geometry(project: PolishProject, rows: np.ndarray):
         ctfs[i] = c * c if premult else c
     if L.RANDOM_SUBSET in df.columns:
         subsets = np.asarray(df[L.RANDOM_SUBSET], np.int64)
+        if not np.isin(subsets, (1, 2)).all():
+            raise ProgramError(f"particle STAR file {project.particle_star}: {L.RANDOM_SUBSET} must be 1 or 2 "
+                               f"(found {sorted(set(subsets.tolist()) - {1, 2})})")
     else:  # RELION needs rlnRandomSubset; we alternate (documented choice)
         subsets = (np.asarray(rows) % 2) + 1
     return rots, origins, ctfs, subsets, angpix, box
@@ -583,14 +586,11 @@ def predictions(project: PolishProject, rows: np.ndarray) -> tuple[np.ndarray, n
     rots, origins, ctfs, subsets, angpix, box = particle_geometry(project, rows)
     own = np.empty((len(rows), box, box // 2 + 1), np.complex64)
     opp = np.empty_like(own)
-    for half in (1, 2):
-        sel = np.nonzero(subsets == half)[0]
-        if sel.size == 0:
-            continue
-        own[sel] = predict_images(project.reference.projector(half), rots[sel], origins[sel], ctfs[sel],
-                                  backend=project.backend)
-        opp[sel] = predict_images(project.reference.projector(3 - half), rots[sel], origins[sel], ctfs[sel],
-                                  backend=project.backend)
+    for half in (1, 2):  # one projection call per half map (the OpenCL path copies the map per call)
+        pred = predict_images(project.reference.projector(half), rots, origins, ctfs, backend=project.backend)
+        mine = subsets == half
+        own[mine] = pred[mine]
+        opp[~mine] = pred[~mine]
     return own, opp, ctfs
 
 
