@@ -5,6 +5,20 @@ the 2-core machine.  Sizes: ``tiny`` (3 movies x 12 particles, box 48) and ``tut
 tutorial preset with 120 particles: the simulator cannot place 190 particles 169 px apart on its
 micrograph, and one movie keeps the setup time (simulation, 256^3 half maps) bearable).
 Run alone: ``.venv/bin/python -m bench --only motion_refine`` or ``.venv/bin/python bench/case_motion_refine.py tiny``.
+
+Measured (2026-11-23, 2-core VM shared with other jobs, load average ~8, so timings are ~3-4x slower than
+on an idle machine):
+
+* tiny (3 movies x 12 particles x 10 frames, box 48): 3.3 s per movie (incl. start-up and projector set-up);
+  track RMS error vs truth 0.65 px fitted / 0.80 px initial (the tiny preset is noisy; with
+  ``contrast=0.3, particles_per_movie=30, n_movies=4`` the tests see 0.17 / 0.68 px).
+* tutorial1 (1 movie, 120 particles, 24 frames, box 256, movie 2640x2730): 55 s wall for the whole run
+  (``/usr/bin/time``: 4.1 GB max RSS), of which ~13 s is the one-off projector set-up (two 512^3 FFTs),
+  ~13 s the projections (OpenCL/PoCL), ~8 s CC maps, ~6 s frame normalisation, ~6 s the track fit,
+  ~4 s FCC, ~3 s recombination.  Target 20 s per movie: NOT reached under this load (about 40 s per movie
+  once the set-up is amortised; 190 particles would scale the per-particle parts by ~1.6).
+  Accuracy on this preset is limited by its SNR (per-movie FCC 0.01-0.07): track RMS 1.04 px fitted vs
+  1.06 px initial for one movie.
 """
 
 from __future__ import annotations

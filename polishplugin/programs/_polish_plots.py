@@ -33,7 +33,7 @@ def plot_bfactors(bfac: np.ndarray, fig=None):
     ax.set_title("Polishing B-factors")
     ax.set_xlabel("movie frame")
     ax.set_ylabel("B-factor")
-    ax.grid(alpha=0.3)
+    ax.grid(color="0.85")
     return fig
 
 
@@ -44,7 +44,7 @@ def plot_scales(lnk: np.ndarray, fig=None):
     ax.set_title("Polishing scale-factors")
     ax.set_xlabel("movie frame")
     ax.set_ylabel("Scale-factor")
-    ax.grid(alpha=0.3)
+    ax.grid(color="0.85")
     return fig
 
 
