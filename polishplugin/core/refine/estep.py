@@ -27,6 +27,8 @@ from .fourier3d import Backprojector, image_rfft, project_pixels
 from .sampling import (OrientationGrid, local_orientation_indices, rotation_angle_deg, translation_children,
                        translation_grid)
 
+SHARED_LIMIT = 16_000_000  # fine orientations x pixels held in memory for a global search (complex64)
+
 __all__ = [
     "EStepSettings", "ParticleResult", "prepare_images", "squared_differences", "posterior_weights",
     "significant_mask", "expectation", "NoiseAccumulator",
@@ -173,6 +175,10 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     ``x_all``/``ctf_all`` ``(n, n_pix)`` hold the current-size pixels ``k2d`` (sorted by radius);
     ``sigma2_pix (n_pix,)``; ``old_offsets_px``/``rounded_px (n, 2)``; ``prev_mats (n, 3, 3)``.
     Accumulates the back-projection and noise sums when given; returns per-particle results.
+
+    Pass 1 runs for all particles first.  In a global search, when the particles' significant
+    orientations overlap (broad posteriors), the oversampled children are projected once for the
+    union and the weighted slices are summed per orientation before one back-projection.
     """
     n_coarse = int(np.searchsorted(np.sqrt((k2d ** 2).sum(1)), s.coarse_radius, side="left"))
     n_coarse = max(1, min(n_coarse, len(k2d)))
@@ -180,49 +186,69 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     w_all = (0.5 / sigma2_pix).astype(np.float32)
     trans = translation_grid(s.offset_range_px, s.offset_step_px)
     perturb = s.perturbation
-    global_mats = global_proj = None
-    if s.local_sigma_deg is None:
-        ang = orient.angles()
-        global_mats = euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]) @ perturb
+    glob = s.local_sigma_deg is None
+    if glob:
+        all_idx = np.arange(len(orient))
+        global_mats = orient_matrices(orient, all_idx) @ perturb
         global_proj = project_pixels(grid3d, global_mats, kc, s.pad)
-    results = []
+    frac_all = old_offsets_px - rounded_px
+    firsts = []
     for a in range(0, len(x_all), s.batch):
         sl = slice(a, a + s.batch)
-        frac = old_offsets_px[sl] - rounded_px[sl]
-        shifts = frac[:, None, :] + trans[None]  # residual shift applied to the pre-shifted image
-        if global_proj is not None:
+        shifts = frac_all[sl, None, :] + trans[None]  # residual shift applied to the pre-shifted image
+        if glob:
             d2 = squared_differences(x_all[sl, :n_coarse], ctf_all[sl, :n_coarse], w_all[None, :n_coarse],
                                      global_proj, shifts, kc, s.box)
-        for j in range(d2.shape[0] if global_proj is not None else len(x_all[sl])):
+        for j in range(len(x_all[sl])):
             i = a + j
-            if global_proj is not None:
-                idx = np.arange(len(orient))
-                mats = global_mats
-                diff = d2[j]
+            if glob:
+                idx, mats, diff = all_idx, global_mats, d2[j]
             else:
                 idx = local_orientation_indices(orient, prev_mats[i], 3 * s.local_sigma_deg, perturb)
                 mats = orient_matrices(orient, idx) @ perturb
                 proj = project_pixels(grid3d, mats, kc, s.pad)
                 diff = squared_differences(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
                                            w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box)[0]
-            results.append(_refine_particle(grid3d, orient, idx, mats, diff, x_all[i], ctf_all[i], w_all,
-                                            sigma2_pix, k2d, shells_pix, trans, frac[j], old_offsets_px[i],
-                                            prev_mats[i], s, bp, noise))
+            firsts.append(_pass1(idx, mats, diff, trans, prev_mats[i], s))
+    shared = None
+    if glob:
+        union = np.unique(np.concatenate([f[0][f[2]] for f in firsts]))
+        per_particle = sum(len(f[2]) for f in firsts)
+        if per_particle > 2 * len(union) and 8 * len(union) * len(k2d) <= SHARED_LIMIT:
+            kids = orient.children(union).reshape(-1, 3)
+            fine_mats = euler_to_matrix(kids[:, 0], kids[:, 1], kids[:, 2]) @ perturb
+            fine_proj = project_pixels(grid3d, fine_mats, k2d, s.pad)
+            row_of = np.full(len(orient), -1, np.int64)
+            row_of[union] = np.arange(len(union))
+            shared = (fine_mats, fine_proj, np.zeros(fine_proj.shape, np.complex64),
+                      np.zeros(fine_proj.shape, np.float32), row_of)
+    results = []
+    for i, first in enumerate(firsts):
+        results.append(_pass2(grid3d, orient, first, x_all[i], ctf_all[i], w_all, sigma2_pix, k2d, shells_pix,
+                              frac_all[i], old_offsets_px[i], prev_mats[i], s, bp, noise, shared))
+    if shared is not None and bp is not None:
+        fine_mats, _, acc_d, acc_w, _ = shared
+        rows = np.nonzero(acc_w.any(axis=1))[0]
+        for b in range(0, len(rows), 512):
+            r = rows[b:b + 512]
+            bp.insert(acc_d[r], acc_w[r], fine_mats[r], k2d)
     return results
 
 
 def orient_matrices(orient: OrientationGrid, idx: np.ndarray) -> np.ndarray:
+    """Rotation matrices of orientation indices of ``orient``."""
     ang = orient.angles(idx)
     return euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2])
 
 
-def _refine_particle(grid3d, orient, idx, mats, diff, x, ctf, w, sigma2_pix, k2d, shells_pix, trans, frac,
-                     old_offset, prev_mat, s: EStepSettings, bp, noise) -> ParticleResult:
-    """Pass-1 weights, significant samples, pass 2 on their children, accumulation, max posterior."""
+def _pass1(idx, mats, diff, trans, prev_mat, s: EStepSettings):
+    """Pass-1 posterior and its significant (translation, orientation) pairs.
+
+    Returns ``(idx, sig_t, unique_r, inv_r, unique_t, inv_t, n_sig)``; ``unique_r`` indexes ``idx``.
+    """
     lp_t = _offset_logprior(trans, np.zeros(2), s.sigma_offset_a, s.angpix)
     lp_r = _rotation_logprior(mats, prev_mat, s.local_sigma_deg)
-    log_post = -diff + lp_t[:, None] + lp_r[None, :]
-    weights = posterior_weights(log_post)
+    weights = posterior_weights(-diff + lp_t[:, None] + lp_r[None, :])
     sig = significant_mask(weights, s.adaptive_fraction)
     n_sig = int(sig.sum())
     if s.max_significant > 0 and n_sig > s.max_significant:
@@ -233,14 +259,26 @@ def _refine_particle(grid3d, orient, idx, mats, diff, x, ctf, w, sigma2_pix, k2d
     sig_t, sig_r = np.nonzero(sig)
     ut, inv_t = np.unique(sig_t, return_inverse=True)
     ur, inv_r = np.unique(sig_r, return_inverse=True)
-    # children: translations (n_ut, 4, 2), orientations (n_ur, 8)
+    return idx, sig_t, ur, inv_r, ut, inv_t, n_sig
+
+
+def _pass2(grid3d, orient, first, x, ctf, w, sigma2_pix, k2d, shells_pix, frac, old_offset, prev_mat,
+           s: EStepSettings, bp, noise, shared=None) -> ParticleResult:
+    """Oversampled children of the significant pairs, accumulation and the max-posterior pose."""
+    idx, _, ur, inv_r, ut, inv_t, n_sig = first
+    trans = translation_grid(s.offset_range_px, s.offset_step_px)
     t_kids = translation_children(trans[ut], s.offset_step_px).reshape(-1, 2)
-    r_kids = orient.children(idx[ur]).reshape(-1, 3)
-    kid_mats = euler_to_matrix(r_kids[:, 0], r_kids[:, 1], r_kids[:, 2]) @ s.perturbation
+    if shared is not None:
+        rows = (shared[4][idx[ur]][:, None] * 8 + np.arange(8)[None, :]).ravel()
+        kid_mats, proj = shared[0][rows], shared[1][rows]
+    else:
+        rows = None
+        r_kids = orient.children(idx[ur]).reshape(-1, 3)
+        kid_mats = euler_to_matrix(r_kids[:, 0], r_kids[:, 1], r_kids[:, 2]) @ s.perturbation
+        proj = project_pixels(grid3d, kid_mats, k2d, s.pad)
     allowed = np.zeros((len(ut), len(ur)), bool)
     allowed[inv_t, inv_r] = True
     allowed = np.repeat(np.repeat(allowed, 4, axis=0), 8, axis=1)
-    proj = project_pixels(grid3d, kid_mats, k2d, s.pad)
     shifts = (frac[None, :] + t_kids)[None]
     diff2 = squared_differences(x[None], ctf[None], w[None], proj, shifts, k2d, s.box)[0]
     log_post = -diff2 + _offset_logprior(t_kids, np.zeros(2), s.sigma_offset_a, s.angpix)[:, None] \
@@ -250,13 +288,17 @@ def _refine_particle(grid3d, orient, idx, mats, diff, x, ctf, w, sigma2_pix, k2d
     best_t, best_r = np.unravel_index(np.argmax(wts), wts.shape)
     offset_change2 = float((wts.sum(1) * ((t_kids * s.angpix) ** 2).sum(1)).sum())
     if bp is not None or noise is not None:
-        _accumulate(wts, proj, kid_mats, x, ctf, sigma2_pix, k2d, shells_pix, frac[None, :] + t_kids, s, bp, noise)
+        target = (shared[2], shared[3], rows) if shared is not None else None
+        _accumulate(wts, proj, kid_mats, x, ctf, sigma2_pix, k2d, shells_pix, frac[None, :] + t_kids, s, bp, noise,
+                    target)
     rot, tilt, psi = matrix_to_euler(kid_mats[best_r])
     return ParticleResult(np.array([rot, tilt, psi], np.float64), old_offset + t_kids[best_t],
                           float(wts[best_t, best_r]), n_sig, offset_change2, float(np.min(diff2[allowed])))
 
 
-def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s, bp, noise) -> None:
+def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s, bp, noise, target=None) -> None:
+    """Add the particle's weighted slices to the back-projector (or to the shared per-orientation
+    sums ``target = (data, weight, row ids)``) and its weighted residual power to ``noise``."""
     keep_r = np.nonzero(wts.sum(0) > 1e-3 * wts.max())[0]
     keep_t = np.nonzero(wts.sum(1) > 0)[0]
     w_rt = wts[np.ix_(keep_t, keep_r)]
@@ -265,7 +307,11 @@ def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s,
     wr = w_rt.sum(0)  # (r,)
     p = proj[keep_r]
     inv_s2 = (1.0 / sigma2_pix).astype(np.float32)
-    if bp is not None:
+    if target is not None:
+        rows = target[2][keep_r]
+        target[0][rows] += sums * (ctf * inv_s2)[None, :]
+        target[1][rows] += wr[:, None].astype(np.float32) * (ctf * ctf * inv_s2)[None, :]
+    elif bp is not None:
         bp.insert(sums * (ctf * inv_s2)[None, :], wr[:, None] * (ctf * ctf * inv_s2)[None, :], mats[keep_r], k2d)
     if noise is not None:
         wtot = wr.sum()
