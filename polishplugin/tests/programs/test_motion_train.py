@@ -147,3 +147,32 @@ def test_tsc_trace_plot(mics, tmp_path):
     T.run_training(_args(tmp_path, par_iters=2), mics[:1], k_out=K_OUT)
     png = write_train_png(tmp_path / "tsc_trace.star", tmp_path / "v" / "tsc.png")
     assert png.endswith("tsc.png") and (tmp_path / "v" / "tsc.png").stat().st_size > 5000
+
+
+_MPI_SCRIPT = """
+import sys, types
+from polishplugin.core.motion import synthetic
+from polishplugin.programs import _motion_train as T
+mics = [synthetic.make_micrograph(seed=10 + i, n_p=8, n_f=6, box=32, noise=3.0, name=f"m{i}") for i in range(3)]
+T.run_training(types.SimpleNamespace(o=sys.argv[1], min_p=10000, params3=True, par_iters=2), mics, k_out=12)
+"""
+
+
+def test_training_under_mpi_matches_one_rank(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    mpirun = shutil.which("mpirun") or os.path.join(os.path.dirname(sys.executable), "mpirun")
+    if not os.path.exists(mpirun):
+        pytest.skip("mpirun not found")
+    script = tmp_path / "train.py"
+    script.write_text(_MPI_SCRIPT)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one")], check=True, capture_output=True)
+    subprocess.run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, str(script),
+                    str(tmp_path / "two")], check=True, capture_output=True, timeout=120)
+    assert (tmp_path / "one" / "opt_params.txt").read_text() == (tmp_path / "two" / "opt_params.txt").read_text()
+    one = T.read_tsc_trace(tmp_path / "one" / "tsc_trace.star")
+    two = T.read_tsc_trace(tmp_path / "two" / "tsc_trace.star")
+    np.testing.assert_allclose(two.tsc, one.tsc, rtol=1e-9)
