@@ -399,3 +399,18 @@ def test_viewer_pngs(polished, tmp_path):
     paths = write_viewer_pngs(polished, tmp_path)
     assert all(Path(p).stat().st_size > 1000 for p in paths)
     assert (polished / "logfile.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_scale_and_float16(sim, polished, tmp_path):
+    """--scale 40 --float16: 40-pixel float16 stacks at 2.5*48/40 = 3 Å, optics table updated."""
+    out = tmp_path / "scaled"
+    assert _run(sim, out, "--scale", "40", "--float16") == 0
+    shiny = read_star(out / "shiny.star")
+    assert float(shiny["optics"][L.IMAGE_PIXEL_SIZE].iloc[0]) == pytest.approx(3.0)
+    assert int(shiny["optics"][L.IMAGE_SIZE].iloc[0]) == 40
+    import mrcfile
+
+    i, stack = split_image_name(shiny["particles"][L.IMAGE_NAME].iloc[0])
+    with mrcfile.open(stack) as m:
+        assert m.data.dtype == np.float16 and m.data.shape[1:] == (40, 40)
+        assert float(m.voxel_size.x) == pytest.approx(3.0)

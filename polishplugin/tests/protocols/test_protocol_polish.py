@@ -1,8 +1,8 @@
 """ProtPolishParticles in a Scipion test project, on the simulator's tiny project.
 
-Two ways in: Scipion objects from ProtPolishImport (movies + particles + volume with half maps) and the
-RELION files directly; both must give a polished SetOfParticles with every particle and the per-frame
-B-factors in the summary.
+Scipion objects from ProtPolishImport (movies + particles) are polished into a SetOfParticles with every
+particle and the per-frame B-factors in the summary; the RELION-file inputs are checked through the
+argument list (the program itself is tested in tests/programs/test_motion_refine.py).
 """
 
 import tempfile
@@ -25,21 +25,22 @@ class TestPolishParticles(BaseTest):
         cls.sim = simulate_project(tempfile.mkdtemp(prefix="polish_sim_"), preset="tiny", seed=1,
                                    n_movies=2, particles_per_movie=10)
 
-    def test_from_files(self):
+    def test_program_args_from_files(self):
         s = self.sim
-        prot = self.newProtocol(ProtPolishParticles, objLabel="polish (files)",
-                                micrographsStar=str(s["corrected_micrographs"]), particlesStar=str(s["particles"]),
-                                postprocessStar=str(s["postprocess"]), sVel=0.4, sDiv=1155.0, sAcc=2.7)
-        self.launchProtocol(prot)
-        out = prot.outputParticles
-        self.assertEqual(out.getSize(), 20)
-        self.assertAlmostEqual(out.getSamplingRate(), s["angpix"], places=4)
-        self.assertTrue(out.hasCTF() and out.hasAlignmentProj())
-        summary = "\n".join(prot.summary())
-        self.assertIn("per-frame B-factors", summary)
+        prot = self.newProtocol(ProtPolishParticles, micrographsStar=str(s["corrected_micrographs"]),
+                                particlesStar=str(s["particles"]), postprocessStar=str(s["postprocess"]),
+                                sVel=0.4, sDiv=1155.0, sAcc=2.7, float16=True)
+        self.assertEqual(prot.validate(), [])
         args = prot._programArgs()
+        self.assertEqual(args[args.index("--i") + 1], str(s["particles"]))
+        self.assertEqual(args[args.index("--corr_mic") + 1], str(s["corrected_micrographs"]))
+        self.assertEqual(args[args.index("--f") + 1], str(s["postprocess"]))
         self.assertEqual(args[args.index("--s_vel") + 1], "0.4")
+        self.assertEqual(args[args.index("--s_div") + 1], "1155")
+        self.assertEqual(args[args.index("--bfac_minfreq") + 1], "20")
+        self.assertEqual(args[args.index("--bfac_maxfreq") + 1], "-1")
         self.assertIn("--combine_frames", args)
+        self.assertIn("--float16", args)
 
     def test_from_scipion_objects(self):
         s = self.sim
@@ -49,7 +50,11 @@ class TestPolishParticles(BaseTest):
         prot = self.newProtocol(ProtPolishParticles, objLabel="polish (objects)", inputMovies=imp.outputMovies,
                                 inputParticles=imp.outputParticles, postprocessStar=str(s["postprocess"]))
         self.launchProtocol(prot)
-        self.assertEqual(prot.outputParticles.getSize(), 20)
+        out = prot.outputParticles
+        self.assertEqual(out.getSize(), 20)
+        self.assertAlmostEqual(out.getSamplingRate(), s["angpix"], places=4)
+        self.assertTrue(out.hasCTF() and out.hasAlignmentProj())
+        self.assertIn("per-frame B-factors", "\n".join(prot.summary()))
 
     def test_validation(self):
         prot = self.newProtocol(ProtPolishParticles, scale=101)
