@@ -162,8 +162,8 @@ class AutoSampling:
         new_range = min(1.3 * self.offset_range_px, 5.0 * offset_change_px)
         new_step = min(new_step, self.offset_step_px)
         new_range = max(new_range, 1.5 * new_step)
-        if new_range > 4 * new_step * scale:
-            new_range /= 2.0
+        if new_range > 4 * new_step:  # keep the grid at most 9x9 coarse steps
+            new_step = new_range / 4.0
         self.offset_step_px, self.offset_range_px = new_step, new_range
         self.nr_iter_wo_resol_gain = 0
         self.nr_iter_wo_large_changes = 0

@@ -1,0 +1,150 @@
+"""Fourier-grid projection/back-projection and the E-step on synthetic particles (core/refine)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from polishplugin.core.fourier import rfft
+from polishplugin.core.fsc import fsc
+from polishplugin.core.geometry import euler_to_matrix, symmetry_matrices
+from polishplugin.core.refine.estep import (EStepSettings, NoiseAccumulator, expectation, posterior_weights,
+                                            prepare_images, significant_mask, squared_differences)
+from polishplugin.core.refine.fourier3d import (Backprojector, grid_to_map, halfgrid_fsc, image_rfft, map_to_grid,
+                                                pixel_list, project_images, project_pixels, regularised_grid)
+from polishplugin.core.refine.sampling import OrientationGrid, rotation_angle_deg
+from polishplugin.core.refine.schedule import (AutoSampling, resolution_shell_from_ssnr, ssnr_from_fsc,
+                                               symmetry_aware_angle_deg)
+from polishplugin.core.refine.synthetic import blob_phantom, simulate_particles
+
+N = 24
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return blob_phantom(N, "C1", n_blobs=10, seed=3)
+
+
+def test_projection_of_identity_is_the_z_sum(phantom):
+    iy, ix, k = pixel_list(N, N / 2)
+    p = project_pixels(map_to_grid(phantom), np.eye(3)[None], k)[0]
+    ref = image_rfft(phantom.sum(0))[iy, ix]
+    assert np.abs(p - ref).max() < 1e-5 * np.abs(ref).max()
+
+
+def test_projection_of_rotated_map(phantom):
+    """Projection with A equals the z-sum of the map rotated by A (real-space interpolation)."""
+    a = euler_to_matrix(30.0, 40.0, 50.0)
+    c = N // 2
+    z, y, x = np.meshgrid(*[np.arange(N) - c] * 3, indexing="ij")
+    src = np.stack([x, y, z], -1).reshape(-1, 3) @ a  # A^T r
+    rotated = ndimage.map_coordinates(phantom, [src[:, 2] + c, src[:, 1] + c, src[:, 0] + c], order=3)
+    ref = image_rfft(rotated.reshape(N, N, N).sum(0))
+    iy, ix, k = pixel_list(N, N / 2 - 2)
+    p = project_pixels(map_to_grid(phantom), a[None], k)[0]
+    corr = np.abs(np.vdot(p, ref[iy, ix])) / np.linalg.norm(p) / np.linalg.norm(ref[iy, ix])
+    assert corr > 0.999
+
+
+def test_backprojection_round_trip(phantom):
+    g = map_to_grid(phantom)
+    og = OrientationGrid(2)
+    ang = og.angles()
+    mats = euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2])
+    iy, ix, k = pixel_list(N, N / 2)
+    bp = Backprojector(N)
+    proj = project_pixels(g, mats, k)
+    bp.insert(proj, np.ones(proj.shape, np.float32), mats, k)
+    d, w = bp.finalised()
+    rec = grid_to_map(regularised_grid(d, w, None, 2, N), N)
+    f = fsc(rec, phantom)
+    assert f[:N // 2 - 2].min() > 0.95
+
+
+def test_squared_differences_equal_direct_sum():
+    rng = np.random.default_rng(0)
+    n_pix = 50
+    k = rng.integers(-5, 6, (n_pix, 2)).astype(float)
+    x = (rng.normal(size=(2, n_pix)) + 1j * rng.normal(size=(2, n_pix))).astype(np.complex64)
+    proj = (rng.normal(size=(3, n_pix)) + 1j * rng.normal(size=(3, n_pix))).astype(np.complex64)
+    ctf = rng.normal(size=(2, n_pix)).astype(np.float32)
+    w = rng.uniform(0.5, 2, (2, n_pix)).astype(np.float32)
+    shifts = rng.normal(size=(2, 4, 2))
+    d2 = squared_differences(x, ctf, w, proj, shifts, k, N)
+    for p in range(2):
+        for t in range(4):
+            xt = x[p] * np.exp(-2j * np.pi * (k @ shifts[p, t]) / N)
+            for r in range(3):
+                direct = (w[p] * np.abs(xt - ctf[p] * proj[r]) ** 2).sum()
+                assert d2[p, t, r] == pytest.approx(direct, rel=1e-4)
+
+
+def test_significant_mask_keeps_smallest_set():
+    w = np.array([0.5, 0.3, 0.15, 0.05])
+    assert significant_mask(w, 0.79).tolist() == [True, True, False, False]
+    assert significant_mask(w, 0.999).sum() == 4
+    p = posterior_weights(np.array([0.0, -np.inf, np.log(3.0)]))
+    assert np.allclose(p, [0.25, 0, 0.75])
+
+
+def test_estep_recovers_planted_poses(phantom):
+    """Global search (order 2 + oversampling) on clean-ish particles: median error below the step."""
+    sim = simulate_particles(phantom, 24, 4.0, snr=2.0, max_shift_px=1.5, seed=5)
+    iy, ix, k = pixel_list(N, N / 2)
+    shells = np.rint(np.sqrt((k ** 2).sum(1))).astype(int)
+    ctf = np.stack([__import__("polishplugin.core.ctf", fromlist=["ctf_2d"]).ctf_2d(p, N, 4.0) for p in sim.ctf])
+    old = np.round(sim.origins_px)
+    x, rounded = prepare_images(sim.images, old, N / 2 - 2)
+    sigma2 = np.full(len(k), sim.noise_sigma ** 2 / N ** 2 / 2)
+    true = euler_to_matrix(*sim.angles_deg.T)
+    settings = EStepSettings(box=N, angpix=4.0, coarse_radius=8, current_radius=N / 2, offset_range_px=2,
+                             offset_step_px=1)
+    noise = NoiseAccumulator(N // 2 + 1)
+    bp = Backprojector(N)
+    res = expectation(map_to_grid(phantom), OrientationGrid(2), x[:, iy, ix], ctf[:, iy, ix].astype(np.float32),
+                      sigma2, k, shells, old, rounded, true, settings, bp, noise)
+    est = euler_to_matrix(*np.array([r.angles for r in res]).T)
+    err = rotation_angle_deg(est, true)
+    assert np.median(err) < 7.5  # the fine step
+    off = np.array([r.origin_px for r in res])
+    assert np.median(np.abs(off - sim.origins_px)) < 0.5
+    # the noise estimate sees the masked white noise (mask keeps about half the box)
+    s2 = noise.sigma2(np.ones(N // 2 + 1))[2:N // 2]
+    assert np.all((s2 > 0.2 * sigma2[0]) & (s2 < 1.2 * sigma2[0]))
+    d, w = bp.finalised()
+    rec = grid_to_map(regularised_grid(d, w, None, 2, N), N)
+    assert fsc(rec, phantom)[:5].min() > 0.9
+
+
+def test_halfgrid_fsc_and_ssnr():
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=(16, 16, 16)) + 1j * rng.normal(size=(16, 16, 16))
+    w = np.ones((16, 16, 16))
+    f = halfgrid_fsc(d, w, d, w, 2, 8)
+    assert np.allclose(f, 1.0)
+    s = ssnr_from_fsc(np.array([1.0, 0.9, 0.5, 0.2, 0.0]))
+    assert s[1] == pytest.approx(9.0) and s[2] == pytest.approx(1.0) and s[0] == pytest.approx(999.0)
+    # joined: fsc 1/7 -> fsc' = 0.5 -> SSNR = 1
+    assert ssnr_from_fsc(np.array([1 / 7]), joined=True)[0] == pytest.approx(1.0)
+    assert resolution_shell_from_ssnr(np.array([9, 9, 9, 9, 9, 9, 9, 0.5, 0.2, 0.1, 0.1, 0.1])) == 6
+
+
+def test_symmetry_aware_angle():
+    ops = symmetry_matrices("D2")
+    a = euler_to_matrix(10.0, 50.0, 20.0)[None]
+    assert symmetry_aware_angle_deg(a @ ops[2].T, a, ops)[0] < 1e-6
+
+
+def test_auto_sampling_proceeds_and_goes_local():
+    s = AutoSampling(healpix_order=2, offset_range_px=5, offset_step_px=2, auto_local_order=4)
+    s.record_resolution(10.0)
+    s.record_resolution(10.0)  # no gain
+    s.record_changes(1.0, 0.1)  # small changes
+    assert s.update(acc_rot_deg=1.0, acc_trans_px=0.5, offset_change_px=0.3)
+    assert s.healpix_order == 3 and not s.local and s.offset_step_px <= 2
+    s.record_resolution(10.0)
+    s.record_changes(1.0, 0.1)
+    assert s.update(1.0, 0.5, 0.3) and s.local and s.local_sigma_deg == pytest.approx(7.5)
+    s.record_resolution(10.0)
+    s.record_changes(0.5, 0.1)
+    assert not s.update(acc_rot_deg=5.0, acc_trans_px=0.5, offset_change_px=0.3)  # 1.875 < 0.75*5
+    assert s.has_fine_enough_sampling and s.converged()
