@@ -13,5 +13,6 @@ from .protocol_polish_train import ProtPolishTrain
 from .protocol_mask_create import ProtPolishMaskCreate
 from .protocol_postprocess import ProtPolishPostprocess
 from .protocol_local_resolution import ProtPolishLocalRes
+from .protocol_refine3d import ProtPolishRefine3D
 
-__all__ = ["ProtPolishLocalRes", "ProtPolishTrain", "ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]
+__all__ = ["ProtPolishRefine3D", "ProtPolishLocalRes", "ProtPolishTrain", "ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]

@@ -14,6 +14,7 @@ _SCIPION_VIEWERS = {
     "PolishLocalResViewer": "viewer_local_resolution",
     "PolishParticlesViewer": "viewer_polish",
     "PolishTrainViewer": "viewer_polish_train",
+    "PolishRefine3DViewer": "viewer_refine3d",
 }
 
 __all__ = sorted(_SCIPION_VIEWERS)
