@@ -74,7 +74,8 @@ def plot_tracks(coords_px: np.ndarray, tracks_a: np.ndarray, coords_angpix: floa
 
 
 def write_logfile(out_dir: str, names: list[str], project=None) -> Path:
-    """bfactors.png/.eps, scalefactors.png/.eps and logfile.pdf (B-factors, scales, one tracks page per mic)."""
+    """bfactors.png/.eps, scalefactors.png/.eps, ``<root>_tracks.eps`` and logfile.pdf (B-factors, scales,
+    one tracks page per micrograph)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     from ..convert import labels as L
@@ -118,6 +119,8 @@ def write_logfile(out_dir: str, names: list[str], project=None) -> Path:
             else:
                 coords = np.zeros((n_p, 2))
                 cps, size = 1.0, None
-            pdf.savefig(plot_tracks(coords, tr, cps, title=name, mic_size_px=size))
+            fig = plot_tracks(coords, tr, cps, title=name, mic_size_px=size)
+            fig.savefig(str(micrograph_root(out_dir, name)) + "_tracks.eps")  # RELION's per-micrograph EPS
+            pdf.savefig(fig)
     os.replace(tmp, pdf_path)
     return pdf_path

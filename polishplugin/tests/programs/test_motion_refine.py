@@ -414,3 +414,30 @@ def test_scale_and_float16(sim, polished, tmp_path):
     with mrcfile.open(stack) as m:
         assert m.data.dtype == np.float16 and m.data.shape[1:] == (40, 40)
         assert float(m.voxel_size.x) == pytest.approx(3.0)
+
+
+def test_peak_memory_does_not_grow_with_micrographs(sim, tmp_path):
+    """Micrographs are processed one at a time from memory-mapped movies: the traced peak while doing
+    all four micrographs is no larger than while doing the first one alone."""
+    import tracemalloc
+
+    from polishplugin.programs._polish_io import load_project
+
+    cwd = os.getcwd()
+    os.chdir(sim["project_dir"])
+    try:
+        args = build_parser("motion_refine").parse_args(_argv(sim, tmp_path))
+        project = load_project(args)
+        settings = motion_refine.PolishSettings(args)
+        project.reference.projector(1), project.reference.projector(2)  # shared, built once
+        tracemalloc.start()
+        motion_refine.motion_micrograph(project, 0, str(tmp_path), settings)
+        _, peak_one = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for m in range(len(project.mic_names)):
+            motion_refine.motion_micrograph(project, m, str(tmp_path), settings)
+        _, peak_all = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        os.chdir(cwd)
+    assert peak_all <= 1.25 * peak_one, (peak_one, peak_all)
