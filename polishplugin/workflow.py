@@ -1,0 +1,319 @@
+"""Run the whole polishing stage (tutorial steps 25-29) as a Scipion project, headless.
+
+Pure helpers around the workflow template ``templates/polishing_stage.json.template``: load it, fill
+its fields, create a Scipion project with pyworkflow's API (``Manager().createProject`` +
+``project.loadProtocols``), launch the protocols one after the other in dependency order (each runs
+in its own process, as in the GUI), and collect a summary (resolution before/after polishing, auto-B,
+per-frame B-factor range, trained sigmas, local-resolution range, time per protocol).  No GUI.
+
+pyworkflow reads its configuration from the environment when first imported: call
+:func:`polishplugin.tests.protocols.scipion_env.setup_scipion_env` (or source ``scripts/scipion_env.sh``)
+before importing pyworkflow; :func:`run_stage_in_scipion` does it when pyworkflow is not loaded yet.
+
+Example::
+
+    from polishplugin.workflow import run_stage_in_scipion, format_summary
+    summary = run_stage_in_scipion("/tmp/stage", preset="tiny", threads=2)
+    print(format_summary(summary))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("polishplugin.workflow")
+
+__all__ = ["TEMPLATE_NAME", "template_path", "template_fields", "fill_template", "stage_protocols",
+           "create_project", "launch_in_order", "collect_summary", "format_summary",
+           "run_stage_in_scipion", "WorkflowError", "PRESETS"]
+
+TEMPLATE_NAME = "polishing_stage.json.template"
+PRESETS = ["tiny", "demo", "tutorial"]
+
+#: template ``object.id`` of each protocol of the stage
+IMPORT, MASK, POST_BEFORE, TRAIN, POLISH, REFINE, POST, LOCRES = "2", "3", "4", "5", "6", "7", "8", "9"
+STEP_NAMES = {IMPORT: "import", MASK: "mask creation", POST_BEFORE: "post-process before polishing",
+              TRAIN: "25 train", POLISH: "26 polish", REFINE: "27 refine", POST: "28 post-process",
+              LOCRES: "29 local resolution"}
+
+
+class WorkflowError(RuntimeError):
+    """A protocol of the stage failed or the template could not be filled (one sentence)."""
+
+
+# ------------------------------------------------------------------------------------- template
+def template_path() -> Path:
+    """The stage's template file inside the installed package."""
+    return Path(__file__).with_name("templates") / TEMPLATE_NAME
+
+
+def _split_template(path: Path | None = None) -> tuple[str, list[str]]:
+    """(description, content split at '~'): odd items are the fields ``Title|default|type|alias``."""
+    text = (path or template_path()).read_text()
+    start = text.index("\n[") + 1
+    return text[:start].strip(), text[start:].split("~")
+
+
+def template_fields(path: Path | None = None) -> list[dict]:
+    """The template's fields in order: ``{"title", "default", "type", "alias"}`` (type as int)."""
+    _, parts = _split_template(path)
+    fields = []
+    for raw in parts[1::2]:
+        title, default, vtype, alias = (raw.split("|") + [None] * 4)[:4]
+        fields.append({"title": title, "default": default, "type": int(vtype), "alias": alias})
+    return fields
+
+
+def fill_template(values: dict | None = None, path: Path | None = None) -> list[dict]:
+    """The template's protocol list with fields replaced: ``values`` maps alias -> value (all fields
+    with that alias), others keep their default.  Raises WorkflowError for an unknown alias or a value
+    that is not of the field's type (0 string, 3 integer, 4 decimal, 1 boolean)."""
+    values = dict(values or {})
+    _, parts = _split_template(path)
+    known = set()
+    for i in range(1, len(parts), 2):
+        title, default, vtype, alias = (parts[i].split("|") + [None] * 4)[:4]
+        known.add(alias)
+        value = values.get(alias, default)
+        parts[i] = _check_value(title, "" if value is None else str(value), int(vtype))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise WorkflowError(f"template {TEMPLATE_NAME} has no field with alias {', '.join(unknown)}")
+    return json.loads("".join(parts))
+
+
+def _check_value(title: str, value: str, vtype: int) -> str:
+    try:
+        if vtype == 3:
+            int(value)
+        elif vtype == 4:
+            float(value)
+        elif vtype == 1 and value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(value)
+    except ValueError:
+        raise WorkflowError(f"template {TEMPLATE_NAME}: field '{title}' does not accept {value!r}") from None
+    if vtype == 1:
+        return "true" if value.lower() in ("true", "1") else "false"
+    if vtype in (0, 2, 5, 6):
+        return json.dumps(value)[1:-1]  # inside the template's quotes
+    return value
+
+
+def stage_protocols(values: dict | None = None, make_mask: bool = False) -> list[dict]:
+    """The filled protocol list.  ``make_mask``: run mask creation and point every mask input at its
+    output; else mask creation is dropped and the imported mask is used (as the template says)."""
+    protocols = fill_template(values)
+    if not make_mask:
+        return [p for p in protocols if p["object.id"] != MASK]
+    for prot in protocols:
+        for key, value in prot.items():
+            if value == f"{IMPORT}.outputMask":
+                prot[key] = f"{MASK}.outputMask"
+    return protocols
+
+
+# ------------------------------------------------------------------------------------- project
+def _ensure_scipion_env() -> None:
+    if "pyworkflow" not in sys.modules:
+        from .tests.protocols.scipion_env import setup_scipion_env
+        setup_scipion_env()
+
+
+def create_project(project_dir: str | os.PathLike, protocols: list[dict]):
+    """A new Scipion project at ``project_dir`` (its parent must exist; the folder must not) holding
+    ``protocols``; returns ``(project, {template id: protocol})``."""
+    _ensure_scipion_env()
+    from pyworkflow.project import Manager
+
+    project_dir = Path(project_dir).resolve()
+    if project_dir.exists() and any(project_dir.iterdir()):
+        raise WorkflowError(f"project folder {project_dir} already exists and is not empty")
+    project_dir.parent.mkdir(parents=True, exist_ok=True)
+    if project_dir.exists():
+        project_dir.rmdir()
+    cwd = os.getcwd()
+    try:
+        project = Manager().createProject(project_dir.name, location=str(project_dir.parent))
+    finally:
+        os.chdir(cwd)
+    loaded = project.loadProtocols(jsonStr=json.dumps(protocols))
+    missing = [p["object.className"] for p in protocols if p["object.id"] not in loaded]
+    if missing:
+        raise WorkflowError(f"the Scipion domain has no protocol class {', '.join(missing)} "
+                            "(is the plugin installed and are its protocols importable?)")
+    return project, loaded
+
+
+def _launch(project, prot, label: str) -> float:
+    errors = prot.validate()
+    if errors:
+        raise WorkflowError(f"protocol '{label}' is not valid: {' '.join(errors)}")
+    log.info("[%s] launching %s", label, prot.getClassName())
+    start = time.time()
+    project.launchProtocol(prot, wait=True)
+    seconds = time.time() - start
+    if not prot.isFinished():
+        tail = ""
+        try:
+            out = Path(project.getPath(prot.getLogPaths()[0]))
+            tail = "\n".join(out.read_text(errors="replace").splitlines()[-15:])
+        except Exception:  # noqa: BLE001 - the log is a courtesy
+            pass
+        raise WorkflowError(f"protocol '{label}' ({prot.getRunName()}) ended {prot.getStatus()}: "
+                            f"{prot.getErrorMessage() or 'see its log'}\n{tail}")
+    log.info("[%s] finished in %.1f s", label, seconds)
+    return seconds
+
+
+def launch_in_order(project, protocols: dict, before_each=None) -> dict:
+    """Launch ``protocols`` ({template id: protocol}) in template-id order, each waiting for the
+    previous (every input comes from an earlier id); ``before_each(tid, prot)`` may set params from
+    the outputs of earlier runs.  Returns {template id: seconds}."""
+    times = {}
+    for tid in sorted(protocols, key=int):
+        prot = protocols[tid]
+        if before_each is not None:
+            before_each(tid, prot)
+            project.saveProtocol(prot)
+        times[tid] = _launch(project, prot, STEP_NAMES.get(tid, tid))
+    return times
+
+
+# ------------------------------------------------------------------------------------- summary
+def _extra(prot, *parts) -> Path:
+    return Path(prot._getExtraPath(*parts)).resolve()
+
+
+def collect_summary(protocols: dict, times: dict | None = None) -> dict:
+    """Numbers of a finished stage, read from the runs' output files.
+
+    Keys: resolution_before_a, resolution_after_a, bfactor_after_a2, bfactor_before_a2,
+    frame_bfactors_a2 (list), sigmas (s_vel, s_div, s_acc), locres_percentiles_a (5th, 50th, 95th
+    inside the mask), locres_range_a (min, max inside the mask), times_s ({step name: seconds}),
+    run_dirs ({step name: folder}), outputs ({name: path}).
+    """
+    from .convert.mrc import read_mrc
+    from .convert.outputs import read_postprocess
+    from .programs._motion_train import read_params_file
+    from .programs.motion_refine import read_bfactors_star
+
+    summary: dict = {"times_s": {}, "run_dirs": {}, "outputs": {}}
+    for tid, prot in protocols.items():
+        name = STEP_NAMES.get(tid, tid)
+        summary["run_dirs"][name] = str(Path(prot.getWorkingDir()).resolve())
+        if times and tid in times:
+            summary["times_s"][name] = float(times[tid])
+    before = read_postprocess(_extra(protocols[POST_BEFORE], "postprocess.star"))
+    after = read_postprocess(_extra(protocols[POST], "postprocess.star"))
+    summary["resolution_before_a"] = float(before.final_resolution_a)
+    summary["resolution_after_a"] = float(after.final_resolution_a)
+    summary["bfactor_before_a2"] = float(before.bfactor_a2)
+    summary["bfactor_after_a2"] = float(after.bfactor_a2)
+    bfac, _ = read_bfactors_star(_extra(protocols[POLISH], "Polish", "bfactors.star"))
+    summary["frame_bfactors_a2"] = [float(b) for b in bfac]
+    params = _extra(protocols[TRAIN], "Train", "opt_params.txt")
+    summary["sigmas"] = tuple(float(v) for v in read_params_file(params))
+    locres_path = _extra(protocols[LOCRES], "relion_locres.mrc")
+    locres, _ = read_mrc(locres_path)
+    mask_prot = protocols.get(MASK) or protocols[IMPORT]
+    mask_obj = getattr(mask_prot, "outputMask", None)
+    sel = locres > 0
+    if mask_obj is not None:
+        from .protocols.protocol_mask_create import _mrc_path
+        mask, _ = read_mrc(_mrc_path(mask_obj))
+        sel &= mask > 0.5
+    values = locres[sel]
+    if values.size:
+        summary["locres_percentiles_a"] = tuple(float(np.percentile(values, q)) for q in (5, 50, 95))
+        summary["locres_range_a"] = (float(values.min()), float(values.max()))
+    summary["outputs"] = {
+        "postprocess_before": str(_extra(protocols[POST_BEFORE], "postprocess.star")),
+        "postprocess_after": str(_extra(protocols[POST], "postprocess.star")),
+        "postprocess_map": str(_extra(protocols[POST], "postprocess.mrc")),
+        "opt_params": str(params),
+        "tsc_trace": str(_extra(protocols[TRAIN], "Train", "tsc_trace.star")),
+        "shiny_star": str(_extra(protocols[POLISH], "Polish", "shiny.star")),
+        "bfactors_star": str(_extra(protocols[POLISH], "Polish", "bfactors.star")),
+        "refine_model": str(_extra(protocols[REFINE], "run_model.star")),
+        "locres_map": str(locres_path),
+    }
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as the table ``polishplugin demo`` prints."""
+    rows = [("resolution before polishing (A, FSC 0.143)", f"{summary['resolution_before_a']:.2f}"),
+            ("resolution after polishing + refine (A)", f"{summary['resolution_after_a']:.2f}"),
+            ("auto B-factor after polishing (A^2)", f"{summary['bfactor_after_a2']:.1f}")]
+    b = summary["frame_bfactors_a2"]
+    rows.append(("per-frame B-factors (A^2, min .. max)", f"{min(b):.1f} .. {max(b):.1f}"))
+    rows.append(("trained sigmas (s_vel s_div s_acc)", " ".join(f"{v:.4g}" for v in summary["sigmas"])))
+    if "locres_percentiles_a" in summary:
+        p5, p50, p95 = summary["locres_percentiles_a"]
+        rows.append(("local resolution in mask (A, 5th / 50th / 95th pct)", f"{p5:.2f} / {p50:.2f} / {p95:.2f}"))
+    for name, seconds in summary["times_s"].items():
+        rows.append((f"time: {name} (s)", f"{seconds:.1f}"))
+    width = max(len(k) for k, _ in rows)
+    lines = ["", "polishplugin stage in Scipion: summary", "=" * (width + 24)]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    lines.append("=" * (width + 24))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- the stage
+def _find(root: Path, name: str) -> str:
+    hits = sorted(root.rglob(name))
+    return str(hits[0]) if hits else ""
+
+
+def run_stage_in_scipion(project_dir, preset: str = "demo", seed: int = 1, threads: int = 2, mpi: int = 1,
+                         max_iterations: int | None = None, values: dict | None = None) -> dict:
+    """Simulate the ``preset`` dataset and run the whole stage in a new Scipion project at
+    ``project_dir``; returns :func:`collect_summary`'s dict (plus ``project_path``).
+
+    ``max_iterations`` caps the 3D auto-refine (None: until converged).  ``values`` overrides template
+    fields by alias (e.g. ``{"import_from": 0, "particles": ".../run_data.star", "micrographs": ...,
+    "postprocess": ..., "mtf": ...}`` runs the stage on RELION files instead of a simulation).
+    """
+    fields = {"import_from": 1, "preset": PRESETS.index(preset), "seed": seed}
+    if max_iterations is not None:
+        fields["refine_max_iter"] = int(max_iterations)
+    fields.update(values or {})
+    simulated = int(fields["import_from"]) == 1
+    has_mask = simulated or bool(fields.get("mask")) or bool(fields.get("postprocess"))
+    protocols_json = stage_protocols(fields, make_mask=not has_mask)
+    project, prots = create_project(project_dir, protocols_json)
+    imp = prots[IMPORT]
+    user_diameter = "mask_diameter" in (values or {})
+
+    def before_each(tid, prot):
+        # compute settings of every run, then the file paths only known once the import ran
+        if hasattr(prot, "numberOfThreads"):
+            prot.numberOfThreads.set(threads)
+        if hasattr(prot, "numberOfMpi"):
+            prot.numberOfMpi.set(mpi)
+        if tid == IMPORT:
+            return
+        root = _extra(imp, "simulated") if simulated else None
+        postprocess = (_find(root / "PostProcess", "postprocess.star") if simulated
+                       else fields.get("postprocess", ""))
+        mtf = _find(_extra(imp), "mtf*.star") if (simulated or fields.get("mtf")) else ""
+        if tid in (TRAIN, POLISH) and postprocess:
+            prot.postprocessStar.set(str(Path(postprocess).resolve()))  # the tutorial's FSC cut-off
+        if tid in (POST_BEFORE, POST, LOCRES) and mtf:
+            prot.mtfFile.set(mtf)
+        if tid == REFINE and not user_diameter:
+            parts = imp.outputParticles
+            prot.maskDiameterA.set(round(0.8 * parts.getXDim() * parts.getSamplingRate()))
+
+    times = launch_in_order(project, prots, before_each)
+    summary = collect_summary(prots, times)
+    summary["project_path"] = project.getPath()
+    return summary
