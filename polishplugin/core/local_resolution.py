@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -229,8 +229,8 @@ class LocresAccumulators:
     points: list[PointResult] = field(default_factory=list)
 
     @classmethod
-    def zeros(cls, shape: tuple[int, ...]) -> "LocresAccumulators":
-        return cls(np.zeros(shape), np.zeros(shape), np.zeros(shape))
+    def zeros(cls, shape: tuple[int, ...], dtype=np.float64) -> "LocresAccumulators":
+        return cls(np.zeros(shape, dtype), np.zeros(shape, dtype), np.zeros(shape, dtype))
 
 
 def finalize_maps(acc: LocresAccumulators) -> tuple[np.ndarray, np.ndarray]:
@@ -239,8 +239,9 @@ def finalize_maps(acc: LocresAccumulators) -> tuple[np.ndarray, np.ndarray]:
     ok = w > 0
     locres = np.zeros(w.shape, np.float32)
     filt = np.zeros(w.shape, np.float32)
-    locres[ok] = (w[ok] / acc.ilocres[ok]).astype(np.float32)
-    filt[ok] = (acc.ifil[ok] / w[ok]).astype(np.float32)
+    wk = w[ok].astype(np.float64)
+    locres[ok] = (wk / acc.ilocres[ok]).astype(np.float32)
+    filt[ok] = (acc.ifil[ok] / wk).astype(np.float32)
     return locres, filt
 
 
@@ -346,8 +347,9 @@ class LocalResolution:
         shell_w = self._grid_w.shell.ravel()
         from scipy.sparse import csr_matrix
 
-        self._shell_matrix = csr_matrix((np.ones(shell_w.size), (shell_w, np.arange(shell_w.size))),
-                                        shape=(self._nw + 1, shell_w.size))
+        # (coefficients x shells) indicator: batched shell sums as one sparse product
+        self._shell_matrix = csr_matrix((np.ones(shell_w.size, np.float32), (np.arange(shell_w.size), shell_w)),
+                                        shape=(shell_w.size, self._nw + 1))
         self._count_w = np.maximum(self._grid_w.count.astype(np.float64), 1.0)
         self._xi = np.arange(self.nshell) * (w / self.box)   # N-shell i sits at W-shell i*W/N
         self._grid_f = ShellGrid((wf, wf, wf))
@@ -362,7 +364,8 @@ class LocalResolution:
             progress: Callable[[int, int], None] | None = None) -> LocresAccumulators:
         """Process the sampling points ``indices`` (default all) and return their accumulators."""
         indices = list(range(self.points.shape[0])) if indices is None else list(indices)
-        acc = LocresAccumulators.zeros(self.shape)
+        # float32 sums in the fast mode (<= a few dozen masks overlap); double in the exact mode
+        acc = LocresAccumulators.zeros(self.shape, np.float64 if self.mode == "exact" else np.float32)
         step = 1 if self.mode == "exact" else self.batch
         done = 0
         for start in range(0, len(indices), step):
@@ -422,8 +425,8 @@ class LocalResolution:
         b = fb.reshape(nb, -1)
         values = np.concatenate([a.real * b.real + a.imag * b.imag, a.real * a.real + a.imag * a.imag,
                                  b.real * b.real + b.imag * b.imag], axis=0)
-        sums = np.asarray(self._shell_matrix @ values.T.astype(np.float64))[:self._nw] / self._count_w[:, None]
-        return sums[:, :nb].T, sums[:, nb:2 * nb].T, sums[:, 2 * nb:].T
+        sums = np.asarray(values @ self._shell_matrix, np.float64)[:, :self._nw] / self._count_w[None, :]
+        return sums[:nb], sums[nb:2 * nb], sums[2 * nb:]
 
     def _fast_fsc(self, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
         """N-shell FSCs of batches of masked windows (W-shell means interpolated to N shells)."""
@@ -470,7 +473,7 @@ class LocalResolution:
             m = self._mask_win[dz, dy, dx]
             f = filt[p, off:off + w, off:off + w, off:off + w][dz, dy, dx]
             acc.ifil[sz, sy, sx] += m * f
-            acc.ilocres[sz, sy, sx] += m * (1.0 / rec.resolution_a)
+            acc.ilocres[sz, sy, sx] += m * np.float32(1.0 / rec.resolution_a)
             acc.isumw[sz, sy, sx] += m
 
 
