@@ -72,3 +72,108 @@ def run_refine(proj: dict, out: Path, extra: list[str] = (), sym: str | None = N
             "--zero_mask", "--healpix_order", "2", "--auto_local_healpix_order", "4", "--offset_range", "3",
             "--offset_step", "2", "--random_seed", "1", *extra]
     return refine3d.main(build_parser("refine3d").parse_args(argv))
+
+
+# ------------------------------------------------------------------------------------------ tests
+def _angle_errors(data_star: Path, proj: dict) -> np.ndarray:
+    d = read_particles(data_star)
+    a, t = d.angles_deg(), proj["angles"]
+    return symmetry_aware_angle_deg(euler_to_matrix(a[:, 0], a[:, 1], a[:, 2]),
+                                    euler_to_matrix(t[:, 0], t[:, 1], t[:, 2]), symmetry_matrices(proj["sym"]))
+
+
+def test_outputs_and_labels(tmp_path):
+    proj = write_synthetic_project(tmp_path / "p", box=20, n=16, sym="D2", snr=1.0, angpix=5.0)
+    assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "2", "--solvent_mask", str(proj["mask"]),
+                                                       "--flatten_solvent", "--solvent_correct_fsc",
+                                                       "--low_resol_join_halves", "40"]) == 0
+    root = tmp_path / "r" / "run"
+    for suffix in ("_class001.mrc", "_half1_class001_unfil.mrc", "_half2_class001_unfil.mrc", "_data.star",
+                   "_model.star", "_it001_half1_class001.mrc", "_it001_half2_class001.mrc", "_it001_data.star",
+                   "_it001_model.star", "_it002_class001.mrc"):
+        assert Path(f"{root}{suffix}").exists(), suffix
+    model = read_star(f"{root}_model.star")
+    assert {"model_general", "model_classes", "model_class_1", "model_groups", "model_optics_group_1"} <= set(model)
+    general = model["model_general"]
+    assert general[L.CURRENT_RESOLUTION].iloc[0] > 0 and general[L.CURRENT_IMAGE_SIZE].iloc[0] == 20
+    c1 = model["model_class_1"]
+    for label in (L.SPECTRAL_INDEX, L.RESOLUTION, L.ANGSTROM_RESOLUTION, L.SSNR_MAP, L.GOLD_STANDARD_FSC):
+        assert label in c1.columns
+    assert L.SIGMA2_NOISE in model["model_optics_group_1"].columns
+    data = read_star(f"{root}_data.star")
+    src = read_star(proj["star"])["particles"]
+    parts = data["particles"]
+    assert set(src.columns) <= set(parts.columns)  # all input columns kept
+    for label in (L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI, L.ORIGIN_X_ANGST, L.ORIGIN_Y_ANGST,
+                  L.MAX_VALUE_PROB_DISTRIBUTION, L.NR_OF_SIGNIFICANT_SAMPLES):
+        assert label in parts.columns
+    assert (parts[L.RANDOM_SUBSET].to_numpy() == src[L.RANDOM_SUBSET].to_numpy()).all()
+    vol, apix = read_mrc(f"{root}_class001.mrc")
+    assert vol.shape == (20, 20, 20) and apix == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("sym", ["C1", "C3", "D2", "T", "O", "I"])
+def test_symmetries_run(tmp_path, sym):
+    proj = write_synthetic_project(tmp_path, box=16, n=8, sym=sym, snr=2.0, angpix=6.0, seed=2)
+    assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "2", "--healpix_order", "1"]) == 0
+    vol, _ = read_mrc(tmp_path / "r" / "run_class001.mrc")
+    assert np.isfinite(vol).all() and vol.std() > 0
+
+
+def test_d2_output_is_d2_symmetric(tmp_path):
+    proj = write_synthetic_project(tmp_path, box=20, n=16, sym="D2", snr=1.0, angpix=5.0, seed=4)
+    run_refine(proj, tmp_path / "r" / "run", ["--iter", "2"])
+    vol, _ = read_mrc(tmp_path / "r" / "run_class001.mrc")
+    from scipy import ndimage
+
+    c = 10
+    z, y, x = np.meshgrid(*[np.arange(20) - c] * 3, indexing="ij")
+    r = np.stack([x, y, z], -1).reshape(-1, 3)
+    for op in symmetry_matrices("D2")[1:]:
+        src = r @ op  # op^T r
+        rot = ndimage.map_coordinates(vol, [src[:, 2] + c, src[:, 1] + c, src[:, 0] + c], order=1).reshape(vol.shape)
+        inner = raised_cosine_sphere(vol.shape, 7, 1) > 0.5
+        assert np.corrcoef(rot[inner], vol[inner])[0, 1] > 0.99
+
+
+def test_half_sets_never_mix_before_final_iteration(tmp_path):
+    """Half 2 holds particles of a different structure: before the final iteration the half-1 map
+    must follow structure A only and the half-2 map structure B; the joined final map holds both."""
+    a = blob_phantom(20, "C1", seed=11)
+    b = blob_phantom(20, "C1", seed=12)
+    proj = write_synthetic_project(tmp_path, box=20, n=24, sym="C1", snr=2.0, angpix=5.0, volume=a,
+                                   half2_volume=b, seed=5)
+    write_mrc(proj["ref"], (a + b) / 2, 5.0)  # a reference that favours neither
+    run_refine(proj, tmp_path / "r" / "run", ["--iter", "3"])
+    h1, _ = read_mrc(tmp_path / "r" / "run_it002_half1_class001.mrc")
+    h2, _ = read_mrc(tmp_path / "r" / "run_it002_half2_class001.mrc")
+    hi = slice(3, 9)  # shells beyond the low-resolution start
+
+    def score(m, ref):
+        return fsc(m, ref)[hi].mean()
+    assert score(h1, a) > score(h1, b) + 0.2
+    assert score(h2, b) > score(h2, a) + 0.2
+
+
+@pytest.mark.parametrize("case", ["box", "pixel", "mask", "ctf", "sym"])
+def test_bad_input_clear_errors(tmp_path, case):
+    proj = write_synthetic_project(tmp_path, box=16, n=8, sym="C1", snr=1.0, angpix=6.0, with_ctf=case != "ctf")
+    extra = []
+    sym = None
+    if case == "box":
+        write_mrc(proj["ref"], np.zeros((18, 18, 18), np.float32), 6.0)
+        match = "shape"
+    elif case == "pixel":
+        write_mrc(proj["ref"], proj["true"], 3.0)
+        match = "pixel size"
+    elif case == "mask":
+        write_mrc(proj["mask"], np.ones((12, 12, 12), np.float32), 6.0)
+        extra = ["--solvent_mask", str(proj["mask"])]
+        match = "mask"
+    elif case == "ctf":
+        match = "--ctf"
+    else:
+        sym = "Q7"
+        match = "Q7"
+    with pytest.raises(ProgramError, match=match):
+        run_refine(proj, tmp_path / "r" / "run", extra, sym=sym)
