@@ -196,6 +196,10 @@ class _Phantom:
         self._projector = None
         self.radius_px = float(np.max(np.linalg.norm(self.xyz, axis=1))) / angpix + 2 * self.sigma / angpix
 
+    def release(self) -> None:
+        """Free the projector's padded transform (memory) once all particles are projected."""
+        self._projector = None
+
     def project(self, rotations: np.ndarray) -> np.ndarray:
         if self.method == "analytic":
             return phantom.project_atoms_rfft(self.xyz, self.w, rotations, self.box, self.angpix, self.sigma)
@@ -416,6 +420,7 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
     corr_star = out / JOB_MOTION / "corrected_micrographs.star"
     write_star(corr_star, {"optics": _optics(p, True), "micrographs": mics})
 
+    ph.release()
     # "previous refine": reconstructions of each half with the true poses, or (big presets) the map the
     # particles see plus independent noise giving a target FSC
     if p["half_maps"] == "reconstruct":

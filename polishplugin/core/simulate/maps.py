@@ -39,7 +39,10 @@ def expected_particle_map(true_map: np.ndarray, angpix: float, amplitude: float,
     from polishplugin.core import fourier
     n = true_map.shape[0]
     q2 = (fourier.radius_grid(true_map.shape) / (n * angpix)) ** 2
-    damp = np.mean([s * np.exp(b * q2 / 4.0) for b, s in zip(bfactors, scales)], axis=0)
+    damp = np.zeros_like(q2)
+    for b, s in zip(bfactors, scales):  # accumulate (a list of per-frame grids would cost GiBs at box 256)
+        damp += s * np.exp(b * q2 / 4.0)
+    damp /= max(1, len(bfactors))
     f = fourier.rfft(np.asarray(true_map, np.float64)) * damp * amplitude
     return fourier.irfft(f, true_map.shape)
 
