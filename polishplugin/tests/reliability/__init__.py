@@ -1,0 +1,1 @@
+"""Reliability tests (issue 11): bad input table, atomic outputs, kill-and-resume, fuzzing, determinism."""
