@@ -89,6 +89,7 @@ class TrainMicrograph:
     angpix: float
     coords_angpix: float
     warm_tracks: np.ndarray | None = None
+    interp: object = None   # device interpolator (OpenCL backend), built on first use
 
 
 def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int | None, first_frame: int = 0,
@@ -116,8 +117,9 @@ class TrainingSet:
     """The prepared micrographs of one rank; ``evaluate(params)`` = global TSC (all-reduced over ranks)."""
 
     def __init__(self, mics: list[TrainMicrograph], comm=None, max_iters: int = 10000, eps: float = 1e-5,
-                 absolute: bool = False, warm: bool = True):
+                 absolute: bool = False, warm: bool = True, backend: str = "numpy", device=None):
         self.mics = mics
+        self.backend, self.device = backend, device
         self.comm = comm if comm is not None else get_comm()
         self.max_iters, self.eps, self.absolute, self.warm = max_iters, eps, absolute, warm
         self.ftol = 1e-9
@@ -129,8 +131,12 @@ class TrainingSet:
         sv, sd, sa = sigmas_to_pixels(s_vel, s_div, s_acc if s_acc > 0 else -1.0, m.dose_per_frame, m.angpix,
                                       m.coords_angpix, self.absolute)
         init = m.initial_tracks_px if init is None else init
+        if self.backend == "opencl" and m.interp is None:  # CC maps stay on the device for the whole search
+            from ..core.motion.objective_cl import CatmullRomCL
+
+            m.interp = CatmullRomCL(m.cc.reshape(-1, *m.cc.shape[2:]), self.device)
         return fit_tracks(m.cc, init, m.positions_px, sv, sd, sa, max_iters=self.max_iters, eps=self.eps,
-                          cc_origin=m.cc_origin, ftol=self.ftol).tracks_px
+                          cc_origin=m.cc_origin, ftol=self.ftol, interp=m.interp).tracks_px
 
     def evaluate(self, params, warm: bool | None = None) -> float:
         """TSC of ``params`` (tracks refitted on every micrograph; kept in ``last_tracks``)."""
@@ -200,6 +206,21 @@ def read_tsc_trace(path: str | os.PathLike) -> pd.DataFrame:
                          "s_acc": t[LBL_ACC], "tsc": t[LBL_TSC]})
 
 
+def _backend(args) -> tuple[str, object]:
+    """``--device cpu``: numpy; ``--device P:D``: that OpenCL device; unset: OpenCL when a platform exists."""
+    dev = (getattr(args, "device", "") or "").strip()
+    if dev == "cpu":
+        return "numpy", None
+    if dev:
+        return "opencl", dev
+    try:
+        from ..core.opencl import opencl_available
+
+        return ("opencl", None) if opencl_available() else ("numpy", None)
+    except Exception:  # pragma: no cover - broken OpenCL installs fall back to numpy
+        return "numpy", None
+
+
 def _max_evals(args) -> int:
     """Evaluation budget: ``--max_evals`` if given, else ``3 * --par_iters`` capped at 100 (RELION's
     Nelder-Mead makes ~1-2 evaluations per iteration)."""
@@ -253,7 +274,10 @@ def run_training(args, data, k_out: int | None = None) -> int:
         eta = (time.time() - t0) / done * (len(mine) - done)
         log.info("prepared micrograph %d/%d (%s), ETA %.0f s", done, len(mine), names[i], eta)
 
-    tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm)
+    backend, device = _backend(args)
+    log.info("objective interpolation backend: %s", backend)
+    tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm, backend=backend,
+                       device=device)
     result = search_sigmas(tset.evaluate_and_keep, s0, free=(True, True, not two),
                             max_evals=_max_evals(args))
     s_vel, s_div, s_acc = result.best

@@ -64,11 +64,13 @@ class MotionObjective:
 
     ``cc (n_p, n_f, M, M)`` maps with zero shift at index ``cc_origin``; ``basis, lam`` from
     :func:`.gp_basis.gp_basis`; ``sig_acc_px <= 0`` switches the acceleration prior off;
-    ``global_comp_px (n_f, 2)`` is added to the positions when the maps are sampled.
+    ``global_comp_px (n_f, 2)`` is added to the positions when the maps are sampled.  ``interp``: an
+    interpolator ``(xy (K, 2), origin) -> (values, grad)`` over the ``n_p * n_f`` maps (for example the
+    OpenCL :class:`.objective_cl.CatmullRomCL`); default the numpy :func:`catmull_rom`.
     """
 
     def __init__(self, cc: np.ndarray, basis: np.ndarray, lam: np.ndarray, sig_acc_px: float,
-                 global_comp_px: np.ndarray | None = None, cc_origin: int = 0):
+                 global_comp_px: np.ndarray | None = None, cc_origin: int = 0, interp=None):
         self.cc = cc
         self.n_p, self.n_f = cc.shape[:2]
         self.flat = cc.reshape(self.n_p * self.n_f, *cc.shape[2:])
@@ -79,6 +81,7 @@ class MotionObjective:
         self.glob = (np.zeros((self.n_f, 2)) if global_comp_px is None
                      else np.asarray(global_comp_px, np.float64).reshape(self.n_f, 2))
         self.origin = int(cc_origin)
+        self.interp = interp
         self.n_evals = 0
 
     def tracks(self, x: np.ndarray) -> np.ndarray:
@@ -89,7 +92,10 @@ class MotionObjective:
         self.n_evals += 1
         n_p, n_f, dc = self.n_p, self.n_f, self.dc
         pos = self.tracks(x) + self.glob[None]
-        val, g = catmull_rom(self.flat, pos.reshape(-1, 2), self.origin)
+        if self.interp is None:
+            val, g = catmull_rom(self.flat, pos.reshape(-1, 2), self.origin)
+        else:
+            val, g = self.interp(pos.reshape(-1, 2), self.origin)
         g = g.reshape(n_p, n_f, 2)
         e = -val.sum()
         _, c = split_params(x, n_p, n_f, dc)

@@ -124,3 +124,27 @@ def test_cc_maps_opencl_matches_numpy():
         got = ccm.cc_maps(obs, pred, w, crop_px=crop, backend="opencl")
         assert got.shape == ref.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.opencl
+def test_opencl_interpolation_and_fit_match_numpy():
+    from polishplugin.core.opencl import opencl_available
+
+    if not opencl_available():
+        pytest.skip("no OpenCL platform")
+    from polishplugin.core.motion.objective import catmull_rom
+    from polishplugin.core.motion.objective_cl import CatmullRomCL
+
+    rng = np.random.default_rng(6)
+    maps = rng.normal(size=(30, 20, 20)).astype(np.float32)
+    xy = rng.uniform(-25, 25, (30, 2))
+    v_ref, g_ref = catmull_rom(maps, xy, 10)
+    v, g = CatmullRomCL(maps)(xy, 10)
+    np.testing.assert_allclose(v, v_ref, atol=1e-4)
+    np.testing.assert_allclose(g, g_ref, atol=1e-4)
+    m = synthetic.make_micrograph(seed=1, noise=1.0)
+    cc = _prepared(m)
+    sv, sd, sa = estimate.sigmas_to_pixels(0.6, 2000, 3.0, m.dose_per_frame, m.angpix, m.coords_angpix)
+    ref = estimate.estimate_tracks(cc, m.initial_tracks_px, m.positions_px, sv, sd, sa)
+    got = estimate.estimate_tracks(cc, m.initial_tracks_px, m.positions_px, sv, sd, sa, backend="opencl")
+    assert _rms(got, ref) < 0.02

@@ -27,7 +27,7 @@ def mics():
 
 def _args(tmp_path, **kw):
     base = dict(o=str(tmp_path), min_p=10000, params3=True, params2=False, eval_frac=0.5, align_frac=0.5,
-                par_iters=10)
+                par_iters=20)
     base.update(kw)
     return types.SimpleNamespace(**base)
 
@@ -87,7 +87,9 @@ def test_training_beats_defaults_and_lands_near_planted(mics, tmp_path, caplog):
     assert errors["trained"] <= errors["defaults"]
     assert 0.5 <= trained[0] / PLANTED[0] <= 2.0   # s_vel
     assert 0.5 <= trained[2] / PLANTED[2] <= 2.0   # s_acc
-    assert 0.5 <= trained[1] / PLANTED[1] <= 2.0   # s_div
+    # s_div: measured 0.92x here (numpy backend 0.98x).  The held-out TSC is nearly flat along a ridge
+    # (larger s_div with larger s_vel): with fewer evaluations or other data sets it lands 2-5x high.
+    assert 0.5 <= trained[1] / PLANTED[1] <= 2.0
 
 
 @pytest.mark.parametrize("frac", [0.1, 0.95, -0.2])
