@@ -177,6 +177,13 @@ def _open_movie(path: Path):
     return data.shape[0], data.shape[1], data.shape[2], get_mrc, m.close
 
 
+def movie_frame_count(path: Path) -> int:
+    """Number of frames of a movie file (header only)."""
+    total, _, _, _, close = _open_movie(path)
+    close()
+    return int(total)
+
+
 def iter_movie_frames(info: MovieInfo, first_frame: int, n_frames: int):
     """Yield ``(f, -gain * frame)`` for frames ``first_frame .. first_frame+n_frames-1`` (0-based), one
     frame in memory at a time (RELION ``MovieLoader::readDense``: contrast inverted)."""
@@ -515,13 +522,13 @@ def load_project(args) -> PolishProject:
     last = int(getattr(args, "last_frame", -1))
     if first < 0:
         raise ProgramError("--first_frame must be >= 1")
-    n_movie = infos[0].n_frames or _open_movie(infos[0].movie_path)[0]
+    n_movie = infos[0].n_frames or movie_frame_count(infos[0].movie_path)
     last0 = n_movie - 1 if last < 1 else last - 1
     n_frames = last0 - first + 1
     if n_frames < 2:
         raise ProgramError(f"--first_frame {first + 1} / --last_frame {last} leave fewer than 2 frames")
     for name, info in zip(names, infos):
-        nf = info.n_frames or _open_movie(info.movie_path)[0]
+        nf = info.n_frames or movie_frame_count(info.movie_path)
         if nf < first + n_frames:
             raise ProgramError(f"movie {info.movie_path} of micrograph {name} has {nf} frames, fewer than the "
                                f"{first + n_frames} asked for (--last_frame {last})")
