@@ -5,7 +5,8 @@ planted s_vel 0.6 / s_div 2000 / s_acc 3).  Size = number of particles.  The tim
 micrograph (normalise, whiten, CC maps, held-out ring) and runs the whole search (``run_training``); the
 notes give the trained parameters, the number of evaluations, the preparation time and the TSC of the
 trained vs RELION's default parameters.  Issue 7 target: 5000 tutorial-preset particles in < 10 min.
-Run alone: ``.venv/bin/python -m bench --only motion_train`` or ``.venv/bin/python bench/case_motion_train.py 480``.
+Run alone: ``.venv/bin/python -m bench --only motion_train`` or
+``.venv/bin/python bench/case_motion_train.py 480 opencl`` (the objective's interpolation backend).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ except ImportError:  # run as a script
 PER_MIC = 48
 
 
-@register("motion_train", sizes=(96,), full_sizes=(480, 1920), backends=("numpy",), warmup=False, repeats=1)
+@register("motion_train", sizes=(96,), full_sizes=(480, 1920), backends=("numpy", "opencl"), warmup=False, repeats=1)
 def motion_train(size, backend):
     """Polishing-parameter training (prepare + search) on synthetic planted-motion micrographs."""
     from polishplugin.core.motion import synthetic
@@ -40,7 +41,8 @@ def motion_train(size, backend):
     def run():
         logging.getLogger("polishplugin").setLevel(logging.WARNING)
         t0 = time.time()
-        T.run_training(types.SimpleNamespace(o=out, min_p=10 ** 9, params3=True), mics, k_out=20)
+        T.run_training(types.SimpleNamespace(o=out, min_p=10 ** 9, params3=True,
+                                             device="cpu" if backend == "numpy" else ""), mics, k_out=20)
         elapsed = time.time() - t0
         trained = tuple(float(v) for v in open(f"{out}/opt_params.txt").read().split())
         trace = T.read_tsc_trace(f"{out}/tsc_trace.star")
@@ -57,4 +59,5 @@ def motion_train(size, backend):
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     t = time.time()
-    print(motion_train(int(sys.argv[1]) if len(sys.argv) > 1 else 96, "numpy")(), f"{time.time() - t:.1f} s")
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 96
+    print(motion_train(size, sys.argv[2] if len(sys.argv) > 2 else "opencl")(), f"{time.time() - t:.1f} s")
