@@ -135,6 +135,7 @@ class TrainingSet:
             from ..core.motion.objective_cl import CatmullRomCL
 
             m.interp = CatmullRomCL(m.cc.reshape(-1, *m.cc.shape[2:]), self.device)
+            m.cc = np.broadcast_to(np.float32(0), m.cc.shape)  # the maps live on the device: free the host copy
         return fit_tracks(m.cc, init, m.positions_px, sv, sd, sa, max_iters=self.max_iters, eps=self.eps,
                           cc_origin=m.cc_origin, ftol=self.ftol, interp=m.interp).tracks_px
 
