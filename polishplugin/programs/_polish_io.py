@@ -309,13 +309,14 @@ class Reference:
     box: int
     fsc: np.ndarray | None
     k_out: int
+    pad: int = 2
     _projectors: dict = field(default_factory=dict)
 
     def projector(self, half: int):
         if half not in self._projectors:
             from ..core.polish.projection import make_projector
 
-            self._projectors[half] = make_projector(self.half1 if half == 1 else self.half2, pad=2)
+            self._projectors[half] = make_projector(self.half1 if half == 1 else self.half2, pad=self.pad)
         return self._projectors[half]
 
 
@@ -420,7 +421,8 @@ def _load_reference(args, pp_path: Path | None) -> Reference:
         h1 = h1 * mask
         h2 = h2 * mask
     fsc, k_out = _read_fsc_k_out(pp, h1.shape[0], pp_path) if pp_path is not None else (None, h1.shape[0] // 2 + 1)
-    return Reference(half1=h1, half2=h2, angpix=angpix_ref, box=h1.shape[0], fsc=fsc, k_out=k_out)
+    return Reference(half1=h1, half2=h2, angpix=angpix_ref, box=h1.shape[0], fsc=fsc, k_out=k_out,
+                     pad=max(1, int(getattr(args, "pad", 2) or 2)))
 
 
 def _check_particles(df: pd.DataFrame, path: Path) -> None:

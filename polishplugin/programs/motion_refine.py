@@ -62,7 +62,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--verb", type=int, default=1, help="Verbosity")
     g.add_argument("--j", type=int, default=1, help="Threads (numpy/OpenCL decide their own; kept for RELION)")
     g.add_argument("--B_parts", type=int, default=-1,
-                   help="Particles used for the B-factor FCCs (<0: all; micrographs are added until reached)")
+                   help="Accepted for RELION compatibility; the FCCs of all micrographs are always used")
     g.add_argument("--min_MG", type=int, default=0, help="First micrograph index (0-based)")
     g.add_argument("--max_MG", type=int, default=-1, help="Last micrograph index (-1: all)")
     g.add_argument("--mps", type=float, default=-1.0, help="Movie pixel size (Å; default from the movie metadata)")
