@@ -373,10 +373,39 @@ def combine_outputs(project, out_dir: str, names: list[str], suffix: str = "") -
     return out
 
 
+def _frame_weights_on_leader(args, project, names: list[str], out_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (sigma, a): fitted on all FCC tables (or from --bfactors); writes bfactors.star."""
+    ref = project.reference
+    if args.bfactors:
+        from ..core.polish.bfactors import bfactors_to_sigmas
+
+        b, lk = read_bfactors_star(args.bfactors)
+        if len(b) != project.n_frames:
+            raise ProgramError(f"B-factor file {args.bfactors} has {len(b)} frames; the movies have "
+                               f"{project.n_frames}")
+        sig, amp = bfactors_to_sigmas(b, lk, ref.box, ref.angpix)
+    else:
+        sig, amp, b, lk, _, k0, k1 = fit_bfactors_from_files(out_dir, names, ref.box, ref.angpix, ref.k_out,
+                                                            args.bfac_minfreq, args.bfac_maxfreq)
+        log.info("per-frame B-factors fitted on shells %d..%d: %s", k0, k1 - 1, " ".join(f"{v:.1f}" for v in b))
+    write_bfactors_star(os.path.join(out_dir, "bfactors.star"), b, lk)
+    return sig, amp
+
+
 def _log_progress(done: int, total: int, start: float, what: str) -> None:
     el = time.time() - start
     eta = el / max(done, 1) * (total - done)
     log.info("%s: %d / %d micrographs done (%.1f s elapsed, ETA %.0f s)", what, done, total, el, eta)
+
+
+def _sync(comm, error: Exception | None) -> None:
+    """Barrier that also shares failures: if any rank failed, every rank raises (no rank hangs waiting)."""
+    errors = comm.allgather(None if error is None else f"{error}")
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if error is not None:
+        raise error
+    if failed:
+        raise ProgramError(f"MPI rank {failed[0][0]} failed: {failed[0][1]}")
 
 
 def main(args) -> int:
@@ -410,45 +439,43 @@ def main(args) -> int:
     todo_motion = [i for i in mine if not (args.only_do_unfinished and micrograph_outputs_exist(
         out_dir, project.mic_names[i], args.combine_frames, suffix))]
     start = time.time()
-    for k, i in enumerate(todo_motion):
-        motion_micrograph(project, i, out_dir, settings)
-        if comm.is_leader or comm.size == 1:
-            _log_progress(k + 1, len(todo_motion), start, "motion")
-    comm.barrier()
+    error = None
+    try:
+        for k, i in enumerate(todo_motion):
+            motion_micrograph(project, i, out_dir, settings)
+            if comm.is_leader or comm.size == 1:
+                _log_progress(k + 1, len(todo_motion), start, "motion")
+    except Exception as exc:  # noqa: BLE001 - re-raised by _sync after telling the other ranks
+        error = exc
+    _sync(comm, error)
     if not args.combine_frames:
         if comm.is_leader:
             log.info("tracks written (no --combine_frames: no shiny particles)")
         return 0
-    ref = project.reference
+    result: tuple | str | None = None
     if comm.is_leader:
-        names = [project.mic_names[i] for i in mic_ids]
-        if args.bfactors:
-            from ..core.polish.bfactors import bfactors_to_sigmas
-
-            b, lk = read_bfactors_star(args.bfactors)
-            if len(b) != project.n_frames:
-                raise ProgramError(f"B-factor file {args.bfactors} has {len(b)} frames; the movies have "
-                                   f"{project.n_frames}")
-            sig, amp = bfactors_to_sigmas(b, lk, ref.box, ref.angpix)
-            fcc = None
-        else:
-            sig, amp, b, lk, fcc, k0, k1 = fit_bfactors_from_files(out_dir, names, ref.box, ref.angpix, ref.k_out,
-                                                                  args.bfac_minfreq, args.bfac_maxfreq)
-            log.info("per-frame B-factors fitted on shells %d..%d: %s", k0, k1 - 1,
-                     " ".join(f"{v:.1f}" for v in b))
-        write_bfactors_star(os.path.join(out_dir, "bfactors.star"), b, lk)
-        result = (sig, amp)
-    else:
-        result = None
-    sig, amp = comm.bcast(result)
+        try:
+            result = _frame_weights_on_leader(args, project, [project.mic_names[i] for i in mic_ids], out_dir)
+        except Exception as exc:  # noqa: BLE001 - shared with the other ranks below, then re-raised
+            if comm.size == 1:
+                raise
+            result = f"{exc}"
+    result = comm.bcast(result)
+    if isinstance(result, str):
+        raise ProgramError(result)
+    sig, amp = result
     todo_rec = [i for i in mine if not (args.only_do_unfinished and os.path.exists(
         str(_roots(out_dir, project.mic_names[i])) + f"_shiny{suffix}.star") and i not in todo_motion)]
     start = time.time()
-    for k, i in enumerate(todo_rec):
-        recombine_micrograph(project, i, out_dir, sig, amp, args.window, args.scale, args.float16, suffix)
-        if comm.is_leader or comm.size == 1:
-            _log_progress(k + 1, len(todo_rec), start, "recombination")
-    comm.barrier()
+    error = None
+    try:
+        for k, i in enumerate(todo_rec):
+            recombine_micrograph(project, i, out_dir, sig, amp, args.window, args.scale, args.float16, suffix)
+            if comm.is_leader or comm.size == 1:
+                _log_progress(k + 1, len(todo_rec), start, "recombination")
+    except Exception as exc:  # noqa: BLE001 - re-raised by _sync after telling the other ranks
+        error = exc
+    _sync(comm, error)
     if comm.is_leader:
         names = [project.mic_names[i] for i in mic_ids]
         out = combine_outputs(project, out_dir, names, suffix)

@@ -235,6 +235,24 @@ def test_two_mpi_ranks_same_shiny_star(sim, polished, tmp_path):
         np.testing.assert_allclose(x, y, atol=1e-5)
 
 
+def test_mpi_failure_on_leader_stops_all_ranks(sim, tmp_path):
+    """A failure on one rank (here: an external B-factor file with the wrong number of frames, read by the
+    leader) ends every rank with exit code 1 instead of leaving the others waiting."""
+    mpirun = _mpirun()
+    if mpirun is None:
+        pytest.skip("mpirun not found")
+    bad = tmp_path / "bfactors.star"
+    write_star(bad, {"perframe_bfactors": pd.DataFrame({L.MOVIE_FRAME_NUMBER: [0, 1],
+                                                        L.BFACTOR_USED_FOR_SHARPENING: [0.0, -10.0],
+                                                        L.FITTED_INTERCEPT_GUINIER_PLOT: [0.0, 0.0]})})
+    exe = str(Path(sys.executable).parent / "polishplugin")
+    cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", exe, "motion_refine",
+           *_argv(sim, tmp_path / "out"), "--bfactors", str(bad)]
+    res = subprocess.run(cmd, cwd=sim["project_dir"], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "has 2 frames" in res.stderr
+
+
 # ------------------------------------------------------------------------------------------ bad input
 def _edited(sim, tmp_path, particles=None, optics=None, mics=None):
     """Write edited copies of the particle / micrograph STAR files; returns (particles_path, mics_path)."""
