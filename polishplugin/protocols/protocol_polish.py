@@ -135,6 +135,9 @@ class ProtPolishParticles(ProtPolishBase):
         run = self.trainingRun.get()
         if run is None:
             return ""
+        out = getattr(run, "outputParams", None)  # ProtPolishTrain's EMFile (opt_params.txt)
+        if out is not None and out.getFileName() and os.path.exists(out.getFileName()):
+            return os.path.abspath(out.getFileName())
         found = sorted(glob.glob(run._getExtraPath("**", "opt_params*.txt"), recursive=True))
         return os.path.abspath(found[0]) if found else ""
 
