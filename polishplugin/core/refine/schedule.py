@@ -170,7 +170,8 @@ class AutoSampling:
         self.smallest_angle_change = self.smallest_offset_change = 999.0
         if self.healpix_order >= self.auto_local_order:
             self.local = True
-            self.local_sigma_deg = 2.0 * angular_step_deg(self.healpix_order)
+            # RELION: sigma2 = 4 step^2 with the (oversampled) angular step of the new order
+            self.local_sigma_deg = 2.0 * self.fine_step_deg
         return True
 
     def converged(self) -> bool:

@@ -143,7 +143,7 @@ def test_auto_sampling_proceeds_and_goes_local():
     assert s.healpix_order == 3 and not s.local and s.offset_step_px <= 2
     s.record_resolution(10.0)
     s.record_changes(1.0, 0.1)
-    assert s.update(1.0, 0.5, 0.3) and s.local and s.local_sigma_deg == pytest.approx(7.5)
+    assert s.update(1.0, 0.5, 0.3) and s.local and s.local_sigma_deg == pytest.approx(3.75)
     s.record_resolution(10.0)
     s.record_changes(0.5, 0.1)
     assert not s.update(acc_rot_deg=5.0, acc_trans_px=0.5, offset_change_px=0.3)  # 1.875 < 0.75*5
