@@ -12,6 +12,7 @@ The three tables of all micrographs are summed before the B-factor fit (:mod:`.b
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from ..fourier import frequency_grid, round_half_away
 from .shift import shift_phase_2d
@@ -41,18 +42,17 @@ def accumulate_fcc(obs_rfft: np.ndarray, tracks_px: np.ndarray, pred_rfft: np.nd
     cc = np.zeros((n_f, sh))
     w0 = np.zeros((n_f, sh))
     w1 = np.zeros((n_f, sh))
-    fidx = (np.arange(n_f)[:, None] * sh + idx[None, :]).ravel()  # (frame, shell) bins
-    nb = n_f * sh
+    # pixel -> shell summation as a sparse (n_keep, sh) matrix: one product per particle and table
+    bins = sparse.csr_matrix((np.ones(idx.size, np.float32), (np.arange(idx.size), idx)), shape=(idx.size, sh))
     for p in range(n_p):
         shifted = (obs_rfft[p] * shift_phase_2d(n, -np.asarray(tracks_px[p], np.float64))).reshape(n_f, -1)[:, keep]
         pr = np.asarray(pred_rfft[p], np.complex64).ravel()[keep]
-        p2 = np.bincount(idx, weights=(pr.real.astype(np.float64) ** 2 + pr.imag.astype(np.float64) ** 2),
-                         minlength=sh)[:sh]
-        prod = shifted.real * pr.real + shifted.imag * pr.imag  # Re(obs * conj(pred))
+        prod = shifted.real * pr.real + shifted.imag * pr.imag  # Re(obs * conj(pred)), (n_f, n_keep)
         mag = shifted.real * shifted.real + shifted.imag * shifted.imag
-        cc += np.bincount(fidx, weights=prod.ravel().astype(np.float64), minlength=nb)[:nb].reshape(n_f, sh)
-        w0 += np.bincount(fidx, weights=mag.ravel().astype(np.float64), minlength=nb)[:nb].reshape(n_f, sh)
-        w1 += p2[None]
+        p2 = (pr.real * pr.real + pr.imag * pr.imag)[None]
+        cc += (bins.T @ prod.T).T
+        w0 += (bins.T @ mag.T).T
+        w1 += (bins.T @ p2.T).T
     return cc, w0, w1
 
 
