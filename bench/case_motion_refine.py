@@ -12,13 +12,15 @@ on an idle machine):
 * tiny (3 movies x 12 particles x 10 frames, box 48): 3.3 s per movie (incl. start-up and projector set-up);
   track RMS error vs truth 0.65 px fitted / 0.80 px initial (the tiny preset is noisy; with
   ``contrast=0.3, particles_per_movie=30, n_movies=4`` the tests see 0.17 / 0.68 px).
-* tutorial1 (1 movie, 120 particles, 24 frames, box 256, movie 2640x2730): 55 s wall for the whole run
-  (``/usr/bin/time``: 4.1 GB max RSS), of which ~13 s is the one-off projector set-up (two 512^3 FFTs),
-  ~13 s the projections (OpenCL/PoCL), ~8 s CC maps, ~6 s frame normalisation, ~6 s the track fit,
-  ~4 s FCC, ~3 s recombination.  Target 20 s per movie: NOT reached under this load (about 40 s per movie
-  once the set-up is amortised; 190 particles would scale the per-particle parts by ~1.6).
+* tutorial1 (1 movie, 120 particles, 24 frames, box 256, movie 2640x2730), ``/usr/bin/time``:
+  32.5 s wall for the whole run, CPU 23 s (user 15 + sys 8), 4.1 GB max RSS (load average 7).  About 14 s
+  of the wall time is the one-off projector set-up (two 512^3 FFTs) and ~3 s start-up, so the marginal cost
+  is ~15 s per movie of 120 particles under this load (~24 s scaled to 190 particles): the 20 s target is
+  about met for 120 particles, not yet shown for 190.  Earlier profile (before the separable shifts, float32
+  box FFTs and sparse FCC sums): 146 s.  Remaining hot spots: projections (OpenCL/PoCL, ~7 s), CC maps
+  (numpy; the OpenCL twin is 2-3x slower on PoCL here), frame normalisation, the L-BFGS track fit.
   Accuracy on this preset is limited by its SNR (per-movie FCC 0.01-0.07): track RMS 1.04 px fitted vs
-  1.06 px initial for one movie.
+  1.06 px initial for one movie, per-frame B-factors not recoverable from one movie.
 """
 
 from __future__ import annotations
