@@ -68,7 +68,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mps", type=float, default=-1.0, help="Movie pixel size (Å; default from the movie metadata)")
     g.add_argument("--cps", type=float, default=-1.0,
                    help="Coordinate pixel size (Å; default movie pixel size x binning)")
-    g.add_argument("--device", default="", help="OpenCL device ('' = default/numpy, 'cpu' = numpy, 'P:D')")
+    g.add_argument("--device", default="",
+                   help="'' = fastest measured per step (projections on OpenCL when present, CC maps numpy); "
+                        "'cpu' = numpy only; 'P:D' = OpenCL platform P, device D for the OpenCL steps")
     r = parser.add_argument_group("Reference")
     r.add_argument("--f", default="", help="postprocess.star (half maps, mask and FSC)")
     r.add_argument("--m1", default="", help="Half map 1 (default from --f)")
@@ -418,6 +420,16 @@ def main(args) -> int:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     project = load_project(args)
     dev = getattr(args, "device", "") or ""
+    if dev and dev != "cpu":
+        from ..core.opencl.runtime import ENV_DEVICE, OpenCLUnavailable, get_context, opencl_available
+
+        if not opencl_available():
+            raise ProgramError(f"--device {dev}: no OpenCL platform/device found (use --device cpu for numpy)")
+        try:
+            get_context(dev)
+        except OpenCLUnavailable as exc:
+            raise ProgramError(f"--device {dev}: {exc}") from None
+        os.environ[ENV_DEVICE] = dev  # the OpenCL runtime picks this device
     project.backend = "numpy" if dev == "cpu" else ("opencl" if dev else "auto")
     if args.params3 or args.params2:
         if comm.size > 1:

@@ -321,6 +321,12 @@ def test_bad_params_file(sim, tmp_path):
         _bad(sim, tmp_path, p, c, "--params_file", str(bad))
 
 
+def test_bad_opencl_device(sim, tmp_path):
+    p, c = _edited(sim, tmp_path)
+    with pytest.raises(ProgramError, match="--device 97:97"):
+        _bad(sim, tmp_path, p, c, "--device", "97:97")
+
+
 def test_cli_exit_code_and_message(sim, tmp_path):
     p, c = _edited(sim, tmp_path, particles=lambda d: d.drop(columns=[L.IMAGE_NAME]))
     exe = str(Path(sys.executable).parent / "polishplugin")
@@ -459,3 +465,22 @@ def test_peak_memory_does_not_grow_with_micrographs(sim, tmp_path):
     finally:
         os.chdir(cwd)
     assert peak_all <= 1.25 * peak_one, (peak_one, peak_all)
+
+
+@pytest.mark.opencl
+def test_opencl_device_matches_numpy(sim, polished, tmp_path):
+    """--device 0 (OpenCL CC maps and projections) gives the numpy run's tracks and B-factors."""
+    from polishplugin.core.opencl.runtime import opencl_available
+
+    if not opencl_available():
+        pytest.skip("no OpenCL platform")
+    out = tmp_path / "cl"
+    assert _run(sim, out, "--device", "0") == 0
+    for name in _mic_names(sim):
+        stem = Path(name).stem
+        a = read_tracks(out / "Movies" / f"{stem}_tracks.star", sim["angpix"])
+        b = read_tracks(polished / "Movies" / f"{stem}_tracks.star", sim["angpix"])
+        np.testing.assert_allclose(a, b, atol=0.02)
+    ba = read_star(out / "bfactors.star")["perframe_bfactors"][L.BFACTOR_USED_FOR_SHARPENING].to_numpy()
+    bb = read_star(polished / "bfactors.star")["perframe_bfactors"][L.BFACTOR_USED_FOR_SHARPENING].to_numpy()
+    np.testing.assert_allclose(ba - ba.max(), bb - bb.max(), atol=3.0)
