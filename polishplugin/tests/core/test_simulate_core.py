@@ -174,3 +174,10 @@ def test_mtf_rect():
     m = frames.mtf_rect(40, 60, x, y)
     assert m.shape == (40, 31) and m[0, 0] == pytest.approx(1.0)
     assert m[0, 30] == pytest.approx(y[-1]) and m[20, 0] == pytest.approx(y[-1])
+
+
+def test_separable_shift_equals_core_shift():
+    rng = np.random.default_rng(4)
+    f = fourier.rfft(rng.normal(size=(3, 30, 24)), axes=(-2, -1))
+    s = rng.uniform(-5, 5, size=(3, 2))
+    assert np.allclose(frames.shift_rfft_2d(f, s, (30, 24)), fourier.shift_rfft(f, s, (30, 24)))
