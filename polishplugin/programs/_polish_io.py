@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..convert import labels as L
-from ..convert.mrc import MrcError, read_mrc
+from ..convert.mrc import read_mrc
 from ..convert.star import read_star
 from ..core.ctf import CtfParams, ctf_2d
 from ..core.geometry import euler_to_matrix
