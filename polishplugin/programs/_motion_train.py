@@ -60,11 +60,26 @@ def _opt(args, name, default):
     return default if v is None else v
 
 
+def _rand_keys(seed: int, n: int) -> np.ndarray:
+    """``rand()/RAND_MAX`` (double) for ``n`` draws after ``srand(seed)``: glibc's own ``rand`` through
+    ctypes (exact, as RELION), else our numpy replica of the glibc stream (float32-rounded keys)."""
+    if n == 0:
+        return np.zeros(0)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.srand(ctypes.c_uint(seed))
+        return np.array([libc.rand() for _ in range(n)], np.float64) / 2147483647.0
+    except OSError:  # not glibc
+        return glibc_uniform(seed, n, 0.0, 1.0)
+
+
 def select_micrographs(n_particles: list[int], min_p: int, seed: int = 23) -> tuple[list[int], int]:
     """RELION's training subset: indices in ascending order of glibc ``rand()`` keys after ``srand(seed)``,
     skipping micrographs with < 2 particles, until ``min_p`` particles.  Returns ``(indices, n_particles)``.
     """
-    keys = glibc_uniform(seed, len(n_particles), 0.0, 1.0) if n_particles else np.zeros(0)
+    keys = _rand_keys(seed, len(n_particles))
     order = np.argsort(keys, kind="stable")
     chosen, total = [], 0
     for i in order:
