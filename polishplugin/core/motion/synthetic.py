@@ -81,8 +81,9 @@ def make_micrograph(seed: int = 0, n_p: int = 24, n_f: int = 16, box: int = 48, 
     """One synthetic micrograph with planted tracks; sigmas in RELION units (Å/dose, Å, Å/dose).
 
     ``noise``: standard deviation of the white real-space noise per pixel and frame, relative to the
-    particle's real-space standard deviation (about 1 inside its disc).  A smooth linear global drift of ``global_drift_px`` over the movie is added to
-    every track (the part motion correction would have removed).
+    particle's real-space standard deviation (about 1 inside its disc).  A linear global drift of
+    ``global_drift_px`` over the movie is added to every track; the initial tracks are the per-frame mean
+    of the true tracks (what motion correction would have removed).
     """
     rng = np.random.default_rng(seed)
     positions = rng.uniform(0, field_px, (n_p, 2))
