@@ -78,7 +78,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                       label="Random seed", help="Seed of the grid perturbation (-1: from the clock).")
         form.addParam("maxIterations", params.IntParam, default=999, expertLevel=params.LEVEL_ADVANCED,
                       label="Maximum iterations")
-        addComputeSection(form, threads=1, mpi=2)
+        addComputeSection(form, threads=1, mpi=1)
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
