@@ -1,0 +1,143 @@
+"""Kill-and-resume: SIGKILL polishing and refinement at seeded random times, then resume.
+
+Polishing (``motion_refine`` polish mode, ``--only_do_unfinished``) is killed at three seeded points of
+an uninterrupted run's duration; after each kill every file under a final name must be complete and
+readable (no half-written file), and the resumed run must give the uninterrupted run's outputs.
+
+Refinement: ``refine3d`` has no resume option (no ``--continue``; RELION's is ``--continue
+run_itNNN_optimiser.star``); it is killed once at a seeded point and checked for half-written files;
+the missing resume is pinned by a strict xfail so the gap is visible until it is implemented.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from polishplugin.convert import labels as L
+from polishplugin.convert.mrc import read_mrc
+from polishplugin.convert.star import read_star
+from polishplugin.tests.fixtures_simulate import tiny_project
+from polishplugin.tests.reliability._helpers import EXE, check_readable, cli, final_names, snapshot
+
+SIGMAS = ["--s_vel", "0.4", "--s_div", "1155", "--s_acc", "2.7"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_project(tmp_path_factory)
+
+
+def _polish_argv(tiny, out) -> list[str]:
+    return ["motion_refine", "--i", str(tiny["particles"]), "--f", str(tiny["postprocess"]),
+            "--corr_mic", str(tiny["corrected_micrographs"]), "--o", str(out), "--combine_frames",
+            *SIGMAS, "--only_do_unfinished"]
+
+
+def _kill_after(argv: list[str], cwd, seconds: float) -> int | None:
+    """Start ``polishplugin argv``, SIGKILL its whole process group after ``seconds``; its return code
+    if it finished first, else None."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.Popen([EXE, *argv], cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=env)
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+def _assert_no_half_written(folder: Path) -> None:
+    for rel in final_names(snapshot(folder)):
+        check_readable(folder / rel)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """The uninterrupted polishing run and its wall time."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "Polish"
+    t0 = time.time()
+    res = cli(_polish_argv(tiny, out), tiny["project_dir"])
+    assert res.returncode == 0, res.stderr
+    return out, time.time() - t0
+
+
+def _compare_polish(a: Path, b: Path) -> None:
+    sa, sb = read_star(a / "shiny.star")["particles"], read_star(b / "shiny.star")["particles"]
+    assert len(sa) == len(sb)
+    for col in (L.COORDINATE_X, L.COORDINATE_Y, L.ORIGIN_X_ANGST, L.ORIGIN_Y_ANGST):
+        if col in sa:
+            np.testing.assert_array_equal(sa[col].to_numpy(), sb[col].to_numpy())
+    assert [Path(n).name for n in sa[L.IMAGE_NAME]] == [Path(n).name for n in sb[L.IMAGE_NAME]]
+    np.testing.assert_array_equal(
+        read_star(a / "bfactors.star")["perframe_bfactors"][L.BFACTOR_USED_FOR_SHARPENING].to_numpy(),
+        read_star(b / "bfactors.star")["perframe_bfactors"][L.BFACTOR_USED_FOR_SHARPENING].to_numpy())
+    for stack in sorted((b / "Movies").glob("*_shiny.mrcs")):
+        np.testing.assert_allclose(read_mrc(a / "Movies" / stack.name)[0], read_mrc(stack)[0], atol=1e-5, rtol=0)
+    for tracks in sorted((b / "Movies").glob("*_tracks.star")):
+        ta, tb = read_star(a / "Movies" / tracks.name), read_star(tracks)
+        assert list(ta) == list(tb)
+        for name in tb:
+            for col in tb[name].columns:
+                if np.issubdtype(tb[name][col].dtype, np.number):
+                    np.testing.assert_allclose(ta[name][col].to_numpy(), tb[name][col].to_numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_polish_killed_then_resumed_matches_uninterrupted(tiny, reference, seed, tmp_path):
+    ref_out, duration = reference
+    out = tmp_path / "Polish"
+    kill_at = float(np.random.default_rng(seed).uniform(0.15, 0.9)) * duration
+    finished = _kill_after(_polish_argv(tiny, out), tiny["project_dir"], kill_at)
+    if out.exists():
+        _assert_no_half_written(out)
+    print(f"seed {seed}: killed at {kill_at:.1f} s of {duration:.1f} s ({'finished first' if finished == 0 else 'killed'}); "
+          f"{len(final_names(snapshot(out))) if out.exists() else 0} files under final names")
+    res = cli(_polish_argv(tiny, out), tiny["project_dir"])
+    assert res.returncode == 0, res.stderr
+    _assert_no_half_written(out)
+    _compare_polish(out, ref_out)
+
+
+def _refine_argv(tiny, out_root) -> list[str]:
+    return ["refine3d", "--i", str(tiny["particles"]), "--o", str(out_root), "--ref", str(tiny["map"]),
+            "--ini_high", "30", "--sym", "C1", "--ctf", "--particle_diameter", "100", "--zero_mask",
+            "--healpix_order", "2", "--auto_local_healpix_order", "4", "--offset_range", "3",
+            "--offset_step", "2", "--random_seed", "1", "--iter", "3"]
+
+
+def test_refine3d_killed_leaves_no_half_written_file(tiny, tmp_path):
+    """Killed while it writes: once its first output appears, SIGKILL after a seeded 0-2 s."""
+    out = tmp_path / "Refine3D" / "job040"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.Popen([EXE, *_refine_argv(tiny, out / "run")], cwd=str(tiny["project_dir"]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    delay = float(np.random.default_rng(7).uniform(0.0, 2.0))
+    try:
+        t0 = time.time()
+        while proc.poll() is None and time.time() - t0 < 240 and not (out.exists() and any(out.iterdir())):
+            time.sleep(0.05)
+        time.sleep(delay)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert out.exists() and any(out.iterdir()), "refine3d wrote nothing before the kill"
+    _assert_no_half_written(out)
+    print(f"refine3d killed {delay:.2f} s after its first output: {sorted(final_names(snapshot(out)))}")
+
+
+@pytest.mark.xfail(strict=True, reason="KNOWN GAP programs/refine3d.py: no resume (RELION --continue "
+                   "run_itNNN_optimiser.star); a killed refinement restarts from iteration 1")
+def test_refine3d_has_a_resume_option():
+    from polishplugin.programs._cli import build_parser
+
+    options = {s for a in build_parser("refine3d")._actions for s in a.option_strings}
+    assert "--continue" in options or "--only_do_unfinished" in options
