@@ -407,8 +407,16 @@ class LocalResolution:
 
     # ------------------------------------------------------------------ fast mode
     def _windows(self, maps: Sequence[np.ndarray], idxs: Sequence[int], size: int) -> np.ndarray:
-        """Zero-padded cubes of ``size`` centred on the points' mask centres (outside the box: 0)."""
-        out = np.zeros((len(maps), len(idxs), size, size, size), np.float32)
+        """Zero-padded cubes of ``size`` centred on the points' mask centres (outside the box: 0).
+
+        Filled into a buffer kept between batches (fresh multi-MB arrays per batch cost page faults).
+        """
+        shape = (len(maps), len(idxs), size, size, size)
+        buf = getattr(self, "_winbuf", None)
+        if buf is None or buf.shape[0] < shape[0] or buf.shape[1] < shape[1] or buf.shape[2] != size:
+            buf = self._winbuf = np.zeros((len(maps), max(len(idxs), self.batch), size, size, size), np.float32)
+        out = buf[:len(maps), :len(idxs)]
+        out.fill(0.0)
         for b, i in enumerate(idxs):
             cz, cy, cx = mask_centre_index(self.points[i], self.box)
             sz, dz = _clip(cz - size // 2, size, self.box)
@@ -453,10 +461,11 @@ class LocalResolution:
         win *= self._mask_win
         fm = self._fast_fsc(win[0], win[1])
         fr = self._fast_fsc(win[2], win[3])
-        del win
         recs = [self._record(acc, i, fm[p], fr[p]) for p, i in enumerate(idxs)]
         # local filtering in periodic Wf windows of the sharpened sum
-        sums = np.empty((len(idxs), wf, wf, wf), np.float32)
+        if getattr(self, "_sumbuf", None) is None or self._sumbuf.shape[0] < len(idxs):
+            self._sumbuf = np.empty((max(len(idxs), self.batch), wf, wf, wf), np.float32)
+        sums = self._sumbuf[:len(idxs)]
         for p, i in enumerate(idxs):
             start = [c - wf // 2 + self._pad for c in mask_centre_index(self.points[i], box)]
             sums[p] = self._sum_padded[start[0]:start[0] + wf, start[1]:start[1] + wf, start[2]:start[2] + wf]
