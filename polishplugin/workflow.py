@@ -138,9 +138,14 @@ def create_project(project_dir: str | os.PathLike, protocols: list[dict]):
     project_dir.parent.mkdir(parents=True, exist_ok=True)
     if project_dir.exists():
         project_dir.rmdir()
+    manager = Manager()
+    link = Path(manager.getProjectPath(project_dir.name))
+    link.parent.mkdir(parents=True, exist_ok=True)  # the user-data projects folder (links)
+    if link.is_symlink() and link.resolve() != project_dir:
+        link.unlink()  # a stale link to an earlier project of the same name elsewhere
     cwd = os.getcwd()
     try:
-        project = Manager().createProject(project_dir.name, location=str(project_dir.parent))
+        project = manager.createProject(project_dir.name, location=str(project_dir.parent))
     finally:
         os.chdir(cwd)
     loaded = project.loadProtocols(jsonStr=json.dumps(protocols))
@@ -173,8 +178,8 @@ def _launch(project, prot, label: str) -> float:
 
 
 def launch_in_order(project, protocols: dict, before_each=None) -> dict:
-    """Launch ``protocols`` ({template id: protocol}) in template-id order, each waiting for the
-    previous (every input comes from an earlier id); ``before_each(tid, prot)`` may set params from
+    """Launch ``protocols`` ({template id: protocol}) in template-id order (call with the project
+    folder as the current directory, as pyworkflow expects), each waiting for the previous (every input comes from an earlier id); ``before_each(tid, prot)`` may set params from
     the outputs of earlier runs.  Returns {template id: seconds}."""
     times = {}
     for tid in sorted(protocols, key=int):
@@ -313,7 +318,12 @@ def run_stage_in_scipion(project_dir, preset: str = "demo", seed: int = 1, threa
             parts = imp.outputParticles
             prot.maskDiameterA.set(round(0.8 * parts.getXDim() * parts.getSamplingRate()))
 
-    times = launch_in_order(project, prots, before_each)
-    summary = collect_summary(prots, times)
-    summary["project_path"] = project.getPath()
+    cwd = os.getcwd()
+    os.chdir(project.getPath())  # pyworkflow's paths (project.sqlite, Runs/...) are project-relative
+    try:
+        times = launch_in_order(project, prots, before_each)
+        summary = collect_summary(prots, times)
+    finally:
+        os.chdir(cwd)
+    summary["project_path"] = str(Path(project.getPath()).resolve())
     return summary
