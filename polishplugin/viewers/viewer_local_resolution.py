@@ -146,10 +146,16 @@ if Viewer is not None:
                 path = prot._getExtraPath(f"viewer_{name}.png")
                 save_png(fig, path)
                 pngs.append(path)
+            views = []
             try:
                 from pwem.viewers import DataView
-                return [DataView(p) for p in pngs]
+                views = [DataView(p) for p in pngs]
             except Exception:  # pragma: no cover - headless
-                return []
+                pass
+            script = root + "_chimerax.cxc"
+            if os.path.exists(script):
+                from pyworkflow.viewer import TextView
+                views.append(TextView([script], title="ChimeraX: colour the map by local resolution"))
+            return views
 
     __all__.append("PolishLocalResViewer")

@@ -71,7 +71,9 @@ class TestPolishLocalRes(BaseTest):
         from polishplugin.viewers.viewer_local_resolution import PolishLocalResViewer
         self.assertTrue(PolishLocalResViewer.can_handle_this(type(prot).mro()))
         viewer = PolishLocalResViewer(project=self.proj, protocol=prot)
-        viewer._visualize(prot)
+        views = viewer._visualize(prot)
+        self.assertTrue(any(getattr(v, "getFileList", None) and v.getFileList()[0].endswith("_chimerax.cxc")
+                            for v in views), views)
         for name in ("histogram", "slices"):
             self.assertTrue(os.path.exists(prot._getExtraPath(f"viewer_{name}.png")), name)
 
