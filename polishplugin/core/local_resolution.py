@@ -17,9 +17,15 @@ Two modes give (nearly) the same answer:
   voxels around the point, so its transform is computed in a ``W`` box (batched, float32).  The
   ``W``-box shells (width ``N/W`` N-box shells) are mapped to the ``N``-box shells by linear
   interpolation of the shell means of ``Re(F1 F2*)``, ``|F1|^2``, ``|F2|^2``; the FSC is their ratio.
-  The local filtering is done in a ``Wf``-box window of the sharpened sum (periodic, like the full
-  box) with the same filter sampled at the window's frequencies.  The local resolutions agree with
-  the exact mode to within a shell almost everywhere (tests and ``bench/case_local_resolution.py``).
+  The local filtering is done in a ``Wf``-box window (``W`` + 2 x 8 px margin) of the sharpened sum
+  (periodic, like the full box) with the same filter sampled at the window's frequencies.
+
+  Measured (``python -m bench --only local_resolution``): 128^3 planted 4/8 Å map, 25 Å sampling:
+  median |fast - exact| of the local-resolution map 0.011 Å, 79 % of the points get the identical
+  shell (the others one shell apart: thick W shells average the noisy thin N shells), locally
+  filtered maps 9 % relative RMS apart (about 5 % of it from the truncated filter kernel, the rest
+  from the points whose shell differs); exact 56 s, fast 4.6 s.  256^3, 877 points: about 26 s of
+  CPU time (user + system) for set-up and all points; the planted halves come out at 4.03 / 8.03 Å.
 
 RELION details kept on purpose (documented QUIRKs):
 
