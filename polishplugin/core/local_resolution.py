@@ -398,10 +398,28 @@ class LocalResolution:
                                     self.settings.filter_edge_width)
 
     # ------------------------------------------------------------------ exact mode (RELION)
+    def _full_box_mask(self, idx: int) -> np.ndarray:
+        """RELION's full-box ``raisedCosineMask`` of point ``idx`` (0 outside the box, no wrap).
+
+        The mask is the same template at every point (integer centres), so the template is made
+        once and placed; the values equal a direct evaluation in the box.
+        """
+        g = self.geom
+        size = 2 * g.support + 3
+        if getattr(self, "_template", None) is None:
+            c = size // 2
+            self._template = _soft_sphere(size, g.maskrad, g.maskrad + g.edge, (c, c, c))
+        mask = np.zeros(self.shape)
+        cz, cy, cx = mask_centre_index(self.points[idx], self.box)
+        sz, dz = _clip(cz - size // 2, size, self.box)
+        sy, dy = _clip(cy - size // 2, size, self.box)
+        sx, dx = _clip(cx - size // 2, size, self.box)
+        mask[sz, sy, sx] = self._template[dz, dy, dx]
+        return mask
+
     def _run_exact(self, idx: int, acc: LocresAccumulators) -> None:
         g = self.geom
-        centre = mask_centre_index(self.points[idx], self.box)
-        mask = _soft_sphere(self.box, g.maskrad, g.maskrad + g.edge, centre)
+        mask = self._full_box_mask(idx)
         fm = fsc_grid(rfft_fast(self.half1 * mask), rfft_fast(self.half2 * mask), self.grid)
         fr = fsc_grid(rfft_fast(self.half1p * mask), rfft_fast(self.half2p * mask), self.grid)
         rec = self._record(acc, idx, fm, fr)

@@ -167,3 +167,12 @@ def test_engine_rejects_bad_shapes():
         lr.LocalResolution(np.zeros((16, 16, 18)), np.zeros((16, 16, 18)), ANGPIX, lr.LocresSettings(sampling_a=8))
     with pytest.raises(ValueError, match="mode"):
         lr.LocalResolution(a, a, ANGPIX, lr.LocresSettings(sampling_a=8), mode="quick")
+
+
+def test_full_box_mask_equals_direct_evaluation():
+    half = np.zeros((32, 32, 32), np.float32)
+    engine = lr.LocalResolution(half, half, ANGPIX, lr.LocresSettings(sampling_a=12.0), mode="exact")
+    for idx in (0, engine.points.shape[0] // 2, engine.points.shape[0] - 1):
+        g = engine.geom
+        direct = lr._soft_sphere(32, g.maskrad, g.maskrad + g.edge, lr.mask_centre_index(engine.points[idx], 32))
+        np.testing.assert_array_equal(engine._full_box_mask(idx), direct)
