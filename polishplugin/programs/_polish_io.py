@@ -338,10 +338,39 @@ class PolishProject:
     star_version: int = 50001
     dropped_micrographs: list[str] = field(default_factory=list)
     backend: str = "numpy"               # projector backend ("numpy", "opencl", "auto")
+    _mtf_cache: dict = field(default_factory=dict)
 
     def optics_row(self, group: int) -> pd.Series:
         sel = self.optics[self.optics[L.OPTICS_GROUP] == group]
         return sel.iloc[0]
+
+    def mtf_image(self, group: int, box: int, angpix: float) -> np.ndarray | None:
+        """MTF of the optics group's detector on the rfft grid (None without ``rlnMtfFileName``).
+
+        RELION multiplies the predictions by it (``ObservationModel::predictObservation``).  The table's
+        1/pixel axis is converted with the detector pixel size ``rlnMicrographOriginalPixelSize`` and
+        interpolated linearly (values beyond the table keep its end values).
+        """
+        key = (group, box, angpix)
+        if key not in self._mtf_cache:
+            opt = self.optics_row(group)
+            name = opt.get(L.MTF_FILE_NAME, None) if L.MTF_FILE_NAME in opt.index else None
+            if name is None or (isinstance(name, float) and np.isnan(name)) or str(name) in ("", "None"):
+                self._mtf_cache[key] = None
+            else:
+                from ..convert.mtf import read_mtf
+                from ..core.fourier import frequency_grid
+
+                path = resolve_path(str(name), self.particle_star.parent)
+                if not path.exists():
+                    raise ProgramError(f"particle STAR file {self.particle_star}: optics group {group} names the "
+                                       f"MTF file {name}, which does not exist")
+                mtf = read_mtf(path)
+                det = float(opt.get(L.MICROGRAPH_ORIGINAL_PIXEL_SIZE, angpix) or angpix)
+                ky, kx = frequency_grid((box, box))
+                res = np.sqrt((kx * kx + ky * ky).astype(np.float64)) / (box * angpix)
+                self._mtf_cache[key] = np.interp(res, mtf.frequency_per_a(det), mtf.value).astype(np.float32)
+        return self._mtf_cache[key]
 
 
 @dataclass
@@ -589,14 +618,17 @@ def particle_geometry(project: PolishProject, rows: np.ndarray):
 
 
 def predictions(project: PolishProject, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(pred_own, pred_opposite, ctfs) for particle ``rows``: projection at the pose, shifted by -origin, x CTF."""
+    """(pred_own, pred_opposite, ctfs) for particle ``rows``: projection at the pose, shifted by -origin, x CTF
+    (x the detector MTF when the optics group names one)."""
     from ..core.polish.projection import predict_images
 
     rots, origins, ctfs, subsets, angpix, box = particle_geometry(project, rows)
+    mtf = project.mtf_image(int(project.particles[L.OPTICS_GROUP].iloc[rows[0]]), box, angpix)
+    factors = ctfs if mtf is None else ctfs * mtf[None]
     own = np.empty((len(rows), box, box // 2 + 1), np.complex64)
     opp = np.empty_like(own)
     for half in (1, 2):  # one projection call per half map (the OpenCL path copies the map per call)
-        pred = predict_images(project.reference.projector(half), rots, origins, ctfs, backend=project.backend)
+        pred = predict_images(project.reference.projector(half), rots, origins, factors, backend=project.backend)
         mine = subsets == half
         own[mine] = pred[mine]
         opp[~mine] = pred[~mine]

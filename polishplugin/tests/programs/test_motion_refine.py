@@ -486,3 +486,27 @@ def test_opencl_device_matches_numpy(sim, polished, tmp_path):
     ba = read_star(out / "bfactors.star")["perframe_bfactors"][L.BFACTOR_USED_FOR_SHARPENING].to_numpy()
     bb = read_star(polished / "bfactors.star")["perframe_bfactors"][L.BFACTOR_USED_FOR_SHARPENING].to_numpy()
     np.testing.assert_allclose(ba - ba.max(), bb - bb.max(), atol=3.0)
+
+
+def test_predictions_include_detector_mtf(sim, tmp_path):
+    """An optics group with rlnMtfFileName gets predictions multiplied by the MTF (RELION obs. model)."""
+    from polishplugin.convert.mtf import read_mtf
+    from polishplugin.programs._polish_io import load_project, predictions
+
+    p, c = _edited(sim, tmp_path, optics=lambda o: o.assign(**{L.MTF_FILE_NAME: str(sim["mtf"])}))
+    cwd = os.getcwd()
+    os.chdir(sim["project_dir"])
+    try:
+        base = build_parser("motion_refine").parse_args(_argv(sim, tmp_path))
+        with_mtf = build_parser("motion_refine").parse_args(_argv(sim, tmp_path) + ["--i", str(p)])
+        rows = load_project(base).mic_rows[0][:3]
+        own0, _, _ = predictions(load_project(base), rows)
+        own1, _, _ = predictions(load_project(with_mtf), rows)
+    finally:
+        os.chdir(cwd)
+        c.unlink(missing_ok=True)
+    mtf = read_mtf(sim["mtf"])
+    apix = sim["angpix"]
+    k = 10  # pixel (x=10, y=0)
+    expect = np.interp(k / (sim["box"] * apix), mtf.frequency_per_a(apix), mtf.value)
+    np.testing.assert_allclose(own1[:, 0, k], own0[:, 0, k] * expect, rtol=1e-4)
