@@ -58,6 +58,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mask", default="", help="Mask for the histogram (voxels > 0.5); not used for the FSCs")
     g.add_argument("--sharpened", default="", help="Sharpened map (e.g. postprocess.mrc) for the ChimeraX script")
     g.add_argument("--random_seed", type=int, default=0, help="Seed for phase randomisation (glibc srand)")
+    g.add_argument("--locres", action="store_true",
+                   help="Accepted for RELION command-line compatibility (this program always does --locres)")
     s = parser.add_argument_group("Sharpening options")
     s.add_argument("--adhoc_bfac", type=float, default=-100.0,
                    help="B-factor (Å^2) for the locally filtered map (GUI default -100)")
