@@ -105,6 +105,7 @@ class TrainMicrograph:
     coords_angpix: float
     warm_tracks: np.ndarray | None = None
     interp: object = None   # device interpolator (OpenCL backend), built on first use
+    tsc_cl: object = None   # device TSC evaluator (OpenCL backend), built on first use
 
 
 def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int | None, first_frame: int = 0,
@@ -154,6 +155,16 @@ class TrainingSet:
         return fit_tracks(m.cc, init, m.positions_px, sv, sd, sa, max_iters=self.max_iters, eps=self.eps,
                           cc_origin=m.cc_origin, ftol=self.ftol, interp=m.interp).tracks_px
 
+    def _tsc(self, m: TrainMicrograph, tracks: np.ndarray) -> np.ndarray:
+        if self.backend != "opencl":
+            return tsc_terms(m.ring, tracks)
+        if m.tsc_cl is None:  # ring data stay on the device for the whole search
+            from ..core.motion.tsc_cl import TscCL
+
+            m.tsc_cl = TscCL(m.ring, self.device)
+            m.ring.x = np.broadcast_to(np.complex64(0), m.ring.x.shape)  # free the host copy
+        return m.tsc_cl(tracks)
+
     def evaluate(self, params, warm: bool | None = None) -> float:
         """TSC of ``params`` (tracks refitted on every micrograph; kept in ``last_tracks``)."""
         warm = self.warm if warm is None else warm
@@ -162,7 +173,7 @@ class TrainingSet:
         for m in self.mics:
             tracks = self.fit(m, params, m.warm_tracks if warm else None)
             self.last_tracks.append(tracks)
-            terms += tsc_terms(m.ring, tracks)
+            terms += self._tsc(m, tracks)
         return tsc_from_terms(self.comm.allreduce_sum(terms))
 
     def evaluate_and_keep(self, params) -> float:

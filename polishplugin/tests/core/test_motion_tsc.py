@@ -1,6 +1,7 @@
 """Held-out ring and the TSC score against a brute-force evaluation of RELION's definition."""
 
 import numpy as np
+import pytest
 
 from polishplugin.core.dose import dose_weights
 from polishplugin.core.fourier import frequency_grid, round_half_away
@@ -34,3 +35,17 @@ def test_alignment_lowpass_edges():
     r = np.sqrt(kx * kx + ky * ky + 0.0)
     assert np.all(lp[r <= 9] == 1) and np.all(lp[r >= 11] == 0)
     assert np.all((lp >= 0) & (lp <= 1)) and abs(lp[0, 10] - 0.5) < 1e-12
+
+
+@pytest.mark.opencl
+def test_tsc_opencl_matches_numpy():
+    from polishplugin.core.opencl import opencl_available
+
+    if not opencl_available():
+        pytest.skip("no OpenCL platform")
+    from polishplugin.core.motion.tsc_cl import TscCL
+
+    m = synthetic.make_micrograph(seed=4, n_p=5, n_f=4, box=32)
+    ring = make_eval_ring(m.frames_rfft, m.pred_opposite_rfft, dose_weights(4, 32, 1.5, 1.5), 6, 14)
+    for t in (m.true_tracks_px, m.true_tracks_px + 3.3):
+        np.testing.assert_allclose(TscCL(ring)(t), tsc_terms(ring, t), rtol=1e-5)
