@@ -19,10 +19,13 @@ import argparse
 import os
 import sys
 import tempfile
+import tkinter
+from tkinter import ttk
 import traceback
 from pathlib import Path
 
-FORMS = [("ProtPolishParticles", "protocol_form.png"), ("ProtPolishTrain", "train_form.png")]
+#: (protocol class, PNG, form tab to show): the tabs holding the seed's values
+FORMS = [("ProtPolishParticles", "protocol_form.png", "Polish"), ("ProtPolishTrain", "train_form.png", "Train")]
 
 
 def _make_project(home: Path) -> str:
@@ -66,19 +69,31 @@ def main(argv=None) -> int:
     root = window.root
     root.geometry("1500x950+0+0")
     prots = {p.getClassName(): p for p in window.project.getRuns()}
-    queue = [("project_window.png", None)] + [(png, name) for name, png in FORMS if name in prots]
+    queue = [("project_window.png", None, None)] + [(png, name, tab) for name, png, tab in FORMS if name in prots]
 
     def step():
         try:
-            png, name = queue.pop(0)
+            png, name, tab = queue.pop(0)
             for child in list(root.winfo_children()):
-                if child.winfo_class() == "Toplevel":
+                if isinstance(child, tkinter.Toplevel):
                     child.destroy()  # the previous form
-            root.after(args.delay_ms, lambda: shoot(png))
+            root.after(args.delay_ms, lambda: arrange(png, tab))
             if name is not None:
                 print(f"gui_screenshot: opening the form of {name}", flush=True)
                 window.getViewWidget()._openProtocolForm(prots[name])  # may enter a nested main loop
         except Exception:  # noqa: BLE001 - report and leave
+            _exit(1)
+
+    def arrange(png, tab):
+        # move the form into view and show the tab with the seed's fields, then grab
+        try:
+            for child in root.winfo_children():
+                if isinstance(child, tkinter.Toplevel):
+                    child.geometry("+240+60")
+                    _select_tab(child, tab)
+            root.update()
+            root.after(1500, lambda: shoot(png))
+        except Exception:  # noqa: BLE001
             _exit(1)
 
     def shoot(png):
@@ -95,6 +110,18 @@ def main(argv=None) -> int:
     root.after(args.delay_ms, step)
     window.show(center=False)  # maps the window and enters Tk's main loop (forms nest their own)
     return 1
+
+
+def _select_tab(widget, text) -> None:
+    """Select the notebook tab labelled ``text`` anywhere below ``widget``."""
+    if text is None:
+        return
+    if isinstance(widget, ttk.Notebook):
+        for tab_id in widget.tabs():
+            if str(widget.tab(tab_id, "text")).strip() == text:
+                widget.select(tab_id)
+    for child in widget.winfo_children():
+        _select_tab(child, text)
 
 
 def _exit(rc: int) -> None:

@@ -1,0 +1,168 @@
+"""The stage's workflow template: found by the plugin, well formed, and run end to end on the simulated
+``tiny`` dataset in a Scipion project (import -> before post-process -> 25 train -> 26 polish ->
+27 refine -> 28 post-process -> 29 local resolution), with every output checked against what the
+simulation planted; then every viewer renders its plots from those outputs."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from polishplugin.tests.protocols.scipion_env import require_scipion
+
+require_scipion()
+
+from polishplugin import workflow  # noqa: E402
+
+#: 3D auto-refine iterations in the test (the last one joins the halves); 6 took 135 s under load
+REFINE_ITERATIONS = 6
+
+
+# ------------------------------------------------------------------ the template (fast)
+def test_plugin_get_templates_finds_the_stage():
+    import pyworkflow as pw
+
+    plugin = pw.Config.getDomain().getPlugin("polishplugin")._pluginInstance
+    templates = {t.name: t for t in plugin.getTemplates()}
+    assert "polishing_stage" in templates
+    t = templates["polishing_stage"]
+    assert os.path.samefile(t.templatePath, workflow.template_path())
+    assert "steps 25-29" in t.description
+    # pyworkflow's own parser (the GUI's and `scipion template`'s) reads every field
+    t.replaceEnvVariables()
+    t.parseContent()
+    params = t.getParams()
+    assert len(params) == len(workflow.template_fields())  # titles are unique (the GUI keys by title)
+    for p in params.values():
+        assert p.validate() is None or p.getType() in (0, 2), (p.getTitle(), p.getValue())
+    t._replaceFields()
+    assert [d["object.className"] for d in json.loads("".join(t.getContent()))][:2] == \
+        ["ProtPolishImport", "ProtPolishMaskCreate"]
+
+
+def test_template_has_the_seed_values_and_dependency_order():
+    prots = {p["object.id"]: p for p in workflow.fill_template()}
+    by_class = {}
+    for p in prots.values():
+        by_class.setdefault(p["object.className"], []).append(p)
+    assert sorted(by_class) == sorted(["ProtPolishImport", "ProtPolishMaskCreate", "ProtPolishPostprocess",
+                                       "ProtPolishTrain", "ProtPolishParticles", "ProtPolishRefine3D",
+                                       "ProtPolishLocalRes"])
+    train, polish = by_class["ProtPolishTrain"][0], by_class["ProtPolishParticles"][0]
+    refine, locres = by_class["ProtPolishRefine3D"][0], by_class["ProtPolishLocalRes"][0]
+    # step 25
+    assert (train["firstFrame"], train["lastFrame"], train["evalFrac"], train["minParticles"]) == (1, -1, 0.5, 5000)
+    # step 26: parameters from the training run, B-factor fit 20 / -1
+    assert polish["paramsSource"] == 0 and polish["trainingRun"] == train["object.id"]
+    assert (polish["bfacMinFreq"], polish["bfacMaxFreq"]) == (20, -1)
+    # step 27: 50 Å, D2, CTF yes/yes/no/no, 200 Å, zeros, solvent FSC, 7.5°, 5, 1, 1.8°
+    assert refine["inputParticles"] == f"{polish['object.id']}.outputParticles"
+    assert (refine["initialLowPassFilterA"], refine["symmetryGroup"], refine["maskDiameterA"]) == (50.0, "D2", 200)
+    assert refine["isMapAbsoluteGreyScale"] and refine["doCTF"] and refine["refCtfCorrected"]
+    assert not refine["haveDataBeenPhaseFlipped"] and not refine["ignoreCTFUntilFirstPeak"]
+    assert refine["maskZero"] and refine["solventFscMask"]
+    from polishplugin.protocols.protocol_refine3d import ANGULAR_SAMPLING_CHOICES as A
+    assert A[refine["angularSamplingDeg"]] == "7.5 degrees" and A[refine["localSearchAutoSamplingDeg"]] == "1.8 degrees"
+    assert (refine["offsetSearchRangePix"], refine["offsetSearchStepPix"]) == (5.0, 1.0)
+    # step 28: auto-B from 10 Å, FSC weighting; the 'before' run has the same settings on the old refine
+    posts = by_class["ProtPolishPostprocess"]
+    after = [p for p in posts if p["inputVolume"] == f"{refine['object.id']}.outputVolume"]
+    before = [p for p in posts if p["inputVolume"] == "2.outputVolume"]
+    assert len(after) == 1 and len(before) == 1
+    for p in posts:
+        assert p["autoBfactor"] and p["autobLowres"] == 10 and not p["skipFscWeighting"]
+    # step 29: the polished refine's half maps, B -100, coloured on the sharpened map
+    assert locres["inputVolume"] == f"{refine['object.id']}.outputVolume" and locres["bfactor"] == -100
+    assert locres["sharpenedMap"] == f"{after[0]['object.id']}.outputVolume"
+    # every pointer names an earlier protocol (launch order = id order)
+    for pid, p in prots.items():
+        for key, value in p.items():
+            if isinstance(value, str) and value.split(".")[0] in prots and key not in ("object.id",):
+                assert int(value.split(".")[0]) < int(pid), (pid, key, value)
+
+
+def test_fill_template_checks_values_and_mask_wiring():
+    prots = workflow.fill_template({"preset": 0, "symmetry": "C1", "particles": 'a "quoted" path.star'})
+    imp = prots[0]
+    assert imp["simPreset"] == 0 and imp["particlesStar"] == 'a "quoted" path.star'
+    assert [p for p in prots if p["object.className"] == "ProtPolishRefine3D"][0]["symmetryGroup"] == "C1"
+    with pytest.raises(workflow.WorkflowError, match="no field with alias"):
+        workflow.fill_template({"no_such_field": 1})
+    with pytest.raises(workflow.WorkflowError, match="does not accept"):
+        workflow.fill_template({"min_particles": "many"})
+    dropped = workflow.stage_protocols(make_mask=False)
+    assert "ProtPolishMaskCreate" not in [p["object.className"] for p in dropped]
+    made = workflow.stage_protocols(make_mask=True)
+    masks = [v for p in made for k, v in p.items() if isinstance(v, str) and v.endswith(".outputMask")]
+    assert masks and set(masks) == {"3.outputMask"}
+
+
+# ------------------------------------------------------------------ the whole stage on `tiny`
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    project = tmp_path_factory.mktemp("stage") / "polishing_stage_tiny"
+    summary = workflow.run_stage_in_scipion(project, preset="tiny", seed=1, threads=2, mpi=1,
+                                            max_iterations=REFINE_ITERATIONS)
+    print(workflow.format_summary(summary))
+    return summary
+
+
+def test_stage_runs_every_protocol_and_writes_every_output(stage):
+    assert list(stage["times_s"]) == ["import", "post-process before polishing", "25 train", "26 polish",
+                                      "27 refine", "28 post-process", "29 local resolution"]
+    assert all(t > 0 for t in stage["times_s"].values())
+    for name, path in stage["outputs"].items():
+        assert os.path.getsize(path) > 0, name
+    assert os.path.exists(os.path.join(stage["project_path"], "project.sqlite"))
+
+
+def test_stage_numbers_are_sensible(stage):
+    from polishplugin.convert.mrc import read_mrc_header
+
+    before, after = stage["resolution_before_a"], stage["resolution_after_a"]
+    assert math.isfinite(before) and math.isfinite(after)
+    # polishing recovers the planted motion and dose damage: the polished refine reaches higher resolution
+    assert after < before, (before, after)
+    assert stage["bfactor_after_a2"] < 0
+    b = np.asarray(stage["frame_bfactors_a2"])
+    assert b.size > 1 and np.all(np.isfinite(b)) and b.max() <= 1e-6 and b.min() < -10  # damage grows
+    s_vel, s_div, s_acc = stage["sigmas"]
+    assert s_vel > 0 and s_div > 0 and (s_acc > 0 or s_acc == -1)
+    shape, angpix = read_mrc_header(stage["outputs"]["locres_map"])
+    p5, p50, p95 = stage["locres_percentiles_a"]
+    lo, hi = stage["locres_range_a"]
+    # local resolutions lie between Nyquist and the lowest allowed (50 Å), around the global value
+    assert 2 * angpix - 1e-3 <= lo <= p5 <= p50 <= p95 <= hi <= 50.0
+    assert after / 1.6 <= p50 <= after * 1.6, (p50, after)
+    assert "polishplugin stage in Scipion" in workflow.format_summary(stage)
+
+
+def test_viewers_render_the_stage_outputs(stage, tmp_path):
+    """Each viewer's PNG functions on the stage's outputs give non-blank images."""
+    from polishplugin.convert.mrc import read_mrc
+    from polishplugin.viewers import plots_postprocess, viewer_local_resolution as vl
+    from polishplugin.viewers import viewer_polish, viewer_polish_train, viewer_refine3d
+
+    out = stage["outputs"]
+    pngs = plots_postprocess.save_postprocess_pngs(out["postprocess_after"], tmp_path / "post")
+    pngs += plots_postprocess.save_postprocess_pngs(out["postprocess_before"], tmp_path / "before")
+    pngs += viewer_polish.write_viewer_pngs(os.path.dirname(out["bfactors_star"]), tmp_path / "polish", 2)
+    pngs.append(viewer_polish_train.write_train_png(out["tsc_trace"], tmp_path / "train" / "tsc.png"))
+    pngs += viewer_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(tmp_path))
+    locres, _ = read_mrc(out["locres_map"])
+    density, _ = read_mrc(out["postprocess_map"])
+    values = vl.histogram_values(locres)
+    for name, fig in (("hist", vl.histogram_figure(values)), ("slices", vl.slices_figure(density, locres))):
+        vl.save_png(fig, tmp_path / f"locres_{name}.png")
+        pngs.append(str(tmp_path / f"locres_{name}.png"))
+    names = [os.path.basename(p) for p in pngs]
+    assert "fsc.png" in names and "guinier.png" in names and "viewer_bfactors.png" in names
+    assert any(n.endswith("_tracks.png") for n in names)
+    from PIL import Image
+
+    for path in pngs:
+        img = np.asarray(Image.open(path).convert("L"), np.float64)
+        assert img.shape[0] > 100 and img.shape[1] > 100, path
+        assert img.std() > 5 and len(np.unique(img)) > 16, f"{path} looks blank"
