@@ -546,6 +546,15 @@ def load_project(args) -> PolishProject:
             raise ProgramError(f"motion-correction STAR file {meta} of micrograph {name} (named in {cpath}) "
                                f"does not exist")
         infos.append(read_movie_info(mpath, mps))
+        group = int(particles[L.OPTICS_GROUP].iloc[rows[len(infos) - 1][0]])
+        opt_row = optics[optics[L.OPTICS_GROUP] == group].iloc[0]
+        orig = opt_row.get(L.MICROGRAPH_ORIGINAL_PIXEL_SIZE, None) if L.MICROGRAPH_ORIGINAL_PIXEL_SIZE in opt_row.index \
+            else None
+        if mps <= 0 and orig is not None and float(orig) > 0 and \
+                abs(float(orig) - infos[-1].movie_angpix) > 0.01 * infos[-1].movie_angpix:
+            raise ProgramError(f"movie pixel size {infos[-1].movie_angpix:g} Å in {mpath} does not match "
+                               f"{L.MICROGRAPH_ORIGINAL_PIXEL_SIZE} {float(orig):g} Å of optics group {group} in "
+                               f"{pstar}; pixel sizes must match (or give the movie pixel size with --mps)")
         if not infos[-1].movie_path.exists():
             raise ProgramError(f"movie {infos[-1].movie_path} of micrograph {name} (named in {mpath}) does not exist")
 

@@ -303,6 +303,12 @@ def test_bad_pixel_size_mismatch(sim, tmp_path):
         _bad(sim, tmp_path, p, c)
 
 
+def test_bad_movie_pixel_size_mismatch(sim, tmp_path):
+    p, c = _edited(sim, tmp_path, optics=lambda o: o.assign(**{L.MICROGRAPH_ORIGINAL_PIXEL_SIZE: 1.25}))
+    with pytest.raises(ProgramError, match="movie pixel size 2.5 Å in .* does not match"):
+        _bad(sim, tmp_path, p, c)
+
+
 def test_bad_optics_group_without_pixel_size(sim, tmp_path):
     p, c = _edited(sim, tmp_path, optics=lambda o: o.drop(columns=[L.IMAGE_PIXEL_SIZE]))
     with pytest.raises(ProgramError, match="optics group 1 has no rlnImagePixelSize"):
