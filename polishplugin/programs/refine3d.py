@@ -10,6 +10,11 @@ resolution, image size and auto-sampling.  On convergence a final iteration join
 Outputs: <o>_class001.mrc, <o>_half1_class001_unfil.mrc, <o>_half2_class001_unfil.mrc, <o>_data.star,
 <o>_model.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star, <o>_it###_model.star.
 
+Differences from RELION (documented choices): normalisation and scale corrections are not refined
+(--norm/--scale accepted, corrections written as 1); --firstiter_cc and --ctf_intact_first_peak are
+accepted but not applied; noise spectra and offset priors are kept per half set; significant samples
+are capped by --maxsig 200; the E-step runs as numpy/BLAS products (--gpu/--device accepted).
+
 Example (tutorial step 27):
   polishplugin refine3d --i Polish/job026/shiny.star --o Refine3D/job027/run \\
       --ref Refine3D/job021/run_class001.mrc --solvent_mask MaskCreate/job022/mask.mrc --ini_high 50 \\
@@ -85,6 +90,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--norm", action="store_true", help="normalisation-error correction (accepted; corrections are 1)")
     a("--scale", action="store_true", help="intensity-scale correction (accepted; corrections are 1)")
     a("--random_seed", type=int, default=-1, help="seed of the grid perturbation (-1: from the clock)")
+    a("--maxsig", type=int, default=200,
+      help="keep at most this many significant coarse samples per particle (RELION --maxsig; RELION's "
+           "default is no limit, ours 200 bounds the cost of the first, broad iterations; <=0: no limit)")
     a("--tau2_fudge", type=float, default=1.0, help="regularisation parameter T (default 1)")
     a("--iter", type=int, default=999, help="maximum number of iterations (auto_iter_max; default 999)")
     a("--auto_refine", action="store_true", help="accepted for compatibility (always on)")
@@ -364,7 +372,7 @@ def main(args: argparse.Namespace) -> int:
                                      current_radius=current_size / 2.0, offset_range_px=sched.offset_range_px,
                                      offset_step_px=sched.offset_step_px, sigma_offset_a=hs.sigma_offset_a,
                                      local_sigma_deg=sched.local_sigma_deg if sched.local else None,
-                                     perturbation=perturb)
+                                     perturbation=perturb, max_significant=args.maxsig)
             x, rounded = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, args.zero_mask)
             xs, cs = x[:, iy, ix], hs.ctf[:, iy, ix]
             s2pix = hs.sigma2[np.minimum(shells, len(hs.sigma2) - 1)]
