@@ -335,6 +335,8 @@ class LocalResolution:
         del f1
         if mode == "fast":
             self._prepare_fast()
+            self.grid = None           # the full-box grid and transform are not needed any more
+            self.ftsum = None
         else:
             self._radius_lut = self.grid.radius_lut
 
