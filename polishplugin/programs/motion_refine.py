@@ -186,22 +186,45 @@ def _cc_crop(n: int, init: np.ndarray) -> int | None:
     return None if m >= n else m
 
 
+def prepare_frames_inplace(frames: np.ndarray, do_whiten: bool, batch: int = 16) -> np.ndarray | None:
+    """Normalise (and whiten) particle frames in place, a few particles at a time; returns sigma2 or None.
+
+    Same result as ``whiten(normalize_particle_frames(frames), noise_sigma2(...))`` on the whole array
+    (sigma2 is a mean with the same pixel count per particle, so batch means combine exactly), without a
+    second and third full-size copy of the frames (memory: ALGORITHMS 1.5-1.6, issue 6).
+    """
+    from ..core.motion.prepare import noise_sigma2, normalize_particle_frames, whiten
+
+    n_p, n = frames.shape[0], frames.shape[-2]
+    sigma2 = None
+    if do_whiten:
+        total = 0.0
+        for s in range(0, n_p, batch):
+            part = normalize_particle_frames(frames[s:s + batch])
+            total = total + noise_sigma2(part) * part.shape[0]
+        sigma2 = total / max(n_p, 1)
+    for s in range(0, n_p, batch):
+        part = normalize_particle_frames(frames[s:s + batch])
+        frames[s:s + batch] = whiten(part, sigma2, n) if do_whiten else part
+    return sigma2
+
+
 def estimate_micrograph_tracks(data, settings: PolishSettings, first_frame: int):
-    """Fitted tracks (n_p, n_f, 2) in particle px and the whitened, normalised frames (for the FCC)."""
+    """Fitted tracks (n_p, n_f, 2) in particle px and the whitened, normalised frames (for the FCC).
+
+    ``data.frames_rfft`` is normalised and whitened in place (the raw frames are not needed again:
+    recombination re-reads the movie).
+    """
     from ..core.dose import dose_weights
     from ..core.motion.cross_correlation import cc_maps, cc_origin
     from ..core.motion.estimate import fit_tracks, sigmas_to_pixels
-    from ..core.motion.prepare import noise_sigma2, normalize_particle_frames, whiten
+    from ..core.motion.prepare import whiten
 
     n = data.box
     n_p, n_f = data.frames_rfft.shape[:2]
-    frames = normalize_particle_frames(data.frames_rfft)
-    data.frames_rfft = None  # free the raw frames
-    pred = data.pred_own_rfft
-    if settings.whiten:
-        sigma2 = noise_sigma2(frames)
-        frames = whiten(frames, sigma2, n)
-        pred = whiten(pred, sigma2, n)
+    frames = data.frames_rfft
+    sigma2 = prepare_frames_inplace(frames, settings.whiten)
+    pred = whiten(data.pred_own_rfft, sigma2, n) if settings.whiten else data.pred_own_rfft
     a, b, c = settings.dmg
     weights = dose_weights(n_f, n, data.angpix, data.dose_per_frame, first_frame, a, b, c).astype(np.float32)
     init = data.initial_tracks_px
@@ -226,7 +249,6 @@ def motion_micrograph(project, mic_index: int, out_dir: str, settings: PolishSet
 
     ``tracks_override`` (n_p, n_f, 2) skips the fit (tests use the simulator's true tracks).
     """
-    from ..core.motion.prepare import noise_sigma2, normalize_particle_frames, whiten
     from ..core.polish.fcc import accumulate_fcc
     from ._polish_io import load_micrograph, write_tracks
 
@@ -236,9 +258,8 @@ def motion_micrograph(project, mic_index: int, out_dir: str, settings: PolishSet
         tracks, frames = estimate_micrograph_tracks(data, settings, project.first_frame)
     else:
         tracks = np.asarray(tracks_override, np.float64)
-        frames = normalize_particle_frames(data.frames_rfft)
-        if settings.whiten:
-            frames = whiten(frames, noise_sigma2(frames), data.box)
+        frames = data.frames_rfft
+        prepare_frames_inplace(frames, settings.whiten)
     cc, w0, w1 = accumulate_fcc(frames, tracks, data.pred_opposite_rfft, ref.box, ref.angpix, data.angpix)
     root = str(_roots(out_dir, data.name))
     Path(root).parent.mkdir(parents=True, exist_ok=True)

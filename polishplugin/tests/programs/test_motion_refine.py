@@ -516,3 +516,16 @@ def test_predictions_include_detector_mtf(sim, tmp_path):
     k = 10  # pixel (x=10, y=0)
     expect = np.interp(k / (sim["box"] * apix), mtf.frequency_per_a(apix), mtf.value)
     np.testing.assert_allclose(own1[:, 0, k], own0[:, 0, k] * expect, rtol=1e-4)
+
+
+def test_prepare_frames_inplace_equals_whole_array(rng):
+    from polishplugin.core.motion.prepare import noise_sigma2, normalize_particle_frames, whiten
+
+    x = (rng.normal(size=(37, 4, 24, 13)) + 1j * rng.normal(size=(37, 4, 24, 13))).astype(np.complex64)
+    x *= rng.uniform(0.5, 3, (37, 1, 1, 1)).astype(np.float32)
+    ref_n = normalize_particle_frames(x)
+    ref = whiten(ref_n, noise_sigma2(ref_n), 24)
+    y = x.copy()
+    s2 = motion_refine.prepare_frames_inplace(y, True, batch=8)
+    np.testing.assert_allclose(s2, noise_sigma2(ref_n), rtol=1e-5)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-6)
