@@ -12,6 +12,8 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
+from .plots_postprocess import save_pdf, save_png  # shared atomic writers (re-exported)
+
 __all__ = ["histogram_values", "histogram_figure", "slices_figure", "save_png", "save_pdf",
            "chimerax_script", "locres_range"]
 
@@ -71,24 +73,6 @@ def slices_figure(density: np.ndarray, locres: np.ndarray, mask: np.ndarray | No
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="local resolution (Å)")
     return fig
-
-
-def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
-    """Write ``fig`` as PNG atomically."""
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=dpi, format="png")
-    os.replace(tmp, path)
-
-
-def save_pdf(figs: list[Figure], path: str | os.PathLike) -> None:
-    """Write figures as a multi-page PDF atomically."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    tmp = f"{path}.tmp.pdf"
-    with PdfPages(tmp) as pdf:
-        for fig in figs:
-            pdf.savefig(fig)
-    os.replace(tmp, path)
 
 
 def chimerax_script(map_path: str, locres_path: str, vrange: tuple[float, float],
