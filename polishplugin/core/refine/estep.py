@@ -278,9 +278,14 @@ def _pass2(grid3d, orient, first, x, ctf, w, sigma2_pix, k2d, shells_pix, frac, 
         proj = project_pixels(grid3d, kid_mats, k2d, s.pad)
     allowed = np.zeros((len(ut), len(ur)), bool)
     allowed[inv_t, inv_r] = True
+    # only the children of significant pairs: one product per significant coarse translation
+    diff2 = np.full((4 * len(ut), 8 * len(ur)), np.inf)
+    for jt in range(len(ut)):
+        cols = (np.nonzero(allowed[jt])[0][:, None] * 8 + np.arange(8)[None, :]).ravel()
+        shifts = (frac[None, :] + t_kids[4 * jt:4 * jt + 4])[None]
+        diff2[4 * jt:4 * jt + 4, cols] = squared_differences(x[None], ctf[None], w[None], proj[cols], shifts,
+                                                             k2d, s.box)[0]
     allowed = np.repeat(np.repeat(allowed, 4, axis=0), 8, axis=1)
-    shifts = (frac[None, :] + t_kids)[None]
-    diff2 = squared_differences(x[None], ctf[None], w[None], proj, shifts, k2d, s.box)[0]
     log_post = -diff2 + _offset_logprior(t_kids, np.zeros(2), s.sigma_offset_a, s.angpix)[:, None] \
         + _rotation_logprior(kid_mats, prev_mat, s.local_sigma_deg)[None, :]
     log_post = np.where(allowed, log_post, -np.inf)
