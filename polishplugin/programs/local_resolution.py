@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..convert import labels as L
-from ..convert.mrc import read_mrc, write_mrc
+from ..convert.mrc import write_mrc
 from ..convert.star import write_star
 from ..core.fourier import n_shells, shell_resolution_a
 from ..core.local_resolution import (LocalResolution, LocresAccumulators, LocresSettings, PointResult,
@@ -43,9 +43,6 @@ __all__ = ["add_args", "main", "relion_integer_string", "point_table_name", "fsc
            "output_paths"]
 
 log = logging.getLogger(__name__)
-
-MASK_TOLERANCE = 1e-6
-ANGPIX_TOLERANCE = 1e-3
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -86,29 +83,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------ input
 
 def _read_inputs(args: argparse.Namespace):
-    from .postprocess import other_half_name, read_mtf_table
+    """Half maps, mask, pixel size (checks shared with ``postprocess``) and the MTF table."""
+    from .postprocess import read_half_maps, read_mtf_table
 
-    half2_name = args.i2 or other_half_name(args.i)
-    h1, angpix1 = read_mrc(args.i)
-    h2, angpix2 = read_mrc(half2_name)
-    if h1.ndim != 3 or len(set(h1.shape)) != 1:
-        raise ProgramError(f"half map {args.i} is not a cubic 3D map (shape {h1.shape})")
-    if h1.shape != h2.shape:
-        raise ProgramError(f"half maps {args.i} {h1.shape} and {half2_name} {h2.shape} have different shapes")
-    if angpix1 > 0 and angpix2 > 0 and abs(angpix1 - angpix2) > ANGPIX_TOLERANCE * max(angpix1, angpix2):
-        raise ProgramError(f"half maps {args.i} ({angpix1:g} Å) and {half2_name} ({angpix2:g} Å) "
-                           "have different pixel sizes")
-    angpix = args.angpix if args.angpix > 0 else angpix1
-    if not angpix > 0:
-        raise ProgramError(f"half map {args.i} has no pixel size in its header; give --angpix")
-    mask = None
-    if args.mask:
-        mask, _ = read_mrc(args.mask)
-        if mask.shape != h1.shape:
-            raise ProgramError(f"mask {args.mask} has shape {mask.shape}, the half maps {h1.shape}")
-        if mask.min() < -MASK_TOLERANCE or mask.max() > 1 + MASK_TOLERANCE:
-            raise ProgramError(f"mask {args.mask} has values outside [0, 1] "
-                               f"(min {mask.min():g}, max {mask.max():g})")
+    h1, h2, mask, angpix, half2_name = read_half_maps(args)
     mtf = None
     if args.mtf:
         if not os.path.exists(args.mtf):
