@@ -13,7 +13,9 @@ on an idle machine):
   track RMS error vs truth 0.65 px fitted / 0.80 px initial (the tiny preset is noisy; with
   ``contrast=0.3, particles_per_movie=30, n_movies=4`` the tests see 0.17 / 0.68 px).
 * tutorial1 (1 movie, 120 particles, 24 frames, box 256, movie 2640x2730), ``/usr/bin/time``:
-  32.5 s wall for the whole run, CPU 23 s (user 15 + sys 8), 4.1 GB max RSS (load average 7).  About 14 s
+  32.5 s wall for the whole run, CPU 23 s (user 15 + sys 8), 4.1 GB max RSS (load average 7); after the
+  in-place frame normalisation/whitening: CPU 23 s (user 17.7 + sys 5.3), 3.6 GB max RSS (78 s wall at load
+  average 13; the two 512^3 projector grids are ~1.1 GB of it).  About 14 s
   of the wall time is the one-off projector set-up (two 512^3 FFTs) and ~3 s start-up, so the marginal cost
   is ~15 s per movie of 120 particles under this load (~24 s scaled to 190 particles): the 20 s target is
   about met for 120 particles, not yet shown for 190.  Earlier profile (before the separable shifts, float32
