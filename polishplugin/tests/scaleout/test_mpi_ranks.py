@@ -86,8 +86,8 @@ def run_ranks(command: str, argv: list[str], cwd: Path, n: int, timeout: float =
     assert res.returncode == 0, f"{n} ranks: {' '.join(cmd)}\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}"
 
 
-def _compared_files(folder: Path) -> list[str]:
-    return sorted(str(f.relative_to(folder)) for f in folder.rglob("*")
+def _compared_files(folder: Path, pattern: str = "*") -> list[str]:
+    return sorted(str(f.relative_to(folder)) for f in folder.rglob(pattern)
                   if f.is_file() and f.suffix in (".mrc", ".mrcs", ".star"))
 
 
@@ -99,58 +99,92 @@ def _mask_folder(df: pd.DataFrame, folder: Path) -> pd.DataFrame:
     return df
 
 
-def assert_same_outputs(ref: Path, other: Path, label: str, rtol: float = RTOL) -> int:
-    """MRC and STAR files under ``other`` equal those under ``ref``; returns how many were compared."""
+def assert_same_outputs(ref: Path, other: Path, label: str, rtol: float = RTOL, skip: str | None = None) -> int:
+    """MRC and STAR files under ``other`` equal those under ``ref`` (except names ending in ``skip``);
+    returns how many were compared."""
     names = _compared_files(ref)
     assert names, f"{label}: no output written in {ref}"
     assert _compared_files(other) == names, f"{label}: different output files"
     for name in names:
-        a_path, b_path = ref / name, other / name
-        if name.endswith((".mrc", ".mrcs")):
-            a, pa = read_mrc(a_path)
-            b, pb = read_mrc(b_path)
-            assert a.shape == b.shape and pa == pytest.approx(pb), f"{label}: {name} shape/pixel size"
-            scale = float(np.max(np.abs(a))) or 1.0
-            np.testing.assert_allclose(b, a, rtol=0, atol=rtol * scale, err_msg=f"{label}: {name}")
-            continue
-        sa, sb = read_star(a_path), read_star(b_path)
-        assert list(sa) == list(sb), f"{label}: {name} blocks"
-        for block in sa:
-            da, db = _mask_folder(sa[block], ref), _mask_folder(sb[block], other)
-            assert list(da.columns) == list(db.columns) and len(da) == len(db), f"{label}: {name}/{block}"
-            for c in da.columns:
-                x, y = da[c], db[c]
-                if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
-                    np.testing.assert_allclose(y.to_numpy(float), x.to_numpy(float), rtol=rtol,
-                                               atol=rtol * (float(np.nanmax(np.abs(x.to_numpy(float))))
-                                                            if len(x) else 0.0),
-                                               err_msg=f"{label}: {name}/{block}/{c}")
-                else:
-                    assert x.tolist() == y.tolist(), f"{label}: {name}/{block}/{c}"
+        if not (skip and name.endswith(skip)):
+            assert_same_file(ref, other, name, label, rtol)
     return len(names)
 
 
-def _check_program(command: str, argv_of, tmp_path: Path, rtol: float = RTOL) -> None:
+def assert_same_file(ref: Path, other: Path, name: str, label: str, rtol: float = RTOL) -> None:
+    """``other/name`` equals ``ref/name``: MRC within ``rtol`` x max|value|, STAR tables column by column."""
+    a_path, b_path = ref / name, other / name
+    if name.endswith((".mrc", ".mrcs")):
+        a, pa = read_mrc(a_path)
+        b, pb = read_mrc(b_path)
+        assert a.shape == b.shape and pa == pytest.approx(pb), f"{label}: {name} shape/pixel size"
+        scale = float(np.max(np.abs(a))) or 1.0
+        np.testing.assert_allclose(b, a, rtol=0, atol=rtol * scale, err_msg=f"{label}: {name}")
+        return
+    sa, sb = read_star(a_path), read_star(b_path)
+    assert list(sa) == list(sb), f"{label}: {name} blocks"
+    for block in sa:
+        da, db = _mask_folder(sa[block], ref), _mask_folder(sb[block], other)
+        assert list(da.columns) == list(db.columns) and len(da) == len(db), f"{label}: {name}/{block}"
+        for c in da.columns:
+            x, y = da[c], db[c]
+            if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
+                xs = x.to_numpy(float)
+                atol = rtol * float(np.nanmax(np.abs(xs))) if len(xs) else 0.0
+                np.testing.assert_allclose(y.to_numpy(float), xs, rtol=rtol, atol=atol,
+                                           err_msg=f"{label}: {name}/{block}/{c}")
+            else:
+                assert x.tolist() == y.tolist(), f"{label}: {name}/{block}/{c}"
+
+
+def _run_all_ranks(command: str, argv_of, folder: Path) -> dict[int, Path]:
     outs = {}
     for n in RANKS:
-        out = tmp_path / f"n{n}"
+        out = folder / f"n{n}"
         argv, cwd = argv_of(out)
         run_ranks(command, argv, cwd, n)
         outs[n] = out
-    for n in RANKS[1:]:
-        assert_same_outputs(outs[1], outs[n], f"{command} with {n} ranks", rtol)
+    return outs
 
 
-@pytest.mark.parametrize("prog", ["postprocess", "mask_create", "local_resolution", "motion_refine_polish",
-                                  "motion_refine_train"])
+@pytest.mark.parametrize("prog", ["postprocess", "mask_create", "local_resolution", "motion_refine_polish"])
 def test_same_outputs_for_1_2_3_ranks(prog, tiny, tmp_path):
     command = "motion_refine" if prog.startswith("motion_refine") else prog
-    _check_program(command, lambda out: _tiny_argv(prog, tiny, out), tmp_path)
+    outs = _run_all_ranks(command, lambda out: _tiny_argv(prog, tiny, out), tmp_path)
+    for n in RANKS[1:]:
+        assert_same_outputs(outs[1], outs[n], f"{command} with {n} ranks")
+
+
+@pytest.mark.xfail(reason="motion_refine --params3 (training) refuses to run on more than one rank "
+                          "(ProgramError 'training ... is not MPI-parallel'): gap reported to the lead")
+def test_training_same_outputs_for_1_2_3_ranks(tiny, tmp_path):
+    outs = _run_all_ranks("motion_refine", lambda out: _tiny_argv("motion_refine_train", tiny, out), tmp_path)
+    for n in RANKS[1:]:
+        assert_same_outputs(outs[1], outs[n], f"motion_refine --params3 with {n} ranks")
+
+
+@pytest.fixture(scope="module")
+def refined(refine_set, tmp_path_factory):
+    return _run_all_ranks("refine3d", lambda out: _refine_argv(refine_set, out), tmp_path_factory.mktemp("r3d"))
 
 
 @pytest.mark.slow
-def test_refine3d_same_outputs_for_1_2_3_ranks(refine_set, tmp_path):
-    _check_program("refine3d", lambda out: _refine_argv(refine_set, out), tmp_path, rtol=1e-3)
+@pytest.mark.parametrize("n", [2, pytest.param(3, marks=pytest.mark.xfail(
+    reason="refine3d with 3 ranks (half 1 split over two ranks): the joined map of the last iteration differs "
+           "from the 1-rank map by up to 0.2 % of its maximum (rank-local noise/offset statistics, see the "
+           "model.star test): gap reported to the lead"))])
+def test_refine3d_maps_and_data_same_as_one_rank(refined, n):
+    """Maps (every iteration, halves and joined) and the data STAR files do not depend on the ranks."""
+    assert_same_outputs(refined[1], refined[n], f"refine3d with {n} ranks", rtol=1e-3, skip="_model.star")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="refine3d on several ranks writes rlnSigmaOffsetsAngst and rlnSigma2Noise of the "
+                          "leader's own particles only (not summed over the ranks): gap reported to the lead")
+def test_refine3d_model_star_same_for_1_2_3_ranks(refined):
+    for n in RANKS[1:]:
+        for name in _compared_files(refined[1], "*_model.star"):
+            assert_same_file(refined[1], refined[n], name, f"refine3d with {n} ranks", rtol=1e-3)
 
 
 def test_comparison_catches_a_changed_value(tiny, tmp_path):
