@@ -32,7 +32,7 @@ log = logging.getLogger("polishplugin.workflow")
 
 __all__ = ["TEMPLATE_NAME", "template_path", "template_fields", "fill_template", "stage_protocols",
            "create_project", "launch_in_order", "collect_summary", "format_summary",
-           "run_stage_in_scipion", "WorkflowError", "PRESETS"]
+           "run_stage_in_scipion", "write_plots", "WorkflowError", "PRESETS"]
 
 TEMPLATE_NAME = "polishing_stage.json.template"
 PRESETS = ["tiny", "demo", "tutorial"]
@@ -230,9 +230,11 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     mask_prot = protocols.get(MASK) or protocols[IMPORT]
     mask_obj = getattr(mask_prot, "outputMask", None)
     sel = locres > 0
+    mask_path = ""
     if mask_obj is not None:
         from .protocols.protocol_mask_create import _mrc_path
-        mask, _ = read_mrc(_mrc_path(mask_obj))
+        mask_path = _mrc_path(mask_obj)
+        mask, _ = read_mrc(mask_path)
         sel &= mask > 0.5
     values = locres[sel]
     if values.size:
@@ -248,6 +250,7 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
         "bfactors_star": str(_extra(protocols[POLISH], "Polish", "bfactors.star")),
         "refine_model": str(_extra(protocols[REFINE], "run_model.star")),
         "locres_map": str(locres_path),
+        "mask": mask_path,
     }
     return summary
 
@@ -270,6 +273,50 @@ def format_summary(summary: dict) -> str:
     lines += [f"{k:<{width}}  {v}" for k, v in rows]
     lines.append("=" * (width + 24))
     return "\n".join(lines)
+
+
+def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
+    """Render every viewer's plots of a finished stage as PNG files in ``dest`` and copy each run's
+    logfile.pdf there (``<step>_logfile.pdf``); returns the paths written.
+
+    FSC and Guinier plots before/after polishing, per-frame B-factors and scales, tracks of two
+    micrographs, the training TSC trace, the refine's FSC/progress/angular distribution/slices and
+    the local-resolution histogram and slices.
+    """
+    import shutil
+
+    from .convert.mrc import read_mrc
+    from .viewers import plots_postprocess, viewer_polish, viewer_polish_train, viewer_refine3d
+    from .viewers import viewer_local_resolution as vl
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = summary["outputs"]
+    paths = []
+    for key, sub in (("postprocess_after", "postprocess"), ("postprocess_before", "postprocess_before")):
+        for path in plots_postprocess.save_postprocess_pngs(out[key], dest / sub):
+            target = dest / f"{sub}_{Path(path).name}"
+            os.replace(path, target)
+            paths.append(str(target))
+        shutil.rmtree(dest / sub, ignore_errors=True)
+    paths += viewer_polish.write_viewer_pngs(Path(out["bfactors_star"]).parent, dest, 2)
+    paths.append(viewer_polish_train.write_train_png(out["tsc_trace"], dest / "train_tsc.png"))
+    paths += viewer_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(dest))
+    locres, _ = read_mrc(out["locres_map"])
+    density, _ = read_mrc(out["postprocess_map"])
+    mask = None
+    if out.get("mask"):
+        mask, _ = read_mrc(out["mask"])
+    for name, fig in (("histogram", vl.histogram_figure(vl.histogram_values(locres, mask))),
+                      ("slices", vl.slices_figure(density, locres, mask))):
+        vl.save_png(fig, dest / f"locres_{name}.png")
+        paths.append(str(dest / f"locres_{name}.png"))
+    for step, run_dir in summary["run_dirs"].items():
+        for pdf in sorted(Path(run_dir).rglob("logfile.pdf")):
+            target = dest / f"{step.replace(' ', '_')}_logfile.pdf"
+            shutil.copyfile(pdf, target)
+            paths.append(str(target))
+    return paths
 
 
 # ------------------------------------------------------------------------------------- the stage
