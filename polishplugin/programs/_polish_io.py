@@ -147,14 +147,21 @@ def _open_movie(path: Path):
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tif = tifffile.TiffFile(str(path))
-        pages = tif.pages
-        h, w = pages[0].shape[-2:]
+        try:
+            tif = tifffile.TiffFile(str(path))
+            pages = tif.pages
+            h, w = pages[0].shape[-2:]
+            n_pages = len(pages)
+        except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds for damaged files
+            raise ProgramError(f"movie {path} cannot be read ({exc}); is it truncated or not a TIFF file?") from None
 
         def get_tif(i):  # RELION flips TIFF movies along the slow axis on read
-            return np.asarray(pages[i].asarray(), np.float32)[::-1]
+            try:
+                return np.asarray(pages[i].asarray(), np.float32)[::-1]
+            except Exception as exc:  # noqa: BLE001
+                raise ProgramError(f"movie {path} cannot be read at frame {i + 1} ({exc}); is it truncated?") from None
 
-        return len(pages), h, w, get_tif, tif.close
+        return n_pages, h, w, get_tif, tif.close
     import mrcfile
     import warnings
 
@@ -198,6 +205,8 @@ def iter_movie_frames(info: MovieInfo, first_frame: int, n_frames: int):
             gain = gain.reshape(gain.shape[-2:])
         for f in range(n_frames):
             frame = get(first_frame + f)
+            if not np.isfinite(frame).all():
+                raise ProgramError(f"movie {info.movie_path} frame {first_frame + f + 1} contains NaN or Inf values")
             if gain is not None and gain.shape == frame.shape:
                 frame = frame * gain
             yield f, -frame

@@ -329,6 +329,29 @@ def test_bad_params_file(sim, tmp_path):
         _bad(sim, tmp_path, p, c, "--params_file", str(bad))
 
 
+def test_bad_movie_with_nan_or_truncated(sim, tmp_path):
+    from polishplugin.convert.mrc import write_mrc
+    from polishplugin.tests.fixtures_simulate import copy_project
+
+    proj = copy_project(sim, tmp_path / "copy")
+    movie = Path(proj["movies"][2])
+    data, angpix = read_mrc(movie)
+    data[1, 5, 5] = np.nan
+    write_mrc(movie, data, angpix)
+    argv = ["--i", str(proj["particles"]), "--f", str(proj["postprocess"]), "--corr_mic",
+            str(proj["corrected_micrographs"]), "--o", str(tmp_path / "out"), "--combine_frames"]
+    cwd = os.getcwd()
+    os.chdir(proj["project_dir"])
+    try:
+        with pytest.raises(ProgramError, match=f"movie .*{movie.name} frame 2 contains NaN or Inf"):
+            motion_refine.main(build_parser("motion_refine").parse_args(argv))
+        movie.write_bytes(movie.read_bytes()[:100_000])
+        with pytest.raises(ProgramError, match="cannot be read"):
+            motion_refine.main(build_parser("motion_refine").parse_args(argv))
+    finally:
+        os.chdir(cwd)
+
+
 def test_bad_opencl_device(sim, tmp_path):
     p, c = _edited(sim, tmp_path)
     with pytest.raises(ProgramError, match="--device 97:97"):
