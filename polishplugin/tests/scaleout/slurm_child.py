@@ -97,29 +97,42 @@ def run(workdir: Path, slurm_conf: str, n_mpi: int = 1, timeout: float = 420.0) 
     imp = proj.getProtocol(imp.getObjId())
     if not imp.isFinished():
         return {"status": "import " + imp.getStatus(), "error": imp.getErrorMessage()}
-    mask = proj.newProtocol(ProtPolishMaskCreate, objLabel="mask through SLURM", inputVolume=imp.outputVolume,
-                            lowpass=10.0, iniThreshold=0.5, extendInimask=1, widthSoftEdge=3)
-    mask.numberOfMpi.set(n_mpi)
-    mask._useQueue.set(True)
-    mask.setQueueParams(["debug", {"JOB_MEMORY": "1024"}])
-    proj.launchProtocol(mask)
-    prot_id = mask.getObjId()
-    job_id = mask.getJobIds()[0] if mask.getJobIds() else None
+    if n_mpi <= 1:
+        prot = proj.newProtocol(ProtPolishMaskCreate, objLabel="mask through SLURM", inputVolume=imp.outputVolume,
+                                lowpass=10.0, iniThreshold=0.5, extendInimask=1, widthSoftEdge=3)
+        output = "outputMask"
+    else:  # local resolution: the one protocol here with an MPI count, split over sample points
+        from polishplugin.protocols import ProtPolishLocalRes
+
+        prot = proj.newProtocol(ProtPolishLocalRes, objLabel="local resolution through SLURM",
+                                inputVolume=imp.outputVolume, sampling=12.0)
+        prot.numberOfMpi.set(n_mpi)
+        output = None
+    return _through_queue(proj, prot, output, timeout)
+
+
+def _through_queue(proj, prot, output: str | None, timeout: float) -> dict:
+    """Launch ``prot`` with _useQueue on queue "debug" and poll until it ends; the result dict."""
+    prot._useQueue.set(True)
+    prot.setQueueParams(["debug", {"JOB_MEMORY": "1024"}])
+    proj.launchProtocol(prot)
+    prot_id = prot.getObjId()
+    job_id = prot.getJobIds()[0] if prot.getJobIds() else None
     start = time.time()
-    prot = mask
     while True:
         proj._updateProtocol(prot)  # what the GUI does: copy the run.db state into the project
         if prot.isFinished() or prot.isFailed() or time.time() - start > timeout:
             break
         time.sleep(2)
-    alive = proj.checkIsAlive(prot)  # the job id through CHECK_COMMAND (squeue)
+    seconds = round(time.time() - start, 1)
     prot = proj.getProtocol(prot_id)
-    out = getattr(prot, "outputMask", None)
+    outputs = [name for name, _ in prot.iterOutputAttributes()]
+    out = getattr(prot, output, None) if output else None
     script = prot.getSubmitDict().get("JOB_SCRIPT")
     return {"status": prot.getStatus(), "error": prot.getErrorMessage(), "job_id": job_id,
-            "jobs": list(prot.getJobIds()), "use_queue": bool(prot.useQueue()),
+            "jobs": list(prot.getJobIds()), "use_queue": bool(prot.useQueue()), "outputs": outputs,
             "mask": out.getFileName() if out is not None else None, "job_script": script,
-            "seconds": round(time.time() - start, 1), "alive_after": alive, "stdout_log": prot.getStdoutLog()}
+            "seconds": seconds, "stdout_log": prot.getStdoutLog(), "extra": prot._getExtraPath()}
 
 
 if __name__ == "__main__":

@@ -121,3 +121,23 @@ def test_protocol_through_scipion_slurm_queue(slurm, tmp_path):
     show = subprocess.run(["scontrol", "show", "job", str(result["job_id"])], capture_output=True, text=True,
                           env=slurm["env"], timeout=30)
     assert "JobState=COMPLETED" in show.stdout, show.stdout + show.stderr
+
+
+@pytest.mark.xfail(reason="MPI through the queue: pyworkflow's buildRunCommand tests `PARALLEL_COMMAND_<PLUGIN> "
+                          "in env` and env is None because ProtPolishBase._runProgram calls runJob without env= "
+                          "(fix: pass env=Plugin.getEnviron()); gap reported to the lead")
+def test_mpi_protocol_through_scipion_slurm_queue(slurm, tmp_path):
+    """ProtPolishLocalRes with 2 MPI processes through the SLURM queue: --ntasks=2, mpirun inside the job."""
+    pytest.importorskip("pyworkflow", reason="pyworkflow not installed (Scipion tests skipped)")
+    env = {k: v for k, v in slurm["env"].items() if not k.startswith("SCIPION_")}
+    env.update(MPLBACKEND="Agg", PATH=str(Path(sys.executable).parent) + os.pathsep + env["PATH"])
+    res = subprocess.run([sys.executable, "-m", "polishplugin.tests.scaleout.slurm_child", str(tmp_path),
+                          slurm["conf"], "2"], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert res.returncode == 0 and lines, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    result = json.loads(lines[-1][len("RESULT "):])
+    project = next((tmp_path / "scipion_home" / "user_data" / "projects").glob("slurm_queue"))
+    assert "#SBATCH --ntasks=2" in (project / result["job_script"]).read_text()
+    assert result["status"] == "finished", result
+    assert "mpirun" in (project / result["stdout_log"]).read_text()
+    assert list((project / result["extra"]).glob("*locres*.mrc")), "no local-resolution map written"
