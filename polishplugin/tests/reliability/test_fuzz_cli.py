@@ -34,7 +34,7 @@ PARSE_ONLY = ["simulate", "demo"]
 NUMBERS = ["0", "-1", "1", "2", "3.5", "-2.5", "15", "nan", "inf", "abc", "", "1e-9"]
 PLAUSIBLE = ["1", "2", "3", "4", "10", "20"]  # most numbers parse, so the programs get past argparse
 
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.filter_too_much])
 

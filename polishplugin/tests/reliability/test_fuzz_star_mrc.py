@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from polishplugin.convert.mrc import MrcError, read_mrc, read_mrc_header, read_stack_images, write_mrc  # noqa: E402
 from polishplugin.convert.star import StarError, read_star, write_star  # noqa: E402
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 _STAR_WORDS = ["data_", "data_optics", "data_particles", "loop_", "_rlnImageName", "_rlnAngleRot #2",
