@@ -311,6 +311,11 @@ class LocalResolution:
         self.geom = locres_geometry(self.box, angpix, settings)
         self.angpix = float(angpix)
         self.points = sampling_points(self.geom)
+        if mode == "fast" and 2 * self.geom.support + 2 > self.box:
+            # the mask's support spans the whole box: a window gains nothing (and could not hold it)
+            LOG.info("local mask (radius %d px + edge %d px) spans the %d px box: using the exact mode",
+                     self.geom.maskrad, self.geom.edge, self.box)
+            self.mode = mode = "exact"
         if self.points.shape[0] == 0:
             raise ValueError("no local-resolution sampling point lies inside the box: lower --locres_sampling")
         self.nshell = n_shells(self.box)

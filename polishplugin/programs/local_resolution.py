@@ -216,9 +216,9 @@ def main(args: argparse.Namespace) -> int:
     g = engine.geom
     n_points = engine.points.shape[0]
     log.info("local resolution (%s mode): %d points, step %d px, mask radius %d px + edge %d px, "
-             "phases randomised beyond %.2f Å%s", args.mode, n_points, g.step, g.maskrad, g.edge,
+             "phases randomised beyond %.2f Å%s", engine.mode, n_points, g.step, g.maskrad, g.edge,
              engine.box * angpix / max(g.randomize_at, 1),
-             f", window {engine.win}/{engine.winf} px" if args.mode == "fast" else "")
+             f", window {engine.win}/{engine.winf} px" if engine.mode == "fast" else "")
     mine = [n for n in range(n_points) if n % comm.size == comm.rank]
     t1 = time.time()
 

@@ -176,3 +176,16 @@ def test_full_box_mask_equals_direct_evaluation():
         g = engine.geom
         direct = lr._soft_sphere(32, g.maskrad, g.maskrad + g.edge, lr.mask_centre_index(engine.points[idx], 32))
         np.testing.assert_array_equal(engine._full_box_mask(idx), direct)
+
+
+def test_fast_mode_falls_back_to_exact_when_the_mask_spans_the_box():
+    rng = np.random.default_rng(3)
+    vol = rng.standard_normal((48, 48, 48)).astype(np.float32)
+    other = rng.standard_normal((48, 48, 48)).astype(np.float32)
+    # 25 A sampling at 1.244 A/px: mask radius 10 px + edge 20 px > half the 48 px box
+    engine = lr.LocalResolution(vol, vol + other, ANGPIX, lr.LocresSettings(sampling_a=25.0), mode="fast")
+    assert engine.mode == "exact"
+    exact = lr.LocalResolution(vol, vol + other, ANGPIX, lr.LocresSettings(sampling_a=25.0), mode="exact")
+    a = lr.finalize_maps(engine.run())[0]
+    b = lr.finalize_maps(exact.run())[0]
+    np.testing.assert_array_equal(a, b)
