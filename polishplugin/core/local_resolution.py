@@ -51,7 +51,7 @@ from .postprocess import ShellGrid, fsc_grid, irfft_fast, randomize_phases_rfft,
 
 __all__ = [
     "LocresSettings", "LocresGeometry", "PointResult", "LocresAccumulators", "locres_geometry",
-    "sampling_points", "mask_centre_index", "randomize_phases_pair", "sharpened_sum_rfft",
+    "sampling_points", "mask_centre_index", "randomize_phases_pair",
     "local_filter_weights", "resolution_from_fsc", "LocalResolution", "finalize_maps",
     "local_resolution", "fast_window_size", "planted_half_maps",
 ]
@@ -158,18 +158,6 @@ def randomize_phases_pair(half1: np.ndarray, half2: np.ndarray, shell: int,
 def rfft_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """Shape of the rfft of a real array of ``shape``."""
     return tuple(shape[:-1]) + (shape[-1] // 2 + 1,)
-
-
-def sharpened_sum_rfft(half1: np.ndarray, half2: np.ndarray, angpix: float, bfactor: float,
-                       mtf: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
-    """rfft of ``I1 + I2``, divided by the MTF (``(invpix, values, mtf_angpix)``), B-factor applied."""
-    shape = half1.shape
-    f = rfft(np.asarray(half1, np.float64) + np.asarray(half2, np.float64))
-    if mtf is not None:
-        from .mtf import divide_by_mtf
-
-        f = divide_by_mtf(f, shape, angpix, mtf[0], mtf[1], mtf[2])
-    return apply_bfactor_rfft(f, shape, angpix, bfactor)
 
 
 def local_filter_weights(radius_n: np.ndarray, box: int, fsc_curve: np.ndarray, resolution_a: float,
