@@ -25,7 +25,7 @@ __all__ = [
     "grid_shells", "symmetrise_grid", "halfgrid_fsc", "regularised_grid", "sample_grid", "project_images",
 ]
 
-CHUNK = 1 << 21  # samples per interpolation chunk
+CHUNK = 1 << 20  # samples per interpolation chunk / back-projection flush
 
 
 def image_rfft(images: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def map_to_grid(volume: np.ndarray, pad: int = 2) -> np.ndarray:
     s = m // 2 - n // 2
     padded[s:s + n, s:s + n, s:s + n] = volume
     grid = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(padded))) / (n * n)
-    return grid.astype(np.complex64)
+    return np.ascontiguousarray(grid, dtype=np.complex64)  # fftn may return a Fortran-ordered array
 
 
 def grid_to_map(grid: np.ndarray, box: int, gridding: bool = True, corner_mask: bool = True) -> np.ndarray:
@@ -105,7 +105,7 @@ def _corners(coords: np.ndarray, m: int):
 def sample_grid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Trilinear samples of a centred grid at ``coords (..., 3)`` (x, y, z padded voxels)."""
     m = grid.shape[0]
-    flat = grid.reshape(-1)
+    flat = np.ascontiguousarray(grid).reshape(-1)  # a view for C-ordered grids
     out = np.zeros(coords.shape[:-1], np.complex64)
     for idx, w in _corners(coords, m):
         out += flat[idx] * w
@@ -137,15 +137,18 @@ def symmetrise_grid(grid: np.ndarray, sym_ops: np.ndarray) -> np.ndarray:
     m = grid.shape[0]
     c = np.arange(m, dtype=np.float64) - m // 2
     kz, ky, kx = np.meshgrid(c, c, c, indexing="ij")
-    k = np.stack([kx, ky, kz], axis=-1).reshape(-1, 3)
-    out = grid.astype(np.complex128 if np.iscomplexobj(grid) else np.float64).copy().reshape(-1)
+    inside = np.nonzero((kx ** 2 + ky ** 2 + kz ** 2).ravel() <= (m // 2 - 1) ** 2)[0]  # data lie inside
+    k = np.stack([kx.ravel()[inside], ky.ravel()[inside], kz.ravel()[inside]], axis=-1)
+    del kx, ky, kz
+    out = np.array(grid, dtype=np.complex128 if np.iscomplexobj(grid) else np.float64, order="C").reshape(-1)
+    flat = np.ascontiguousarray(grid).reshape(-1)
     for r in sym_ops[1:]:
         coords = k @ r.T + m // 2
         for a in range(0, len(k), CHUNK):
             vals = np.zeros(min(CHUNK, len(k) - a), out.dtype)
             for idx, w in _corners(coords[a:a + CHUNK], m):
-                vals += grid.reshape(-1)[idx] * w
-            out[a:a + CHUNK] += vals
+                vals += flat[idx] * w
+            out[inside[a:a + CHUNK]] += vals
     return out.reshape(grid.shape)
 
 
@@ -181,9 +184,12 @@ class Backprojector:
         wts = np.concatenate([b[2] for b in self._buf]).astype(np.float64)
         self._buf, self._n_buf = [], 0
         n = self.m ** 3
-        for idx, w in _corners(coords, self.m):
-            self.data += np.bincount(idx, vals.real * w, n) + 1j * np.bincount(idx, vals.imag * w, n)
-            self.weight += np.bincount(idx, wts * w, n)
+        corners = list(_corners(coords, self.m))
+        idx = np.concatenate([c[0] for c in corners])
+        w = np.concatenate([c[1] for c in corners]).astype(np.float64)
+        del corners
+        self.data += np.bincount(idx, np.tile(vals.real, 8) * w, n) + 1j * np.bincount(idx, np.tile(vals.imag, 8) * w, n)
+        self.weight += np.bincount(idx, np.tile(wts, 8) * w, n)
 
     def add(self, other: "Backprojector") -> None:
         self.flush()
@@ -249,7 +255,7 @@ def regularised_grid(d: np.ndarray, w: np.ndarray, ssnr: np.ndarray | None, pad:
     floor = np.append(wmean / 1000.0, np.inf)[sh]
     big = np.maximum(big, np.maximum(floor, 1e-30))
     out = np.where(inside, d / big, 0)
-    return out.astype(np.complex64)
+    return np.ascontiguousarray(out, dtype=np.complex64)
 
 
 def project_images(grid: np.ndarray, rotations: np.ndarray, box: int, pad: int = 2,

@@ -85,7 +85,7 @@ def expected_accuracies(grid3d: np.ndarray, mats: np.ndarray, ctf: np.ndarray, s
     """``(acc_rot_deg, acc_trans_px)``: rotation/shift at which ``sum c^2 |P - P'|^2 / (2 sigma2)``
     exceeds 1, averaged over the particles given (RELION ``calculateExpectedAngularErrors``; we
     rotate about the x, y and z axes and average)."""
-    steps = np.geomspace(0.05, 60.0, 48)
+    steps = np.geomspace(0.05, 60.0, 24)
     w = 0.5 / sigma2_pix
     p0 = project_pixels(grid3d, mats, k2d, pad)
     acc_rot = []
@@ -96,7 +96,7 @@ def expected_accuracies(grid3d: np.ndarray, mats: np.ndarray, ctf: np.ndarray, s
             diff = (w * ctf ** 2 * np.abs(p0 - p1) ** 2).sum(1)
             first = np.where(diff > 1.0, d, first)
         acc_rot.append(first)
-    shifts = np.geomspace(0.01, box / 2.0, 48)
+    shifts = np.geomspace(0.01, box / 2.0, 24)
     first_t = np.full(len(mats), shifts[-1])
     kr = np.sqrt((k2d ** 2).sum(1))
     for t in shifts[::-1]:
