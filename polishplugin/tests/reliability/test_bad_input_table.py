@@ -53,10 +53,19 @@ def _defined(tree: ast.Module, names: list[str]) -> ast.AST | None:
     return node
 
 
-def _is_strict_xfail(func: ast.AST) -> bool:
+def _is_strict_xfail(func: ast.AST, param: str | None = None) -> bool:
+    """A strict xfail decorator on the function, or (for ``param``) in its ``pytest.param(..., marks=...)``."""
+    first = param.split("-")[0] if param else None
     for dec in getattr(func, "decorator_list", []):
         src = ast.unparse(dec)
-        if "xfail" in src and "strict=True" in src:
+        if "parametrize" in src:
+            for call in ast.walk(dec):
+                if (isinstance(call, ast.Call) and ast.unparse(call.func).endswith("param") and call.args
+                        and isinstance(call.args[0], ast.Constant) and str(call.args[0].value) == first):
+                    psrc = ast.unparse(call)
+                    if "xfail" in psrc and "strict=True" in psrc:
+                        return True
+        elif "xfail" in src and "strict=True" in src:
             return True
     return False
 
@@ -78,7 +87,7 @@ def check_node(node_text: str) -> tuple[bool, bool, str]:
         first = param.split("-")[0]
         if f'"{first}"' not in source and f"'{first}'" not in source and first not in re.findall(r"[\w.]+", source):
             return False, False, f"parameter {param!r} of {names[-1]} not found in {path}"
-    return True, _is_strict_xfail(func), ""
+    return True, _is_strict_xfail(func, param), ""
 
 
 def test_table_parses_into_many_rows():
