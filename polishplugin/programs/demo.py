@@ -9,6 +9,7 @@ per-frame B-factor range, trained sigmas, local-resolution range, time per step)
 Example:
     polishplugin demo --o demo_output
     polishplugin demo --o demo_output --preset tiny
+    polishplugin demo --o demo_output --scipion     # the same stage as a Scipion project (template)
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--j", type=int, default=max(1, os.cpu_count() or 1), help="threads per step")
     parser.add_argument("--skip_train", action="store_true",
                         help="polish with the GUI default sigmas (0.2, 5000, 2) instead of training")
+    parser.add_argument("--scipion", action="store_true",
+                        help="run the stage as a Scipion project from the workflow template "
+                             "(templates/polishing_stage.json.template), headless, instead of calling "
+                             "the programs directly")
+    parser.add_argument("--mpi", type=int, default=1, help="MPI processes per protocol (with --scipion)")
+    parser.add_argument("--max_iterations", type=int, default=None,
+                        help="cap on the refine's iterations (with --scipion; default: until convergence)")
 
 
 @dataclass
@@ -83,9 +91,24 @@ def _optics_angpix(star: Path) -> tuple[float, int]:
     return float(optics["rlnImagePixelSize"].iloc[0]), int(optics["rlnImageSize"].iloc[0])
 
 
+def _main_scipion(args: argparse.Namespace, out: Path) -> int:
+    from ..workflow import format_summary, run_stage_in_scipion, write_plots
+
+    summary = run_stage_in_scipion(out / "scipion_project", preset=args.preset, seed=args.seed,
+                                   threads=args.j, mpi=args.mpi, max_iterations=args.max_iterations)
+    text = format_summary(summary)
+    print(text)
+    (out / "summary.txt").write_text(text + "\n")
+    written = write_plots(summary, out / "plots")
+    log.info("%d plots and logfiles written to %s", len(written), out / "plots")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.o).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.scipion:
+        return _main_scipion(args, out)
     steps: list[StepRecord] = []
     j = str(args.j)
 
