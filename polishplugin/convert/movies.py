@@ -86,6 +86,15 @@ def _as_scalar(value):
 def read_movie_metadata(path: str | os.PathLike) -> MovieMetadata:
     """Read a per-movie motion STAR file; a clear :class:`StarError` naming the file when unusable."""
     path = Path(path)
+    try:
+        return _read_movie_metadata(path)
+    except StarError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise StarError(f"movie metadata STAR file {path} has an unusable value ({exc})") from None
+
+
+def _read_movie_metadata(path: Path) -> MovieMetadata:
     blocks = read_star(path)
     if "general" not in blocks or len(blocks["general"]) != 1:
         raise StarError(f"movie metadata STAR file {path} has no data_general block")

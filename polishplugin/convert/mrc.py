@@ -28,7 +28,7 @@ def _open(path: Path, mmap: bool = False):
             if mmap:
                 return mrcfile.mmap(str(path), mode="r", permissive=False)
             return mrcfile.open(str(path), mode="r", permissive=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, OverflowError, MemoryError) as exc:
         raise MrcError(f"MRC file {path} cannot be read ({exc}); is it truncated or not an MRC file?") from None
 
 
@@ -76,13 +76,17 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, angpix: float, float16:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     arr = np.asarray(data, dtype=np.float16 if float16 else np.float32)
-    with mrcfile.new(str(tmp), overwrite=True) as m:
-        m.set_data(arr)
-        if path.suffix == ".mrcs" and arr.ndim == 3:
-            m.set_image_stack()
-        m.voxel_size = angpix
-        m.update_header_stats()
-    os.replace(tmp, path)
+    try:
+        with mrcfile.new(str(tmp), overwrite=True) as m:
+            m.set_data(arr)
+            if path.suffix == ".mrcs" and arr.ndim == 3:
+                m.set_image_stack()
+            m.voxel_size = angpix
+            m.update_header_stats()
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 class MrcStackWriter:
@@ -104,9 +108,13 @@ class MrcStackWriter:
         self._mrc.data[index] = np.asarray(image, dtype=self._dtype)
 
     def close(self) -> None:
-        self._mrc.update_header_stats()
-        self._mrc.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._mrc.update_header_stats()
+            self._mrc.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def __enter__(self) -> "MrcStackWriter":
         return self

@@ -59,6 +59,15 @@ def _validate(freq: np.ndarray, value: np.ndarray, where: str) -> None:
 def read_mtf(path: str | os.PathLike) -> Mtf:
     """Read and validate an MTF STAR file (first block holding both columns)."""
     path = Path(path)
+    try:
+        return _read_mtf(path)
+    except StarError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise StarError(f"MTF file {path} has a value that is not a number ({exc})") from None
+
+
+def _read_mtf(path: Path) -> Mtf:
     blocks = read_star(path)
     for name, table in blocks.items():
         if L.RESOLUTION_INVERSE_PIXEL in table.columns and L.MTF_VALUE in table.columns:

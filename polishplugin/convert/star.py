@@ -46,9 +46,12 @@ def _convert_column(values: list[str]) -> np.ndarray | list[str]:
         return values
 
 
-def _tokens(line: str) -> list[str]:
+def _tokens(line: str, path: Path | None = None, line_no: int = 0) -> list[str]:
     if '"' in line or "'" in line:
-        return shlex.split(line, posix=True)
+        try:
+            return shlex.split(line, posix=True)
+        except ValueError as exc:  # "No closing quotation"
+            raise StarError(f"STAR file {path}, line {line_no}: {exc}") from None
     return line.split()
 
 
@@ -107,7 +110,7 @@ def read_star(path: str | os.PathLike) -> "OrderedDict[str, pd.DataFrame]":
                 if s.startswith("data_"):
                     break
                 if s and not s.startswith("#"):
-                    toks = _tokens(s)
+                    toks = _tokens(s, path, i + 1)
                     if s.startswith(("kk=",)):  # RELION's locres text lines inside FSC files
                         i += 1
                         continue
@@ -127,7 +130,7 @@ def read_star(path: str | os.PathLike) -> "OrderedDict[str, pd.DataFrame]":
                 if s.startswith("data_"):
                     break
                 if s.startswith("_"):
-                    toks = _tokens(s)
+                    toks = _tokens(s, path, i + 1)
                     if len(toks) < 2:
                         raise StarError(f"STAR file {path}, line {i + 1}: label {toks[0]} has no value")
                     values[toks[0][1:]] = _convert_column([toks[1]])  # type: ignore[assignment]
@@ -187,8 +190,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def write_star(path: str | os.PathLike, blocks: Mapping[str, pd.DataFrame | Mapping[str, object]],

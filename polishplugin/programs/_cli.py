@@ -51,6 +51,11 @@ def run_module(module: ModuleType, argv: list[str], prog: str) -> int:
     except (ProgramError, StarError, MrcError, FileNotFoundError) as exc:
         print(f"{prog}: ERROR: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, folder blocked by a file, no permission: name the file
+        where = exc.filename if exc.filename is not None else "an output file"
+        print(f"{prog}: ERROR: {where}: {exc.strerror or exc} (check the path, free disk space and "
+              "permissions; earlier outputs are untouched)", file=sys.stderr)
+        return 1
 
 
 def run(argv: list[str] | None = None) -> None:

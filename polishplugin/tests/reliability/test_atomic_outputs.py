@@ -71,9 +71,6 @@ def test_disk_full_keeps_earlier_outputs(tiny, earlier, name, tmp_path):
         check_readable(out / rel)
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN GAP programs/_cli.py run_module: OSError (EFBIG/ENOSPC) from a "
-                   "write is not caught: traceback instead of one line naming the file; the temporary "
-                   ".NAME.tmpPID file is left behind")
 @pytest.mark.parametrize("name", ["postprocess"])
 def test_disk_full_message_names_the_file(tiny, earlier, name, tmp_path):
     out, _, res = _disk_full(tiny, earlier, name, tmp_path)
@@ -113,9 +110,6 @@ def test_disk_full_during_polishing_keeps_finished_micrographs(tiny, tmp_path):
     check_readable(out / "shiny.star")
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN GAP programs/_cli.py run_module: --o below a regular file "
-                   "(FileExistsError/NotADirectoryError from mkdir) or an unwritable folder (PermissionError) "
-                   "ends in a traceback, not one line naming the folder")
 @pytest.mark.parametrize("name", ["postprocess", "mask_create", "local_resolution"])
 def test_output_folder_blocked_by_a_file(tiny, name, tmp_path):
     blocker = tmp_path / "not_a_folder"

@@ -28,14 +28,12 @@ _STAR_WORDS = ["data_", "data_optics", "data_particles", "loop_", "_rlnImageName
                "_rlnVoltage", "300.0", "1", "-1.5e3", "nan", "inf", "000001@a.mrcs", "#", "# comment",
                "''", '"a b"', "\t", " ", "kk=", "_", "data_ x", "loop_ _rlnX"]
 
-# KNOWN BUG (convert/star.py, not ours to edit): a line with an unbalanced quote makes shlex raise a bare
-# ValueError("No closing quotation") instead of a StarError naming the file and line; see
-# test_star_unbalanced_quote_is_star_error (strict xfail).  Until it is fixed the random-byte fuzzers
-# replace lone quote characters so they can keep looking for other escapes.
+# A line with an unbalanced quote is a StarError naming the file and line
+# (test_star_unbalanced_quote_is_star_error); the random-byte fuzzers keep quotes in their input.
 
 
 def _no_lone_quotes(data: bytes) -> bytes:
-    return data.replace(b'"', b"x").replace(b"'", b"x")
+    return data
 
 
 def _good_star_text() -> str:
@@ -103,8 +101,6 @@ def test_star_reader_truncated_row_is_star_error(tmp_path):
         read_star(path)
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN BUG convert/star.py: unbalanced quote raises shlex's bare "
-                   "ValueError('No closing quotation'), not a StarError naming the file (owner: star.py)")
 def test_star_unbalanced_quote_is_star_error(tmp_path):
     path = tmp_path / "quote.star"
     path.write_text('data_particles\nloop_\n_rlnImageName\n_rlnMicrographName\n1@a.mrcs "mic 1.mrc\n')
@@ -127,9 +123,9 @@ GOOD_STACK = _good_mrc_bytes((3, 4, 4), stack=True)
 def _known_mrc_bug(exc: BaseException) -> bool:
     """KNOWN BUG (convert/mrc.py, not ours to edit): a header whose sizes give a negative data length
     makes ``mrcfile.mmap`` raise a bare OverflowError that ``_open`` does not turn into an MrcError
-    (read_mrc_header, read_stack_images).  Pinned by test_mrc_negative_size_is_mrc_error (strict xfail);
+    (read_mrc_header, read_stack_images).  Known answer: test_mrc_negative_size_is_mrc_error;
     tolerated here only with that exact message so the fuzzer keeps looking for other escapes."""
-    return isinstance(exc, OverflowError) and "memory mapped length must be positive" in str(exc)
+    return False  # fixed: _open turns it into an MrcError (kept as a hook for future known bugs)
 
 
 def _mrc_ok(tmp: str, data: bytes, stack: bool = False) -> None:
@@ -178,8 +174,6 @@ def test_mrc_reader_header_words(lo, hi, word):
         _mrc_ok(tmp, bytes(data))
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN BUG convert/mrc.py: negative nx in the header -> bare OverflowError "
-                   "from mrcfile.mmap, not an MrcError (owner: mrc.py; add OverflowError to _open's except)")
 def test_mrc_negative_size_is_mrc_error(tmp_path):
     data = bytearray(GOOD_MRC)
     data[0:4] = bytes([0, 0, 0, 128])  # nx = -2**31
@@ -247,17 +241,10 @@ def _mtf_star_text() -> str:
     return "data_mtf\nloop_\n_rlnResolutionInversePixel #1\n_rlnMtfValue #2\n0.0 1.0\n0.1 0.8\n0.3 0.5\n0.5 0.3\n"
 
 
-_TEXT_NUMBER = ("KNOWN BUG convert/{}: a non-numeric value where a number belongs (e.g. 'n' from a cut 'nan', "
-                "'abc') raises a bare ValueError('could not convert string to float'), not a StarError naming "
-                "the file; programs calling it directly show a traceback (owner: {})")
-
-
 @pytest.mark.parametrize("kind", [
     "particles",
-    pytest.param("mtf", marks=pytest.mark.xfail(strict=True, reason=_TEXT_NUMBER.format("mtf.py read_mtf",
-                                                                                        "mtf.py"))),
-    pytest.param("movie", marks=pytest.mark.xfail(strict=True, reason=_TEXT_NUMBER.format(
-        "movies.py read_movie_metadata", "movies.py"))),
+    "mtf",
+    "movie",
 ])
 def test_typed_star_readers_fuzz(kind):
     """read_particles / read_mtf / read_movie_metadata on mutated valid files: data or a StarError."""
