@@ -250,14 +250,16 @@ def test_accuracy_against_planted_poses(tmp_path):
     true-pose reconstruction; angular and offset errors (the thresholds are what this small set allows)."""
     vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
     proj = write_synthetic_project(tmp_path / "p", box=32, n=80, sym="D2", snr=1.0, angpix=3.0, volume=vol)
-    assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "20"]) == 0
+    assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "20", "--solvent_mask", str(proj["mask"]),
+                                                       "--flatten_solvent", "--solvent_correct_fsc",
+                                                       "--low_resol_join_halves", "40"]) == 0
     h1, _ = read_mrc(tmp_path / "r" / "run_half1_class001_unfil.mrc")
     h2, _ = read_mrc(tmp_path / "r" / "run_half2_class001_unfil.mrc")
     t1, t2 = true_pose_half_maps(proj)
     ours, best = resolution_shell(fsc(h1, h2), 0.143), resolution_shell(fsc(t1, t2), 0.143)
     assert ours >= best - 1
     err = _angle_errors(tmp_path / "r" / "run_data.star", proj)
-    # measured 2.7 degrees; a local search with the *true* map and true start poses reaches 1.9 degrees
+    # measured 2.7-2.9 degrees (3.8 without solvent flattening); a local search with the *true* map and true start poses reaches 1.9 degrees
     # on these particles (box 32, SNR 1): the error is limited by the data, not by the search
     assert np.median(err) < 3.5
     off = read_particles(tmp_path / "r" / "run_data.star").origins_px()
