@@ -2,8 +2,9 @@
 
 ``python -m polishplugin.tests.scaleout.slurm_child WORKDIR SLURM_CONF [N_MPI]``: writes a Scipion home
 in WORKDIR whose hosts.conf has a SLURM queue (:func:`slurm_hosts_conf`), imports two planted half maps
-(locally), launches ProtPolishMaskCreate with ``_useQueue=True`` on the queue "debug" and polls the
-project database until the protocol finishes, fails or the time limit passes.  Prints one JSON line
+(locally), launches ProtPolishMaskCreate (N_MPI > 1: ProtPolishLocalRes with N_MPI processes) with
+``_useQueue=True`` on the queue "debug" and polls the project database until the protocol finishes,
+fails or the time limit passes.  Prints one JSON line
 (``RESULT {...}``: status, SLURM job id, output mask path, the job script path).
 
 A separate process because pyworkflow reads SCIPION_HOME/hosts.conf when first imported, and the
