@@ -43,6 +43,18 @@ def _define_plugin():
             return shutil.which(PROGRAM) or PROGRAM
 
         @classmethod
+        def getEnviron(cls):
+            """The environment of the programs: this Python's bin folder first on PATH.
+
+            runJob needs a real environment (not None) to build MPI command lines.
+            """
+            import pyworkflow.utils as pwutils
+
+            environ = pwutils.Environ(os.environ)
+            environ.update({"PATH": os.path.dirname(sys.executable)}, position=pwutils.Environ.BEGIN)
+            return environ
+
+        @classmethod
         def defineBinaries(cls, env):
             pass  # everything comes from pip: nothing to build
 

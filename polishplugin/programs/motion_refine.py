@@ -453,8 +453,7 @@ def main(args) -> int:
         os.environ[ENV_DEVICE] = dev  # the OpenCL runtime picks this device
     project.backend = "numpy" if dev == "cpu" else ("opencl" if dev else "auto")
     if args.params3 or args.params2:
-        if comm.size > 1:
-            raise ProgramError("training (--params3/--params2) is not MPI-parallel; run it with one process")
+        # training splits its micrographs over ranks and sums the held-out score (run_training)
         from ._motion_train import run_training
 
         return int(run_training(args, project) or 0)

@@ -102,7 +102,11 @@ def test_hosts_conf_runs_program_under_mpi(tmp_path):
     host = HostConfig.load(pw.Config.SCIPION_HOSTS)["localhost"]
     log = tmp_path / "mpi.log"
     with open(log, "w") as out:
-        command = buildRunCommand(Plugin.getProgram(), ["--help"], numberOfMpi=2, hostConfig=host)
+        # as Protocol.runJob does: the plugin's environment and the plugin-module context
+        from pyworkflow.utils.process import PLUGIN_MODULE_VAR
+
+        command = buildRunCommand(Plugin.getProgram(), ["--help"], numberOfMpi=2, hostConfig=host,
+                                  env=Plugin.getEnviron(), context={PLUGIN_MODULE_VAR: "polishplugin"})
         result = subprocess.run(command, shell=True, stdout=out, stderr=subprocess.STDOUT, timeout=120,
                                 env=dict(os.environ))
     text = log.read_text()

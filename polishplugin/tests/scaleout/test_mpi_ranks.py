@@ -155,8 +155,6 @@ def test_same_outputs_for_1_2_3_ranks(prog, tiny, tmp_path):
         assert_same_outputs(outs[1], outs[n], f"{command} with {n} ranks")
 
 
-@pytest.mark.xfail(reason="motion_refine --params3 (training) refuses to run on more than one rank "
-                          "(ProgramError 'training ... is not MPI-parallel'): gap reported to the lead")
 def test_training_same_outputs_for_1_2_3_ranks(tiny, tmp_path):
     outs = _run_all_ranks("motion_refine", lambda out: _tiny_argv("motion_refine_train", tiny, out), tmp_path)
     for n in RANKS[1:]:

@@ -123,9 +123,6 @@ def test_protocol_through_scipion_slurm_queue(slurm, tmp_path):
     assert "JobState=COMPLETED" in show.stdout, show.stdout + show.stderr
 
 
-@pytest.mark.xfail(reason="MPI through the queue: pyworkflow's buildRunCommand tests `PARALLEL_COMMAND_<PLUGIN> "
-                          "in env` and env is None because ProtPolishBase._runProgram calls runJob without env= "
-                          "(fix: pass env=os.environ.copy() to runJob); gap reported to the lead")
 def test_mpi_protocol_through_scipion_slurm_queue(slurm, tmp_path):
     """ProtPolishLocalRes with 2 MPI processes through the SLURM queue: --ntasks=2, mpirun inside the job."""
     pytest.importorskip("pyworkflow", reason="pyworkflow not installed (Scipion tests skipped)")
