@@ -189,6 +189,11 @@ def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_
         if not Path(spath).exists():
             raise ProgramError(f"particle STAR file {table.path}: image stack {stack} does not exist")
         images[js] = read_stack_images(spath, [locs[rows[j]][0] for j in js])
+        bad = ~np.isfinite(images[js]).all(axis=(1, 2))
+        if bad.any():
+            first = int(locs[rows[js[int(np.argmax(bad))]]][0])
+            raise ProgramError(f"particle STAR file {table.path}: image stack {spath} contains NaN or Inf values "
+                               f"(image {first}, {int(bad.sum())} image(s) in this half set)")
     ang = table.angles_deg()[rows]
     ctf = ctf_all[rows] if ctf_all is not None else np.ones((len(rows), box, box // 2 + 1), np.float32)
     return HalfSet(half, rows, images, ctf, table.origins_px()[rows],
