@@ -65,9 +65,12 @@ MIN_SIGMA2_OFFSET_A2 = 2.0
 
 def add_args(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
-    a("--i", required=True, help="input particle STAR file (RELION 3.1+ or 3.0)")
+    a("--i", default="", help="input particle STAR file (RELION 3.1+ or 3.0); required unless --continue")
     a("--o", required=True, help="output rootname, e.g. Refine3D/job027/run")
-    a("--ref", required=True, help="reference map (MRC)")
+    a("--ref", default="", help="reference map (MRC); required unless --continue")
+    a("--continue", dest="continue_from", default="",
+      help="continue a killed or stopped refinement from its <o>_itNNN_optimiser.star (RELION --continue); "
+           "the options of the original run are used (only --o, --iter, --j, --device may change)")
     a("--ini_high", type=float, default=60.0, help="initial low-pass filter of the reference (Å; default 60)")
     a("--sym", default="C1", help="point group: C1, Cn, Dn, T, O, I (default C1)")
     a("--particle_diameter", type=float, default=-1.0, help="mask diameter (Å); -1: 80%% of the box")
@@ -94,7 +97,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
       help="keep at most this many significant coarse samples per particle (RELION --maxsig; RELION's "
            "default is no limit, ours 200 bounds the cost of the first, broad iterations; <=0: no limit)")
     a("--tau2_fudge", type=float, default=1.0, help="regularisation parameter T (default 1)")
-    a("--iter", type=int, default=999, help="maximum number of iterations (auto_iter_max; default 999)")
+    a("--iter", type=int, default=None,
+      help="maximum number of iterations (auto_iter_max; default 999, or the original run's with --continue)")
     a("--auto_refine", action="store_true", help="accepted for compatibility (always on)")
     a("--split_random_halves", action="store_true", help="accepted for compatibility (always on)")
     a("--gpu", "--device", dest="device", default=None, nargs="?", const="",
@@ -200,15 +204,32 @@ def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_
                    euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]))
 
 
-def _initial_sigma2(hs: HalfSet, mask_radius: float, box: int, zero_mask: bool) -> np.ndarray:
-    """Mean power of the masked images minus the power of their mean, per shell, per component."""
-    x, _ = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, zero_mask)
+def _initial_sums(hs: HalfSet | None, mask_radius: float, box: int, zero_mask: bool) -> np.ndarray:
+    """Per-pixel sums ``[sum |X|^2, sum Re X, sum Im X, n]`` of the masked images (rank-local; they are
+    summed over the ranks before :func:`_initial_sigma2`)."""
     iy, ix, k = pixel_list(box, box / 2 + 1)
+    out = np.zeros(3 * len(k) + 1)
+    if hs is None or len(hs.rows) == 0:
+        return out
+    x, _ = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, zero_mask)
+    xs = x[:, iy, ix].astype(np.complex128)
+    out[:len(k)] = (np.abs(xs) ** 2).sum(0)
+    out[len(k):2 * len(k)] = xs.real.sum(0)
+    out[2 * len(k):3 * len(k)] = xs.imag.sum(0)
+    out[-1] = len(xs)
+    return out
+
+
+def _initial_sigma2(sums: np.ndarray, box: int) -> np.ndarray:
+    """Mean power of the masked images minus the power of their mean, per shell, per component."""
+    _, _, k = pixel_list(box, box / 2 + 1)
     shells = np.rint(np.sqrt((k ** 2).sum(1))).astype(np.int64)
-    xs = x[:, iy, ix]
+    m = len(k)
+    cnt_img = max(sums[-1], 1.0)
+    mean = (sums[m:2 * m] + 1j * sums[2 * m:3 * m]) / cnt_img
     n = box // 2 + 1
     sel = shells < n
-    pw = (np.abs(xs) ** 2).mean(0) - np.abs(xs.mean(0)) ** 2
+    pw = sums[:m] / cnt_img - np.abs(mean) ** 2
     cnt = np.bincount(shells[sel], minlength=n)[:n]
     s2 = np.bincount(shells[sel], pw[sel], n)[:n] / np.maximum(cnt, 1) / 2.0
     for i in range(1, n):
@@ -310,10 +331,91 @@ def _data_table(table, halves_state: list[HalfSet], angpix: float):
     return out
 
 
+# ------------------------------------------------------------------------------------------ resume
+OPTIMISER_VERSION = 1
+RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
+
+
+def _write_optimiser(it_root: str, args, seed: int, iteration: int, final: bool, current_size: int,
+                     resolution_a: float, acc_rot: float, acc_trans_px: float, angpix: float, sched: AutoSampling,
+                     sigma2: dict, sigma_off: dict, mats: np.ndarray, offsets: np.ndarray) -> None:
+    """``<it_root>_optimiser.star`` (readable state, written last: its presence marks a complete
+    iteration) and ``<it_root>_optimiser.npz`` (exact arrays: poses, noise spectra, options)."""
+    import json
+    from dataclasses import asdict
+
+    npz = f"{it_root}_optimiser.npz"
+    tmp = str(Path(npz).with_name(f".{Path(npz).name}.tmp{os.getpid()}.npz"))  # hidden temporary
+    opts = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    state = {"seed": seed, "iteration": iteration, "final": final, "current_size": current_size,
+             "resolution_a": resolution_a, "acc_rot": acc_rot, "acc_trans_px": acc_trans_px,
+             "sigma_off_1": sigma_off[1], "sigma_off_2": sigma_off[2]}  # exact (json floats round-trip)
+    np.savez(tmp, mats=mats, offsets=offsets, sigma2_1=sigma2[1], sigma2_2=sigma2[2],
+             options=np.array(json.dumps(opts, default=str)), schedule=np.array(json.dumps(asdict(sched))),
+             state=np.array(json.dumps(state)))
+    os.replace(tmp, npz)
+    general = {
+        "rlnOutputRootName": str(args.o), "rlnModelStarFile": f"{it_root}_model.star",
+        "rlnExperimentalDataStarFile": f"{it_root}_data.star", "rlnCurrentIteration": iteration,
+        "rlnNumberOfIterations": args.iter, "rlnRandomSeed": seed, "rlnDoAutoRefine": 1,
+        "rlnDoSplitRandomHalves": 1, "rlnJoinHalvesUntilThisResolution": args.low_resol_join_halves,
+        "rlnParticleDiameter": args.particle_diameter, "rlnDoCorrectCtf": int(args.ctf),
+        "rlnAutoLocalSearchesHealpixOrder": args.auto_local_healpix_order,
+        "rlnNumberOfIterWithoutResolutionGain": sched.nr_iter_wo_resol_gain,
+        "rlnBestResolutionThusFar": sched.best_resolution_inv_a,
+        "rlnNumberOfIterWithoutChangingAssignments": sched.nr_iter_wo_large_changes,
+        "rlnSmallestChangesOrientations": sched.smallest_angle_change,
+        "rlnSmallestChangesOffsets": sched.smallest_offset_change,
+        "rlnHasConverged": int(final), "rlnCurrentResolution": resolution_a, "rlnCurrentImageSize": current_size,
+        "rlnAccuracyRotations": acc_rot, "rlnAccuracyTranslationsAngst": acc_trans_px * angpix,
+        "rlnSigmaOffsetsAngst": 0.5 * (sigma_off[1] + sigma_off[2]),
+        "rlnPolishSigmaOffsetsHalf1": sigma_off[1], "rlnPolishSigmaOffsetsHalf2": sigma_off[2],
+        "rlnPolishOptimiserArrays": npz, "rlnPolishOptimiserVersion": OPTIMISER_VERSION,
+        "rlnPolishReferenceHalf1": f"{it_root}_half1_class001.mrc",
+        "rlnPolishReferenceHalf2": f"{it_root}_half2_class001.mrc",
+    }
+    write_star(f"{it_root}_optimiser.star", {"optimiser_general": general})
+
+
+def _read_optimiser(path: str) -> dict:
+    """State of ``--continue <o>_itNNN_optimiser.star`` (ProgramError when it is unusable)."""
+    import json
+
+    from ..convert.star import read_star
+
+    p = Path(path)
+    if not p.exists():
+        raise ProgramError(f"--continue: optimiser file {p} does not exist")
+    try:
+        g = read_star(p)["optimiser_general"].iloc[0]
+        if int(g["rlnPolishOptimiserVersion"]) != OPTIMISER_VERSION:
+            raise ProgramError(f"--continue: optimiser file {p} was written by another version")
+        npz_path = Path(str(g["rlnPolishOptimiserArrays"]))
+        with np.load(npz_path) as z:
+            arrays = {k: z[k] for k in z.files}
+        refs = {h: read_mrc(str(g[f"rlnPolishReferenceHalf{h}"]))[0].astype(np.float64) for h in (1, 2)}
+    except ProgramError:
+        raise
+    except (KeyError, StarError, OSError, ValueError) as exc:
+        raise ProgramError(f"--continue: optimiser file {p} or the files it names cannot be read ({exc})") from exc
+    return {"general": g, "options": json.loads(str(arrays["options"])), "state": json.loads(str(arrays["state"])),
+            "schedule": json.loads(str(arrays["schedule"])), "arrays": arrays, "refs": refs}
+
+
 # -------------------------------------------------------------------------------------------- main
 def main(args: argparse.Namespace) -> int:
     comm = get_comm()
     t_start = time.time()
+    resume = None
+    if args.continue_from:
+        resume = _read_optimiser(args.continue_from)
+        for k, v in resume["options"].items():
+            if k not in RESUME_KEEP and hasattr(args, k) and not (k == "iter" and args.iter is not None):
+                setattr(args, k, v)
+    elif not args.i or not args.ref:
+        raise ProgramError("refine3d needs --i and --ref (or --continue <o>_itNNN_optimiser.star)")
+    if args.iter is None:
+        args.iter = 999
     table, angpix, box, sym_ops, ref, mask, halves, ctf_all = _read_inputs(args)
     if args.ctf_intact_first_peak:
         log.info("--ctf_intact_first_peak: not implemented, the full CTF is used")
@@ -321,6 +423,7 @@ def main(args: argparse.Namespace) -> int:
     mask_radius = min(diameter / (2 * angpix), box / 2 - 1)
     pad = args.pad
     seed = args.random_seed if args.random_seed >= 0 else int(time.time()) % 100000
+    seed = comm.bcast(seed)
     out_root = Path(args.o)
     if comm.is_leader:
         out_root.parent.mkdir(parents=True, exist_ok=True)
@@ -333,14 +436,13 @@ def main(args: argparse.Namespace) -> int:
             peers = [r for r in range(comm.size) if r % 2 + 1 == h]
             rows = rows[list(partition(len(rows), len(peers), peers.index(comm.rank)))]
         local[h] = _load_half(table, rows, h, box, angpix, ctf_all)
-    # initial noise per half (sums over the ranks of a half)
-    for h in (1, 2):
-        s2 = _initial_sigma2(local[h], mask_radius, box, args.zero_mask) * len(local[h].rows) \
-            if h in local else np.zeros(box // 2 + 1)
-        cnt = np.array([float(len(local[h].rows)) if h in local else 0.0])
-        s2, cnt = comm.allreduce_sum(s2), comm.allreduce_sum(cnt)
-        if h in local:
-            local[h].sigma2 = s2 / cnt[0]
+    # initial noise per half (per-pixel sums over the ranks of a half, so any rank count gives the same)
+    sigma2 = {h: _initial_sigma2(comm.allreduce_sum(_initial_sums(local.get(h), mask_radius, box,
+                                                                   args.zero_mask)), box) for h in (1, 2)}
+    sigma_off = {1: 10.0, 2: 10.0}
+    for h, hs in local.items():
+        hs.sigma2 = sigma2[h]
+    acc_rows = np.nonzero(halves == 1)[0][:20]  # the particles of the accuracy estimate (rank-independent)
     solvent = mask if mask is not None else raised_cosine_sphere((box,) * 3, mask_radius, MASK_EDGE_PX)
     start = low_pass_map(ref, args.ini_high, angpix)
     refs = {1: start, 2: start}
@@ -352,6 +454,23 @@ def main(args: argparse.Namespace) -> int:
     grids: dict = {}
     final = False
     iteration = 0
+    if resume is not None:
+        st, arr = resume["state"], resume["arrays"]
+        seed, iteration, final = int(st["seed"]), int(st["iteration"]), bool(st["final"])
+        current_size, resolution_a = int(st["current_size"]), float(st["resolution_a"])
+        acc_rot, acc_trans = float(st["acc_rot"]), float(st["acc_trans_px"])
+        sched = AutoSampling(**resume["schedule"])
+        refs = resume["refs"]
+        sigma2 = {1: arr["sigma2_1"], 2: arr["sigma2_2"]}
+        sigma_off = {1: float(st["sigma_off_1"]), 2: float(st["sigma_off_2"])}
+        if len(arr["mats"]) != len(table):
+            raise ProgramError(f"--continue: optimiser file {args.continue_from} holds {len(arr['mats'])} "
+                               f"particles but {args.i} has {len(table)}")
+        for h, hs in local.items():
+            hs.mats, hs.offsets_px = arr["mats"][hs.rows], arr["offsets"][hs.rows]
+            hs.sigma2, hs.sigma_offset_a = sigma2[h], sigma_off[h]
+        log.info("--continue: iteration %d of %s restored; continuing with iteration %d%s", iteration,
+                 args.continue_from, iteration + 1, " (final)" if final else "")
     while True:
         iteration += 1
         t0 = time.time()
@@ -370,6 +489,7 @@ def main(args: argparse.Namespace) -> int:
         bps = {h: Backprojector(box, pad) for h in (1, 2)}
         noise = {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)}
         stats = np.zeros((2, 6))  # per half: n, sum dangle, sum doff2, sum pmax, sum off-change2, loglik
+        acc_sums = np.zeros(3)  # sum acc_rot, sum acc_trans, n over the accuracy particles
         for h, hs in local.items():
             ref_map = refs[h] * solvent if (args.flatten_solvent and not final) else refs[h]
             grid3d = map_to_grid(ref_map, pad)
@@ -393,11 +513,16 @@ def main(args: argparse.Namespace) -> int:
             hs.pmax = np.array([r.pmax for r in res])
             hs.n_sig = np.array([r.n_significant for r in res])
             hs.loglik = np.array([-r.min_diff2 for r in res])
-            if h == min(local) and not final:
-                sub = slice(0, min(20, len(res)))
-                acc_rot, acc_trans = expected_accuracies(grid3d, new_mats[sub], cs[sub], s2pix, k2d, box, pad)
+            sub = np.nonzero(np.isin(hs.rows, acc_rows))[0] if h == 1 and not final else np.zeros(0, np.int64)
+            if sub.size:
+                a_rot, a_trans = expected_accuracies(grid3d, new_mats[sub], cs[sub], s2pix, k2d, box, pad,
+                                                     per_particle=True)
+                acc_sums += [a_rot.sum(), a_trans.sum(), len(sub)]
         # combine over ranks
         stats = comm.allreduce_sum(stats)
+        if not final:
+            acc_sums = comm.allreduce_sum(acc_sums)
+            acc_rot, acc_trans = acc_sums[0] / max(acc_sums[2], 1), acc_sums[1] / max(acc_sums[2], 1)
         dw = {}
         for h in (1, 2):
             bps[h].flush()
@@ -408,10 +533,11 @@ def main(args: argparse.Namespace) -> int:
             nz = noise[h]
             sums = comm.allreduce_sum(np.concatenate([nz.wsum, nz.count]))
             nz.wsum, nz.count = sums[:len(nz.wsum)], sums[len(nz.wsum):]
+            sigma2[h] = nz.sigma2(sigma2[h])
+            n_h = max(stats[h - 1, 0], 1)
+            sigma_off[h] = float(np.sqrt(max(stats[h - 1, 4] / (2 * n_h), MIN_SIGMA2_OFFSET_A2)))
             if h in local:
-                local[h].sigma2 = nz.sigma2(local[h].sigma2)
-                n_h = max(stats[h - 1, 0], 1)
-                local[h].sigma_offset_a = float(np.sqrt(max(stats[h - 1, 4] / (2 * n_h), MIN_SIGMA2_OFFSET_A2)))
+                local[h].sigma2, local[h].sigma_offset_a = sigma2[h], sigma_off[h]
         (d1, w1), (d2, w2) = dw[1], dw[2]
         unfil = {h: grid_to_map(regularised_grid(*dw[h], None, pad, box), box) for h in (1, 2)}
         if args.solvent_correct_fsc:
@@ -432,14 +558,15 @@ def main(args: argparse.Namespace) -> int:
                 if args.low_resol_join_halves > 0 else 0
             d1, w1, d2, w2 = _join_low_res(d1, w1, d2, w2, join_shell, pad)
             for h, (d, w) in ((1, (d1, w1)), (2, (d2, w2))):
-                refs[h] = grid_to_map(regularised_grid(d, w, ssnr, pad, box, tau2_fudge=args.tau2_fudge), box)
+                refs[h] = grid_to_map(regularised_grid(d, w, ssnr, pad, box, tau2_fudge=args.tau2_fudge), box) \
+                    .astype(np.float32).astype(np.float64)  # as written: --continue restarts from the file
             maxres = resolution_shell_from_ssnr(ssnr)
             resolution_a = box * angpix / maxres
             high_at_limit = bool(fsc[max(current_size // 2 - 1, 0)] > 0.2)
         ang_change = float(stats[:, 1].sum() / n_tot)
         off_change = float(np.sqrt(stats[:, 2].sum() / (2 * n_tot)))
-        sigma_offset_a = float(np.mean([hs.sigma_offset_a for hs in local.values()]))
-        sigma2_out = np.mean([hs.sigma2 for hs in local.values()], axis=0)
+        sigma_offset_a = float(np.mean([sigma_off[1], sigma_off[2]]))  # both halves on every rank
+        sigma2_out = 0.5 * (sigma2[1] + sigma2[2])
         state = dict(resolution_a=resolution_a, current_size=current_size, pad=pad, tau2_fudge=args.tau2_fudge,
                      sigma_offset_a=sigma_offset_a, local=sched.local,
                      local_sigma_deg=sched.local_sigma_deg or 0.0, loglik=float(stats[:, 5].sum()),
@@ -482,6 +609,13 @@ def main(args: argparse.Namespace) -> int:
             sched.update(acc_rot, acc_trans, off_change)
         current_size = image_size(maxres, box, INCR_SIZE, ave_pmax, high_at_limit)
         final = sched.converged() or iteration + 1 >= args.iter
+        if comm.is_leader:
+            mats_all = np.zeros((len(table), 3, 3))
+            offs_all = np.zeros((len(table), 2))
+            for hs in all_halves:
+                mats_all[hs.rows], offs_all[hs.rows] = hs.mats, hs.offsets_px
+            _write_optimiser(it_root, args, seed, iteration, final, current_size, resolution_a, acc_rot,
+                             acc_trans, angpix, sched, sigma2, sigma_off, mats_all, offs_all)
     comm.barrier()
     if comm.is_leader:
         log.info("final resolution (FSC 0.143%s): %.2f Å after %d iterations",

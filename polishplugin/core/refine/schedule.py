@@ -81,10 +81,11 @@ def refine_fsc_true(fsc_masked: np.ndarray, fsc_rand: np.ndarray, randomize_at: 
 
 
 def expected_accuracies(grid3d: np.ndarray, mats: np.ndarray, ctf: np.ndarray, sigma2_pix: np.ndarray,
-                        k2d: np.ndarray, box: int, pad: int = 2) -> tuple[float, float]:
+                        k2d: np.ndarray, box: int, pad: int = 2, per_particle: bool = False):
     """``(acc_rot_deg, acc_trans_px)``: rotation/shift at which ``sum c^2 |P - P'|^2 / (2 sigma2)``
     exceeds 1, averaged over the particles given (RELION ``calculateExpectedAngularErrors``; we
-    rotate about the x, y and z axes and average)."""
+    rotate about the x, y and z axes and average).  ``per_particle``: two arrays ``(n,)`` instead
+    (mean over the axes), so that sums over MPI ranks give the same mean as one rank."""
     steps = np.geomspace(0.05, 60.0, 24)
     w = 0.5 / sigma2_pix
     p0 = project_pixels(grid3d, mats, k2d, pad)
@@ -103,6 +104,8 @@ def expected_accuracies(grid3d: np.ndarray, mats: np.ndarray, ctf: np.ndarray, s
         ph = 2 - 2 * np.cos(2 * np.pi * kr * t / box)  # |1 - exp(-i phi)|^2 along the gradient direction
         diff = (w * ctf ** 2 * np.abs(p0) ** 2 * ph[None]).sum(1)
         first_t = np.where(diff > 1.0, t, first_t)
+    if per_particle:
+        return np.mean(acc_rot, axis=0), first_t
     return float(np.mean(acc_rot)), float(np.mean(first_t))
 
 

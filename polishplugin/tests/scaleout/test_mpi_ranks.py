@@ -167,18 +167,13 @@ def refined(refine_set, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n", [2, pytest.param(3, marks=pytest.mark.xfail(
-    reason="refine3d with 3 ranks (half 1 split over two ranks): the joined map of the last iteration differs "
-           "from the 1-rank map by up to 0.2 % of its maximum (rank-local noise/offset statistics, see the "
-           "model.star test): gap reported to the lead"))])
+@pytest.mark.parametrize("n", [2, 3])
 def test_refine3d_maps_and_data_same_as_one_rank(refined, n):
     """Maps (every iteration, halves and joined) and the data STAR files do not depend on the ranks."""
     assert_same_outputs(refined[1], refined[n], f"refine3d with {n} ranks", rtol=1e-3, skip="_model.star")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="refine3d on several ranks writes rlnSigmaOffsetsAngst and rlnSigma2Noise of the "
-                          "leader's own particles only (not summed over the ranks): gap reported to the lead")
 def test_refine3d_model_star_same_for_1_2_3_ranks(refined):
     for n in RANKS[1:]:
         for name in _compared_files(refined[1], "*_model.star"):
