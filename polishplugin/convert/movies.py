@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from . import labels as L
-from ._star_compat import list_block
 from .particles import resolve_relion_path
 from .star import StarError, read_star, write_star
 
@@ -149,7 +148,7 @@ def write_movie_metadata(path: str | os.PathLike, meta: MovieMetadata) -> None:
     general.update(meta.extra_general)
     n = meta.n_frames
     shifts = np.asarray(meta.global_shifts_px, dtype=np.float64).reshape(n, 2)
-    blocks: dict = {"general": list_block(general), "global_shift": pd.DataFrame({
+    blocks: dict = {"general": general, "global_shift": pd.DataFrame({
         L.MICROGRAPH_FRAME_NUMBER: np.arange(1, n + 1, dtype=np.int64),
         L.MICROGRAPH_SHIFT_X: shifts[:, 0], L.MICROGRAPH_SHIFT_Y: shifts[:, 1]})}
     if meta.local_coeffs is not None:

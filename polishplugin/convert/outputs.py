@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from . import labels as L
-from ._star_compat import list_block
 from .star import StarError, atomic_write_text, read_star, write_star
 
 __all__ = [
@@ -84,7 +83,7 @@ def read_postprocess(path: str | os.PathLike) -> PostprocessResult:
 
 def write_postprocess(path: str | os.PathLike, result: PostprocessResult) -> None:
     """Write ``postprocess.star`` (general, fsc, [guinier]) in RELION layout, atomically."""
-    blocks: dict = {"general": list_block(dict(result.general)), "fsc": result.fsc}
+    blocks: dict = {"general": dict(result.general), "fsc": result.fsc}
     if result.guinier is not None:
         blocks["guinier"] = result.guinier
     write_star(path, blocks)

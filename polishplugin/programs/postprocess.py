@@ -24,7 +24,7 @@ import pandas as pd
 from ..convert import labels as L
 from ..convert.mrc import read_mrc, write_mrc
 from ..convert.mtf import read_mtf
-from ..convert.star import STAR_VERSION, StarError, _block_text, atomic_write_text, format_value
+from ..convert.star import StarError, atomic_write_text, write_star
 from ..core.fourier import n_shells, shell_resolution_a
 from ..core.mtf import validate_mtf_table
 from ..core.postprocess import (FscCurves, SharpenResult, ShellGrid, choose_resolution, irfft_fast,
@@ -180,22 +180,10 @@ def _general_block(args, half2_name, resolution_a, sharp, mask, angpix, curves, 
     return general
 
 
-def _list_block_text(name: str, values: dict) -> str:
-    # convert.star's list-block writer glues a long value to its label (no separating space);
-    # until that is fixed there, write the list block here: label, then at least one space.
-    lines = [f"\n# version {STAR_VERSION}\n\ndata_{name}\n\n"]
-    for label, value in values.items():
-        text = format_value(value).strip()
-        lines.append(f"_{label:<39} {text:>12}\n")
-    return "".join(lines) + "\n"
-
-
 def write_postprocess_star(path: str, general: dict, fsc_df: pd.DataFrame, guinier_df: pd.DataFrame,
                            comments: list[str]) -> None:
     """postprocess.star: ``data_general`` (list), ``data_fsc`` and ``data_guinier`` (loops), atomically."""
-    text = "".join(f"# {c}\n" for c in comments) + _list_block_text("general", general)
-    text += _block_text("fsc", fsc_df) + _block_text("guinier", guinier_df)
-    atomic_write_text(path, text)
+    write_star(path, {"general": general, "fsc": fsc_df, "guinier": guinier_df}, comments=comments)
 
 
 def fsc_xml_text(inv_res: np.ndarray, fsc: np.ndarray, title: str) -> str:

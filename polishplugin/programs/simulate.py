@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from polishplugin.convert.mrc import MrcStackWriter, write_mrc
-from polishplugin.convert import star as _star
+from polishplugin.convert.star import write_star
 from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, ctf_2d
 from polishplugin.core.fsc import (fsc, fsc_true, phase_randomization_shell, randomize_phases_beyond,
@@ -91,25 +91,6 @@ JOB_EXTRACT = "Extract/job018"
 JOB_REFINE = "Refine3D/job021"
 JOB_MASK = "MaskCreate/job022"
 JOB_POST = "PostProcess/job023"
-
-
-def write_star(path, blocks: dict, comments=()) -> None:
-    """``convert.star.write_star`` with list blocks written as ``_label value`` with at least one space.
-
-    (Work-around: ``convert.star`` glues a label and a value longer than its padding together, e.g.
-    ``_rlnMicrographMovieNameMovies/x.mrcs``, which no reader can parse.)
-    """
-    text = "".join(f"# {c}\n" for c in comments)
-    for name, table in blocks.items():
-        if isinstance(table, dict):
-            lines = [f"\n# version {_star.STAR_VERSION}\n\ndata_{name}\n\n"]
-            for label, value in table.items():
-                v = _star.format_value(value)
-                lines.append(f"_{label} {v:>{max(1, 39 - len(label))}}\n")
-            text += "".join(lines) + "\n"
-        else:
-            text += _star._block_text(name, table)
-    _star.atomic_write_text(path, text)
 
 
 # --------------------------------------------------------------------------------------------------
