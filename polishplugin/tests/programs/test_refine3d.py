@@ -264,3 +264,40 @@ def test_accuracy_against_planted_poses(tmp_path):
     assert np.median(err) < 3.5
     off = read_particles(tmp_path / "r" / "run_data.star").origins_px()
     assert np.median(np.abs(off - proj["origins"])) < 0.5
+
+
+def test_continue_from_optimiser_star_matches_full_run(tmp_path):
+    """Every non-final iteration writes ``_optimiser.star``/``.npz``; ``--continue run_it001_optimiser.star``
+    (only --o given: the original options come from the optimiser) reproduces the full run's outputs."""
+    import shutil
+
+    proj = write_synthetic_project(tmp_path / "p", box=16, n=8, sym="C1", snr=1.0, angpix=6.0)
+    assert run_refine(proj, tmp_path / "full" / "run", ["--iter", "3"]) == 0
+    full = tmp_path / "full"
+    assert sorted(p.name for p in full.glob("*_optimiser.star")) == ["run_it001_optimiser.star",
+                                                                     "run_it002_optimiser.star"]
+    g = read_star(full / "run_it001_optimiser.star")["optimiser_general"].iloc[0]
+    assert int(g["rlnCurrentIteration"]) == 1 and int(g["rlnRandomSeed"]) == 1
+    cont = tmp_path / "cont"
+    cont.mkdir()
+    for f in full.glob("run_it001_*"):
+        shutil.copy(f, cont / f.name)
+    opt = cont / "run_it001_optimiser.star"  # the copy names the files of the full run: point it at the copies
+    opt.write_text(opt.read_text().replace(str(full), str(cont)))
+    args = build_parser("refine3d").parse_args(["--continue", str(opt), "--o", str(cont / "run")])
+    assert refine3d.main(args) == 0
+    for name in ("run_class001.mrc", "run_half1_class001_unfil.mrc", "run_it002_half2_class001.mrc"):
+        a, b = read_mrc(full / name)[0], read_mrc(cont / name)[0]
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max(), err_msg=name)
+    da, db = read_star(full / "run_data.star")["particles"], read_star(cont / "run_data.star")["particles"]
+    for col in (L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI, L.ORIGIN_X_ANGST, L.ORIGIN_Y_ANGST):
+        np.testing.assert_allclose(db[col].to_numpy(float), da[col].to_numpy(float), atol=1e-4, err_msg=col)
+
+
+def test_continue_needs_inputs_or_optimiser(tmp_path):
+    with pytest.raises(ProgramError, match="--i and --ref"):
+        refine3d.main(build_parser("refine3d").parse_args(["--o", str(tmp_path / "run")]))
+    bad = tmp_path / "run_it001_optimiser.star"
+    write_star(bad, {"optimiser_general": {"rlnCurrentIteration": 1}})
+    with pytest.raises(ProgramError, match="cannot be read|another version"):
+        refine3d.main(build_parser("refine3d").parse_args(["--continue", str(bad), "--o", str(tmp_path / "run")]))
