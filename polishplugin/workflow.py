@@ -257,8 +257,8 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
 
 def format_summary(summary: dict) -> str:
     """The summary as the table ``polishplugin demo`` prints."""
-    rows = [("resolution before polishing (A, FSC 0.143)", f"{summary['resolution_before_a']:.2f}"),
-            ("resolution after polishing + refine (A)", f"{summary['resolution_after_a']:.2f}"),
+    rows = [("resolution before polishing (A; previous refine's half maps)", f"{summary['resolution_before_a']:.2f}"),
+            ("resolution after polishing + 3D auto-refine (A)", f"{summary['resolution_after_a']:.2f}"),
             ("auto B-factor after polishing (A^2)", f"{summary['bfactor_after_a2']:.1f}")]
     b = summary["frame_bfactors_a2"]
     rows.append(("per-frame B-factors (A^2, min .. max)", f"{min(b):.1f} .. {max(b):.1f}"))

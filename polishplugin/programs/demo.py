@@ -186,8 +186,8 @@ def _summary(out: Path, steps: list[StepRecord], skip_train: bool) -> str:
     rows: list[tuple[str, str]] = []
     before = _general(out / "PostProcess/job023b/postprocess.star")
     after = _general(out / "PostProcess/job028/postprocess.star")
-    rows.append(("resolution before polishing (A, FSC 0.143)", f"{before['rlnFinalResolution']:.2f}"))
-    rows.append(("resolution after polishing + refine (A)", f"{after['rlnFinalResolution']:.2f}"))
+    rows.append(("resolution before polishing (A; previous refine's half maps)", f"{before['rlnFinalResolution']:.2f}"))
+    rows.append(("resolution after polishing + 3D auto-refine (A)", f"{after['rlnFinalResolution']:.2f}"))
     rows.append(("auto B-factor after polishing (A^2)", f"{after['rlnBfactorUsedForSharpening']:.1f}"))
     bfac = read_star(out / "Polish/job026/bfactors.star")
     btable = next(iter(bfac.values()))

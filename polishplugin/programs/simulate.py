@@ -78,7 +78,8 @@ PRESETS: dict[str, dict] = {
                  movie_width=400, movie_height=400, dose_per_frame=2.0, bfactor_slope=5.0, contrast=0.12,
                  global_drift_a=10.0),
     "demo": dict(_COMMON, n_movies=8, frames=16, particles_per_movie=36, box=64, angpix=2.0,
-                 movie_width=768, movie_height=768, contrast=0.06),
+                 movie_width=768, movie_height=768, contrast=0.06,
+                 apply_mtf=True),                  # the demo post-processes with the MTF: it must be in the data
     # the tutorial's particles are 256 px at 1.244 Å; its movies (3710x3838 at 0.885 Å) cover the same
     # area as 2640x2730 px at 1.244 Å, which we simulate directly (movie px = particle px).
     "tutorial": dict(_COMMON, n_movies=24, frames=24, particles_per_movie=190, box=256, angpix=1.244,
