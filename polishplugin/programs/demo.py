@@ -1,15 +1,16 @@
 """Run the whole polishing stage (tutorial steps 25-29) on the embedded simulated dataset.
 
-Simulates the dataset (``polishplugin simulate``), then runs, as a user would, each program with the
-tutorial's values: train (25), polish (26), refine the polished particles (27), post-process (28) and
+Simulates the dataset (``polishplugin simulate``), then runs, as a user would, each step with the
+tutorial's values (by default as a headless Scipion project made from the workflow template; with
+``--no_scipion`` by calling the programs directly): train (25), polish (26), refine the polished particles (27), post-process (28) and
 local resolution (29).  Prints a summary table (resolution before and after polishing, auto-B,
 per-frame B-factor range, trained sigmas, local-resolution range, time per step) and writes it to
 ``<o>/summary.txt``; plots land in ``<o>/plots``.  Re-running skips steps whose outputs exist.
 
 Example:
-    polishplugin demo --o demo_output
+    polishplugin demo --o demo_output                  # as a Scipion project from the workflow template
     polishplugin demo --o demo_output --preset tiny
-    polishplugin demo --o demo_output --scipion     # the same stage as a Scipion project (template)
+    polishplugin demo --o demo_output --no_scipion     # the same chain, calling the programs directly
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--j", type=int, default=max(1, os.cpu_count() or 1), help="threads per step")
     parser.add_argument("--skip_train", action="store_true",
                         help="polish with the GUI default sigmas (0.2, 5000, 2) instead of training")
-    parser.add_argument("--scipion", action="store_true",
-                        help="run the stage as a Scipion project from the workflow template "
-                             "(templates/polishing_stage.json.template), headless, instead of calling "
-                             "the programs directly")
+    parser.add_argument("--no_scipion", dest="scipion", action="store_false",
+                        help="call the programs directly instead of running the stage as a Scipion "
+                             "project made from the workflow template (templates/polishing_stage.json.template)")
+    parser.add_argument("--scipion", dest="scipion", action="store_true", default=True,
+                        help="run the stage as a headless Scipion project from the workflow template (default)")
     parser.add_argument("--mpi", type=int, default=1, help="MPI processes per protocol (with --scipion)")
     parser.add_argument("--max_iterations", type=int, default=None,
                         help="cap on the refine's iterations (with --scipion; default: until convergence)")
