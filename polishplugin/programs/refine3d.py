@@ -8,7 +8,12 @@ oversampling, local searches once the sampling reaches --auto_local_healpix_orde
 resolution, image size and auto-sampling.  On convergence a final iteration joins the halves.
 
 Outputs: <o>_class001.mrc, <o>_half1_class001_unfil.mrc, <o>_half2_class001_unfil.mrc, <o>_data.star,
-<o>_model.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star, <o>_it###_model.star.
+<o>_model.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star, <o>_it###_model.star,
+<o>_it###_optimiser.star (+ .npz with the exact poses, noise spectra, schedule and options; written last,
+so it marks a complete iteration).  A killed run continues with --continue <o>_it###_optimiser.star
+(RELION's option: the original options are reused; give --o, and optionally --iter/--j).
+With several MPI ranks the noise spectra, offset sigmas and accuracy estimates are summed over the
+ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
 
 Differences from RELION (documented choices): normalisation and scale corrections are not refined
 (--norm/--scale accepted, corrections written as 1); --firstiter_cc and --ctf_intact_first_peak are
@@ -22,6 +27,7 @@ Example (tutorial step 27):
       --solvent_correct_fsc --healpix_order 2 --auto_local_healpix_order 4 --offset_range 5 \\
       --offset_step 2 --low_resol_join_halves 40 --norm --scale --j 2
   mpirun -n 2 polishplugin refine3d ...   (one rank per half set; more ranks split the particles)
+  polishplugin refine3d --continue Refine3D/job027/run_it005_optimiser.star --o Refine3D/job027/run
 """
 
 from __future__ import annotations
