@@ -137,6 +137,20 @@ def _acquisition(optics_row: pd.Series) -> emobj.Acquisition:
     return acq
 
 
+def _optics_with_absolute_mtf(table) -> "pd.DataFrame":
+    """The optics table with ``rlnMtfFileName`` resolved against the RELION project folder.
+
+    The set outlives the folder it was imported from as the working directory: programs later run in
+    a protocol's folder, where a RELION-relative MTF name would not resolve.
+    """
+    optics = table.optics.copy()
+    if L.MTF_FILE_NAME in optics.columns:
+        resolved = [table.resolve(str(v)) if str(v).strip() else None for v in optics[L.MTF_FILE_NAME]]
+        optics[L.MTF_FILE_NAME] = [str(r) if r is not None and r.exists() else v  # unfound: kept as written
+                                   for r, v in zip(resolved, optics[L.MTF_FILE_NAME])]
+    return optics
+
+
 def table_to_particles(table: ParticleTable, part_set, image_root: str | os.PathLike | None = None) -> None:
     """Fill an empty ``SetOfParticles`` from a particle table (one optics group: the first).
 
@@ -151,7 +165,7 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
     part_set.setSamplingRate(angpix)
     part_set.setAcquisition(_acquisition(optics))
     # the optics table travels with the set (MTF names, groups, aberrations) as JSON
-    setattr(part_set, _OPTICS_ATTR, pwobj.String(table.optics.to_json(orient="split")))
+    setattr(part_set, _OPTICS_ATTR, pwobj.String(_optics_with_absolute_mtf(table).to_json(orient="split")))
     acquisitions = {int(g): _acquisition(table.optics.iloc[r]) for r, g in enumerate(table.optics[L.OPTICS_GROUP])}
     cols = table.particles.columns
     has_ctf = L.DEFOCUS_U in cols

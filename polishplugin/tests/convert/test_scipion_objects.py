@@ -219,3 +219,15 @@ def test_volume_mask_fsc(tiny):
     assert list(x) == [0.0, 0.1, 0.2, 0.3]
     # 0.143 crossed between 0.1 (0.8) and 0.2 (0.1): x = 0.1 + 0.1 * 0.657 / 0.7
     assert float(fsc.calculateResolution(threshold=0.143)) == pytest.approx(1 / (0.1 + 0.0657 / 0.7), abs=1e-3)
+
+
+def test_mtf_name_resolved_against_the_project(tiny, tmp_path):
+    """A RELION-relative rlnMtfFileName still points at the file once the set is used elsewhere."""
+    table = read_particles(tiny["particles_star"])
+    mtf = tiny["root"] / "mtf_test.star"
+    mtf.write_text("data_mtf\nloop_\n_rlnResolutionInversePixel\n_rlnMtfValue\n0.0 1.0\n0.5 0.5\n")
+    table.optics[L.MTF_FILE_NAME] = "mtf_test.star"
+    parts = SetOfParticles(filename=str(tmp_path / "mtf.sqlite"))
+    table_to_particles(table, parts)
+    back = particles_to_table(parts)
+    assert back.optics[L.MTF_FILE_NAME].iloc[0] == str(mtf)
