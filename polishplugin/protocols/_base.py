@@ -111,3 +111,47 @@ class ProtPolishBase(EMProtocol):
             errors.append(f"No {what} was given.")
         elif not os.path.exists(path):
             errors.append(f"The {what} {path} does not exist.")
+
+
+def scipion_path(name: str) -> str:
+    """Absolute file name of a Scipion file name, without Scipion's ``:mrc``/``:mrcs`` suffix."""
+    for suffix in (":mrc", ":mrcs"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return os.path.abspath(name)
+
+
+def mrc_path(obj) -> str:
+    """Absolute file name of a Scipion image/volume, without Scipion's ``:mrc`` suffix."""
+    return scipion_path(obj.getFileName())
+
+
+class HalfMapInputs:
+    """Form helpers of protocols that read a refined ``inputVolume`` with half maps, an optional
+    ``solventMask``, an ``mtfFile`` and a ``calibratedPixelSize`` (post-processing, local resolution)."""
+
+    def _pixelSize(self) -> float:
+        value = self.calibratedPixelSize.get()
+        return float(value) if value and value > 0 else float(self.inputVolume.get().getSamplingRate())
+
+    def _halfMaps(self) -> list:
+        return [scipion_path(h) for h in self.inputVolume.get().getHalfMaps(asList=True)]
+
+    def _validateHalfMapInputs(self, purpose: str) -> list:
+        """Sentences for a missing map, half maps, mask or MTF file and a bad pixel size."""
+        volume = self.inputVolume.get()
+        if volume is None:
+            return ["Choose the refined map."]
+        if not volume.hasHalfMaps():
+            return [f"The map {volume.getFileName()} has no half maps: {purpose} needs the two "
+                    "unfiltered half maps of a 3D refinement."]
+        errors = [f"The half map {path} does not exist." for path in self._halfMaps()
+                  if not os.path.exists(path)]
+        mask = self.solventMask.get()
+        if mask is not None and not os.path.exists(mrc_path(mask)):
+            errors.append(f"The mask {mrc_path(mask)} does not exist.")
+        if self.mtfFile.get() and not os.path.exists(self.mtfFile.get()):
+            errors.append(f"The MTF file {self.mtfFile.get()} does not exist.")
+        if self._pixelSize() <= 0:
+            errors.append("The pixel size must be > 0.")
+        return errors

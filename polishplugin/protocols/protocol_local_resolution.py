@@ -11,8 +11,7 @@ from pyworkflow.protocol import params
 
 from ..convert.mrc import read_mrc
 from ..convert.scipion_objects import make_volume
-from ._base import ProtPolishBase, formatFloat
-from .protocol_mask_create import _mrc_path
+from ._base import HalfMapInputs, ProtPolishBase, formatFloat, mrc_path as _mrc_path
 
 __all__ = ["ProtPolishLocalRes", "OUTPUT_ROOT"]
 
@@ -20,7 +19,7 @@ __all__ = ["ProtPolishLocalRes", "OUTPUT_ROOT"]
 OUTPUT_ROOT = "relion"
 
 
-class ProtPolishLocalRes(ProtPolishBase):
+class ProtPolishLocalRes(HalfMapInputs, ProtPolishBase):
     """Estimate the local resolution from the two unfiltered half maps: a soft spherical mask moved
     on a grid, local FSC corrected by phase randomisation, FSC 0.143; also writes a locally
     FSC-weighted, low-pass filtered and sharpened map (RELION's LocalRes job, own implementation)."""
@@ -95,22 +94,9 @@ class ProtPolishLocalRes(ProtPolishBase):
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         volume = self.inputVolume.get()
-        if volume is None:
-            return ["Choose the refined map."]
-        if not volume.hasHalfMaps():
-            return [f"The map {volume.getFileName()} has no half maps: local resolution needs the two "
-                    "unfiltered half maps of a 3D refinement."]
-        errors = []
-        for path in self._halfMaps():
-            if not os.path.exists(path):
-                errors.append(f"The half map {path} does not exist.")
-        mask = self.solventMask.get()
-        if mask is not None and not os.path.exists(_mrc_path(mask)):
-            errors.append(f"The mask {_mrc_path(mask)} does not exist.")
-        if self.mtfFile.get() and not os.path.exists(self.mtfFile.get()):
-            errors.append(f"The MTF file {self.mtfFile.get()} does not exist.")
-        if self._pixelSize() <= 0:
-            errors.append("The pixel size must be > 0.")
+        errors = self._validateHalfMapInputs("local resolution")
+        if volume is None or not volume.hasHalfMaps():
+            return errors
         if not self.sampling.get() or self.sampling.get() <= 0:
             errors.append("The sampling must be > 0 Å.")
         else:
@@ -143,14 +129,6 @@ class ProtPolishLocalRes(ProtPolishBase):
                 "corrected by phase randomisation, at FSC = 0.143."]
 
     # --------------------------- UTILS functions -----------------------------
-    def _pixelSize(self) -> float:
-        value = self.calibratedPixelSize.get()
-        return float(value) if value and value > 0 else float(self.inputVolume.get().getSamplingRate())
-
-    def _halfMaps(self) -> list:
-        halves = self.inputVolume.get().getHalfMaps(asList=True)
-        return [_strip(h) for h in halves]
-
     def _programArgs(self) -> list:
         """Command-line tokens for ``polishplugin local_resolution`` (pure: form values -> list of str)."""
         half1, half2 = self._halfMaps()
@@ -174,9 +152,3 @@ class ProtPolishLocalRes(ProtPolishBase):
             args += ["--random_seed", str(self.randomSeed.get())]
         return args
 
-
-def _strip(name: str) -> str:
-    for suffix in (":mrc", ":mrcs"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return os.path.abspath(name)

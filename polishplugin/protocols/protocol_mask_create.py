@@ -10,7 +10,7 @@ from pwem.objects import VolumeMask
 from pyworkflow.protocol import params
 
 from ..convert.scipion_objects import make_mask
-from ._base import ProtPolishBase, formatFloat
+from ._base import ProtPolishBase, formatFloat, mrc_path as _mrc_path
 
 __all__ = ["ProtPolishMaskCreate", "OUTPUT_MASK"]
 
@@ -18,13 +18,6 @@ __all__ = ["ProtPolishMaskCreate", "OUTPUT_MASK"]
 OUTPUT_MASK = "mask.mrc"
 
 
-def _mrc_path(obj) -> str:
-    """Absolute file name of a Scipion image/volume, without Scipion's ``:mrc`` suffix."""
-    name = obj.getFileName()
-    for suffix in (":mrc", ":mrcs"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return os.path.abspath(name)
 
 
 class ProtPolishMaskCreate(ProtPolishBase):

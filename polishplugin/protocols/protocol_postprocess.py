@@ -12,8 +12,7 @@ from ..convert import labels as L
 from ..convert.mrc import MrcError, read_mrc_header
 from ..convert.outputs import read_postprocess
 from ..convert.scipion_objects import make_fsc, make_volume
-from ._base import ProtPolishBase, formatFloat
-from .protocol_mask_create import _mrc_path
+from ._base import HalfMapInputs, ProtPolishBase, formatFloat, mrc_path as _mrc_path
 
 __all__ = ["ProtPolishPostprocess", "OUTPUT_ROOT", "FSC_COLUMNS"]
 
@@ -28,7 +27,7 @@ FSC_COLUMNS = {
 }
 
 
-class ProtPolishPostprocess(ProtPolishBase):
+class ProtPolishPostprocess(HalfMapInputs, ProtPolishBase):
     """Post-process a refined map from its two unfiltered half maps: mask-corrected FSC (phase
     randomisation), resolution at FSC 0.143, MTF correction, FSC weighting and B-factor sharpening
     (automatic Guinier fit or your own), as RELION's Post-processing job."""
@@ -103,22 +102,9 @@ class ProtPolishPostprocess(ProtPolishBase):
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         volume = self.inputVolume.get()
-        if volume is None:
-            return ["Choose the refined map."]
-        if not volume.hasHalfMaps():
-            return [f"The map {volume.getFileName()} has no half maps: post-processing needs the two "
-                    "unfiltered half maps of a 3D refinement."]
-        errors = []
-        for path in self._halfMaps():
-            if not os.path.exists(path):
-                errors.append(f"The half map {path} does not exist.")
-        mask = self.solventMask.get()
-        if mask is not None and not os.path.exists(_mrc_path(mask)):
-            errors.append(f"The mask {_mrc_path(mask)} does not exist.")
-        if self.mtfFile.get() and not os.path.exists(self.mtfFile.get()):
-            errors.append(f"The MTF file {self.mtfFile.get()} does not exist.")
-        if self._pixelSize() <= 0:
-            errors.append("The pixel size must be > 0.")
+        errors = self._validateHalfMapInputs("post-processing")
+        if volume is None or not volume.hasHalfMaps():
+            return errors
         return errors or self._validateShapes()
 
     def _validateShapes(self):
@@ -157,14 +143,6 @@ class ProtPolishPostprocess(ProtPolishBase):
                 "MTF correction, FSC weighting and B-factor sharpening."]
 
     # --------------------------- UTILS functions -----------------------------
-    def _pixelSize(self) -> float:
-        value = self.calibratedPixelSize.get()
-        return float(value) if value and value > 0 else float(self.inputVolume.get().getSamplingRate())
-
-    def _halfMaps(self) -> list:
-        halves = self.inputVolume.get().getHalfMaps(asList=True)
-        return [_strip(h) for h in halves]
-
     def _programArgs(self) -> list:
         """Command-line tokens for ``polishplugin postprocess`` (pure: form values -> list of str)."""
         half1, half2 = self._halfMaps()
@@ -188,9 +166,3 @@ class ProtPolishPostprocess(ProtPolishBase):
             args += ["--random_seed", str(self.randomSeed.get())]
         return args
 
-
-def _strip(name: str) -> str:
-    for suffix in (":mrc", ":mrcs"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return os.path.abspath(name)
