@@ -1,8 +1,8 @@
 """The plugin's Scipion protocols (one module per job type, thin: convert -> run program -> outputs).
 
-HOW TO REGISTER A PROTOCOL: each engineer adds ONE explicit import line below for the class in
-their ``protocol_<step>.py`` (no try/except: an import error must show, not hide the protocol) and
-adds the class name to ``__all__``.  ``protocols.conf`` already lists all seven classes; Scipion's
+To register a protocol: add ONE explicit import line below for the class in its
+``protocol_<step>.py`` (no try/except: an import error must show, not hide the protocol) and add the
+class name to ``__all__``.  ``protocols.conf`` already lists all seven classes; Scipion's
 tree skips names that are not importable yet.
 """
 

@@ -19,7 +19,7 @@ What pyworkflow 3.11.7 / pwem 3.11.1 need, headless:
 * The venv's ``bin`` first on ``PATH``: protocols run ``python -m pyworkflow.apps.pw_protocol_run``
   and our ``polishplugin`` console script in child processes.
 
-How another engineer tests a protocol (file ``polishplugin/tests/protocols/test_<step>.py``)::
+How to test a protocol (file ``polishplugin/tests/protocols/test_<step>.py``)::
 
     import pytest
     from polishplugin.tests.protocols.scipion_env import require_scipion
