@@ -175,8 +175,8 @@ class ProtPolishParticles(ProtPolishBase):
             args += self.extraParams.get().split()
         return args
 
-    # --------------------------- INFO functions ------------------------------
-    def _validate(self):
+    def _validatePolishInputs(self) -> list:
+        """Sentences for missing movies, particles or reference (shared with the training protocol)."""
         errors = []
         if self.inputMovies.get() is None:
             self._requireFile(self.micrographsStar.get(), "movies or corrected_micrographs.star", errors)
@@ -190,6 +190,11 @@ class ProtPolishParticles(ProtPolishBase):
                 errors.append(f"The volume {vol.getFileName()} has no half maps.")
         elif not os.path.exists(self.postprocessStar.get()):
             errors.append(f"The post-process STAR file {self.postprocessStar.get()} does not exist.")
+        return errors
+
+    # --------------------------- INFO functions ------------------------------
+    def _validate(self):
+        errors = self._validatePolishInputs()
         if self.paramsSource.get() == PARAMS_FROM_TRAINING and not self._paramsFile():
             errors.append("No optimised parameter file: choose a finished training run or a file.")
         for name, value in (("Extraction box", self.window.get()), ("Output box", self.scale.get())):

@@ -93,6 +93,7 @@ class ProtPolishTrain(ProtPolishBase):
     _micrographsFile = ProtPolishParticles._micrographsFile
     _particlesFile = ProtPolishParticles._particlesFile
     _referenceArgs = ProtPolishParticles._referenceArgs
+    _validatePolishInputs = ProtPolishParticles._validatePolishInputs
 
     def _trainDir(self, *parts) -> str:
         return self._extra("Train", *parts)
@@ -115,19 +116,7 @@ class ProtPolishTrain(ProtPolishBase):
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
-        errors = []
-        if self.inputMovies.get() is None:
-            self._requireFile(self.micrographsStar.get(), "movies or corrected_micrographs.star", errors)
-        if self.inputParticles.get() is None:
-            self._requireFile(self.particlesStar.get(), "particles or particle STAR file", errors)
-        if not self.postprocessStar.get():
-            vol = self.inputVolume.get()
-            if vol is None:
-                errors.append("Give a post-process STAR file or a volume with half maps.")
-            elif not vol.hasHalfMaps():
-                errors.append(f"The volume {vol.getFileName()} has no half maps.")
-        elif not os.path.exists(self.postprocessStar.get()):
-            errors.append(f"The post-process STAR file {self.postprocessStar.get()} does not exist.")
+        errors = self._validatePolishInputs()
         frac = self.evalFrac.get()
         if frac is None or not (0.1 < frac <= 0.9):
             errors.append(f"The fraction of Fourier pixels for testing must be in (0.1, 0.9] (got {frac}).")

@@ -10,5 +10,5 @@ def device_params():
     try:
         devs = runtime.list_devices()
     except runtime.OpenCLUnavailable as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)))]
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no OpenCL: {exc}"))]
     return [pytest.param(d.index, id=f"dev{d.index}-{d.kind}") for d in devs]
