@@ -227,6 +227,7 @@ def extract_boxes(frame: np.ndarray, corners_xy: np.ndarray, box_movie: int, box
     (``/M^2``), Fourier-crop to ``box_out`` and zero the DC term.  Returns complex64 (n, N, N//2+1)."""
     import scipy.fft
 
+    frame = np.asarray(frame, dtype=np.float32)  # one conversion per frame (float16/memory-mapped movies)
     h, w = frame.shape
     corners = np.asarray(corners_xy, np.int64).reshape(-1, 2)
     n = corners.shape[0]

@@ -40,7 +40,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
     parser.add_argument("--j", type=int, default=max(1, os.cpu_count() or 1), help="threads per step")
     parser.add_argument("--skip_train", action="store_true",
-                        help="polish with the GUI default sigmas (0.2, 5000, 2) instead of training")
+                        help="with --no_scipion: polish with the GUI default sigmas (0.2, 5000, 2) instead of training")
     parser.add_argument("--no_scipion", dest="scipion", action="store_false",
                         help="call the programs directly instead of running the stage as a Scipion "
                              "project made from the workflow template (templates/polishing_stage.json.template)")

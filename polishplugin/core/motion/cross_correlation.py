@@ -15,6 +15,7 @@ Layout of the returned maps (documented convention shared with :mod:`.objective`
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 __all__ = ["cc_maps", "cc_origin", "crop_centre"]
 
@@ -59,6 +60,6 @@ def cc_maps(obs_rfft: np.ndarray, pred_rfft: np.ndarray, frame_weights: np.ndarr
     scale = float(n) ** 4  # N^2 (RELION) * N^2 (numpy's irfft2 divides by N^2; RELION's inverse does not)
     for p in range(n_p):
         prod = obs_rfft[p] * (w * np.conj(pred_rfft[p])[None])
-        maps = np.fft.irfft2(prod, s=(n, n)) * scale
+        maps = scipy.fft.irfft2(prod.astype(np.complex128), s=(n, n), workers=-1) * scale  # in double, as before
         out[p] = maps if crop_px is None else crop_centre(maps, m)
     return out
