@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from bench.cases import register
+from polishplugin.core.geometry import random_rotation_matrices
 
 BOTH = ("numpy", "opencl")
 
 
 def _rotations(n, seed=0):
-    rng = np.random.default_rng(seed)
-    q = rng.normal(size=(n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], axis=1)
+    return random_rotation_matrices(n, np.random.default_rng(seed))
 
 
 def _phantom(n, seed=0):

@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = [
     "euler_to_matrix", "matrix_to_euler", "symmetry_matrices", "symmetry_order", "rotation_about",
-    "SymmetryError",
+    "SymmetryError", "random_rotation_matrices",
 ]
 
 
@@ -66,6 +66,17 @@ def rotation_about(axis: np.ndarray | tuple[float, float, float], angle_deg: flo
     t = np.deg2rad(angle_deg)
     k = np.array([[0, -u[2], u[1]], [u[2], 0, -u[0]], [-u[1], u[0], 0]])
     return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
+
+
+def random_rotation_matrices(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` uniformly distributed rotation matrices ``(n, 3, 3)`` (from normalised Gaussian quaternions)."""
+    q = rng.normal(size=(n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], axis=1)
 
 
 def _close_group(generators: list[np.ndarray], max_order: int = 120) -> np.ndarray:

@@ -154,19 +154,14 @@ def main(args: argparse.Namespace) -> int:
                        "--norm", "--scale", "--random_seed", str(args.seed), "--j", j],
               out / "Refine3D/job027/run_half1_class001_unfil.mrc", out)
 
-    before = StepRecord("28 post-process (before polishing)", "PostProcess/job023b")
-    steps.append(before)
-    _run_step(before, ["postprocess", "--i", "Refine3D/job021/run_half1_class001_unfil.mrc",
-                       "--mask", mask, "--angpix", f"{angpix}", "--mtf", mtf, "--auto_bfac",
-                       "--autob_lowres", "10", "--o", "PostProcess/job023b/postprocess"],
-              out / "PostProcess/job023b/postprocess.star", out)
-
-    post = StepRecord("28 post-process", "PostProcess/job028")
-    steps.append(post)
-    _run_step(post, ["postprocess", "--i", "Refine3D/job027/run_half1_class001_unfil.mrc",
-                     "--mask", mask, "--angpix", f"{angpix}", "--mtf", mtf, "--auto_bfac",
-                     "--autob_lowres", "10", "--o", "PostProcess/job028/postprocess"],
-              out / "PostProcess/job028/postprocess.star", out)
+    for label, refine_job, post_job in (("28 post-process (before polishing)", "Refine3D/job021", "PostProcess/job023b"),
+                                        ("28 post-process", "Refine3D/job027", "PostProcess/job028")):
+        post = StepRecord(label, post_job)
+        steps.append(post)
+        _run_step(post, ["postprocess", "--i", f"{refine_job}/run_half1_class001_unfil.mrc",
+                         "--mask", mask, "--angpix", f"{angpix}", "--mtf", mtf, "--auto_bfac",
+                         "--autob_lowres", "10", "--o", f"{post_job}/postprocess"],
+                  out / post_job / "postprocess.star", out)
 
     locres = StepRecord("29 local resolution", "LocalRes/job029")
     steps.append(locres)

@@ -10,14 +10,7 @@ from polishplugin.core.projector import (FourierBackprojector, FourierProjector,
 
 
 def random_rotations(n, rng):
-    """Uniform random rotations from unit quaternions."""
-    q = rng.normal(size=(n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], axis=1)
+    return geometry.random_rotation_matrices(n, rng)
 
 
 def blobs(n, rng, count=30, spread=None, sigma=(0.6, 1.0)):

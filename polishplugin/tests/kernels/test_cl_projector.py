@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from cl_devices import device_params  # noqa: E402
 
+from polishplugin.core.geometry import random_rotation_matrices  # noqa: E402
 from polishplugin.core.projector import FourierBackprojector, FourierProjector  # noqa: E402
 
 pytestmark = pytest.mark.opencl
@@ -21,13 +22,7 @@ TOL = 2e-5
 
 
 def rotations(n, rng):
-    q = rng.normal(size=(n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], axis=1)
+    return random_rotation_matrices(n, rng)
 
 
 @pytest.mark.parametrize("device", device_params())
