@@ -109,15 +109,19 @@ class TrainMicrograph:
 
 
 def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int | None, first_frame: int = 0,
-                       whiten: bool = True) -> TrainMicrograph:
-    """Normalise + whiten one micrograph, its alignment CC maps and its held-out evaluation ring."""
+                       whiten: bool = True, inplace: bool = False) -> TrainMicrograph:
+    """Normalise + whiten one micrograph, its alignment CC maps and its held-out evaluation ring.
+
+    ``inplace``: normalise ``md.frames_rfft`` itself (a micrograph loaded for this call only) instead of a copy.
+    """
     box = int(md.box)
-    frames = prepare.normalize_particle_frames(np.asarray(md.frames_rfft))
+    frames = np.asarray(md.frames_rfft)
+    if not inplace:
+        frames = frames.copy()
     n_f = frames.shape[1]
+    sigma2 = prepare.normalize_whiten_inplace(frames, whiten)
     pred_own = np.asarray(md.pred_own_rfft)
     if whiten:
-        sigma2 = prepare.noise_sigma2(frames)
-        frames = prepare.whiten(frames, sigma2, box)
         pred_own = prepare.whiten(pred_own, sigma2, box)
     dw = dose_weights(n_f, box, float(md.angpix), float(md.dose_per_frame), first_frame)
     align_w = dw * alignment_lowpass(box, k_cutoff)[None]
@@ -279,6 +283,7 @@ def run_training(args, data, k_out: int | None = None) -> int:
     out_dir = Path(_opt(args, "o", "."))
 
     counts, load, k_out_px, first_frame, names = _data_source(data, args, k_out)
+    from_project = hasattr(data, "mic_rows")  # loaded per call: normalise in place
     chosen, n_total = select_micrographs(counts, min_p, seed)
     if not chosen:
         raise ProgramError("training needs at least one micrograph with 2 or more particles; none was found")
@@ -296,7 +301,8 @@ def run_training(args, data, k_out: int | None = None) -> int:
     mics: list[TrainMicrograph] = []
     t0 = time.time()
     for j, i in enumerate(mine):
-        mics.append(prepare_micrograph(load(i), k_cutoff, k_eval, k_out_px, 2 * mot_range, first_frame, whiten))
+        mics.append(prepare_micrograph(load(i), k_cutoff, k_eval, k_out_px, 2 * mot_range, first_frame, whiten,
+                                       inplace=from_project))
         done = j + 1
         eta = (time.time() - t0) / done * (len(mine) - done)
         log.info("prepared micrograph %d/%d (%s), ETA %.0f s", done, len(mine), names[i], eta)

@@ -204,12 +204,13 @@ def iter_movie_frames(info: MovieInfo, first_frame: int, n_frames: int):
             gain, _ = read_mrc(info.gain_path)
             gain = gain.reshape(gain.shape[-2:])
         for f in range(n_frames):
-            frame = get(first_frame + f)
-            if not np.isfinite(frame).all():
+            frame = np.negative(get(first_frame + f), dtype=np.float32)  # one pass: float16 -> float32, negated
+            # a float64 sum of float32 values is finite unless a value is NaN or Inf (one pass, no mask)
+            if not np.isfinite(frame.sum(dtype=np.float64)):
                 raise ProgramError(f"movie {info.movie_path} frame {first_frame + f + 1} contains NaN or Inf values")
             if gain is not None and gain.shape == frame.shape:
-                frame = frame * gain
-            yield f, -frame
+                frame *= gain
+            yield f, frame
     finally:
         close()
 
@@ -231,7 +232,7 @@ def extract_boxes(frame: np.ndarray, corners_xy: np.ndarray, box_movie: int, box
     h, w = frame.shape
     corners = np.asarray(corners_xy, np.int64).reshape(-1, 2)
     n = corners.shape[0]
-    boxes = np.empty((n, box_movie, box_movie), np.float32)
+    boxes = _box_buffer(n, box_movie)
     ar = np.arange(box_movie)
     for i, (x0, y0) in enumerate(corners):
         if x0 >= 0 and y0 >= 0 and x0 + box_movie <= w and y0 + box_movie <= h:
@@ -241,10 +242,24 @@ def extract_boxes(frame: np.ndarray, corners_xy: np.ndarray, box_movie: int, box
             ys = np.clip(y0 + ar, 0, h - 1)
             boxes[i] = frame[np.ix_(ys, xs)]
     ft = scipy.fft.rfft2(boxes, workers=-1)  # float32 in -> complex64 out
-    ft = fourier_crop(ft, box_movie, box_out)
-    ft = ft * np.float32(1.0 / (box_movie * box_movie))
+    ft = np.ascontiguousarray(fourier_crop(ft, box_movie, box_out), dtype=np.complex64)
+    ft *= np.float32(1.0 / (box_movie * box_movie))
     ft[:, 0, 0] = 0
-    return np.ascontiguousarray(ft, dtype=np.complex64)
+    return ft
+
+
+_BOXES: dict = {}
+
+
+def _box_buffer(n: int, box: int) -> np.ndarray:
+    """A reused float32 ``(n, box, box)`` scratch array: a fresh 50 MB array per frame costs more in page
+    faults than the copy into it (every cell is overwritten before use)."""
+    key = box
+    buf = _BOXES.get(key)
+    if buf is None or buf.shape[0] < n:
+        _BOXES.clear()
+        buf = _BOXES[key] = np.empty((n, box, box), np.float32)
+    return buf[:n]
 
 
 def fourier_crop(ft: np.ndarray, box_in: int, box_out: int) -> np.ndarray:

@@ -144,6 +144,11 @@ class PolishSettings:
         dev = getattr(args, "device", "") or ""
         if dev and dev != "cpu":
             self.backend = "opencl"
+        # the track fit's map interpolation: OpenCL whenever a device exists (measured ~3x faster per fit
+        # than numpy even on PoCL's CPU device: bench/README.md "Polishing stages"); numpy with --device cpu
+        from ._motion_train import _backend
+
+        self.fit_backend = _backend(args)[0]
 
 
 def read_params_file(path: str) -> tuple[float, float, float]:
@@ -187,26 +192,15 @@ def _cc_crop(n: int, init: np.ndarray) -> int | None:
 
 
 def prepare_frames_inplace(frames: np.ndarray, do_whiten: bool, batch: int = 16) -> np.ndarray | None:
-    """Normalise (and whiten) particle frames in place, a few particles at a time; returns sigma2 or None.
+    """Normalise (and whiten) particle frames in place; returns sigma2 or None.
 
     Same result as ``whiten(normalize_particle_frames(frames), noise_sigma2(...))`` on the whole array
-    (sigma2 is a mean with the same pixel count per particle, so batch means combine exactly), without a
-    second and third full-size copy of the frames (memory: ALGORITHMS 1.5-1.6, issue 6).
+    without a second and third full-size copy of the frames (memory: ALGORITHMS 1.5-1.6, issue 6);
+    see :func:`polishplugin.core.motion.prepare.normalize_whiten_inplace`.
     """
-    from ..core.motion.prepare import noise_sigma2, normalize_particle_frames, whiten
+    from ..core.motion.prepare import normalize_whiten_inplace
 
-    n_p, n = frames.shape[0], frames.shape[-2]
-    sigma2 = None
-    if do_whiten:
-        total = 0.0
-        for s in range(0, n_p, batch):
-            part = normalize_particle_frames(frames[s:s + batch])
-            total = total + noise_sigma2(part) * part.shape[0]
-        sigma2 = total / max(n_p, 1)
-    for s in range(0, n_p, batch):
-        part = normalize_particle_frames(frames[s:s + batch])
-        frames[s:s + batch] = whiten(part, sigma2, n) if do_whiten else part
-    return sigma2
+    return normalize_whiten_inplace(frames, do_whiten, batch)
 
 
 def estimate_micrograph_tracks(data, settings: PolishSettings, first_frame: int):
@@ -239,7 +233,7 @@ def estimate_micrograph_tracks(data, settings: PolishSettings, first_frame: int)
                                   data.angpix, data.coords_angpix, absolute=settings.absolute)
     tracks = fit_tracks(cc, init, data.positions_px, max(sv, 1e-20), max(sd, 1e-20), sa,
                         max_iters=settings.max_iters, eps=settings.eps, cc_origin=origin,
-                        sq_exp=settings.sq_exp, max_ed=settings.max_ed).tracks_px
+                        sq_exp=settings.sq_exp, max_ed=settings.max_ed, backend=settings.fit_backend).tracks_px
     return tracks, frames
 
 
