@@ -34,7 +34,7 @@ from ..core.dose import dose_weights
 from ..core.fsc import glibc_uniform
 from ..core.motion import prepare
 from ..core.motion.cross_correlation import cc_maps, cc_origin
-from ..core.motion.estimate import fit_tracks, sigmas_to_pixels
+from ..core.motion.estimate import sigmas_to_pixels
 from ..core.motion.hyperparameters import search_sigmas, format_params
 from ..core.motion.tsc import (EvalRing, alignment_lowpass, frequency_split, make_eval_ring, tsc_from_terms,
                                tsc_terms)
@@ -92,19 +92,33 @@ def select_micrographs(n_particles: list[int], min_p: int, seed: int = 23) -> tu
     return chosen, total
 
 
+def fit_groups(n_particles: list[int], group_particles: int) -> list[list[int]]:
+    """Consecutive groups of micrographs with about ``group_particles`` particles each (at least one
+    micrograph per group).  The groups depend on the data only, never on the number of MPI ranks, so the
+    joint fits (and the trained parameters) are the same for any number of ranks."""
+    groups: list[list[int]] = []
+    count = 0
+    for i, n in enumerate(n_particles):
+        if not groups or count + int(n) > max(int(group_particles), 1):
+            groups.append([])
+            count = 0
+        groups[-1].append(i)
+        count += int(n)
+    return groups
+
+
 @dataclass
 class TrainMicrograph:
     name: str
     positions_px: np.ndarray
     initial_tracks_px: np.ndarray
-    cc: np.ndarray          # (n_p, n_f, M, M) float32, zero shift at cc_origin
+    cc: np.ndarray | None   # (n_p, n_f, M, M) float32, zero shift at cc_origin (None once in the joint fit)
     cc_origin: int
     ring: EvalRing
     dose_per_frame: float
     angpix: float
     coords_angpix: float
     warm_tracks: np.ndarray | None = None
-    interp: object = None   # device interpolator (OpenCL backend), built on first use
     tsc_cl: object = None   # device TSC evaluator (OpenCL backend), built on first use
 
 
@@ -134,10 +148,16 @@ def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int 
 
 
 class TrainingSet:
-    """The prepared micrographs of one rank; ``evaluate(params)`` = global TSC (all-reduced over ranks)."""
+    """The prepared micrographs of one rank; ``evaluate(params)`` = global TSC (all-reduced over ranks).
+
+    All micrographs of the rank are fitted as one problem (:class:`~polishplugin.core.motion.joint.JointFit`):
+    their CC maps are gathered into one array (on the OpenCL device when that backend is used) on the
+    first evaluation and the per-micrograph copies are released.
+    """
 
     def __init__(self, mics: list[TrainMicrograph], comm=None, max_iters: int = 10000, eps: float = 1e-5,
-                 absolute: bool = False, warm: bool = True, backend: str = "numpy", device=None):
+                 absolute: bool = False, warm: bool = True, backend: str = "numpy", device=None,
+                 groups: list[list[int]] | None = None):
         self.mics = mics
         self.backend, self.device = backend, device
         self.comm = comm if comm is not None else get_comm()
@@ -145,19 +165,50 @@ class TrainingSet:
         self.ftol = 1e-9
         self.last_tracks: list[np.ndarray] = []
         self.best = -math.inf
+        self.groups = [list(g) for g in groups] if groups is not None else ([list(range(len(mics)))] if mics else [])
+        self.joints: dict[int, object] = {}
 
-    def fit(self, m: TrainMicrograph, params, init: np.ndarray | None = None) -> np.ndarray:
+    def _joint(self, g: int):
+        """Gather group ``g``'s maps (micrograph, particle, frame order) and build its joint fit, once."""
+        if g not in self.joints:
+            from ..core.motion.joint import JointFit, MicrographFit
+
+            mics = [self.mics[i] for i in self.groups[g]]
+            shapes = {m.cc.shape[2:] for m in mics}
+            origins = {m.cc_origin for m in mics}
+            if len(shapes) != 1 or len(origins) != 1:
+                raise ProgramError("training micrographs have CC maps of different sizes; use one box size")
+            total = sum(m.cc.shape[0] * m.cc.shape[1] for m in mics)
+            maps = np.empty((total, *shapes.pop()), np.float32)  # pages become resident as they are filled
+            k = 0
+            for m in mics:
+                n = m.cc.shape[0] * m.cc.shape[1]
+                maps[k:k + n] = m.cc.reshape(n, *m.cc.shape[2:])
+                k += n
+                m.cc = None  # release each micrograph's copy as soon as it is in the joint array
+            interp = None
+            if self.backend == "opencl":
+                from ..core.motion.objective_cl import CatmullRomCL
+
+                interp = CatmullRomCL(maps, self.device)
+                maps = None  # the maps live on the device
+            self.joints[g] = JointFit([MicrographFit(m.positions_px, len(m.initial_tracks_px[0])) for m in mics],
+                                      maps, origins.pop(), interp)
+        return self.joints[g]
+
+    def fit_all(self, params, inits: list[np.ndarray]) -> list[np.ndarray]:
+        """Tracks of every micrograph of this rank for ``params`` (Å units), from ``inits`` (one fit per group)."""
         s_vel, s_div, s_acc = params
-        sv, sd, sa = sigmas_to_pixels(s_vel, s_div, s_acc if s_acc > 0 else -1.0, m.dose_per_frame, m.angpix,
-                                      m.coords_angpix, self.absolute)
-        init = m.initial_tracks_px if init is None else init
-        if self.backend == "opencl" and m.interp is None:  # CC maps stay on the device for the whole search
-            from ..core.motion.objective_cl import CatmullRomCL
-
-            m.interp = CatmullRomCL(m.cc.reshape(-1, *m.cc.shape[2:]), self.device)
-            m.cc = np.broadcast_to(np.float32(0), m.cc.shape)  # the maps live on the device: free the host copy
-        return fit_tracks(m.cc, init, m.positions_px, sv, sd, sa, max_iters=self.max_iters, eps=self.eps,
-                          cc_origin=m.cc_origin, ftol=self.ftol, interp=m.interp).tracks_px
+        out: list = [None] * len(self.mics)
+        for g, idx in enumerate(self.groups):
+            px = [sigmas_to_pixels(s_vel, s_div, s_acc if s_acc > 0 else -1.0, self.mics[i].dose_per_frame,
+                                   self.mics[i].angpix, self.mics[i].coords_angpix, self.absolute) for i in idx]
+            sv, sd, sa = (np.array([p[k] for p in px]) for k in range(3))
+            tracks = self._joint(g).fit(sv, sd, sa, [inits[i] for i in idx], max_iters=self.max_iters,
+                                        eps=self.eps, ftol=self.ftol)
+            for i, t in zip(idx, tracks):
+                out[i] = t
+        return out
 
     def _tsc(self, m: TrainMicrograph, tracks: np.ndarray) -> np.ndarray:
         if self.backend != "opencl":
@@ -172,11 +223,10 @@ class TrainingSet:
     def evaluate(self, params, warm: bool | None = None) -> float:
         """TSC of ``params`` (tracks refitted on every micrograph; kept in ``last_tracks``)."""
         warm = self.warm if warm is None else warm
+        inits = [m.warm_tracks if warm and m.warm_tracks is not None else m.initial_tracks_px for m in self.mics]
+        self.last_tracks = self.fit_all(params, inits)
         terms = np.zeros(3)
-        self.last_tracks = []
-        for m in self.mics:
-            tracks = self.fit(m, params, m.warm_tracks if warm else None)
-            self.last_tracks.append(tracks)
+        for m, tracks in zip(self.mics, self.last_tracks):
             terms += self._tsc(m, tracks)
         return tsc_from_terms(self.comm.allreduce_sum(terms))
 
@@ -297,7 +347,15 @@ def run_training(args, data, k_out: int | None = None) -> int:
         raise ProgramError(f"the FSC cut-off (k_out = {k_out_px} px) leaves no held-out frequencies; "
                            "lower --eval_frac or use a better reference")
 
-    mine = [chosen[i] for i in partition(len(chosen), comm.size, comm.rank)]
+    groups = fit_groups([counts[i] for i in chosen], int(_opt(args, "joint_particles", 2000)))
+    my_groups = [groups[g] for g in partition(len(groups), comm.size, comm.rank)]
+    mine = [chosen[i] for g in my_groups for i in g]
+    local_groups, k = [], 0
+    for g in my_groups:
+        local_groups.append(list(range(k, k + len(g))))
+        k += len(g)
+    log.info("track fits: %d group(s) of micrographs fitted jointly (about %d particles each), %d on this rank",
+             len(groups), int(_opt(args, "joint_particles", 2000)), len(my_groups))
     mics: list[TrainMicrograph] = []
     t0 = time.time()
     for j, i in enumerate(mine):
@@ -310,7 +368,7 @@ def run_training(args, data, k_out: int | None = None) -> int:
     backend, device = _backend(args)
     log.info("objective interpolation backend: %s", backend)
     tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm, backend=backend,
-                       device=device)
+                       device=device, groups=local_groups)
     # --conv sets RELION's output grid (conv/2 scaled units); --in_step is not used: our simplex starts
     # with x2 steps in log space
     result = search_sigmas(tset.evaluate_and_keep, s0, free=(True, True, not two), max_evals=_max_evals(args),

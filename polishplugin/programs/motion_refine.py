@@ -107,9 +107,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--s_vel_0", type=float, default=0.6, help="Initial s_vel")
     t.add_argument("--s_div_0", type=float, default=10000.0, help="Initial s_div")
     t.add_argument("--s_acc_0", type=float, default=3.0, help="Initial s_acc")
-    t.add_argument("--in_step", type=float, default=3000.0, help="Initial Nelder-Mead step (scaled units)")
-    t.add_argument("--conv", type=float, default=30.0, help="Nelder-Mead convergence (scaled units)")
-    t.add_argument("--par_iters", type=int, default=100, help="Maximum Nelder-Mead iterations")
+    t.add_argument("--in_step", type=float, default=3000.0,
+                   help="RELION's initial simplex step; accepted, not used (our search starts with a x2 trust region)")
+    t.add_argument("--conv", type=float, default=30.0,
+                   help="Parameter grid: multiples of conv/2 scaled units (0.0015 Å/dose, 15 Å, 0.015 Å/dose)")
+    t.add_argument("--par_iters", type=int, default=100,
+                   help="RELION's iteration limit; evaluation budget 3 x par_iters, at most 100 (or --max_evals)")
+    t.add_argument("--max_evals", type=int, default=0, help="Evaluation budget of the search (0: from --par_iters)")
+    t.add_argument("--joint_particles", type=int, default=2000,
+                   help="Micrographs are track-fitted jointly in groups of about this many particles (speed); "
+                        "groups, not MPI ranks, define the result")
     t.add_argument("--seed", type=int, default=23, help="Random seed for the micrograph subset")
     c = parser.add_argument_group("Frame combination")
     c.add_argument("--combine_frames", action="store_true", help="Write shiny (motion-corrected, weighted) particles")

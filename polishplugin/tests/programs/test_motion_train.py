@@ -25,6 +25,14 @@ def mics():
                                       s_acc=PLANTED[2], name=f"mic{i}") for i in range(3)]
 
 
+@pytest.fixture(scope="module")
+def planted_mics():
+    """6 x 48 particles: enough data for the held-out TSC to peak near the planted sigmas (with 3 x 24 the
+    s_acc direction is flat above the planted value and the optimum lands anywhere from 1x to 3x)."""
+    return [synthetic.make_micrograph(seed=10 + i, n_p=48, noise=3.0, s_vel=PLANTED[0], s_div=PLANTED[1],
+                                      s_acc=PLANTED[2], name=f"mic{i}") for i in range(6)]
+
+
 def _args(tmp_path, **kw):
     base = dict(o=str(tmp_path), min_p=10000, params3=True, params2=False, eval_frac=0.5, align_frac=0.5,
                 par_iters=20)
@@ -53,6 +61,12 @@ def test_search_sigmas_finds_known_optimum_inside_bounds():
     target = np.log([0.5, 3000.0, 1.5])
     res = search_sigmas(lambda p: -float(((np.log(p) - target) ** 2).sum()), (0.6, 10000, 3), max_evals=80)
     np.testing.assert_allclose(res.best, [0.5, 3000, 1.5], rtol=0.05)
+    assert res.n_evals <= 30  # measured 24 (the simplex search it replaces needed ~70)
+    ridge = np.array([[1, 0.9, 0], [0.9, 1, 0], [0, 0, 0.3]])  # s_vel and s_div trade off, as in the TSC
+    res = search_sigmas(lambda p: -float((np.log(p) - target) @ ridge @ (np.log(p) - target)), (0.6, 10000, 3),
+                        max_evals=80)
+    np.testing.assert_allclose(res.best, [0.5, 3000, 1.5], rtol=0.05)
+    assert res.n_evals <= 30
     assert res.trace[0][0] == (0.6, 10005, 3) and not res.flat  # 10000 is not on the 15 Å grid
     flat = search_sigmas(lambda p: 1.0, (0.6, 10000, 3), max_evals=20)
     assert flat.flat and flat.best == (0.6, 10005, 3)
@@ -60,7 +74,8 @@ def test_search_sigmas_finds_known_optimum_inside_bounds():
     assert runaway.best[1] <= 50000
 
 
-def test_training_beats_defaults_and_lands_near_planted(mics, tmp_path, caplog):
+def test_training_beats_defaults_and_lands_near_planted(planted_mics, tmp_path, caplog):
+    mics = planted_mics
     caplog.set_level(logging.INFO)
     assert T.run_training(_args(tmp_path), mics, k_out=K_OUT) == 0
     text = (tmp_path / "opt_params.txt").read_text()
@@ -68,9 +83,9 @@ def test_training_beats_defaults_and_lands_near_planted(mics, tmp_path, caplog):
     assert re.fullmatch(r"\S+ \S+ \S+\n", text)
     trained = tuple(float(v) for v in text.split())
     assert round_params(trained) == pytest.approx(trained, abs=1e-12)  # on RELION's grid
-    assert "fewer than --min_p" in caplog.text  # 72 particles < 10000: warned, all used
+    assert "fewer than --min_p" in caplog.text  # 288 particles < 10000: warned, all used
     star = read_star(tmp_path / "tsc_trace.star")
-    assert int(star["general"]["rlnPolishNrMicrographs"].iloc[0]) == 3
+    assert int(star["general"]["rlnPolishNrMicrographs"].iloc[0]) == 6
     trace = T.read_tsc_trace(tmp_path / "tsc_trace.star")
     assert len(trace) >= 5 and trace.tsc.max() == pytest.approx(star["general"]["rlnPolishTsc"].iloc[0])
 
@@ -87,9 +102,10 @@ def test_training_beats_defaults_and_lands_near_planted(mics, tmp_path, caplog):
     assert errors["trained"] <= errors["defaults"]
     assert 0.5 <= trained[0] / PLANTED[0] <= 2.0   # s_vel
     assert 0.5 <= trained[2] / PLANTED[2] <= 2.0   # s_acc
-    # s_div: measured 0.92x here (numpy backend 0.98x).  The held-out TSC is nearly flat along a ridge
-    # (larger s_div with larger s_vel): with fewer evaluations or other data sets it lands 2-5x high.
+    # measured here: 0.6435 1740 3.09 (other seeds: 0.696 2340 2.985).  The held-out TSC is
+    # nearly flat along a ridge (larger s_div with larger s_vel); with less data it lands 2-5x high.
     assert 0.5 <= trained[1] / PLANTED[1] <= 2.0
+    assert len(trace) <= 40  # the model-based search: RELION's simplex needs 50-100 evaluations
 
 
 @pytest.mark.parametrize("frac", [0.1, 0.95, -0.2])
@@ -156,7 +172,8 @@ import sys, types
 from polishplugin.core.motion import synthetic
 from polishplugin.programs import _motion_train as T
 mics = [synthetic.make_micrograph(seed=10 + i, n_p=8, n_f=6, box=32, noise=3.0, name=f"m{i}") for i in range(3)]
-T.run_training(types.SimpleNamespace(o=sys.argv[1], min_p=10000, params3=True, par_iters=2), mics, k_out=12)
+T.run_training(types.SimpleNamespace(o=sys.argv[1], min_p=10000, params3=True, par_iters=2, joint_particles=8), mics,
+               k_out=12)
 """
 
 
