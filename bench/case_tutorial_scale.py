@@ -103,7 +103,7 @@ def restrict_particles(project: Path, n_movies: int, dest: Path) -> Path:
 
 
 def benchmark(project: Path, movies: list[int], ranks: list[int], steps: list[str], work: Path,
-              locres_sampling: float = 25.0) -> list[dict]:
+              locres_sampling: float = 25.0, train_min_p: int = 5000) -> list[dict]:
     project = project.resolve()
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -129,13 +129,17 @@ def benchmark(project: Path, movies: list[int], ranks: list[int], steps: list[st
                            n, project, work, env1)
             row["movies"] = m
             rows.append(row)
-    for m in (movies[:1] if "train" in steps else []):
+    for m in (movies[-1:] if "train" in steps else []):  # the seed's step 25: --min_p 5000, default search
         star = restrict_particles(project, m, work / f"particles_{m}mov.star")
-        row = run_step(f"train_{m}mov", ["motion_refine", "--i", str(star), "--f", post, "--corr_mic", mics,
-                                         "--o", str(work / f"train_{m}mov") + "/", "--params3", "--min_p", "50",
-                                         "--eval_frac", "0.5", "--par_iters", "3"], 1, project, work, env1)
-        row["movies"] = m
-        rows.append(row)
+        for n in ranks:
+            row = run_step(f"train_{m}mov", ["motion_refine", "--i", str(star), "--f", post, "--corr_mic", mics,
+                                             "--o", str(work / f"train_{m}mov_r{n}") + "/", "--params3", "--min_p",
+                                             str(train_min_p), "--eval_frac", "0.5", "--align_frac", "0.5"],
+                           n, project, work, env1 if n > 1 else None)
+            row["movies"] = m
+            params = work / f"train_{m}mov_r{n}" / "opt_params.txt"
+            row["trained"] = params.read_text().strip() if params.exists() else ""
+            rows.append(row)
     return rows
 
 
@@ -143,7 +147,8 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| step | movies | ranks | wall (s) | peak RSS per rank (MB) | CPU all ranks (s) |",
              "|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['step']} | {row.get('movies', '')} | {row['ranks']} | {row['wall_s']} | "
+        step = row["step"] + (f" (trained: {row['trained']})" if row.get("trained") else "")
+        lines.append(f"| {step} | {row.get('movies', '')} | {row['ranks']} | {row['wall_s']} | "
                      f"{', '.join(str(x) for x in row['max_rss_mb_per_rank'])} | {row['cpu_s']} |")
     return "\n".join(lines)
 
@@ -179,13 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["postprocess", "local_resolution", "polish", "train"])
     p.add_argument("--work", type=Path, default=None, help="output folder (default: PROJECT/../scale_work)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--train_min_p", type=int, default=5000, help="training: --min_p (the seed: 5000)")
     a = p.parse_args(argv)
     if a.simulate:
         subprocess.run([str(VENV_BIN / "polishplugin"), "simulate", "--preset", "tutorial", "--o", str(a.project),
                         "--n_movies", str(a.n_movies), "--particles_per_movie", str(a.particles_per_movie)],
                        check=True)
     work = a.work or a.project.resolve().parent / "scale_work"
-    rows = benchmark(a.project, a.movies, a.ranks, a.steps, work)
+    rows = benchmark(a.project, a.movies, a.ranks, a.steps, work, train_min_p=a.train_min_p)
     print(markdown(rows))
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))

@@ -256,6 +256,8 @@ def _data_source(data, args, k_out):
                                "size; train on each group separately")
         ref = project.reference
         k = k_out if k_out is not None else int(round(ref.k_out * (box * angpix) / (ref.box * ref.angpix)))
+        # training never looks above k_out: project only up to there (in reference pixels, with a margin)
+        ref.r_max_px = min(ref.box / 2.0, k * (ref.box * ref.angpix) / (box * angpix) + 2.0)
         return counts, (lambda i: load_micrograph(project, i)), k, int(project.first_frame), list(project.mic_names)
     mics = list(data)
     if k_out is None:

@@ -335,13 +335,17 @@ class Reference:
     fsc: np.ndarray | None
     k_out: int
     pad: int = 2
+    #: projections are zero beyond this radius (reference px); None = Nyquist.  Training sets it just above
+    #: k_out: it never looks at higher frequencies and projects less than half the pixels
+    r_max_px: float | None = None
     _projectors: dict = field(default_factory=dict)
 
     def projector(self, half: int):
         if half not in self._projectors:
             from ..core.polish.projection import make_projector
 
-            self._projectors[half] = make_projector(self.half1 if half == 1 else self.half2, pad=self.pad)
+            self._projectors[half] = make_projector(self.half1 if half == 1 else self.half2, pad=self.pad,
+                                                    r_max_px=self.r_max_px)
         return self._projectors[half]
 
 

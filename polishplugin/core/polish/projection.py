@@ -18,9 +18,10 @@ from ..projector import FourierProjector
 __all__ = ["make_projector", "predict_images"]
 
 
-def make_projector(volume: np.ndarray, pad: int = 2) -> FourierProjector:
-    """The reference projector of one half map (``core.projector.FourierProjector``)."""
-    return FourierProjector(volume, pad=pad)
+def make_projector(volume: np.ndarray, pad: int = 2, r_max_px: float | None = None) -> FourierProjector:
+    """The reference projector of one half map (``core.projector.FourierProjector``); ``r_max_px``: zero
+    beyond this radius (default Nyquist)."""
+    return FourierProjector(volume, pad=pad, r_max_px=r_max_px)
 
 
 def predict_images(projector, rotations: np.ndarray, origins_px: np.ndarray, ctfs: np.ndarray | None,
