@@ -683,11 +683,28 @@ def movie_box(box: int, angpix: float, movie_angpix: float) -> int:
     return 2 * int(0.5 * box * angpix / movie_angpix + 0.5)
 
 
+_FRAMES: dict = {}
+
+
+def _frames_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """A reused complex64 array of ``shape`` (grown when needed): the particle frames of one micrograph are
+    ~1 GB at box 256 and a fresh array per micrograph costs seconds of page faults on a VM."""
+    size = int(np.prod(shape))
+    buf = _FRAMES.get("frames")
+    if buf is None or buf.size < size:
+        _FRAMES.clear()
+        buf = _FRAMES["frames"] = np.empty(size, np.complex64)
+    return buf[:size].reshape(shape)
+
+
 def load_micrograph(project: PolishProject, mic_index: int, first_frame: int | None = None,
-                    last_frame: int | None = None, with_predictions: bool = True) -> MicrographData:
+                    last_frame: int | None = None, with_predictions: bool = True,
+                    reuse_buffer: bool = False) -> MicrographData:
     """Extract micrograph ``mic_index``'s particles from its movie, frame by frame (see module docstring).
 
     ``first_frame``/``last_frame`` are 0-based inclusive movie frame indices (default: the project's range).
+    ``reuse_buffer``: the frames go into one array shared by every call with this flag (the previous such
+    micrograph's frames are overwritten): for loops that are done with one micrograph before the next.
     """
     first = project.first_frame if first_frame is None else int(first_frame)
     n_f = project.n_frames if last_frame is None else int(last_frame) - first + 1
@@ -704,7 +721,8 @@ def load_micrograph(project: PolishProject, mic_index: int, first_frame: int | N
         raise ProgramError(f"movie {info.movie_path}: movie pixel size {info.movie_angpix:g} Å is larger than the "
                            f"particle pixel size {angpix:g} Å (scaling up is not supported)")
     corners = box_origins(coords, cps, angpix, info.movie_angpix, m)
-    frames = np.empty((len(rows), n_f, box, box // 2 + 1), np.complex64)
+    shape = (len(rows), n_f, box, box // 2 + 1)
+    frames = _frames_buffer(shape) if reuse_buffer else np.empty(shape, np.complex64)
     for f, frame in iter_movie_frames(info, first, n_f):
         frames[:, f] = extract_boxes(frame, corners, m, box)
     tracks0 = initial_tracks(info, coords, cps, angpix, first, n_f)

@@ -114,6 +114,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--par_iters", type=int, default=100,
                    help="RELION's iteration limit; evaluation budget 3 x par_iters, at most 100 (or --max_evals)")
     t.add_argument("--max_evals", type=int, default=0, help="Evaluation budget of the search (0: from --par_iters)")
+    t.add_argument("--fit_window", type=int, default=24,
+                   help="Training: CC maps are kept within +-fit_window px of each track's start (0: +-mot_range)")
     t.add_argument("--joint_particles", type=int, default=2000,
                    help="Micrographs are track-fitted jointly in groups of about this many particles (speed); "
                         "groups, not MPI ranks, define the result")
@@ -253,7 +255,7 @@ def motion_micrograph(project, mic_index: int, out_dir: str, settings: PolishSet
     from ..core.polish.fcc import accumulate_fcc
     from ._polish_io import load_micrograph, write_tracks
 
-    data = load_micrograph(project, mic_index)
+    data = load_micrograph(project, mic_index, reuse_buffer=True)  # one micrograph at a time
     ref = project.reference
     if tracks_override is None:
         tracks, frames = estimate_micrograph_tracks(data, settings, project.first_frame)

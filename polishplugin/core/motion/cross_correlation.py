@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-__all__ = ["cc_maps", "cc_origin", "crop_centre"]
+__all__ = ["cc_maps", "cc_origin", "crop_centre", "crop_windows"]
 
 
 def cc_origin(cc_shape_or_size, cropped: bool) -> int:
@@ -36,19 +36,49 @@ def crop_centre(maps: np.ndarray, crop_px: int) -> np.ndarray:
     return maps[..., idx[:, None], idx[None, :]]
 
 
+def crop_windows(maps: np.ndarray, crop_px: int, centres: np.ndarray) -> np.ndarray:
+    """``(n_f, M, M)`` windows of full wrapped ``(n_f, N, N)`` maps; window f holds the shifts
+    ``centres[f] + (-M//2 .. M - M//2 - 1)`` (xy order), index ``M//2`` = shift ``centres[f]``."""
+    n = maps.shape[-1]
+    m = int(crop_px)
+    c = np.asarray(centres, np.int64).reshape(-1, 2)
+    off = np.arange(m) - m // 2
+    iy = (c[:, 1:2] + off) % n  # (n_f, M)
+    ix = (c[:, 0:1] + off) % n
+    return maps[np.arange(maps.shape[0])[:, None, None], iy[:, :, None], ix[:, None, :]]
+
+
+def _window_transform(prod: np.ndarray, n: int, m: int, centres: np.ndarray) -> np.ndarray:
+    """``irfft2`` of ``prod (n_f, N, ncol)`` (columns beyond ``ncol`` zero), returning only the ``(n_f, M, M)``
+    windows of :func:`crop_windows`: the inverse along y for the non-zero columns, the window's M rows
+    kept, the inverse along x for those rows only (exact: the 2D transform is separable), in double."""
+    n_f = prod.shape[0]
+    c = np.asarray(centres, np.int64).reshape(n_f, 2)
+    off = np.arange(m) - m // 2
+    cols = scipy.fft.ifft(prod.astype(np.complex128), axis=1, workers=-1)  # (n_f, N, ncol): y done
+    rows = cols[np.arange(n_f)[:, None], (c[:, 1:2] + off) % n]            # (n_f, M, ncol)
+    lines = scipy.fft.irfft(rows, n=n, axis=2, workers=-1)                 # (n_f, M, N), zero-padded columns
+    ix = (c[:, 0:1] + off) % n
+    return lines[np.arange(n_f)[:, None, None], np.arange(m)[None, :, None], ix[:, None, :]]
+
+
 def cc_maps(obs_rfft: np.ndarray, pred_rfft: np.ndarray, frame_weights: np.ndarray,
-            crop_px: int | None = None, backend: str = "numpy") -> np.ndarray:
+            crop_px: int | None = None, backend: str = "numpy", centres: np.ndarray | None = None) -> np.ndarray:
     """Cross-correlation maps ``(n_p, n_f, M, M)`` float32 (``M = N`` unless ``crop_px``).
 
     ``obs_rfft (n_p, n_f, N, N//2+1)``: (whitened) particle frames; ``pred_rfft (n_p, N, N//2+1)``:
     reference predictions; ``frame_weights (n_f, N, N//2+1)``: dose weights (times any low-pass).
-    ``backend="opencl"`` uses the OpenCL twin (:mod:`.cross_correlation_cl`).
+    ``centres (n_p, n_f, 2)`` (integer shifts, with ``crop_px``): window ``[p, f]`` is centred on
+    ``centres[p, f]`` instead of zero shift (:func:`crop_windows`; the caller subtracts the centre from
+    the positions it samples).  ``backend="opencl"`` uses the OpenCL twin (:mod:`.cross_correlation_cl`).
     """
-    if backend == "opencl":
+    if centres is not None and crop_px is None:
+        raise ValueError("per-track windows (centres) need crop_px")
+    if backend not in ("numpy", "opencl"):
+        raise ValueError(f"unknown backend {backend!r} (numpy or opencl)")
+    if backend == "opencl" and centres is None:
         from .cross_correlation_cl import cc_maps_cl
         return cc_maps_cl(obs_rfft, pred_rfft, frame_weights, crop_px)
-    if backend != "numpy":
-        raise ValueError(f"unknown backend {backend!r} (numpy or opencl)")
     obs_rfft = np.asarray(obs_rfft)
     n_p, n_f, n, nh = obs_rfft.shape
     if pred_rfft.shape != (n_p, n, nh) or frame_weights.shape != (n_f, n, nh):
@@ -58,8 +88,19 @@ def cc_maps(obs_rfft: np.ndarray, pred_rfft: np.ndarray, frame_weights: np.ndarr
     out = np.empty((n_p, n_f, m, m), np.float32)
     w = np.asarray(frame_weights, np.float32)
     scale = float(n) ** 4  # N^2 (RELION) * N^2 (numpy's irfft2 divides by N^2; RELION's inverse does not)
+    ncol = int(np.nonzero(np.any(w != 0, axis=(0, 1)))[0].max()) + 1 if np.any(w != 0) else 1
+    wc = w[:, :, :ncol]
     for p in range(n_p):
+        if centres is not None:  # only the windows: transform the y axis, keep the window rows, then x
+            prod = obs_rfft[p, :, :, :ncol] * (wc * np.conj(pred_rfft[p, :, :ncol])[None])
+            out[p] = _window_transform(prod, n, m, centres[p]) * scale
+            continue
         prod = obs_rfft[p] * (w * np.conj(pred_rfft[p])[None])
         maps = scipy.fft.irfft2(prod.astype(np.complex128), s=(n, n), workers=-1) * scale  # in double, as before
-        out[p] = maps if crop_px is None else crop_centre(maps, m)
+        if crop_px is None:
+            out[p] = maps
+        elif centres is None:
+            out[p] = crop_centre(maps, m)
+        else:
+            out[p] = crop_windows(maps, m, centres[p])
     return out

@@ -53,10 +53,12 @@ class JointFit:
 
     ``interp(xy (K, 2), origin) -> (values, grad)`` interpolates the ``K = sum_m n_p(m) n_f`` maps in
     micrograph, particle, frame order; ``None`` uses :func:`.objective.catmull_rom` on ``maps``.
+    ``map_centres (K, 2)``: maps cut around each track's start (``cross_correlation.crop_windows``):
+    map k at index ``origin`` is the shift ``map_centres[k]``.
     """
 
     def __init__(self, mics: list[MicrographFit], maps: np.ndarray | None, origin: int, interp=None,
-                 sq_exp: bool = False):
+                 sq_exp: bool = False, map_centres: np.ndarray | None = None):
         self.mics = mics
         self.n_f = int(mics[0].n_frames)
         if any(int(m.n_frames) != self.n_f for m in mics):
@@ -67,6 +69,8 @@ class JointFit:
         self.n_m, self.pmax = len(mics), int(self.counts.max())
         self.valid = np.arange(self.pmax)[None, :] < self.counts[:, None]  # (n_m, P)
         self.maps, self.origin, self.interp, self.sq_exp = maps, int(origin), interp, sq_exp
+        #: (K, 2) shift at each map's index ``origin`` (maps cut around each track's start), or None
+        self.map_centres = None if map_centres is None else np.asarray(map_centres, np.float64).reshape(-1, 2)
         self._eig: dict = {}
         self.n_evals = 0
 
@@ -114,6 +118,8 @@ class JointFit:
         n_m, p, f, d = self.n_m, self.pmax, self.n_f, self.d
         tracks = self.tracks_padded(x)
         xy = tracks[self.valid].reshape(-1, 2)
+        if self.map_centres is not None:
+            xy = xy - self.map_centres
         if self.interp is None:
             val, g = catmull_rom(self.maps, xy, self.origin)
         else:

@@ -81,3 +81,45 @@ def test_fit_groups_depend_on_particle_counts_only():
 def test_joint_fit_rejects_single_particle_micrographs():
     with pytest.raises(ValueError, match="at least 2 particles"):
         JointFit([MicrographFit(np.zeros((1, 2)), 4)], np.zeros((4, 8, 8), np.float32), 4)
+
+
+def test_maps_cut_around_each_track_start_give_the_same_tracks():
+    """Training keeps +-window px around each particle-frame's start: same fit as the full maps."""
+    mics = [synthetic.make_micrograph(seed=60 + i, n_p=10, n_f=8, box=48, noise=2.0, global_drift_px=9.0,
+                                      name=f"w{i}") for i in range(2)]
+    kc, ke = frequency_split(16)
+    full = [T.prepare_micrograph(m, kc, ke, 16, None) for m in mics]
+    cut = [T.prepare_micrograph(m, kc, ke, 16, 40, window_px=8) for m in mics]
+    assert cut[0].cc.shape[2:] == (16, 16) and full[0].cc.shape[2:] == (48, 48)
+    assert np.abs(cut[0].centres).max() >= 3  # the drift moves the windows away from zero shift
+    # the window's centre sample is the full map's sample at the track start
+    m, c = full[0], cut[0]
+    p, f = 3, 7
+    cy, cx = c.centres[p, f, 1] % 48, c.centres[p, f, 0] % 48
+    assert c.cc[p, f, 8, 8] == pytest.approx(m.cc[p, f, cy, cx], rel=1e-5, abs=1e-5 * np.abs(m.cc).max())
+    sv, sd, sa = _pixels(full)
+    args = dict(max_iters=10000, eps=1e-5, ftol=1e-12)
+    ref = _joint(full).fit(sv, sd, sa, [x.initial_tracks_px for x in full], **args)
+    maps = np.concatenate([x.cc.reshape(-1, 16, 16) for x in cut])
+    centres = np.concatenate([x.centres.reshape(-1, 2) for x in cut])
+    jf = JointFit([MicrographFit(x.positions_px, 8) for x in cut], maps, cut[0].cc_origin, map_centres=centres)
+    got = jf.fit(sv, sd, sa, [x.initial_tracks_px for x in cut], **args)
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def test_window_transform_equals_full_transform_then_cut():
+    from polishplugin.core.motion.cross_correlation import cc_maps, crop_windows
+    from polishplugin.core.motion.tsc import alignment_lowpass
+
+    rng = np.random.default_rng(5)
+    n_p, n_f, n = 3, 4, 40
+    obs = (rng.normal(size=(n_p, n_f, n, n // 2 + 1)) + 1j * rng.normal(size=(n_p, n_f, n, n // 2 + 1)))
+    pred = (rng.normal(size=(n_p, n, n // 2 + 1)) + 1j * rng.normal(size=(n_p, n, n // 2 + 1)))
+    w = np.broadcast_to(alignment_lowpass(n, 9), (n_f, n, n // 2 + 1)).copy()  # columns > 10 are zero
+    centres = rng.integers(-30, 30, (n_p, n_f, 2))
+    full = cc_maps(obs.astype(np.complex64), pred.astype(np.complex64), w)
+    cut = cc_maps(obs.astype(np.complex64), pred.astype(np.complex64), w, crop_px=12, centres=centres)
+    for p in range(n_p):
+        np.testing.assert_allclose(cut[p], crop_windows(full[p], 12, centres[p]), rtol=1e-5,
+                                   atol=1e-5 * np.abs(full).max())
