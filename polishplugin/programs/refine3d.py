@@ -16,9 +16,12 @@ With several MPI ranks the noise spectra, offset sigmas and accuracy estimates a
 ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
 
 Differences from RELION (documented choices): normalisation and scale corrections are not refined
-(--norm/--scale accepted, corrections written as 1); --firstiter_cc and --ctf_intact_first_peak are
-accepted but not applied; noise spectra and offset priors are kept per half set; significant samples
-are capped by --maxsig 200; the E-step runs as numpy/BLAS products (--gpu/--device accepted).
+(--norm/--scale accepted, corrections written as 1); with --firstiter_cc the first iteration scores
+by normalised cross-correlation with the best sample only and keeps the initial noise spectra; the
+accuracy estimate behind auto-sampling uses a log-likelihood drop of 1 (RELION: 4.605, P = 0.01), so
+the sampling is refined somewhat further than RELION would; noise spectra and offset priors are kept
+per half set; significant samples are capped by --maxsig 200; the E-step runs as numpy/BLAS products
+(--gpu/--device accepted).
 
 Example (tutorial step 27):
   polishplugin refine3d --i Polish/job026/shiny.star --o Refine3D/job027/run \\
@@ -46,8 +49,9 @@ from ..convert import labels as L
 from ..convert.mrc import read_mrc, read_stack_images, write_mrc
 from ..convert.particles import read_particles, write_particles
 from ..convert.star import StarError, write_star
-from ..core.ctf import ctf_rfft_stack
+from ..core.ctf import _gamma_and_envelope, ctf_rfft_stack
 from ..core.filters import low_pass_map, raised_cosine_sphere
+from ..core.fourier import frequency_grid
 from ..core.fsc import fsc as map_fsc, phase_randomization_shell, randomize_phases_beyond, resolution_shell
 from ..core.geometry import SymmetryError, euler_to_matrix, symmetry_matrices
 from ..core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
@@ -62,7 +66,7 @@ from ._mpi import get_comm, partition
 
 log = logging.getLogger(__name__)
 
-__all__ = ["add_args", "main", "run"]
+__all__ = ["add_args", "main", "run", "ctf_images"]
 
 INCR_SIZE = 10
 MASK_EDGE_PX = 5.0
@@ -87,8 +91,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--ctf", action="store_true", help="perform CTF correction")
     a("--ctf_corrected_ref", action="store_true", help="the reference has been CTF-corrected (accepted)")
     a("--ctf_phase_flipped", action="store_true", help="the images were phase-flipped (use |CTF|)")
-    a("--ctf_intact_first_peak", action="store_true", help="set CTF to 1 until its first peak")
-    a("--firstiter_cc", action="store_true", help="reference not on absolute greyscale (accepted; see docs)")
+    a("--ctf_intact_first_peak", action="store_true", help="ignore the CTF until its first peak (CTF = 1 there)")
+    a("--firstiter_cc", action="store_true",
+      help="first iteration by normalised cross-correlation (reference not on absolute greyscale)")
     a("--healpix_order", type=int, default=2, help="initial HEALPix order (2 = 15° coarse, 7.5° with oversampling)")
     a("--auto_local_healpix_order", type=int, default=4, help="local searches from this order (default 4)")
     a("--offset_range", type=float, default=6.0, help="initial offset search range (pixels; default 6)")
@@ -182,10 +187,22 @@ def _read_inputs(args) -> tuple:
         raise ProgramError(f"particle STAR file {path}: rlnRandomSubset must hold both 1 and 2")
     ctf_all = None
     if args.ctf:
-        ctf_all = ctf_rfft_stack(ctf_params, box, angpix)
-        if args.ctf_phase_flipped:
-            ctf_all = np.abs(ctf_all)
+        ctf_all = ctf_images(ctf_params, box, angpix, args.ctf_phase_flipped, args.ctf_intact_first_peak)
     return table, angpix, box, sym_ops, ref.astype(np.float64), mask, halves, ctf_all
+
+
+def ctf_images(params: list, box: int, angpix: float, phase_flipped: bool = False,
+               intact_first_peak: bool = False) -> np.ndarray:
+    """CTFs ``(n, N, N//2+1)`` of the particles as the E-step and back-projection use them (RELION
+    ``CTF::getCTF``): with ``intact_first_peak`` the CTF is 1 (times envelope and scale) wherever the
+    phase ``|gamma| < pi/2``, i.e. up to its first peak; ``phase_flipped`` takes ``|CTF|``."""
+    out = ctf_rfft_stack(params, box, angpix)
+    if intact_first_peak:
+        ky, kx = frequency_grid((box, box))
+        for i, p in enumerate(params):
+            gamma, env = _gamma_and_envelope(p, kx / (box * angpix), ky / (box * angpix))
+            out[i] = np.where(np.abs(gamma) < np.pi / 2, env * p.scale, out[i])
+    return np.abs(out) if phase_flipped else out
 
 
 def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_all) -> HalfSet:
@@ -423,8 +440,6 @@ def main(args: argparse.Namespace) -> int:
     if args.iter is None:
         args.iter = 999
     table, angpix, box, sym_ops, ref, mask, halves, ctf_all = _read_inputs(args)
-    if args.ctf_intact_first_peak:
-        log.info("--ctf_intact_first_peak: not implemented, the full CTF is used")
     diameter = args.particle_diameter if args.particle_diameter > 0 else 0.8 * box * angpix
     mask_radius = min(diameter / (2 * angpix), box / 2 - 1)
     pad = args.pad
@@ -503,12 +518,14 @@ def main(args: argparse.Namespace) -> int:
                                      current_radius=current_size / 2.0, offset_range_px=sched.offset_range_px,
                                      offset_step_px=sched.offset_step_px, sigma_offset_a=hs.sigma_offset_a,
                                      local_sigma_deg=sched.local_sigma_deg if sched.local else None,
-                                     perturbation=perturb, max_significant=args.maxsig)
+                                     perturbation=perturb, max_significant=args.maxsig,
+                                     cc=bool(args.firstiter_cc) and iteration == 1)
             x, rounded = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, args.zero_mask)
             xs, cs = x[:, iy, ix], hs.ctf[:, iy, ix]
             s2pix = hs.sigma2[np.minimum(shells, len(hs.sigma2) - 1)]
+            # with CC the reference's scale is arbitrary: its residuals say nothing about the noise
             res = expectation(grid3d, orient, xs, cs, s2pix, k2d, shells, hs.offsets_px, rounded, hs.mats,
-                              settings, bps[h], noise[h])
+                              settings, bps[h], None if settings.cc else noise[h])
             new_mats = euler_to_matrix(*np.array([r.angles for r in res]).T)
             new_off = np.array([r.origin_px for r in res])
             dang = symmetry_aware_angle_deg(new_mats, hs.mats, sym_ops)

@@ -13,6 +13,10 @@ set of (translation, orientation) pairs holding ``adaptive_fraction`` of the pos
 significant; pass 2 evaluates only their oversampled children on all current pixels.  The posterior
 includes the offset prior (Gaussian around the old offset) and, for local searches, a Gaussian prior on
 the rotation angle to the previous orientation (``3 sigma`` cut-off).
+
+With ``EStepSettings.cc`` (RELION ``--firstiter_cc``, first iteration only) the score is minus the
+normalised cross-correlation (:func:`cc_scores`) and each particle keeps its single best sample with
+weight 1 (no marginalisation, no priors; the local-search window still applies).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ SHARED_LIMIT = 16_000_000  # fine orientations x pixels held in memory for a glo
 
 __all__ = [
     "EStepSettings", "ParticleResult", "prepare_images", "squared_differences", "posterior_weights",
-    "significant_mask", "expectation", "NoiseAccumulator",
+    "significant_mask", "expectation", "NoiseAccumulator", "cc_scores",
 ]
 
 
@@ -52,6 +56,7 @@ class EStepSettings:
     perturbation: np.ndarray = field(default_factory=lambda: np.eye(3))
     batch: int = 32
     max_significant: int = 200  # RELION --maxsig (RELION's default is no limit; ours caps the cost)
+    cc: bool = False  # --firstiter_cc: score by normalised cross-correlation, best sample only (no priors)
 
 
 @dataclass
@@ -100,14 +105,44 @@ def squared_differences(x: np.ndarray, ctf: np.ndarray, w: np.ndarray, proj: np.
 
     ``ctf (n_part, n_pix)``, ``w (n_part, n_pix)`` = ``1/(2 sigma2)`` per pixel.
     """
-    n_part, n_trans = shifts_px.shape[:2]
-    y = (x * ctf * w)[:, None, :] * _phases(shifts_px, k2d, box)  # (p, t, k)
-    yr = np.concatenate([y.real, y.imag], axis=-1).reshape(n_part * n_trans, -1).astype(np.float32)
-    pr = np.concatenate([proj.real, proj.imag], axis=-1).astype(np.float32)
-    cross = (yr @ pr.T).reshape(n_part, n_trans, -1)
+    cross = _cross_products(x, ctf * w, proj, shifts_px, k2d, box)
     xx = (w * np.abs(x) ** 2).sum(-1)
     pp = (w * ctf * ctf) @ (np.abs(proj) ** 2).T.astype(np.float32)  # (p, r)
     return (xx[:, None, None] - 2.0 * cross + pp[:, None, :]).astype(np.float64)
+
+
+def _cross_products(x: np.ndarray, weight: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
+                    box: int) -> np.ndarray:
+    """``Re sum_k weight X_t conj(P_r)`` as ``(n_part, n_trans, n_rot)``: one real BLAS product."""
+    n_part, n_trans = shifts_px.shape[:2]
+    y = (x * weight)[:, None, :] * _phases(shifts_px, k2d, box)  # (p, t, k)
+    yr = np.concatenate([y.real, y.imag], axis=-1).reshape(n_part * n_trans, -1).astype(np.float32)
+    pr = np.concatenate([proj.real, proj.imag], axis=-1).astype(np.float32)
+    return (yr @ pr.T).reshape(n_part, n_trans, -1)
+
+
+def cc_scores(x: np.ndarray, ctf: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
+              box: int) -> np.ndarray:
+    """Minus the normalised cross-correlation ``Re sum X_t conj(c P_r) / sqrt(sum |c P_r|^2 sum |X|^2)``,
+    shaped like :func:`squared_differences` (smaller is better): RELION's first-iteration score with
+    ``--firstiter_cc``, blind to the reference's absolute scale."""
+    cross = _cross_products(x, ctf, proj, shifts_px, k2d, box).astype(np.float64)
+    xx = (np.abs(x) ** 2).sum(-1).astype(np.float64)
+    pp = ((ctf * ctf) @ (np.abs(proj) ** 2).T.astype(np.float32)).astype(np.float64)  # (p, r)
+    return -cross / np.sqrt(np.maximum(xx[:, None, None] * pp[:, None, :], 1e-300))
+
+
+def _scores(x, ctf, w, proj, shifts_px, k2d, box, cc: bool) -> np.ndarray:
+    if cc:
+        return cc_scores(x, ctf, proj, shifts_px, k2d, box)
+    return squared_differences(x, ctf, w, proj, shifts_px, k2d, box)
+
+
+def _best_only(score: np.ndarray) -> np.ndarray:
+    """Weight 1 on the smallest finite score, 0 elsewhere (RELION's binarised weights with CC)."""
+    out = np.zeros(score.shape)
+    out[np.unravel_index(np.argmin(np.where(np.isfinite(score), score, np.inf)), score.shape)] = 1.0
+    return out
 
 
 def posterior_weights(log_post: np.ndarray) -> np.ndarray:
@@ -197,8 +232,8 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
         sl = slice(a, a + s.batch)
         shifts = frac_all[sl, None, :] + trans[None]  # residual shift applied to the pre-shifted image
         if glob:
-            d2 = squared_differences(x_all[sl, :n_coarse], ctf_all[sl, :n_coarse], w_all[None, :n_coarse],
-                                     global_proj, shifts, kc, s.box)
+            d2 = _scores(x_all[sl, :n_coarse], ctf_all[sl, :n_coarse], w_all[None, :n_coarse],
+                         global_proj, shifts, kc, s.box, s.cc)
         for j in range(len(x_all[sl])):
             i = a + j
             if glob:
@@ -207,8 +242,8 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
                 idx = local_orientation_indices(orient, prev_mats[i], 3 * s.local_sigma_deg, perturb)
                 mats = orient_matrices(orient, idx) @ perturb
                 proj = project_pixels(grid3d, mats, kc, s.pad)
-                diff = squared_differences(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
-                                           w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box)[0]
+                diff = _scores(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
+                               w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box, s.cc)[0]
             firsts.append(_pass1(idx, mats, diff, trans, prev_mats[i], s))
     shared = None
     if glob:
@@ -248,7 +283,10 @@ def _pass1(idx, mats, diff, trans, prev_mat, s: EStepSettings):
     """
     lp_t = _offset_logprior(trans, np.zeros(2), s.sigma_offset_a, s.angpix)
     lp_r = _rotation_logprior(mats, prev_mat, s.local_sigma_deg)
-    weights = posterior_weights(-diff + lp_t[:, None] + lp_r[None, :])
+    if s.cc:  # best coarse sample only; the local window still limits the orientations
+        weights = _best_only(np.where(np.isfinite(lp_r)[None, :], diff, np.inf))
+    else:
+        weights = posterior_weights(-diff + lp_t[:, None] + lp_r[None, :])
     sig = significant_mask(weights, s.adaptive_fraction)
     n_sig = int(sig.sum())
     if s.max_significant > 0 and n_sig > s.max_significant:
@@ -283,13 +321,13 @@ def _pass2(grid3d, orient, first, x, ctf, w, sigma2_pix, k2d, shells_pix, frac, 
     for jt in range(len(ut)):
         cols = (np.nonzero(allowed[jt])[0][:, None] * 8 + np.arange(8)[None, :]).ravel()
         shifts = (frac[None, :] + t_kids[4 * jt:4 * jt + 4])[None]
-        diff2[4 * jt:4 * jt + 4, cols] = squared_differences(x[None], ctf[None], w[None], proj[cols], shifts,
-                                                             k2d, s.box)[0]
+        diff2[4 * jt:4 * jt + 4, cols] = _scores(x[None], ctf[None], w[None], proj[cols], shifts, k2d, s.box,
+                                                 s.cc)[0]
     allowed = np.repeat(np.repeat(allowed, 4, axis=0), 8, axis=1)
     log_post = -diff2 + _offset_logprior(t_kids, np.zeros(2), s.sigma_offset_a, s.angpix)[:, None] \
         + _rotation_logprior(kid_mats, prev_mat, s.local_sigma_deg)[None, :]
     log_post = np.where(allowed, log_post, -np.inf)
-    wts = posterior_weights(log_post)
+    wts = _best_only(np.where(np.isfinite(log_post), diff2, np.inf)) if s.cc else posterior_weights(log_post)
     best_t, best_r = np.unravel_index(np.argmax(wts), wts.shape)
     offset_change2 = float((wts.sum(1) * ((t_kids * s.angpix) ** 2).sum(1)).sum())
     if bp is not None or noise is not None:

@@ -86,8 +86,8 @@ def test_significant_mask_keeps_smallest_set():
     assert np.allclose(p, [0.25, 0, 0.75])
 
 
-def test_estep_recovers_planted_poses(phantom):
-    """Global search (order 2 + oversampling) on clean-ish particles: median error below the step."""
+def _planted_particles(phantom):
+    """24 particles (SNR 2, CTF, shifts) and what the E-step needs of them."""
     sim = simulate_particles(phantom, 24, 4.0, snr=2.0, max_shift_px=1.5, seed=5)
     iy, ix, k = pixel_list(N, N / 2)
     shells = np.rint(np.sqrt((k ** 2).sum(1))).astype(int)
@@ -96,6 +96,12 @@ def test_estep_recovers_planted_poses(phantom):
     x, rounded = prepare_images(sim.images, old, N / 2 - 2)
     sigma2 = np.full(len(k), sim.noise_sigma ** 2 / N ** 2 / 2)
     true = euler_to_matrix(*sim.angles_deg.T)
+    return sim, iy, ix, k, shells, ctf, old, x, rounded, sigma2, true
+
+
+def test_estep_recovers_planted_poses(phantom):
+    """Global search (order 2 + oversampling) on clean-ish particles: median error below the step."""
+    sim, iy, ix, k, shells, ctf, old, x, rounded, sigma2, true = _planted_particles(phantom)
     settings = EStepSettings(box=N, angpix=4.0, coarse_radius=8, current_radius=N / 2, offset_range_px=2,
                              offset_step_px=1)
     noise = NoiseAccumulator(N // 2 + 1)
@@ -148,3 +154,26 @@ def test_auto_sampling_proceeds_and_goes_local():
     s.record_changes(0.5, 0.1)
     assert not s.update(acc_rot_deg=5.0, acc_trans_px=0.5, offset_change_px=0.3)  # 1.875 < 0.75*5
     assert s.has_fine_enough_sampling and s.converged()
+
+
+def test_firstiter_cc_is_blind_to_reference_scale(phantom):
+    """--firstiter_cc: with a reference 30x too bright the likelihood E-step fails (it prefers faint
+    projections) while the normalised cross-correlation finds the same poses as with the right scale,
+    keeping one sample per particle with weight 1."""
+    _, iy, ix, k, shells, ctf, old, x, rounded, sigma2, true = _planted_particles(phantom)
+
+    def run(scale, cc):
+        settings = EStepSettings(box=N, angpix=4.0, coarse_radius=8, current_radius=N / 2, offset_range_px=2,
+                                 offset_step_px=1, cc=cc)
+        res = expectation(map_to_grid(phantom * scale), OrientationGrid(2), x[:, iy, ix],
+                          ctf[:, iy, ix].astype(np.float32), sigma2, k, shells, old, rounded, true, settings,
+                          None, None)
+        est = euler_to_matrix(*np.array([r.angles for r in res]).T)
+        return est, rotation_angle_deg(est, true), res
+
+    _, err_ml_bright, _ = run(30.0, False)
+    est1, err_cc, res = run(1.0, True)
+    est30, err_cc_bright, _ = run(30.0, True)
+    assert np.median(err_ml_bright) > 30  # the problem --firstiter_cc solves
+    assert np.median(err_cc_bright) < 7.5 and np.allclose(est1, est30, atol=1e-6)
+    assert all(r.pmax == 1.0 and r.n_significant == 1 for r in res)

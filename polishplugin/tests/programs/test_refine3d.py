@@ -266,6 +266,25 @@ def test_accuracy_against_planted_poses(tmp_path):
     assert np.median(np.abs(off - proj["origins"])) < 0.5
 
 
+@pytest.mark.slow
+def test_auto_sampling_goes_fine_on_high_snr_data(tmp_path):
+    """SNR 10 (otherwise as above): the accuracy estimate lets auto-sampling go on to HEALPix order 6
+    (0.47 deg after oversampling) with local searches, and the poses follow (measured: order 6, median
+    error 1.03 deg, acc_rot 0.79 deg; the same set at SNR 1 stops at order 4 with 2.7-2.9 deg).  Guards
+    the schedule against stopping too coarse: at order 4 the error here is 1.5 deg."""
+    vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
+    proj = write_synthetic_project(tmp_path / "p", box=32, n=80, sym="D2", snr=10.0, angpix=3.0, volume=vol)
+    assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "25", "--solvent_mask", str(proj["mask"]),
+                                                       "--flatten_solvent", "--solvent_correct_fsc",
+                                                       "--low_resol_join_halves", "40"]) == 0
+    general = read_star(tmp_path / "r" / "run_model.star")["model_general"].iloc[0]
+    assert int(general["rlnHealpixOrder"]) >= 6 and int(general[L.ORIENTATIONAL_PRIOR_MODE]) == 1
+    err = _angle_errors(tmp_path / "r" / "run_data.star", proj)
+    assert np.median(err) < 1.3
+    off = read_particles(tmp_path / "r" / "run_data.star").origins_px()
+    assert np.median(np.sqrt(((off - proj["origins"]) ** 2).sum(1))) < 0.1
+
+
 def test_continue_from_optimiser_star_matches_full_run(tmp_path):
     """Every non-final iteration writes ``_optimiser.star``/``.npz``; ``--continue run_it001_optimiser.star``
     (only --o given: the original options come from the optimiser) reproduces the full run's outputs."""
@@ -301,3 +320,39 @@ def test_continue_needs_inputs_or_optimiser(tmp_path):
     write_star(bad, {"optimiser_general": {"rlnCurrentIteration": 1}})
     with pytest.raises(ProgramError, match="cannot be read|another version"):
         refine3d.main(build_parser("refine3d").parse_args(["--continue", str(bad), "--o", str(tmp_path / "run")]))
+
+
+def test_ctf_intact_first_peak():
+    """--ctf_intact_first_peak: CTF = 1 up to its first peak (|gamma| < pi/2), unchanged beyond it."""
+    from polishplugin.core.ctf import CtfParams
+
+    params = [CtfParams(15000.0, 14000.0, 30.0, 300.0, 2.7, 0.1), CtfParams(25000.0, 25000.0, 0.0, 200.0, 1.4, 0.07)]
+    full = refine3d.ctf_images(params, 64, 2.0)
+    intact = refine3d.ctf_images(params, 64, 2.0, intact_first_peak=True)
+    flipped = refine3d.ctf_images(params, 64, 2.0, phase_flipped=True, intact_first_peak=True)
+    for i in range(2):
+        changed = ~np.isclose(intact[i], full[i])
+        assert intact[i, 0, 0] == pytest.approx(1.0) and np.allclose(intact[i][changed], 1.0)
+        # the intact region is the centre up to the first maximum of |CTF| (a few low-frequency pixels)
+        assert 3 < changed.sum() < 0.05 * changed.size
+        ky = np.fft.fftfreq(64, 1 / 64)
+        r = np.sqrt(ky[:, None] ** 2 + np.arange(33)[None, :] ** 2)
+        assert r[changed].max() < r[(np.abs(full[i]) > 0.99)].min() + 1.5
+    assert (flipped >= 0).all()
+
+
+def test_firstiter_cc_with_reference_off_the_greyscale(tmp_path):
+    """A reference 1000x too bright: without --firstiter_cc the first iteration's likelihood search is lost
+    (measured 86 deg median error; 20 deg with the right scale, global search at 7.5 deg from a 30 A
+    reference); with it the first iteration aligns by cross-correlation (measured 30 deg, the same at
+    any scale) and the refinement goes on from there."""
+    proj = write_synthetic_project(tmp_path / "p", box=20, n=16, sym="D2", snr=2.0, angpix=5.0, seed=4)
+    ref, apix = read_mrc(proj["ref"])
+    write_mrc(proj["ref"], ref * 1000.0, apix)
+    errs = {}
+    for flag in ("", "--firstiter_cc"):
+        out = tmp_path / (flag or "ml") / "run"
+        assert run_refine(proj, out, ["--iter", "2", "--maxsig", "50"] + ([flag] if flag else [])) == 0
+        errs[flag] = np.median(_angle_errors(Path(f"{out}_it001_data.star"), proj))
+    assert errs[""] > 60 and errs["--firstiter_cc"] < 40
+
