@@ -381,7 +381,7 @@ def run_training(args, data, k_out: int | None = None) -> int:
         raise ProgramError(f"the FSC cut-off (k_out = {k_out_px} px) leaves no held-out frequencies; "
                            "lower --eval_frac or use a better reference")
 
-    groups = fit_groups([counts[i] for i in chosen], int(_opt(args, "joint_particles", 2000)))
+    groups = fit_groups([counts[i] for i in chosen], int(_opt(args, "joint_particles", 1000)))
     my_groups = [groups[g] for g in partition(len(groups), comm.size, comm.rank)]
     mine = [chosen[i] for g in my_groups for i in g]
     local_groups, k = [], 0
@@ -389,7 +389,7 @@ def run_training(args, data, k_out: int | None = None) -> int:
         local_groups.append(list(range(k, k + len(g))))
         k += len(g)
     log.info("track fits: %d group(s) of micrographs fitted jointly (about %d particles each), %d on this rank",
-             len(groups), int(_opt(args, "joint_particles", 2000)), len(my_groups))
+             len(groups), int(_opt(args, "joint_particles", 1000)), len(my_groups))
     mics: list[TrainMicrograph] = []
     t0 = time.time()
     for j, i in enumerate(mine):

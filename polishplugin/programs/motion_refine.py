@@ -116,7 +116,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--max_evals", type=int, default=0, help="Evaluation budget of the search (0: from --par_iters)")
     t.add_argument("--fit_window", type=int, default=24,
                    help="Training: CC maps are kept within +-fit_window px of each track's start (0: +-mot_range)")
-    t.add_argument("--joint_particles", type=int, default=2000,
+    t.add_argument("--joint_particles", type=int, default=1000,
                    help="Micrographs are track-fitted jointly in groups of about this many particles (speed); "
                         "groups, not MPI ranks, define the result")
     t.add_argument("--seed", type=int, default=23, help="Random seed for the micrograph subset")
