@@ -403,8 +403,8 @@ def run_training(args, data, k_out: int | None = None) -> int:
     log.info("objective interpolation backend: %s", backend)
     tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm, backend=backend,
                        device=device, groups=local_groups)
-    # --conv sets RELION's output grid (conv/2 scaled units); --in_step is not used: our simplex starts
-    # with x2 steps in log space
+    # --conv sets RELION's output grid (conv/2 scaled units); --in_step is not used: our search starts
+    # with a x2 trust region in log space
     result = search_sigmas(tset.evaluate_and_keep, s0, free=(True, True, not two), max_evals=_max_evals(args),
                            conv=float(_opt(args, "conv", 30.0)))
     s_vel, s_div, s_acc = result.best

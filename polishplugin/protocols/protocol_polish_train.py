@@ -61,7 +61,8 @@ class ProtPolishTrain(ProtPolishBase):
                       help="No: only s_vel and s_div are trained (--params2); s_acc stays at the start value.")
         form.addParam("extraParams", params.StringParam, default="", expertLevel=params.LEVEL_ADVANCED,
                       label="Additional arguments",
-                      help="e.g. --s_vel_0 0.6 --s_div_0 10000 --s_acc_0 3 --mot_range 50 --seed 23")
+                      help="e.g. --s_vel_0 0.6 --s_div_0 10000 --s_acc_0 3 --seed 23 --max_evals 60 "
+                           "--fit_window 24 --joint_particles 1000")
         addComputeSection(form, mpi=1, threads=0, device=True)
 
     # --------------------------- INSERT steps functions ----------------------
