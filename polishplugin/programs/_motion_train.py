@@ -178,7 +178,7 @@ class TrainingSet:
 
     def __init__(self, mics: list[TrainMicrograph], comm=None, max_iters: int = 10000, eps: float = 1e-5,
                  absolute: bool = False, warm: bool = True, backend: str = "numpy", device=None,
-                 groups: list[list[int]] | None = None):
+                 groups: list[list[int]] | None = None, group_ids: list[int] | None = None):
         self.mics = mics
         self.backend, self.device = backend, device
         self.comm = comm if comm is not None else get_comm()
@@ -187,6 +187,8 @@ class TrainingSet:
         self.last_tracks: list[np.ndarray] = []
         self.best = -math.inf
         self.groups = [list(g) for g in groups] if groups is not None else ([list(range(len(mics)))] if mics else [])
+        #: global index of each local group (sets the order of the cross-rank sum)
+        self.group_ids = list(group_ids) if group_ids is not None else list(range(len(self.groups)))
         self.joints: dict[int, object] = {}
 
     def _joint(self, g: int):
@@ -253,12 +255,21 @@ class TrainingSet:
         calls0 = sum(j.n_evals for j in self.joints.values())
         self.last_tracks = self.fit_all(params, inits)
         t1 = time.time()
-        terms = np.zeros(3)
-        for m, tracks in zip(self.mics, self.last_tracks):
-            terms += self._tsc(m, tracks)
+        mine = []  # (global group index, the group's [num, d1, d2])
+        for g, idx in enumerate(self.groups):
+            terms = np.zeros(3)
+            for i in idx:
+                terms += self._tsc(self.mics[i], self.last_tracks[i])
+            mine.append((self.group_ids[g], terms))
         log.info("  track fits %.1f s (%d objective calls), TSC %.1f s", t1 - t0,
                   sum(j.n_evals for j in self.joints.values()) - calls0, time.time() - t1)
-        return tsc_from_terms(self.comm.allreduce_sum(terms))
+        # sum the groups in their global order on every rank: the same floating-point sum for any number
+        # of ranks (the search compares TSCs that differ in the 7th digit)
+        everything = sorted((k, tuple(t)) for part in self.comm.allgather(mine) for k, t in part)
+        total = np.zeros(3)
+        for _, t in everything:
+            total += np.asarray(t)
+        return tsc_from_terms(total)
 
     def evaluate_and_keep(self, params) -> float:
         """:meth:`evaluate`, and warm-start later fits from these tracks when the score is the best so far."""
@@ -382,7 +393,8 @@ def run_training(args, data, k_out: int | None = None) -> int:
                            "lower --eval_frac or use a better reference")
 
     groups = fit_groups([counts[i] for i in chosen], int(_opt(args, "joint_particles", 1000)))
-    my_groups = [groups[g] for g in partition(len(groups), comm.size, comm.rank)]
+    my_ids = list(partition(len(groups), comm.size, comm.rank))
+    my_groups = [groups[g] for g in my_ids]
     mine = [chosen[i] for g in my_groups for i in g]
     local_groups, k = [], 0
     for g in my_groups:
@@ -402,7 +414,7 @@ def run_training(args, data, k_out: int | None = None) -> int:
     backend, device = _backend(args)
     log.info("objective interpolation backend: %s", backend)
     tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm, backend=backend,
-                       device=device, groups=local_groups)
+                       device=device, groups=local_groups, group_ids=my_ids)
     # --conv sets RELION's output grid (conv/2 scaled units); --in_step is not used: our search starts
     # with a x2 trust region in log space
     result = search_sigmas(tset.evaluate_and_keep, s0, free=(True, True, not two), max_evals=_max_evals(args),
