@@ -354,7 +354,17 @@ def _max_evals(args) -> int:
 
 
 def run_training(args, data, k_out: int | None = None) -> int:
-    """Train (s_vel, s_div, s_acc) and write the parameter files (see module docstring). Returns 0."""
+    """Train (s_vel, s_div, s_acc) and write the parameter files (see module docstring). Returns 0.
+
+    BLAS/LAPACK run on one thread throughout (:func:`~polishplugin.core.motion.joint.one_blas_thread`), so the
+    result does not depend on how many threads or ranks a run has."""
+    from ..core.motion.joint import one_blas_thread
+
+    with one_blas_thread():
+        return _run_training(args, data, k_out)
+
+
+def _run_training(args, data, k_out: int | None = None) -> int:
     t_start = time.time()
     comm = get_comm()
     eval_frac = float(_opt(args, "eval_frac", 0.5))

@@ -27,13 +27,14 @@ from scipy.optimize import minimize
 from .gp_basis import EIGEN_MIN, tracks_to_params
 from .objective import catmull_rom
 
-__all__ = ["MicrographFit", "JointFit", "unit_eigenbasis"]
+__all__ = ["MicrographFit", "JointFit", "unit_eigenbasis", "one_blas_thread"]
 
 
-def _one_blas_thread():
-    """BLAS on one thread during a fit: OpenBLAS results change in the last bits with the thread count
-    (checked here: 1.4e-13 differences), and the training search on a flat TSC must see the same numbers
-    whatever the ranks and threads; the products are small, so nothing is lost (threads would only spin)."""
+def one_blas_thread():
+    """BLAS on one thread (a context manager): OpenBLAS results change in the last bits with the thread
+    count (checked here: 1.4e-13 differences in a product, and LAPACK's eigh uses it too), and the training
+    search on a flat TSC must see the same numbers whatever the ranks and threads; the products are small,
+    so nothing is lost (threads would only spin)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl is a listed dependency
@@ -226,7 +227,7 @@ class JointFit:
             e, g = self.objective(y * scale)
             return e, g * scale
 
-        with _one_blas_thread():
+        with one_blas_thread():
             res = minimize(scaled, y0, jac=True, method="L-BFGS-B",
                            options={"maxcor": 6, "maxiter": int(max_iters), "gtol": gtol, "ftol": ftol,
                                     "maxls": 40})
