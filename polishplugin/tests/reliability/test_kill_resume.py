@@ -119,22 +119,27 @@ def _refine_argv(tiny, out_root) -> list[str]:
 def test_refine3d_killed_leaves_no_half_written_file(tiny, tmp_path):
     """Killed while it writes: once its first output appears, SIGKILL after a seeded 0-2 s."""
     out = tmp_path / "Refine3D" / "job040"
+    delay = float(np.random.default_rng(7).uniform(0.0, 2.0))
+    _kill_refine_when(tiny, out, lambda: out.exists() and any(out.iterdir()), delay, poll_s=0.05)
+    assert out.exists() and any(out.iterdir()), "refine3d wrote nothing before the kill"
+    _assert_no_half_written(out)
+    print(f"refine3d killed {delay:.2f} s after its first output: {sorted(final_names(snapshot(out)))}")
+
+
+def _kill_refine_when(tiny, out: Path, ready, delay: float, poll_s: float) -> None:
+    """Run refine3d into ``out``; once ``ready()`` (or after 240 s), wait ``delay`` s and SIGKILL its group."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
     proc = subprocess.Popen([EXE, *_refine_argv(tiny, out / "run")], cwd=str(tiny["project_dir"]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-    delay = float(np.random.default_rng(7).uniform(0.0, 2.0))
     try:
         t0 = time.time()
-        while proc.poll() is None and time.time() - t0 < 240 and not (out.exists() and any(out.iterdir())):
-            time.sleep(0.05)
+        while proc.poll() is None and time.time() - t0 < 240 and not ready():
+            time.sleep(poll_s)
         time.sleep(delay)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert out.exists() and any(out.iterdir()), "refine3d wrote nothing before the kill"
-    _assert_no_half_written(out)
-    print(f"refine3d killed {delay:.2f} s after its first output: {sorted(final_names(snapshot(out)))}")
 
 
 def test_refine3d_has_a_resume_option():
@@ -181,19 +186,8 @@ def test_refine3d_killed_then_continued_matches_uninterrupted(tiny, tmp_path, se
     res = cli(_refine_argv(tiny, full / "run"), tiny["project_dir"])
     assert res.returncode == 0, res.stderr[-2000:]
     out = tmp_path / "Refine3D" / "job041"
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    proc = subprocess.Popen([EXE, *_refine_argv(tiny, out / "run")], cwd=str(tiny["project_dir"]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     delay = float(np.random.default_rng(seed).uniform(0.0, 1.5))
-    try:
-        t0 = time.time()
-        while proc.poll() is None and time.time() - t0 < 240 and not (out / "run_it001_optimiser.star").exists():
-            time.sleep(0.02)
-        time.sleep(delay)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    _kill_refine_when(tiny, out, (out / "run_it001_optimiser.star").exists, delay, poll_s=0.02)
     _assert_no_half_written(out)
     assert not (out / "run_class001.mrc").exists(), "refine3d finished before the kill: nothing was resumed"
     last = sorted(out.glob("run_it*_optimiser.star"))[-1]
