@@ -14,30 +14,38 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gp_basis", "params_to_tracks", "tracks_to_params", "n_params", "split_params"]
+__all__ = ["gp_basis", "kernel_eigen", "basis_from_eigen", "params_to_tracks", "tracks_to_params", "n_params",
+           "split_params"]
 
 EIGEN_MIN = 1e-10
 
 
-def gp_basis(positions_px: np.ndarray, sig_vel_px: float, sig_div_px: float, sq_exp: bool = False,
-             max_ed: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(B (n_p, dc), lam (dc,))`` in decreasing ``lam`` order (see module docstring)."""
+def kernel_eigen(positions_px: np.ndarray, sig_div_px: float, sq_exp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition ``(lam, V)`` of the correlation ``exp(-|p_i - p_j| / sig_div)`` (``sig_vel = 1``;
+    ``sq_exp``: ``exp(-0.5 |p_i-p_j|^2 / sig_div)``), in decreasing ``lam`` order."""
     p = np.asarray(positions_px, np.float64).reshape(-1, 2)
-    sig_vel = max(float(sig_vel_px), 1e-20)
     sig_div = max(float(sig_div_px), 1e-20)
     d = np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))
-    if sq_exp:
-        a = sig_vel ** 2 * np.exp(-0.5 * d * d / sig_div)
-    else:
-        a = sig_vel ** 2 * np.exp(-d / sig_div)
+    a = np.exp(-0.5 * d * d / sig_div) if sq_exp else np.exp(-d / sig_div)
     lam, v = np.linalg.eigh(a)
-    order = np.argsort(lam)[::-1]
-    lam, v = lam[order], v[:, order]
+    return lam[::-1].copy(), v[:, ::-1].copy()
+
+
+def basis_from_eigen(lam1: np.ndarray, v: np.ndarray, sig_vel_px: float, max_ed: int = -1):
+    """``(B, lam)`` for velocity sigma ``sig_vel_px`` from :func:`kernel_eigen`'s decomposition: the
+    covariance is ``sig_vel^2`` times the correlation, so only the eigenvalues scale."""
+    lam = np.asarray(lam1) * max(float(sig_vel_px), 1e-20) ** 2
     keep = lam >= EIGEN_MIN
     if max_ed is not None and max_ed > 0:
         keep &= np.arange(lam.size) < max_ed
     lam, v = lam[keep], v[:, keep]
     return v * np.sqrt(lam)[None, :], lam
+
+
+def gp_basis(positions_px: np.ndarray, sig_vel_px: float, sig_div_px: float, sq_exp: bool = False,
+             max_ed: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(B (n_p, dc), lam (dc,))`` in decreasing ``lam`` order (see module docstring)."""
+    return basis_from_eigen(*kernel_eigen(positions_px, sig_div_px, sq_exp), sig_vel_px, max_ed)
 
 
 def n_params(n_p: int, n_f: int, dc: int) -> int:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from .gp_basis import EIGEN_MIN, tracks_to_params
+from .gp_basis import basis_from_eigen, kernel_eigen, tracks_to_params
 from .objective import catmull_rom
 
-__all__ = ["MicrographFit", "JointFit", "unit_eigenbasis", "one_blas_thread"]
+__all__ = ["MicrographFit", "JointFit", "one_blas_thread"]
 
 
 def one_blas_thread():
@@ -50,16 +50,6 @@ class MicrographFit:
 
     positions_px: np.ndarray  # (n_p, 2)
     n_frames: int
-
-
-def unit_eigenbasis(positions_px: np.ndarray, sig_div_px: float, sq_exp: bool = False):
-    """Eigen-decomposition of the correlation ``exp(-d / sig_div)`` (``sig_vel = 1``), decreasing order."""
-    p = np.asarray(positions_px, np.float64).reshape(-1, 2)
-    d = np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))
-    sd = max(float(sig_div_px), 1e-20)
-    a = np.exp(-0.5 * d * d / sd) if sq_exp else np.exp(-d / sd)
-    lam, v = np.linalg.eigh(a)
-    return lam[::-1].copy(), v[:, ::-1].copy()
 
 
 class JointFit:
@@ -98,11 +88,8 @@ class JointFit:
             if key not in self._eig:
                 if len(self._eig) > 4 * self.n_m:  # a search visits a few s_div values at a time
                     self._eig.clear()
-                self._eig[key] = unit_eigenbasis(m.positions_px, sig_div[i], self.sq_exp)
-            lam1, v = self._eig[key]
-            lam = lam1 * max(float(sig_vel[i]), 1e-20) ** 2
-            keep = lam >= EIGEN_MIN
-            per.append((v[:, keep] * np.sqrt(lam[keep])[None], lam[keep]))
+                self._eig[key] = kernel_eigen(m.positions_px, sig_div[i], self.sq_exp)
+            per.append(basis_from_eigen(*self._eig[key], sig_vel[i]))
         d = max(b.shape[1] for b, _ in per)
         basis = np.zeros((self.n_m, self.pmax, d))
         lams = np.zeros((self.n_m, d))
@@ -132,13 +119,7 @@ class JointFit:
         self.n_evals += 1
         n_m, p, f, d = self.n_m, self.pmax, self.n_f, self.d
         tracks = self.tracks_padded(x)
-        xy = tracks[self.valid].reshape(-1, 2)
-        if self.map_centres is not None:
-            xy = xy - self.map_centres
-        if self.interp is None:
-            val, g = catmull_rom(self.maps, xy, self.origin)
-        else:
-            val, g = self.interp(xy, self.origin)
+        val, g = self._sample(tracks[self.valid].reshape(-1, 2))
         gp = np.zeros((n_m, p, f, 2))
         gp[self.valid] = g.reshape(-1, f, 2)
         e = -float(val.sum())
@@ -159,20 +140,24 @@ class JointFit:
             gc[:, 1:] += 2.0 * wl * dcf
         return e, grad
 
+    def _sample(self, xy):
+        """Map values and gradients at positions ``xy (K, 2)`` (one per map, before the window shift)."""
+        if self.map_centres is not None:
+            xy = xy - self.map_centres
+        if self.interp is None:
+            return catmull_rom(self.maps, xy, self.origin)
+        return self.interp(xy, self.origin)
+
     # ------------------------------------------------------------------ preconditioning
     def _curvature(self, x0) -> np.ndarray:
         """Median CC peak curvature per micrograph at the start (second differences at +-1 px)."""
-        tracks = self.tracks_padded(x0)
-        xy = tracks[self.valid].reshape(-1, 2)
-        if self.map_centres is not None:
-            xy = xy - self.map_centres
-        interp = self.interp if self.interp is not None else (lambda q, o: catmull_rom(self.maps, q, o))
-        v0 = interp(xy, self.origin)[0]
+        xy = self.tracks_padded(x0)[self.valid].reshape(-1, 2)
+        v0 = self._sample(xy)[0]
         k = np.zeros(xy.shape[0])
         for axis in range(2):
             e = np.zeros(2)
             e[axis] = 1.0
-            k += 2 * v0 - interp(xy + e, self.origin)[0] - interp(xy - e, self.origin)[0]
+            k += 2 * v0 - self._sample(xy + e)[0] - self._sample(xy - e)[0]
         per_point = np.zeros(self.valid.shape + (self.n_f,))
         per_point[self.valid] = (0.5 * k).reshape(-1, self.n_f)
         return np.array([max(float(np.median(per_point[i, :self.counts[i]])), 0.0) for i in range(self.n_m)])
