@@ -35,7 +35,7 @@ SHARED_LIMIT = 16_000_000  # fine orientations x pixels held in memory for a glo
 
 __all__ = [
     "EStepSettings", "ParticleResult", "prepare_images", "squared_differences", "posterior_weights",
-    "significant_mask", "expectation", "NoiseAccumulator", "cc_scores",
+    "significant_mask", "expectation", "NoiseAccumulator", "cc_scores", "NumpyOps",
 ]
 
 
@@ -57,6 +57,25 @@ class EStepSettings:
     batch: int = 32
     max_significant: int = 200  # RELION --maxsig (RELION's default is no limit; ours caps the cost)
     cc: bool = False  # --firstiter_cc: score by normalised cross-correlation, best sample only (no priors)
+    ops: "NumpyOps | object" = field(default_factory=lambda: NumpyOps())  # projection + cross-product backend
+
+
+class NumpyOps:
+    """The E-step's two dense kernels on the host (numpy/BLAS).
+
+    ``project(grid, rotations, k2d, pad)`` -> ``(n_rot, n_pix)`` complex64 (:func:`project_pixels`);
+    ``cross(x, weight, proj, shifts_px, k2d, box)`` -> ``Re sum_k weight X_t conj(P_r)`` as
+    ``(n_part, n_trans, n_rot)``.  ``polishplugin.core.opencl.estep_cl.OpenCLOps`` is the device twin
+    with the same contract.
+    """
+
+    name = "numpy"
+
+    def project(self, grid: np.ndarray, rotations: np.ndarray, k2d: np.ndarray, pad: int) -> np.ndarray:
+        return project_pixels(grid, rotations, k2d, pad)
+
+    def cross(self, x, weight, proj, shifts_px, k2d, box) -> np.ndarray:
+        return _cross_products(x, weight, proj, shifts_px, k2d, box)
 
 
 @dataclass
@@ -99,13 +118,13 @@ def _phases(shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
 
 
 def squared_differences(x: np.ndarray, ctf: np.ndarray, w: np.ndarray, proj: np.ndarray,
-                        shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
+                        shifts_px: np.ndarray, k2d: np.ndarray, box: int, ops=None) -> np.ndarray:
     """``diff2 (n_part, n_trans, n_rot)`` of images ``x (n_part, n_pix)`` shifted by
     ``shifts_px (n_part, n_trans, 2)`` against projections ``proj (n_rot, n_pix)``.
 
     ``ctf (n_part, n_pix)``, ``w (n_part, n_pix)`` = ``1/(2 sigma2)`` per pixel.
     """
-    cross = _cross_products(x, ctf * w, proj, shifts_px, k2d, box)
+    cross = (ops or _NUMPY).cross(x, ctf * w, proj, shifts_px, k2d, box)
     xx = (w * np.abs(x) ** 2).sum(-1)
     pp = (w * ctf * ctf) @ (np.abs(proj) ** 2).T.astype(np.float32)  # (p, r)
     return (xx[:, None, None] - 2.0 * cross + pp[:, None, :]).astype(np.float64)
@@ -122,20 +141,20 @@ def _cross_products(x: np.ndarray, weight: np.ndarray, proj: np.ndarray, shifts_
 
 
 def cc_scores(x: np.ndarray, ctf: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
-              box: int) -> np.ndarray:
+              box: int, ops=None) -> np.ndarray:
     """Minus the normalised cross-correlation ``Re sum X_t conj(c P_r) / sqrt(sum |c P_r|^2 sum |X|^2)``,
     shaped like :func:`squared_differences` (smaller is better): RELION's first-iteration score with
     ``--firstiter_cc``, blind to the reference's absolute scale."""
-    cross = _cross_products(x, ctf, proj, shifts_px, k2d, box).astype(np.float64)
+    cross = (ops or _NUMPY).cross(x, ctf, proj, shifts_px, k2d, box).astype(np.float64)
     xx = (np.abs(x) ** 2).sum(-1).astype(np.float64)
     pp = ((ctf * ctf) @ (np.abs(proj) ** 2).T.astype(np.float32)).astype(np.float64)  # (p, r)
     return -cross / np.sqrt(np.maximum(xx[:, None, None] * pp[:, None, :], 1e-300))
 
 
-def _scores(x, ctf, w, proj, shifts_px, k2d, box, cc: bool) -> np.ndarray:
+def _scores(x, ctf, w, proj, shifts_px, k2d, box, cc: bool, ops=None) -> np.ndarray:
     if cc:
-        return cc_scores(x, ctf, proj, shifts_px, k2d, box)
-    return squared_differences(x, ctf, w, proj, shifts_px, k2d, box)
+        return cc_scores(x, ctf, proj, shifts_px, k2d, box, ops)
+    return squared_differences(x, ctf, w, proj, shifts_px, k2d, box, ops)
 
 
 def _best_only(score: np.ndarray) -> np.ndarray:
@@ -225,7 +244,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     if glob:
         all_idx = np.arange(len(orient))
         global_mats = orient_matrices(orient, all_idx) @ perturb
-        global_proj = project_pixels(grid3d, global_mats, kc, s.pad)
+        global_proj = s.ops.project(grid3d, global_mats, kc, s.pad)
     frac_all = old_offsets_px - rounded_px
     firsts = []
     for a in range(0, len(x_all), s.batch):
@@ -233,7 +252,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
         shifts = frac_all[sl, None, :] + trans[None]  # residual shift applied to the pre-shifted image
         if glob:
             d2 = _scores(x_all[sl, :n_coarse], ctf_all[sl, :n_coarse], w_all[None, :n_coarse],
-                         global_proj, shifts, kc, s.box, s.cc)
+                         global_proj, shifts, kc, s.box, s.cc, s.ops)
         for j in range(len(x_all[sl])):
             i = a + j
             if glob:
@@ -241,9 +260,9 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
             else:
                 idx = local_orientation_indices(orient, prev_mats[i], 3 * s.local_sigma_deg, perturb)
                 mats = orient_matrices(orient, idx) @ perturb
-                proj = project_pixels(grid3d, mats, kc, s.pad)
+                proj = s.ops.project(grid3d, mats, kc, s.pad)
                 diff = _scores(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
-                               w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box, s.cc)[0]
+                               w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box, s.cc, s.ops)[0]
             firsts.append(_pass1(idx, mats, diff, trans, prev_mats[i], s))
     shared = None
     if glob:
@@ -252,7 +271,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
         if per_particle > 2 * len(union) and 8 * len(union) * len(k2d) <= SHARED_LIMIT:
             kids = orient.children(union).reshape(-1, 3)
             fine_mats = euler_to_matrix(kids[:, 0], kids[:, 1], kids[:, 2]) @ perturb
-            fine_proj = project_pixels(grid3d, fine_mats, k2d, s.pad)
+            fine_proj = s.ops.project(grid3d, fine_mats, k2d, s.pad)
             row_of = np.full(len(orient), -1, np.int64)
             row_of[union] = np.arange(len(union))
             shared = (fine_mats, fine_proj, np.zeros(fine_proj.shape, np.complex64),
@@ -268,6 +287,9 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
             r = rows[b:b + 512]
             bp.insert(acc_d[r], acc_w[r], fine_mats[r], k2d)
     return results
+
+
+_NUMPY = NumpyOps()
 
 
 def orient_matrices(orient: OrientationGrid, idx: np.ndarray) -> np.ndarray:
@@ -313,7 +335,7 @@ def _pass2(grid3d, orient, first, x, ctf, w, sigma2_pix, k2d, shells_pix, frac, 
         rows = None
         r_kids = orient.children(idx[ur]).reshape(-1, 3)
         kid_mats = euler_to_matrix(r_kids[:, 0], r_kids[:, 1], r_kids[:, 2]) @ s.perturbation
-        proj = project_pixels(grid3d, kid_mats, k2d, s.pad)
+        proj = s.ops.project(grid3d, kid_mats, k2d, s.pad)
     allowed = np.zeros((len(ut), len(ur)), bool)
     allowed[inv_t, inv_r] = True
     # only the children of significant pairs: one product per significant coarse translation
@@ -322,7 +344,7 @@ def _pass2(grid3d, orient, first, x, ctf, w, sigma2_pix, k2d, shells_pix, frac, 
         cols = (np.nonzero(allowed[jt])[0][:, None] * 8 + np.arange(8)[None, :]).ravel()
         shifts = (frac[None, :] + t_kids[4 * jt:4 * jt + 4])[None]
         diff2[4 * jt:4 * jt + 4, cols] = _scores(x[None], ctf[None], w[None], proj[cols], shifts, k2d, s.box,
-                                                 s.cc)[0]
+                                                 s.cc, s.ops)[0]
     allowed = np.repeat(np.repeat(allowed, 4, axis=0), 8, axis=1)
     log_post = -diff2 + _offset_logprior(t_kids, np.zeros(2), s.sigma_offset_a, s.angpix)[:, None] \
         + _rotation_logprior(kid_mats, prev_mat, s.local_sigma_deg)[None, :]
