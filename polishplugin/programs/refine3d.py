@@ -8,15 +8,22 @@ oversampling, local searches once the sampling reaches --auto_local_healpix_orde
 resolution, image size and auto-sampling.  On convergence a final iteration joins the halves.
 
 Outputs: <o>_class001.mrc, <o>_half1_class001_unfil.mrc, <o>_half2_class001_unfil.mrc, <o>_data.star,
-<o>_model.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star, <o>_it###_model.star,
-<o>_it###_optimiser.star (+ .npz with the exact poses, noise spectra, schedule and options; written last,
+<o>_model.star, <o>_sampling.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star,
+<o>_it###_model.star, <o>_it###_sampling.star, <o>_it###_optimiser.star (+ .npz with the exact poses, noise spectra, schedule and options; written last,
 so it marks a complete iteration).  A killed run continues with --continue <o>_it###_optimiser.star
 (RELION's option: the original options are reused; give --o, and optionally --iter/--j).
 With several MPI ranks the noise spectra, offset sigmas and accuracy estimates are summed over the
 ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
 
-Differences from RELION (documented choices): normalisation and scale corrections are not refined
-(--norm/--scale accepted, corrections written as 1); with --firstiter_cc the first iteration scores
+Normalisation and scale corrections (--norm, --scale): each particle's image is multiplied by
+avg_norm / rlnNormCorrection before the E-step and its new rlnNormCorrection is the noise standard
+deviation of its residual (old/avg x sqrt(2 sum_w |X - cP|^2), the residual beyond the current size
+being the image power); each group's CTF is multiplied by its rlnGroupScaleCorrection, re-estimated as
+sum XA / sum AA over the shells with SSNR > 3, clipped to [median/5, 5 median] and renormalised to a
+particle-weighted mean of 1.  Groups: rlnGroupNumber, else rlnGroupName, else one per micrograph.
+Neither is updated in a --firstiter_cc iteration.
+
+Differences from RELION (documented choices): with --firstiter_cc the first iteration scores
 by normalised cross-correlation with the best sample only and keeps the initial noise spectra; the
 accuracy estimate behind auto-sampling uses a log-likelihood drop of 1 (RELION: 4.605, P = 0.01), so
 the sampling is refined somewhat further than RELION would; noise spectra and offset priors are kept
@@ -71,6 +78,7 @@ __all__ = ["add_args", "main", "run", "ctf_images"]
 INCR_SIZE = 10
 MASK_EDGE_PX = 5.0
 MIN_SIGMA2_OFFSET_A2 = 2.0
+PERTURB_FACTOR = 0.5  # RELION --perturb
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -101,8 +109,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--oversampling", type=int, default=1, choices=[1], help="adaptive oversampling order (only 1)")
     a("--low_resol_join_halves", type=float, default=-1.0, help="average the halves below this resolution (Å)")
     a("--pad", type=int, default=2, choices=[1, 2], help="padding factor of the 3D Fourier grid (default 2)")
-    a("--norm", action="store_true", help="normalisation-error correction (accepted; corrections are 1)")
-    a("--scale", action="store_true", help="intensity-scale correction (accepted; corrections are 1)")
+    a("--norm", action="store_true", help="refine a normalisation correction per particle (rlnNormCorrection)")
+    a("--scale", action="store_true", help="refine an intensity-scale correction per group (rlnGroupScaleCorrection)")
     a("--random_seed", type=int, default=-1, help="seed of the grid perturbation (-1: from the clock)")
     a("--maxsig", type=int, default=200,
       help="keep at most this many significant coarse samples per particle (RELION --maxsig; RELION's "
@@ -135,6 +143,8 @@ class HalfSet:
     pmax: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_sig: np.ndarray = field(default_factory=lambda: np.zeros(0))
     loglik: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    norm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # rlnNormCorrection per particle
+    group: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # group index per particle
 
 
 def _read_inputs(args) -> tuple:
@@ -223,8 +233,51 @@ def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_
                                f"(image {first}, {int(bad.sum())} image(s) in this half set)")
     ang = table.angles_deg()[rows]
     ctf = ctf_all[rows] if ctf_all is not None else np.ones((len(rows), box, box // 2 + 1), np.float32)
+    parts = table.particles
+    norm = parts[L.NORM_CORRECTION].to_numpy(np.float64)[rows] if L.NORM_CORRECTION in parts.columns \
+        else np.ones(len(rows))
+    if not (np.isfinite(norm).all() and (norm > 0).all()):
+        raise ProgramError(f"particle STAR file {table.path}: {L.NORM_CORRECTION} must be positive")
     return HalfSet(half, rows, images, ctf, table.origins_px()[rows],
-                   euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]))
+                   euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]), norm=norm, group=particle_groups(table)[0][rows])
+
+
+def particle_groups(table) -> tuple[np.ndarray, list[str]]:
+    """Group index of every particle and the group names (RELION: rlnGroupNumber, else rlnGroupName,
+    else one group per micrograph, else a single group)."""
+    parts = table.particles
+    for col in (L.GROUP_NUMBER, L.GROUP_NAME, L.MICROGRAPH_NAME):
+        if col in parts.columns:
+            names, idx = np.unique(parts[col].astype(str).to_numpy(), return_inverse=True)
+            if col == L.GROUP_NUMBER:  # numeric order, not string order
+                nums = parts[col].to_numpy(np.int64)
+                names, idx = np.unique(nums, return_inverse=True)
+                names = [f"group_{n}" for n in names]
+            return idx.astype(np.int64), [str(n) for n in names]
+    return np.zeros(len(parts), np.int64), ["group_1"]
+
+
+def _updated_norms(x: np.ndarray, iy: np.ndarray, ix: np.ndarray, box: int, res: list, norm: np.ndarray,
+                   factor: np.ndarray, avg_norm: float) -> np.ndarray:
+    """New rlnNormCorrection: ``norm / avg_norm * sqrt(2 wsum)`` with ``wsum`` the posterior-weighted
+    residual power of the (corrected) image up to the current size plus its power beyond it up to
+    Nyquist (RELION ``exp_wsum_norm_correction``; ``x`` is the uncorrected transform)."""
+    fy, fx, _ = pixel_list(box, box / 2.0 + 0.5)
+    beyond = (np.abs(x[:, fy, fx]) ** 2).sum(1, dtype=np.float64) - (np.abs(x[:, iy, ix]) ** 2).sum(1, dtype=np.float64)
+    wsum = np.array([r.resid2 for r in res]) + np.maximum(beyond, 0.0) * factor ** 2
+    return norm / avg_norm * np.sqrt(2.0 * np.maximum(wsum, 1e-30))
+
+
+def updated_scales(xa: np.ndarray, aa: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Group scale corrections ``sum XA / sum AA`` (1 where ``AA`` is 0), clipped to
+    ``[median/5, 5 median]`` and renormalised to a particle-weighted mean of 1 (RELION
+    ``maximizationOtherParameters``)."""
+    scale = np.where(aa > 0, xa / np.where(aa > 0, aa, 1.0), 1.0)
+    med = np.sort(scale)[len(scale) // 2]
+    if med > 0:
+        scale = np.clip(scale, med / 5.0, med * 5.0)
+    mean = (counts * scale).sum() / max(counts.sum(), 1)
+    return scale / mean if mean > 0 else np.ones_like(scale)
 
 
 def _initial_sums(hs: HalfSet | None, mask_radius: float, box: int, zero_mask: bool) -> np.ndarray:
@@ -292,7 +345,7 @@ def _join_low_res(d1, w1, d2, w2, join_shell: int, pad: int):
 
 # ------------------------------------------------------------------------------------------ output
 def _model_tables(state: dict, fsc: np.ndarray, ssnr: np.ndarray, sigma2: np.ndarray, box: int,
-                  angpix: float, n_particles: int) -> dict:
+                  angpix: float, groups: pd.DataFrame) -> dict:
     n = box // 2 + 1
     idx = np.arange(n)
     res_inv = idx / (box * angpix)
@@ -302,8 +355,8 @@ def _model_tables(state: dict, fsc: np.ndarray, ssnr: np.ndarray, sigma2: np.nda
         L.CURRENT_RESOLUTION: state["resolution_a"], L.CURRENT_IMAGE_SIZE: state["current_size"],
         L.PADDING_FACTOR: state["pad"], "rlnIsHelix": 0, "rlnFourierSpaceInterpolator": 1,
         "rlnMinRadiusNnInterpolation": 10, "rlnPixelSize": angpix, "rlnNrClasses": 1, "rlnNrBodies": 1,
-        "rlnNrGroups": 1, "rlnNrOpticsGroups": 1, L.TAU2_FUDGE_FACTOR: state["tau2_fudge"],
-        L.NORM_CORRECTION_AVERAGE: 1.0, L.SIGMA_OFFSETS_ANGST: state["sigma_offset_a"],
+        "rlnNrGroups": len(groups), "rlnNrOpticsGroups": 1, L.TAU2_FUDGE_FACTOR: state["tau2_fudge"],
+        L.NORM_CORRECTION_AVERAGE: state["avg_norm"], L.SIGMA_OFFSETS_ANGST: state["sigma_offset_a"],
         L.ORIENTATIONAL_PRIOR_MODE: int(state["local"]),
         "rlnSigmaPriorRotAngle": state["local_sigma_deg"], "rlnSigmaPriorTiltAngle": state["local_sigma_deg"],
         "rlnSigmaPriorPsiAngle": state["local_sigma_deg"], L.LOG_LIKELIHOOD: state["loglik"],
@@ -319,11 +372,28 @@ def _model_tables(state: dict, fsc: np.ndarray, ssnr: np.ndarray, sigma2: np.nda
     class1 = pd.DataFrame({L.SPECTRAL_INDEX: idx, L.RESOLUTION: res_inv, L.ANGSTROM_RESOLUTION: res_a,
                            L.SSNR_MAP: ssnr[:n], L.GOLD_STANDARD_FSC: fsc[:n],
                            L.FOURIER_COMPLETENESS: np.ones(n)})
-    groups = pd.DataFrame({"rlnGroupNumber": [1], "rlnGroupName": ["group_1"],
-                           L.GROUP_NR_PARTICLES: [n_particles], L.GROUP_SCALE_CORRECTION: [1.0]})
     optics = pd.DataFrame({L.SPECTRAL_INDEX: idx, L.RESOLUTION: res_inv, L.SIGMA2_NOISE: sigma2[:n]})
     return {"model_general": general, "model_classes": classes, "model_class_1": class1,
             "model_groups": groups, "model_optics_group_1": optics}
+
+
+def _sampling_tables(sched: AutoSampling, orient: OrientationGrid, sym: str, perturb_instance: float) -> dict:
+    """``<o>_sampling.star`` as RELION writes it: the sampling of the iteration and its directions
+    (the asymmetric unit for global searches, the whole sphere for local ones)."""
+    general = {
+        "rlnIs3DSampling": 1, "rlnIs3DTranslationalSampling": 0, "rlnHealpixOrder": sched.healpix_order,
+        "rlnHealpixOrderOriginal": sched.healpix_order, "rlnTiltAngleLimit": -91.0,
+        "rlnPsiStep": orient.psi_step, "rlnPsiStepOriginal": orient.psi_step,
+        "rlnOffsetRange": sched.offset_range_px, "rlnOffsetStep": sched.offset_step_px,
+        "rlnOffsetRangeOriginal": sched.offset_range_px, "rlnOffsetStepOriginal": sched.offset_step_px,
+        "rlnHelicalOffsetStep": -1.0, "rlnSamplingPerturbInstance": perturb_instance,
+        "rlnSamplingPerturbFactor": PERTURB_FACTOR, "rlnSymmetryGroup": sym.upper(),
+        "rlnIsFlip": 0, "rlnOrientationalPriorMode": int(sched.local),
+        "rlnSigmaPriorRotAngle": sched.local_sigma_deg or 0.0, "rlnSigmaPriorTiltAngle": sched.local_sigma_deg or 0.0,
+        "rlnSigmaPriorPsiAngle": sched.local_sigma_deg or 0.0,
+    }
+    dirs = pd.DataFrame({L.ANGLE_ROT: orient.directions[:, 0], L.ANGLE_TILT: orient.directions[:, 1]})
+    return {"sampling_general": general, "sampling_directions": dirs}
 
 
 def _data_table(table, halves_state: list[HalfSet], angpix: float):
@@ -334,6 +404,8 @@ def _data_table(table, halves_state: list[HalfSet], angpix: float):
                                      L.MAX_VALUE_PROB_DISTRIBUTION, L.LOG_LIKELI_CONTRIBUTION)}
     nsig = np.zeros(n, np.int64)
     subset = np.zeros(n, np.int64)
+    norm = np.ones(n)
+    group = np.zeros(n, np.int64)
     from ..core.geometry import matrix_to_euler
     for hs in halves_state:
         rot, tilt, psi = matrix_to_euler(hs.mats)
@@ -344,10 +416,14 @@ def _data_table(table, halves_state: list[HalfSet], angpix: float):
         cols[L.LOG_LIKELI_CONTRIBUTION][hs.rows] = hs.loglik
         nsig[hs.rows] = hs.n_sig
         subset[hs.rows] = hs.half
+        norm[hs.rows] = hs.norm
+        group[hs.rows] = hs.group
     for c, v in cols.items():
         parts[c] = v
     parts[L.CLASS_NUMBER] = 1
-    parts[L.NORM_CORRECTION] = 1.0
+    parts[L.NORM_CORRECTION] = norm
+    if L.GROUP_NUMBER not in parts.columns:
+        parts[L.GROUP_NUMBER] = group + 1
     parts[L.NR_OF_SIGNIFICANT_SAMPLES] = nsig
     parts[L.RANDOM_SUBSET] = subset
     out.particles = parts
@@ -355,13 +431,13 @@ def _data_table(table, halves_state: list[HalfSet], angpix: float):
 
 
 # ------------------------------------------------------------------------------------------ resume
-OPTIMISER_VERSION = 1
+OPTIMISER_VERSION = 2
 RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
 
 
 def _write_optimiser(it_root: str, args, seed: int, iteration: int, final: bool, current_size: int,
                      resolution_a: float, acc_rot: float, acc_trans_px: float, angpix: float, sched: AutoSampling,
-                     sigma2: dict, sigma_off: dict, mats: np.ndarray, offsets: np.ndarray) -> None:
+                     sigma2: dict, sigma_off: dict, mats: np.ndarray, offsets: np.ndarray, corr: dict) -> None:
     """``<it_root>_optimiser.star`` (readable state, written last: its presence marks a complete
     iteration) and ``<it_root>_optimiser.npz`` (exact arrays: poses, noise spectra, options)."""
     import json
@@ -372,8 +448,10 @@ def _write_optimiser(it_root: str, args, seed: int, iteration: int, final: bool,
     opts = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
     state = {"seed": seed, "iteration": iteration, "final": final, "current_size": current_size,
              "resolution_a": resolution_a, "acc_rot": acc_rot, "acc_trans_px": acc_trans_px,
-             "sigma_off_1": sigma_off[1], "sigma_off_2": sigma_off[2]}  # exact (json floats round-trip)
-    np.savez(tmp, mats=mats, offsets=offsets, sigma2_1=sigma2[1], sigma2_2=sigma2[2],
+             "sigma_off_1": sigma_off[1], "sigma_off_2": sigma_off[2],
+             "avg_norm": corr["avg_norm"]}  # exact (json floats round-trip)
+    np.savez(tmp, mats=mats, offsets=offsets, sigma2_1=sigma2[1], sigma2_2=sigma2[2], norm=corr["norm"],
+             scale=corr["scale"], ssnr=corr["ssnr"],
              options=np.array(json.dumps(opts, default=str)), schedule=np.array(json.dumps(asdict(sched))),
              state=np.array(json.dumps(state)))
     os.replace(tmp, npz)
@@ -463,6 +541,13 @@ def main(args: argparse.Namespace) -> int:
     sigma_off = {1: 10.0, 2: 10.0}
     for h, hs in local.items():
         hs.sigma2 = sigma2[h]
+    group_idx, group_names = particle_groups(table)
+    group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
+    scale = np.ones(len(group_names))  # rlnGroupScaleCorrection
+    norm_in = table.particles[L.NORM_CORRECTION].to_numpy(np.float64) if L.NORM_CORRECTION in table.particles.columns \
+        else np.ones(len(table))
+    avg_norm = float(norm_in.mean())  # so that a set normalised by an earlier run starts unchanged
+    ssnr_prev = None  # data_vs_prior of the previous iteration: the shells of the scale products
     acc_rows = np.nonzero(halves == 1)[0][:20]  # the particles of the accuracy estimate (rank-independent)
     solvent = mask if mask is not None else raised_cosine_sphere((box,) * 3, mask_radius, MASK_EDGE_PX)
     start = low_pass_map(ref, args.ini_high, angpix)
@@ -487,9 +572,11 @@ def main(args: argparse.Namespace) -> int:
         if len(arr["mats"]) != len(table):
             raise ProgramError(f"--continue: optimiser file {args.continue_from} holds {len(arr['mats'])} "
                                f"particles but {args.i} has {len(table)}")
+        avg_norm, scale, ssnr_prev = float(st["avg_norm"]), arr["scale"], arr["ssnr"]
         for h, hs in local.items():
             hs.mats, hs.offsets_px = arr["mats"][hs.rows], arr["offsets"][hs.rows]
             hs.sigma2, hs.sigma_offset_a = sigma2[h], sigma_off[h]
+            hs.norm = arr["norm"][hs.rows]
         log.info("--continue: iteration %d of %s restored; continuing with iteration %d%s", iteration,
                  args.continue_from, iteration + 1, " (final)" if final else "")
     while True:
@@ -501,16 +588,21 @@ def main(args: argparse.Namespace) -> int:
                                                          diameter), 2 * 5))
         iy, ix, k2d = pixel_list(box, current_size / 2.0)
         shells = np.rint(np.sqrt((k2d ** 2).sum(1))).astype(np.int64)
+        scale_pix = None if ssnr_prev is None else ssnr_prev[np.minimum(shells, len(ssnr_prev) - 1)] > 3.0
         key = (sched.healpix_order, sched.local)
         if key not in grids:
             grids = {key: OrientationGrid(sched.healpix_order, None if sched.local else sym_ops)}
         orient = grids[key]
         rng = np.random.default_rng(seed + iteration)
-        perturb = perturbation_matrix(rng, angular_step_deg(sched.healpix_order))
+        perturb_instance = float(rng.uniform(-PERTURB_FACTOR, PERTURB_FACTOR))
+        perturb = perturbation_matrix(perturb_instance, angular_step_deg(sched.healpix_order))
         bps = {h: Backprojector(box, pad) for h in (1, 2)}
         noise = {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)}
         stats = np.zeros((2, 6))  # per half: n, sum dangle, sum doff2, sum pmax, sum off-change2, loglik
         acc_sums = np.zeros(3)  # sum acc_rot, sum acc_trans, n over the accuracy particles
+        cc_iter = bool(args.firstiter_cc) and iteration == 1
+        corrections = (args.norm or args.scale) and not cc_iter
+        scale_sums = np.zeros((2, len(scale)))  # sum XA, sum AA per group
         for h, hs in local.items():
             ref_map = refs[h] * solvent if (args.flatten_solvent and not final) else refs[h]
             grid3d = map_to_grid(ref_map, pad)
@@ -518,10 +610,15 @@ def main(args: argparse.Namespace) -> int:
                                      current_radius=current_size / 2.0, offset_range_px=sched.offset_range_px,
                                      offset_step_px=sched.offset_step_px, sigma_offset_a=hs.sigma_offset_a,
                                      local_sigma_deg=sched.local_sigma_deg if sched.local else None,
-                                     perturbation=perturb, max_significant=args.maxsig,
-                                     cc=bool(args.firstiter_cc) and iteration == 1)
+                                     perturbation=perturb, max_significant=args.maxsig, cc=cc_iter,
+                                     corrections=corrections, scale_pixels=scale_pix)
             x, rounded = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, args.zero_mask)
             xs, cs = x[:, iy, ix], hs.ctf[:, iy, ix]
+            norm_factor = avg_norm / hs.norm if args.norm else np.ones(len(hs.rows))
+            if args.norm:
+                xs = xs * norm_factor[:, None].astype(np.float32)
+            if args.scale:
+                cs = cs * scale[hs.group][:, None].astype(np.float32)
             s2pix = hs.sigma2[np.minimum(shells, len(hs.sigma2) - 1)]
             # with CC the reference's scale is arbitrary: its residuals say nothing about the noise
             res = expectation(grid3d, orient, xs, cs, s2pix, k2d, shells, hs.offsets_px, rounded, hs.mats,
@@ -536,6 +633,12 @@ def main(args: argparse.Namespace) -> int:
             hs.pmax = np.array([r.pmax for r in res])
             hs.n_sig = np.array([r.n_significant for r in res])
             hs.loglik = np.array([-r.min_diff2 for r in res])
+            if corrections and args.norm:
+                hs.norm = _updated_norms(x, iy, ix, box, res, hs.norm, norm_factor, avg_norm)
+            if corrections and args.scale:  # products with the unscaled CTF: the E-step's carries the old scale
+                s_old = scale[hs.group]
+                scale_sums += [np.bincount(hs.group, np.array([r.xa for r in res]) / s_old, len(scale)),
+                               np.bincount(hs.group, np.array([r.aa for r in res]) / s_old ** 2, len(scale))]
             sub = np.nonzero(np.isin(hs.rows, acc_rows))[0] if h == 1 and not final else np.zeros(0, np.int64)
             if sub.size:
                 a_rot, a_trans = expected_accuracies(grid3d, new_mats[sub], cs[sub], s2pix, k2d, box, pad,
@@ -543,6 +646,13 @@ def main(args: argparse.Namespace) -> int:
                 acc_sums += [a_rot.sum(), a_trans.sum(), len(sub)]
         # combine over ranks
         stats = comm.allreduce_sum(stats)
+        if corrections and args.norm:
+            norm_sum = comm.allreduce_sum(np.array([sum(hs.norm.sum() for hs in local.values()),
+                                                    sum(len(hs.norm) for hs in local.values())], np.float64))
+            avg_norm = float(norm_sum[0] / max(norm_sum[1], 1))
+        if corrections and args.scale:
+            scale_sums = comm.allreduce_sum(scale_sums)
+            scale = updated_scales(scale_sums[0], scale_sums[1], group_counts)
         if not final:
             acc_sums = comm.allreduce_sum(acc_sums)
             acc_rot, acc_trans = acc_sums[0] / max(acc_sums[2], 1), acc_sums[1] / max(acc_sums[2], 1)
@@ -569,6 +679,7 @@ def main(args: argparse.Namespace) -> int:
             fsc = halfgrid_fsc(d1, w1, d2, w2, pad, box)
             fsc[current_size // 2:] = 0.0
         ssnr = ssnr_from_fsc(fsc, joined=final, tau2_fudge=args.tau2_fudge)
+        ssnr_prev = ssnr
         n_tot = max(stats[:, 0].sum(), 1)
         ave_pmax = float(stats[:, 3].sum() / n_tot)
         it_root = f"{out_root}_it{iteration:03d}"
@@ -593,19 +704,25 @@ def main(args: argparse.Namespace) -> int:
         state = dict(resolution_a=resolution_a, current_size=current_size, pad=pad, tau2_fudge=args.tau2_fudge,
                      sigma_offset_a=sigma_offset_a, local=sched.local,
                      local_sigma_deg=sched.local_sigma_deg or 0.0, loglik=float(stats[:, 5].sum()),
-                     ave_pmax=ave_pmax, healpix_order=sched.healpix_order,
+                     ave_pmax=ave_pmax, healpix_order=sched.healpix_order, avg_norm=avg_norm,
                      offset_range_px=sched.offset_range_px, offset_step_px=sched.offset_step_px,
                      acc_rot=acc_rot, acc_trans_a=acc_trans * angpix,
                      reference_image=f"{it_root}_class001.mrc" if final else f"{it_root}_half1_class001.mrc")
         # gather poses of all particles for the data file
         all_halves = comm.allgather([HalfSet(hs.half, hs.rows, np.zeros(0), np.zeros(0), hs.offsets_px, hs.mats,
-                                             pmax=hs.pmax, n_sig=hs.n_sig, loglik=hs.loglik)
+                                             pmax=hs.pmax, n_sig=hs.n_sig, loglik=hs.loglik, norm=hs.norm,
+                                             group=hs.group)
                                      for hs in local.values()])
         all_halves = [hs for part in all_halves for hs in part]
         if comm.is_leader:
-            model = _model_tables(state, fsc, ssnr, sigma2_out, box, angpix, len(table))
+            groups = pd.DataFrame({L.GROUP_NUMBER: np.arange(1, len(scale) + 1), L.GROUP_NAME: group_names,
+                                   L.GROUP_NR_PARTICLES: group_counts.astype(np.int64),
+                                   L.GROUP_SCALE_CORRECTION: scale})
+            model = _model_tables(state, fsc, ssnr, sigma2_out, box, angpix, groups)
             data = _data_table(table, all_halves, angpix)
             write_star(f"{it_root}_model.star", model)
+            sampling = _sampling_tables(sched, orient, args.sym, perturb_instance)
+            write_star(f"{it_root}_sampling.star", sampling)
             write_particles(f"{it_root}_data.star", data)
             if final:
                 write_mrc(f"{it_root}_class001.mrc", final_map, angpix)
@@ -613,6 +730,7 @@ def main(args: argparse.Namespace) -> int:
                 for h in (1, 2):
                     write_mrc(f"{out_root}_half{h}_class001_unfil.mrc", unfil[h], angpix)
                 write_star(f"{out_root}_model.star", model)
+                write_star(f"{out_root}_sampling.star", sampling)
                 write_particles(f"{out_root}_data.star", data)
             else:
                 for h in (1, 2):
@@ -635,10 +753,12 @@ def main(args: argparse.Namespace) -> int:
         if comm.is_leader:
             mats_all = np.zeros((len(table), 3, 3))
             offs_all = np.zeros((len(table), 2))
+            norm_all = np.ones(len(table))
             for hs in all_halves:
-                mats_all[hs.rows], offs_all[hs.rows] = hs.mats, hs.offsets_px
+                mats_all[hs.rows], offs_all[hs.rows], norm_all[hs.rows] = hs.mats, hs.offsets_px, hs.norm
             _write_optimiser(it_root, args, seed, iteration, final, current_size, resolution_a, acc_rot,
-                             acc_trans, angpix, sched, sigma2, sigma_off, mats_all, offs_all)
+                             acc_trans, angpix, sched, sigma2, sigma_off, mats_all, offs_all,
+                             dict(norm=norm_all, scale=scale, ssnr=ssnr, avg_norm=avg_norm))
     comm.barrier()
     if comm.is_leader:
         log.info("final resolution (FSC 0.143%s): %.2f Å after %d iterations",

@@ -58,6 +58,8 @@ class EStepSettings:
     max_significant: int = 200  # RELION --maxsig (RELION's default is no limit; ours caps the cost)
     cc: bool = False  # --firstiter_cc: score by normalised cross-correlation, best sample only (no priors)
     ops: "NumpyOps | object" = field(default_factory=lambda: NumpyOps())  # projection + cross-product backend
+    corrections: bool = False  # also sum each particle's residual power and scale products (--norm/--scale)
+    scale_pixels: np.ndarray | None = None  # bool over the pixels: shells used for the scale products
 
 
 class NumpyOps:
@@ -88,6 +90,9 @@ class ParticleResult:
     n_significant: int
     offset_change2_a2: float  # posterior-weighted |t - t_old|^2 (Å^2)
     min_diff2: float
+    resid2: float = 0.0  # posterior-weighted sum_k |X - c P|^2 over the current pixels (norm correction)
+    xa: float = 0.0  # posterior-weighted sum_k Re(conj(c P) X) over the scale pixels (scale correction)
+    aa: float = 0.0  # posterior-weighted sum_k |c P|^2 over the scale pixels
 
 
 def prepare_images(images: np.ndarray, old_offsets_px: np.ndarray, mask_radius_px: float,
@@ -352,18 +357,25 @@ def _pass2(grid3d, orient, first, x, ctf, w, sigma2_pix, k2d, shells_pix, frac, 
     wts = _best_only(np.where(np.isfinite(log_post), diff2, np.inf)) if s.cc else posterior_weights(log_post)
     best_t, best_r = np.unravel_index(np.argmax(wts), wts.shape)
     offset_change2 = float((wts.sum(1) * ((t_kids * s.angpix) ** 2).sum(1)).sum())
-    if bp is not None or noise is not None:
+    sums = (0.0, 0.0, 0.0)
+    if bp is not None or noise is not None or s.corrections:
         target = (shared[2], shared[3], rows) if shared is not None else None
-        _accumulate(wts, proj, kid_mats, x, ctf, sigma2_pix, k2d, shells_pix, frac[None, :] + t_kids, s, bp, noise,
-                    target)
+        sums = _accumulate(wts, proj, kid_mats, x, ctf, sigma2_pix, k2d, shells_pix, frac[None, :] + t_kids, s, bp,
+                           noise, target)
     rot, tilt, psi = matrix_to_euler(kid_mats[best_r])
     return ParticleResult(np.array([rot, tilt, psi], np.float64), old_offset + t_kids[best_t],
-                          float(wts[best_t, best_r]), n_sig, offset_change2, float(np.min(diff2[allowed])))
+                          float(wts[best_t, best_r]), n_sig, offset_change2, float(np.min(diff2[allowed])), *sums)
 
 
-def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s, bp, noise, target=None) -> None:
+def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s, bp, noise,
+                target=None) -> tuple[float, float, float]:
     """Add the particle's weighted slices to the back-projector (or to the shared per-orientation
-    sums ``target = (data, weight, row ids)``) and its weighted residual power to ``noise``."""
+    sums ``target = (data, weight, row ids)``) and its weighted residual power to ``noise``.
+
+    Returns ``(resid2, xa, aa)`` (zeros unless ``s.corrections``): the posterior-weighted residual
+    power ``sum_k |X - c P|^2`` and the scale products ``sum_k Re(conj(c P) X)``, ``sum_k |c P|^2``
+    over ``s.scale_pixels`` (RELION ``exp_wsum_norm_correction``, ``exp_wsum_scale_correction_XA/AA``).
+    """
     keep_r = np.nonzero(wts.sum(0) > 1e-3 * wts.max())[0]
     keep_t = np.nonzero(wts.sum(1) > 0)[0]
     w_rt = wts[np.ix_(keep_t, keep_r)]
@@ -378,8 +390,16 @@ def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s,
         target[1][rows] += wr[:, None].astype(np.float32) * (ctf * ctf * inv_s2)[None, :]
     elif bp is not None:
         bp.insert(sums * (ctf * inv_s2)[None, :], wr[:, None] * (ctf * ctf * inv_s2)[None, :], mats[keep_r], k2d)
+    if noise is None and not s.corrections:
+        return 0.0, 0.0, 0.0
+    wtot = max(wr.sum(), 1e-300)
+    cp = ctf[None, :] * p
+    xa_pix = (np.conj(cp) * sums).real.sum(0) / wtot  # sum_r,t w Re(conj(c P_r) X_t), per pixel
+    aa_pix = (wr[:, None] * np.abs(cp) ** 2).sum(0) / wtot
+    resid = (np.abs(x) ** 2 - 2.0 * xa_pix + aa_pix).astype(np.float64)
     if noise is not None:
-        wtot = wr.sum()
-        resid = (wtot * np.abs(x) ** 2 - 2.0 * (np.conj(ctf[None, :] * p) * sums).real.sum(0)
-                 + (wr[:, None] * np.abs(ctf[None, :] * p) ** 2).sum(0)) / max(wtot, 1e-300)
-        noise.add(resid.astype(np.float64), shells_pix)
+        noise.add(resid, shells_pix)
+    if not s.corrections:
+        return 0.0, 0.0, 0.0
+    sel = slice(None) if s.scale_pixels is None else s.scale_pixels
+    return float(resid.sum()), float(xa_pix[sel].sum()), float(aa_pix[sel].sum())

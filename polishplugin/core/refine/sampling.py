@@ -146,9 +146,11 @@ def local_orientation_indices(grid: OrientationGrid, prev_matrix: np.ndarray, ma
     return idx[keep]
 
 
-def perturbation_matrix(rng: np.random.Generator, step_deg: float, fraction: float = 0.5) -> np.ndarray:
-    """RELION's random grid perturbation: Euler (p, p, p) with ``p`` uniform in ``+/- fraction*step``."""
-    p = rng.uniform(-fraction, fraction) * step_deg
+def perturbation_matrix(instance: float, step_deg: float) -> np.ndarray:
+    """RELION's random grid perturbation: Euler (p, p, p) with ``p = instance * step``; RELION draws
+    ``instance`` (rlnSamplingPerturbInstance) uniformly in ``+/- 0.5`` (rlnSamplingPerturbFactor) each
+    iteration."""
+    p = instance * step_deg
     return euler_to_matrix(p, p, p)
 
 

@@ -54,8 +54,11 @@ class SyntheticParticles:
 
 def simulate_particles(volume: np.ndarray, n: int, angpix: float, snr: float = 0.05, max_shift_px: float = 2.0,
                        defocus_range_a: tuple[float, float] = (10000.0, 25000.0), voltage_kv: float = 300.0,
-                       seed: int = 0) -> SyntheticParticles:
-    """Particles of ``volume`` at random poses with CTF, shifts and white noise of ``snr``."""
+                       seed: int = 0, signal_scale: np.ndarray | None = None) -> SyntheticParticles:
+    """Particles of ``volume`` at random poses with CTF, shifts and white noise of ``snr``.
+
+    ``signal_scale (n,)`` multiplies each particle's signal (not its noise; the noise level is set
+    from the unscaled signals): a planted intensity-scale difference."""
     rng = np.random.default_rng(seed)
     box = volume.shape[0]
     ang = random_rotations_deg(n, rng)
@@ -69,5 +72,7 @@ def simulate_particles(volume: np.ndarray, n: int, angpix: float, snr: float = 0
     clean = project_images(grid, euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]), box, ctf=ctf,
                            shifts_px=-origins)
     sigma = float(np.sqrt(clean.var() / snr))
+    if signal_scale is not None:
+        clean = clean * np.asarray(signal_scale, np.float32)[:, None, None]
     images = clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32)
     return SyntheticParticles(images.astype(np.float32), ang, origins, params, sigma)

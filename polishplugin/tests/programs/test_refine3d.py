@@ -24,14 +24,15 @@ from polishplugin.programs._cli import ProgramError, build_parser
 def write_synthetic_project(folder: Path, box: int = 32, angpix: float = 4.0, n: int = 60, sym: str = "D2",
                             snr: float = 0.1, perturb_deg: float = 3.0, perturb_px: float = 1.0, seed: int = 0,
                             volume: np.ndarray | None = None, half2_volume: np.ndarray | None = None,
-                            with_ctf: bool = True) -> dict:
+                            with_ctf: bool = True, signal_scale: np.ndarray | None = None,
+                            image_scale: np.ndarray | None = None) -> dict:
     """Write particles (stack + STAR with perturbed poses), the true map, a reference and a mask."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 100)
     vol = blob_phantom(box, sym, seed=seed) if volume is None else volume
-    sim = simulate_particles(vol, n, angpix, snr=snr, seed=seed)
+    sim = simulate_particles(vol, n, angpix, snr=snr, seed=seed, signal_scale=signal_scale)
     halves = np.arange(n) % 2 + 1
-    images = sim.images
+    images = sim.images if image_scale is None else sim.images * np.asarray(image_scale, np.float32)[:, None, None]
     if half2_volume is not None:
         sim2 = simulate_particles(half2_volume, n, angpix, snr=snr, seed=seed)
         images = np.where((halves == 2)[:, None, None], sim2.images, images)
@@ -90,8 +91,15 @@ def test_outputs_and_labels(tmp_path):
     root = tmp_path / "r" / "run"
     for suffix in ("_class001.mrc", "_half1_class001_unfil.mrc", "_half2_class001_unfil.mrc", "_data.star",
                    "_model.star", "_it001_half1_class001.mrc", "_it001_half2_class001.mrc", "_it001_data.star",
-                   "_it001_model.star", "_it002_class001.mrc"):
+                   "_it001_model.star", "_it002_class001.mrc", "_sampling.star", "_it001_sampling.star"):
         assert Path(f"{root}{suffix}").exists(), suffix
+    sampling = read_star(f"{root}_it001_sampling.star")
+    sg = sampling["sampling_general"].iloc[0]
+    assert int(sg["rlnHealpixOrder"]) == 2 and float(sg["rlnPsiStep"]) == pytest.approx(15.0)
+    assert float(sg["rlnOffsetRange"]) == 3 and float(sg["rlnOffsetStep"]) == 2 and sg["rlnSymmetryGroup"] == "D2"
+    assert abs(float(sg["rlnSamplingPerturbInstance"])) <= 0.5
+    # order 2: 192 HEALPix directions, a quarter of them in D2's asymmetric unit
+    assert 40 <= len(sampling["sampling_directions"]) <= 56
     model = read_star(f"{root}_model.star")
     assert {"model_general", "model_classes", "model_class_1", "model_groups", "model_optics_group_1"} <= set(model)
     general = model["model_general"]
@@ -356,3 +364,57 @@ def test_firstiter_cc_with_reference_off_the_greyscale(tmp_path):
         errs[flag] = np.median(_angle_errors(Path(f"{out}_it001_data.star"), proj))
     assert errs[""] > 60 and errs["--firstiter_cc"] < 40
 
+
+
+# ------------------------------------------------------------------ normalisation and scale corrections
+def _planted_groups(n: int) -> np.ndarray:
+    """True for the particles of micrographs 0-3 (groups 1-4 of ``write_synthetic_project``)."""
+    return np.arange(n) // 10 < 4
+
+
+def test_norm_correction_recovers_planted_image_scale(tmp_path):
+    """Images of micrographs 0-3 multiplied by 1.6 (signal and noise, a normalisation error): with
+    --norm their rlnNormCorrection is 1.6x the others' and the average is written to model.star;
+    without --norm every correction stays 1."""
+    n = 80
+    planted = _planted_groups(n)
+    vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
+    proj = write_synthetic_project(tmp_path / "p", box=32, n=n, sym="D2", snr=1.0, angpix=3.0, volume=vol,
+                                   image_scale=np.where(planted, 1.6, 1.0))
+    assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "4", "--norm"]) == 0
+    d = read_particles(tmp_path / "r" / "run_data.star").particles
+    norm = d[L.NORM_CORRECTION].to_numpy()
+    ratio = np.median(norm[planted]) / np.median(norm[~planted])
+    assert abs(ratio - 1.6) < 0.08, ratio
+    assert np.std(norm[~planted]) / np.mean(norm[~planted]) < 0.1  # the unscaled particles agree
+    general = read_star(tmp_path / "r" / "run_model.star")["model_general"].iloc[0]
+    assert float(general[L.NORM_CORRECTION_AVERAGE]) == pytest.approx(norm.mean(), rel=1e-5)
+    assert run_refine(proj, tmp_path / "r0" / "run", ["--iter", "2"]) == 0
+    assert (read_particles(tmp_path / "r0" / "run_data.star").particles[L.NORM_CORRECTION] == 1.0).all()
+
+
+def test_scale_correction_recovers_planted_signal_scale(tmp_path):
+    """Signal of micrographs 0-3 x1.5 with the same noise: with --scale their groups' (one per
+    micrograph) rlnGroupScaleCorrection is 1.5x the others', with a particle-weighted mean of 1."""
+    n = 80
+    planted = _planted_groups(n)
+    vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
+    proj = write_synthetic_project(tmp_path / "p", box=32, n=n, sym="D2", snr=1.0, angpix=3.0, volume=vol,
+                                   signal_scale=np.where(planted, 1.5, 1.0))
+    assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "4", "--scale"]) == 0
+    groups = read_star(tmp_path / "r" / "run_model.star")["model_groups"]
+    assert list(groups[L.GROUP_NAME]) == [f"mic{i:03d}.mrc" for i in range(8)]
+    scale = groups[L.GROUP_SCALE_CORRECTION].to_numpy()
+    ratio = scale[:4].mean() / scale[4:].mean()
+    assert abs(ratio - 1.5) < 0.1, scale
+    assert (groups[L.GROUP_NR_PARTICLES] * scale).sum() / groups[L.GROUP_NR_PARTICLES].sum() == pytest.approx(1.0)
+    d = read_particles(tmp_path / "r" / "run_data.star").particles
+    assert (d[L.GROUP_NUMBER].to_numpy() == np.arange(n) // 10 + 1).all()
+
+
+def test_group_scales_are_clipped_and_renormalised():
+    xa, aa = np.array([1.0, 1.0, 1.0, 100.0, 0.0]), np.array([1.0, 1.0, 1.0, 1.0, 0.0])
+    counts = np.array([10.0, 10.0, 10.0, 10.0, 10.0])
+    s = refine3d.updated_scales(xa, aa, counts)
+    # 100 clipped to 5 x median (1); the empty group gets 1; mean renormalised to 1
+    assert s == pytest.approx(np.array([1, 1, 1, 5, 1]) / 1.8)
