@@ -27,8 +27,11 @@ Differences from RELION (documented choices): with --firstiter_cc the first iter
 by normalised cross-correlation with the best sample only and keeps the initial noise spectra; the
 accuracy estimate behind auto-sampling uses a log-likelihood drop of 1 (RELION: 4.605, P = 0.01), so
 the sampling is refined somewhat further than RELION would; noise spectra and offset priors are kept
-per half set; significant samples are capped by --maxsig 200; the E-step runs as numpy/BLAS products
-(--gpu/--device accepted).
+per half set; significant samples are capped by --maxsig 200.
+
+E-step backend (--gpu/--device, ``polishplugin.core.opencl.estep_cl.select_ops``): projections on the
+OpenCL device whenever one works (cross products there too on a GPU, with BLAS on a CPU device);
+--device cpu keeps everything in numpy/BLAS; --device P:D picks an OpenCL device.
 
 Example (tutorial step 27):
   polishplugin refine3d --i Polish/job026/shiny.star --o Refine3D/job027/run \\
@@ -121,7 +124,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--auto_refine", action="store_true", help="accepted for compatibility (always on)")
     a("--split_random_halves", action="store_true", help="accepted for compatibility (always on)")
     a("--gpu", "--device", dest="device", default=None, nargs="?", const="",
-      help="accepted: the E-step runs as BLAS matrix products on the CPU")
+      help="E-step device: an OpenCL device id (e.g. 0 or 0:1), 'cpu' for numpy/BLAS only; default (or "
+           "--gpu alone): OpenCL when a device works, else numpy")
     a("--j", type=int, default=1, help="threads (BLAS threads are set by the environment)")
     a("--pool", type=int, default=1, help="accepted for compatibility")
     a("--dont_combine_weights_via_disc", action="store_true", help="accepted for compatibility")
@@ -503,6 +507,26 @@ def _read_optimiser(path: str) -> dict:
             "schedule": json.loads(str(arrays["schedule"])), "arrays": arrays, "refs": refs}
 
 
+def _estep_ops(device):
+    """The E-step backend for ``--device`` (numpy when OpenCL cannot be imported at all)."""
+    if device is not None and str(device).strip().lower() == "cpu":
+        from ..core.refine.estep import NumpyOps
+
+        return NumpyOps()
+    try:
+        from ..core.opencl import estep_cl, runtime
+    except ImportError as exc:  # pragma: no cover - pyopencl missing
+        if device:
+            raise ProgramError(f"--device {device}: OpenCL is not available ({exc})") from exc
+        from ..core.refine.estep import NumpyOps
+
+        return NumpyOps()
+    try:
+        return estep_cl.select_ops(device)
+    except runtime.OpenCLUnavailable as exc:
+        raise ProgramError(str(exc)) from exc
+
+
 # -------------------------------------------------------------------------------------------- main
 def main(args: argparse.Namespace) -> int:
     comm = get_comm()
@@ -518,6 +542,7 @@ def main(args: argparse.Namespace) -> int:
     if args.iter is None:
         args.iter = 999
     table, angpix, box, sym_ops, ref, mask, halves, ctf_all = _read_inputs(args)
+    ops = _estep_ops(args.device)
     diameter = args.particle_diameter if args.particle_diameter > 0 else 0.8 * box * angpix
     mask_radius = min(diameter / (2 * angpix), box / 2 - 1)
     pad = args.pad
@@ -611,7 +636,7 @@ def main(args: argparse.Namespace) -> int:
                                      offset_step_px=sched.offset_step_px, sigma_offset_a=hs.sigma_offset_a,
                                      local_sigma_deg=sched.local_sigma_deg if sched.local else None,
                                      perturbation=perturb, max_significant=args.maxsig, cc=cc_iter,
-                                     corrections=corrections, scale_pixels=scale_pix)
+                                     corrections=corrections, scale_pixels=scale_pix, ops=ops)
             x, rounded = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, args.zero_mask)
             xs, cs = x[:, iy, ix], hs.ctf[:, iy, ix]
             norm_factor = avg_norm / hs.norm if args.norm else np.ones(len(hs.rows))

@@ -418,3 +418,31 @@ def test_group_scales_are_clipped_and_renormalised():
     s = refine3d.updated_scales(xa, aa, counts)
     # 100 clipped to 5 x median (1); the empty group gets 1; mean renormalised to 1
     assert s == pytest.approx(np.array([1, 1, 1, 5, 1]) / 1.8)
+
+
+# ---------------------------------------------------------------------------------------- E-step device
+def test_unknown_device_is_a_clear_error(tmp_path):
+    proj = write_synthetic_project(tmp_path / "p", box=20, n=16, sym="D2", snr=1.0, angpix=5.0)
+    with pytest.raises(ProgramError, match="--device 7:7"):
+        run_refine(proj, tmp_path / "r" / "run", ["--iter", "2", "--device", "7:7"])
+
+
+@pytest.mark.opencl
+def test_opencl_estep_gives_the_numpy_poses(tmp_path):
+    """The same refine with the E-step on the default OpenCL device and on numpy (--device cpu):
+    the same poses (float32 rounding may move a rare particle by one sample) and maps."""
+    from polishplugin.core.opencl import opencl_available
+
+    if not opencl_available():
+        pytest.skip("no OpenCL platform")
+    vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
+    proj = write_synthetic_project(tmp_path / "p", box=32, n=40, sym="D2", snr=1.0, angpix=3.0, volume=vol)
+    for name, extra in (("cl", []), ("np", ["--device", "cpu"])):
+        assert run_refine(proj, tmp_path / name / "run", ["--iter", "3", *extra]) == 0
+    a = read_particles(tmp_path / "cl" / "run_data.star").angles_deg()
+    b = read_particles(tmp_path / "np" / "run_data.star").angles_deg()
+    diff = symmetry_aware_angle_deg(euler_to_matrix(*a.T), euler_to_matrix(*b.T), symmetry_matrices("D2"))
+    assert np.mean(diff < 0.01) >= 0.9
+    m1, _ = read_mrc(tmp_path / "cl" / "run_class001.mrc")
+    m2, _ = read_mrc(tmp_path / "np" / "run_class001.mrc")
+    assert fsc(m1, m2)[1:12].min() > 0.99
