@@ -29,8 +29,19 @@ def _parse(size: str) -> dict:
     return {"n": int(parts["n"]), "box": int(parts["b"]), "order": int(order), "local": "l" in parts}
 
 
-def estep_setup(n: int, box: int, order: int, local: bool):
-    """Synthetic D2 particles (SNR 1) and the true map; returns a callable running one E-step."""
+def _ops(backend: str):
+    from polishplugin.core.refine.estep import NumpyOps
+
+    if backend == "opencl":
+        from polishplugin.core.opencl.estep_cl import OpenCLOps
+
+        return OpenCLOps()
+    return NumpyOps()
+
+
+def estep_setup(n: int, box: int, order: int, local: bool, backend: str = "numpy"):
+    """Synthetic D2 particles (SNR 1) and the true map; returns a callable running one E-step
+    (``backend``: the E-step's projections/cross products in numpy or on the OpenCL device)."""
     from polishplugin.core.ctf import ctf_2d
     from polishplugin.core.geometry import euler_to_matrix, symmetry_matrices
     from polishplugin.core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
@@ -54,7 +65,7 @@ def estep_setup(n: int, box: int, order: int, local: bool):
     fine = angular_step_deg(order, 1)
     settings = EStepSettings(box=box, angpix=angpix, coarse_radius=min(box / 2, 12), current_radius=box / 2,
                              offset_range_px=2 if local else 3, offset_step_px=1 if local else 2,
-                             local_sigma_deg=2 * fine if local else None)
+                             local_sigma_deg=2 * fine if local else None, ops=_ops(backend))
     orient = OrientationGrid(order, None if local else ops)
 
     def run():
@@ -71,18 +82,19 @@ def estep_setup(n: int, box: int, order: int, local: bool):
 
 @register("refine3d.estep", sizes=("n50_b32_o2",),
           full_sizes=("n100_b32_o2", "n200_b32_o2", "n100_b64_o2", "n100_b32_o3", "n100_b32_l4", "n100_b64_l4"),
-          backends=("numpy",), warmup=False, repeats=1)
+          backends=("numpy", "opencl"), warmup=False, repeats=1)
 def refine3d_estep(size, backend):
     """One E-step + back-projection of one half: particles x box x HEALPix order (o: global, l: local)."""
-    return estep_setup(**_parse(size))
+    return estep_setup(**_parse(size), backend=backend)
 
 
-@register("refine3d.program", sizes=("synthetic",), full_sizes=("synthetic", "demo"), backends=("numpy",),
+@register("refine3d.program", sizes=("synthetic",), full_sizes=("synthetic", "demo"), backends=("numpy", "opencl"),
           warmup=False, repeats=1)
 def refine3d_program(size, backend):
     """The whole ``polishplugin refine3d`` (all iterations): 100 synthetic D2 particles (box 32), or the
-    simulated demo project (tutorial arguments)."""
+    simulated demo project (tutorial arguments); ``numpy`` runs with ``--device cpu``."""
     folder = tempfile.mkdtemp(prefix="bench_refine3d_")
+    device = ["--device", "cpu"] if backend == "numpy" else []
 
     def run():
         from polishplugin.convert.star import read_star
@@ -103,15 +115,17 @@ def refine3d_program(size, backend):
                     "--ini_high", "50", "--sym", "D2", "--ctf", "--ctf_corrected_ref", "--particle_diameter", "100",
                     "--zero_mask", "--flatten_solvent", "--solvent_correct_fsc", "--healpix_order", "2",
                     "--auto_local_healpix_order", "4", "--offset_range", "5", "--offset_step", "2",
-                    "--low_resol_join_halves", "40", "--random_seed", "1"]))
+                    "--low_resol_join_halves", "40", "--norm", "--scale", "--random_seed", "1", *device]))
                 g = read_star("Refine3D/job027/run_model.star")["model_general"]
+                n_it = len(list(Path("Refine3D/job027").glob("run_it*_data.star")))
             finally:
                 os.chdir(cwd)
-            return {"resolution_A": float(g["rlnCurrentResolution"].iloc[0]), "seconds": round(time.time() - t0, 1)}
+            return {"resolution_A": float(g["rlnCurrentResolution"].iloc[0]), "seconds": round(time.time() - t0, 1),
+                    "iterations": n_it}
         from polishplugin.tests.programs.test_refine3d import run_refine, write_synthetic_project
 
         proj = write_synthetic_project(Path(folder) / "p", box=32, n=100, snr=1.0, angpix=3.0)
-        run_refine(proj, Path(folder) / "r" / "run", ["--iter", "30"])
+        run_refine(proj, Path(folder) / "r" / "run", ["--iter", "30", *device])
         g = read_star(Path(folder) / "r" / "run_model.star")["model_general"]
         return {"resolution_A": float(g["rlnCurrentResolution"].iloc[0])}
     return run

@@ -78,7 +78,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                       label="Random seed", help="Seed of the grid perturbation (-1: from the clock).")
         form.addParam("maxIterations", params.IntParam, default=999, expertLevel=params.LEVEL_ADVANCED,
                       label="Maximum iterations")
-        addComputeSection(form, threads=1, mpi=1)
+        addComputeSection(form, threads=1, mpi=1, device=True)
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
@@ -147,7 +147,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
             args += ["--flatten_solvent", "--solvent_mask", _mrc_path(mask)]
             if self.solventFscMask.get():
                 args.append("--solvent_correct_fsc")
-        return args
+        return args + self._deviceArgs()
 
     # --------------------------- INFO functions ------------------------------
     def _validate(self):

@@ -47,6 +47,11 @@ class TestPolishRefine3D(BaseTest):
             self.assertIn(flag, args)
         for flag in ("--firstiter_cc", "--ctf_phase_flipped", "--ctf_intact_first_peak"):
             self.assertNotIn(flag, args)
+        for flag in ("--norm", "--scale"):  # always, as RELION's GUI
+            self.assertIn(flag, args)
+        self.assertNotIn("--device", args)  # empty field: the program's default device
+        prot.clDevice.set("cpu")
+        self.assertEqual(prot._programArgs()[-2:], ["--device", "cpu"])
 
     def test_refine_outputs(self):
         prot = self.newProtocol(ProtPolishRefine3D, inputParticles=self.imp.outputParticles,
