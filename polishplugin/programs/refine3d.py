@@ -17,8 +17,11 @@ ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
 
 Normalisation and scale corrections (--norm, --scale): each particle's image is multiplied by
 avg_norm / rlnNormCorrection before the E-step and its new rlnNormCorrection is the noise standard
-deviation of its residual (old/avg x sqrt(2 sum_w |X - cP|^2), the residual beyond the current size
-being the image power); each group's CTF is multiplied by its rlnGroupScaleCorrection, re-estimated as
+deviation of its residual (old/avg x sqrt(2 sum_w |X - a cP|^2), the residual beyond the current size
+being the image power); unlike RELION the residual is taken with the particle's best model amplitude
+a = sum XA / sum AA, so that an amplitude error is left to the scale correction and not read as noise
+(with the plain residual, a 5 % amplitude error outweighs the noise at high SNR and the corrections run
+away; tests/programs/test_refine3d.py::test_auto_sampling_goes_fine_on_high_snr_data); each group's CTF is multiplied by its rlnGroupScaleCorrection, re-estimated as
 sum XA / sum AA over the shells with SSNR > 3, clipped to [median/5, 5 median] and renormalised to a
 particle-weighted mean of 1.  Groups: rlnGroupNumber, else rlnGroupName, else one per micrograph.
 Neither is updated in a --firstiter_cc iteration.

@@ -90,7 +90,7 @@ class ParticleResult:
     n_significant: int
     offset_change2_a2: float  # posterior-weighted |t - t_old|^2 (Å^2)
     min_diff2: float
-    resid2: float = 0.0  # posterior-weighted sum_k |X - c P|^2 over the current pixels (norm correction)
+    resid2: float = 0.0  # posterior-weighted sum_k |X - a c P|^2 (best amplitude a), current pixels (norm)
     xa: float = 0.0  # posterior-weighted sum_k Re(conj(c P) X) over the scale pixels (scale correction)
     aa: float = 0.0  # posterior-weighted sum_k |c P|^2 over the scale pixels
 
@@ -373,7 +373,7 @@ def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s,
     sums ``target = (data, weight, row ids)``) and its weighted residual power to ``noise``.
 
     Returns ``(resid2, xa, aa)`` (zeros unless ``s.corrections``): the posterior-weighted residual
-    power ``sum_k |X - c P|^2`` and the scale products ``sum_k Re(conj(c P) X)``, ``sum_k |c P|^2``
+    power ``sum_k |X - a c P|^2`` with the particle's best amplitude ``a`` and the scale products ``sum_k Re(conj(c P) X)``, ``sum_k |c P|^2``
     over ``s.scale_pixels`` (RELION ``exp_wsum_norm_correction``, ``exp_wsum_scale_correction_XA/AA``).
     """
     keep_r = np.nonzero(wts.sum(0) > 1e-3 * wts.max())[0]
@@ -402,4 +402,8 @@ def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s,
     if not s.corrections:
         return 0.0, 0.0, 0.0
     sel = slice(None) if s.scale_pixels is None else s.scale_pixels
-    return float(resid.sum()), float(xa_pix[sel].sum()), float(aa_pix[sel].sum())
+    # residual power with the particle's best model amplitude (sum XA / sum AA): an amplitude error is
+    # left to the scale correction instead of being read as noise (see refine3d's module docstring)
+    xa_tot, aa_tot = float(xa_pix.sum()), float(aa_pix.sum())
+    resid2 = float(resid.sum()) - (xa_tot - aa_tot) ** 2 / aa_tot if aa_tot > 0 else float(resid.sum())
+    return resid2, float(xa_pix[sel].sum()), float(aa_pix[sel].sum())
