@@ -236,7 +236,7 @@ def select_ops(device_arg=None):
     try:
         ops = OpenCLOps()
     except Exception as exc:  # no platform, or a default device that cannot build the kernels
-        log.info("E-step on the CPU with numpy: %s", exc)
+        log.warning("E-step on the CPU with numpy (OpenCL could not be used: %s)", exc)
         return NumpyOps()
     where = "projections and cross products" if ops.cross_rows is not None else "projections (cross products: BLAS)"
     log.info("E-step %s on OpenCL device %s", where, ops.info.label)
