@@ -94,7 +94,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--ref", default="", help="reference map (MRC); required unless --continue")
     a("--continue", dest="continue_from", default="",
       help="continue a killed or stopped refinement from its <o>_itNNN_optimiser.star (RELION --continue); "
-           "the options of the original run are used (only --o, --iter, --j, --device may change)")
+           "the options of the original run are used (only --o, --iter, --j, --device may change; without "
+           "--device the original run's E-step device is used again)")
     a("--ini_high", type=float, default=60.0, help="initial low-pass filter of the reference (Å; default 60)")
     a("--sym", default="C1", help="point group: C1, Cn, Dn, T, O, I (default C1)")
     a("--particle_diameter", type=float, default=-1.0, help="mask diameter (Å); -1: 80%% of the box")
@@ -538,8 +539,9 @@ def main(args: argparse.Namespace) -> int:
     if args.continue_from:
         resume = _read_optimiser(args.continue_from)
         for k, v in resume["options"].items():
-            if k not in RESUME_KEEP and hasattr(args, k) and not (k == "iter" and args.iter is not None):
-                setattr(args, k, v)
+            given = getattr(args, k, None) is not None
+            if hasattr(args, k) and not (k in RESUME_KEEP and given) and not (k == "iter" and args.iter is not None):
+                setattr(args, k, v)  # the original run's option (--device too, unless given again)
     elif not args.i or not args.ref:
         raise ProgramError("refine3d needs --i and --ref (or --continue <o>_itNNN_optimiser.star)")
     if args.iter is None:
