@@ -28,7 +28,8 @@ from polishplugin.core.refine.schedule import symmetry_aware_angle_deg, ssnr_fro
 ap = argparse.ArgumentParser()
 ap.add_argument("--project", required=True); ap.add_argument("--B", type=int, default=160); ap.add_argument("--orders", default="4,5")
 ap.add_argument("--n", type=int, default=60); ap.add_argument("--sigma", type=float, default=3.0)
-ap.add_argument("--refs", default="other,true"); ap.add_argument("--ops", default="opencl")
+ap.add_argument("--refs", default="other,true"); ap.add_argument("--map", default="",
+    help="also use this map (e.g. a refine's run_it###_half2_class001.mrc) as reference 'map'"); ap.add_argument("--ops", default="opencl")
 a = ap.parse_args()
 proj = Path(a.project); B = a.B
 t00 = time.time()
@@ -117,8 +118,13 @@ if a.ops == "opencl":
 else:
     from polishplugin.core.refine.estep import NumpyOps
     eops = NumpyOps()
-for refname in a.refs.split(","):
-    grid = {"other": ref2, "true": tgrid}[refname]
+grids = {"other": ref2, "true": tgrid}
+if a.map:
+    mm, _ = read_mrc(a.map)
+    grids["map"] = map_to_grid(mm.astype(np.float64), 2).astype(np.complex64) if B == b0 else None
+    assert grids["map"] is not None, "--map needs --B equal to the particle box"
+for refname in a.refs.split(",") + (["map"] if a.map else []):
+    grid = grids[refname]
     for order in [int(o) for o in a.orders.split(",")]:
         fine = angular_step_deg(order, 1)
         st = EStepSettings(box=B, angpix=angpix, pad=2, coarse_radius=B / 2, current_radius=B / 2,
