@@ -155,12 +155,17 @@ REFINE_FINALS = ("run_class001.mrc", "run_half1_class001_unfil.mrc", "run_half2_
 
 
 def _compare_refine(a: Path, b: Path) -> None:
-    """Final refine3d outputs equal within float tolerance (same seed, numpy E-step, one BLAS thread; the
-    resumed run is usually bit-exact, but BLAS/SIMD sums may differ in the last bit between processes)."""
+    """Final refine3d outputs equal within float tolerance (same seed, numpy E-step, one BLAS thread).
+
+    The exact resume state is tested bit for bit in tests/programs/test_refine3d.py (continuing from
+    iteration 2 with --norm --scale).  Here the killed and the uninterrupted runs are separate processes; in CI runs
+    they have differed by up to 1.7e-5 of the map maximum and 4.4e-5 relative in rlnMaxValueProbDistribution
+    after a resume from iteration 2 (not reproduced on the development machine, where two uninterrupted
+    processes are bit-identical), hence 1e-4; a wrong resume state moves these by orders of magnitude more."""
     for name in REFINE_FINALS:
         if name.endswith(".mrc"):
             ma = read_mrc(a / name)[0]
-            np.testing.assert_allclose(read_mrc(b / name)[0], ma, rtol=0, atol=1e-5 * float(np.abs(ma).max()),
+            np.testing.assert_allclose(read_mrc(b / name)[0], ma, rtol=0, atol=1e-4 * float(np.abs(ma).max()),
                                        err_msg=name)
             continue
         sa, sb = read_star(a / name), read_star(b / name)
@@ -170,8 +175,8 @@ def _compare_refine(a: Path, b: Path) -> None:
                 x, y = sa[block][col], sb[block][col]
                 if pd.api.types.is_numeric_dtype(x):
                     xs = x.to_numpy(float)
-                    np.testing.assert_allclose(y.to_numpy(float), xs, rtol=1e-5,
-                                               atol=1e-5 * float(np.nanmax(np.abs(xs))) if len(xs) else 0,
+                    np.testing.assert_allclose(y.to_numpy(float), xs, rtol=1e-4,
+                                               atol=1e-4 * float(np.nanmax(np.abs(xs))) if len(xs) else 0,
                                                err_msg=f"{name}/{block}/{col}")
                 else:  # output paths differ by their folder only
                     assert [str(v).replace(str(a), "OUT") for v in x] == \
