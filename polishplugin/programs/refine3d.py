@@ -241,28 +241,33 @@ def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_
                                f"(image {first}, {int(bad.sum())} image(s) in this half set)")
     ang = table.angles_deg()[rows]
     ctf = ctf_all[rows] if ctf_all is not None else np.ones((len(rows), box, box // 2 + 1), np.float32)
-    parts = table.particles
-    norm = parts[L.NORM_CORRECTION].to_numpy(np.float64)[rows] if L.NORM_CORRECTION in parts.columns \
-        else np.ones(len(rows))
-    if not (np.isfinite(norm).all() and (norm > 0).all()):
-        raise ProgramError(f"particle STAR file {table.path}: {L.NORM_CORRECTION} must be positive")
     return HalfSet(half, rows, images, ctf, table.origins_px()[rows],
-                   euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]), norm=norm, group=particle_groups(table)[0][rows])
+                   euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]))
 
 
 def particle_groups(table) -> tuple[np.ndarray, list[str]]:
     """Group index of every particle and the group names (RELION: rlnGroupNumber, else rlnGroupName,
     else one group per micrograph, else a single group)."""
     parts = table.particles
-    for col in (L.GROUP_NUMBER, L.GROUP_NAME, L.MICROGRAPH_NAME):
+    if L.GROUP_NUMBER in parts.columns:  # numeric order, not string order
+        nums, idx = np.unique(parts[L.GROUP_NUMBER].to_numpy(np.int64), return_inverse=True)
+        return idx.astype(np.int64), [f"group_{n}" for n in nums]
+    for col in (L.GROUP_NAME, L.MICROGRAPH_NAME):
         if col in parts.columns:
             names, idx = np.unique(parts[col].astype(str).to_numpy(), return_inverse=True)
-            if col == L.GROUP_NUMBER:  # numeric order, not string order
-                nums = parts[col].to_numpy(np.int64)
-                names, idx = np.unique(nums, return_inverse=True)
-                names = [f"group_{n}" for n in names]
             return idx.astype(np.int64), [str(n) for n in names]
     return np.zeros(len(parts), np.int64), ["group_1"]
+
+
+def input_norms(table) -> np.ndarray:
+    """rlnNormCorrection of every particle (1 where the column is absent); must be positive."""
+    parts = table.particles
+    if L.NORM_CORRECTION not in parts.columns:
+        return np.ones(len(parts))
+    norm = parts[L.NORM_CORRECTION].to_numpy(np.float64)
+    if not (np.isfinite(norm).all() and (norm > 0).all()):
+        raise ProgramError(f"particle STAR file {table.path}: {L.NORM_CORRECTION} must be positive")
+    return norm
 
 
 def _updated_norms(x: np.ndarray, iy: np.ndarray, ix: np.ndarray, box: int, res: list, norm: np.ndarray,
@@ -512,19 +517,9 @@ def _read_optimiser(path: str) -> dict:
 
 
 def _estep_ops(device):
-    """The E-step backend for ``--device`` (numpy when OpenCL cannot be imported at all)."""
-    if device is not None and str(device).strip().lower() == "cpu":
-        from ..core.refine.estep import NumpyOps
+    """The E-step backend for ``--device`` (:func:`estep_cl.select_ops`; its errors as ProgramError)."""
+    from ..core.opencl import estep_cl, runtime
 
-        return NumpyOps()
-    try:
-        from ..core.opencl import estep_cl, runtime
-    except ImportError as exc:  # pragma: no cover - pyopencl missing
-        if device:
-            raise ProgramError(f"--device {device}: OpenCL is not available ({exc})") from exc
-        from ..core.refine.estep import NumpyOps
-
-        return NumpyOps()
     try:
         return estep_cl.select_ops(device)
     except runtime.OpenCLUnavailable as exc:
@@ -559,23 +554,23 @@ def main(args: argparse.Namespace) -> int:
     # half sets on ranks: rank r works on half (r % 2) + 1 with its share of that half's particles
     my_halves = [1, 2] if comm.size == 1 else [comm.rank % 2 + 1]
     local: dict[int, HalfSet] = {}
+    group_idx, group_names = particle_groups(table)
+    norm_in = input_norms(table)
     for h in my_halves:
         rows = np.nonzero(halves == h)[0]
         if comm.size > 1:
             peers = [r for r in range(comm.size) if r % 2 + 1 == h]
             rows = rows[list(partition(len(rows), len(peers), peers.index(comm.rank)))]
         local[h] = _load_half(table, rows, h, box, angpix, ctf_all)
+        local[h].norm, local[h].group = norm_in[rows], group_idx[rows]
     # initial noise per half (per-pixel sums over the ranks of a half, so any rank count gives the same)
     sigma2 = {h: _initial_sigma2(comm.allreduce_sum(_initial_sums(local.get(h), mask_radius, box,
                                                                    args.zero_mask)), box) for h in (1, 2)}
     sigma_off = {1: 10.0, 2: 10.0}
     for h, hs in local.items():
         hs.sigma2 = sigma2[h]
-    group_idx, group_names = particle_groups(table)
     group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
     scale = np.ones(len(group_names))  # rlnGroupScaleCorrection
-    norm_in = table.particles[L.NORM_CORRECTION].to_numpy(np.float64) if L.NORM_CORRECTION in table.particles.columns \
-        else np.ones(len(table))
     avg_norm = float(norm_in.mean())  # so that a set normalised by an earlier run starts unchanged
     ssnr_prev = None  # data_vs_prior of the previous iteration: the shells of the scale products
     acc_rows = np.nonzero(halves == 1)[0][:20]  # the particles of the accuracy estimate (rank-independent)

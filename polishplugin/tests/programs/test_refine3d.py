@@ -398,20 +398,21 @@ def test_firstiter_cc_with_reference_off_the_greyscale(tmp_path):
 
 
 # ------------------------------------------------------------------ normalisation and scale corrections
-def _planted_groups(n: int) -> np.ndarray:
-    """True for the particles of micrographs 0-3 (groups 1-4 of ``write_synthetic_project``)."""
-    return np.arange(n) // 10 < 4
+def _planted_project(folder: Path, n: int = 80, **scales) -> tuple[dict, np.ndarray]:
+    """The D2 test set (box 32, SNR 1) with ``scales`` (``image_scale=f`` or ``signal_scale=f``) planted on
+    micrographs 0-3 (groups 1-4 of ``write_synthetic_project``); returns it and the planted mask."""
+    planted = np.arange(n) // 10 < 4
+    vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
+    proj = write_synthetic_project(folder, box=32, n=n, sym="D2", snr=1.0, angpix=3.0, volume=vol,
+                                   **{k: np.where(planted, f, 1.0) for k, f in scales.items()})
+    return proj, planted
 
 
 def test_norm_correction_recovers_planted_image_scale(tmp_path):
     """Images of micrographs 0-3 multiplied by 1.6 (signal and noise, a normalisation error): with
     --norm their rlnNormCorrection is 1.6x the others' and the average is written to model.star;
     without --norm every correction stays 1."""
-    n = 80
-    planted = _planted_groups(n)
-    vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
-    proj = write_synthetic_project(tmp_path / "p", box=32, n=n, sym="D2", snr=1.0, angpix=3.0, volume=vol,
-                                   image_scale=np.where(planted, 1.6, 1.0))
+    proj, planted = _planted_project(tmp_path / "p", image_scale=1.6)
     assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "4", "--norm"]) == 0
     d = read_particles(tmp_path / "r" / "run_data.star").particles
     norm = d[L.NORM_CORRECTION].to_numpy()
@@ -428,10 +429,7 @@ def test_scale_correction_recovers_planted_signal_scale(tmp_path):
     """Signal of micrographs 0-3 x1.5 with the same noise: with --scale their groups' (one per
     micrograph) rlnGroupScaleCorrection is 1.5x the others', with a particle-weighted mean of 1."""
     n = 80
-    planted = _planted_groups(n)
-    vol = blob_phantom(32, "D2", n_blobs=40, blob_sigma_px=0.9, seed=0)
-    proj = write_synthetic_project(tmp_path / "p", box=32, n=n, sym="D2", snr=1.0, angpix=3.0, volume=vol,
-                                   signal_scale=np.where(planted, 1.5, 1.0))
+    proj, planted = _planted_project(tmp_path / "p", n, signal_scale=1.5)
     assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "4", "--scale"]) == 0
     groups = read_star(tmp_path / "r" / "run_model.star")["model_groups"]
     assert list(groups[L.GROUP_NAME]) == [f"mic{i:03d}.mrc" for i in range(8)]
@@ -477,3 +475,13 @@ def test_opencl_estep_gives_the_numpy_poses(tmp_path):
     m1, _ = read_mrc(tmp_path / "cl" / "run_class001.mrc")
     m2, _ = read_mrc(tmp_path / "np" / "run_class001.mrc")
     assert fsc(m1, m2)[1:12].min() > 0.99
+
+
+def test_non_positive_norm_correction_is_a_clear_error(tmp_path):
+    proj = write_synthetic_project(tmp_path / "p", box=20, n=16, sym="D2", snr=1.0, angpix=5.0)
+    tables = read_star(proj["star"])
+    tables["particles"][L.NORM_CORRECTION] = np.where(np.arange(16) == 3, 0.0, 1.0)
+    write_star(proj["star"], tables)
+    with pytest.raises(ProgramError, match=f"particles.star: {L.NORM_CORRECTION} must be positive"):
+        run_refine(proj, tmp_path / "r" / "run", ["--iter", "2", "--norm"])
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # nothing written
