@@ -8,6 +8,7 @@ to the data (absorbs contrast, MTF and blur; an ideal reference).  The median an
 is what a refine can reach on these data; refine3d's result is compared with it in bench/README.md.
 
 Images are Fourier-cropped to ``--B`` pixels (the same Fourier pixels as a current image size of B).
+Offsets are sampled at ``--offset_step`` (fine: half): at high SNR a coarse offset grid limits the angles too.
 
     python bench/refine_bound.py --project /tmp/tut24 --B 160
     python bench/refine_bound.py --project demo_output_dir --B 64
@@ -30,6 +31,8 @@ ap.add_argument("--project", required=True); ap.add_argument("--B", type=int, de
 ap.add_argument("--n", type=int, default=60); ap.add_argument("--sigma", type=float, default=3.0)
 ap.add_argument("--refs", default="other,true"); ap.add_argument("--map", default="",
     help="also use this map (e.g. a refine's run_it###_half2_class001.mrc) as reference 'map'"); ap.add_argument("--ops", default="opencl")
+ap.add_argument("--offset_step", type=float, default=0.5,
+                help="coarse offset step (px; the fine step is half): the offsets are sampled, so a coarse step limits the angles too")
 a = ap.parse_args()
 proj = Path(a.project); B = a.B
 t00 = time.time()
@@ -128,7 +131,7 @@ for refname in a.refs.split(",") + (["map"] if a.map else []):
     for order in [int(o) for o in a.orders.split(",")]:
         fine = angular_step_deg(order, 1)
         st = EStepSettings(box=B, angpix=angpix, pad=2, coarse_radius=B / 2, current_radius=B / 2,
-                           offset_range_px=1.0, offset_step_px=0.5, sigma_offset_a=2.0, local_sigma_deg=a.sigma,
+                           offset_range_px=max(1.0, 2 * a.offset_step), offset_step_px=a.offset_step, sigma_offset_a=2.0, local_sigma_deg=a.sigma,
                            max_significant=0, ops=eops)
         t0 = time.time()
         res = expectation(grid, OrientationGrid(order), x, c, s2pix, k, shells, true_off[rows], rnd, mats[rows], st,

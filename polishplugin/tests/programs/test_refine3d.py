@@ -228,28 +228,13 @@ def true_pose_half_maps(proj: dict) -> tuple[np.ndarray, np.ndarray]:
     """Unregularised half maps reconstructed from the particles with their true poses and CTFs."""
     from polishplugin.convert.mrc import read_stack_images
     from polishplugin.core.ctf import ctf_rfft_stack
-    from polishplugin.core.refine.estep import prepare_images
-    from polishplugin.core.refine.fourier3d import Backprojector, grid_to_map, pixel_list, regularised_grid
+    from polishplugin.tests.programs.refine_truth import reconstruct_halves
 
     table = read_particles(proj["star"])
-    box = proj["box"]
     images = read_stack_images(proj["dir"] / "particles.mrcs", np.arange(1, len(table) + 1))
-    ctf = ctf_rfft_stack(table.ctf_params(), box, proj["angpix"])
-    x, _ = prepare_images(images, np.zeros((len(table), 2)), 0.4 * box)
-    from polishplugin.core.fourier import shift_rfft
-
-    iy, ix, k = pixel_list(box, box / 2)
-    mats = euler_to_matrix(*proj["angles"].T)
-    phase = np.exp(-2j * np.pi * (proj["origins"] @ k.T) / box)  # shift each image by its true origin
-    maps = []
-    for h in (1, 2):
-        sel = proj["halves"] == h
-        bp = Backprojector(box)
-        c = ctf[sel][:, iy, ix]
-        bp.insert(x[sel][:, iy, ix] * phase[sel] * c, c * c, mats[sel], k)
-        d, w = bp.finalised(symmetry_matrices(proj["sym"]))
-        maps.append(grid_to_map(regularised_grid(d, w, None, 2, box), box))
-    return maps[0], maps[1]
+    ctf = ctf_rfft_stack(table.ctf_params(), proj["box"], proj["angpix"])
+    return reconstruct_halves(images, ctf, euler_to_matrix(*proj["angles"].T), proj["origins"], proj["halves"],
+                              proj["sym"])
 
 
 @pytest.mark.slow
@@ -297,6 +282,54 @@ def test_auto_sampling_goes_fine_on_high_snr_data(tmp_path):
     assert np.median(err) < 1.3
     off = read_particles(tmp_path / "r" / "run_data.star").origins_px()
     assert np.median(np.sqrt(((off - proj["origins"]) ** 2).sum(1))) < 0.1
+
+
+@pytest.mark.slow
+def test_demo_geometry_at_the_tutorials_sharpness_reaches_under_one_degree(tmp_path):
+    """The issue's must-show on a simulated project: the demo preset (288 particles, D2, CTF, MTF, local
+    motion left in the images) with contrast 0.30, start poses rotated by 3 deg and offsets moved by up
+    to 1.5 px, reference = the previous refine low-passed to 50 A, the tutorial's step-27 arguments.
+
+    Contrast 0.30 is five times the demo preset's: at 0.06 these particles hold 4 deg at best (median
+    Pmax 0.05, bench/README.md).  Realistic means no sharper than the real tutorial's particles: their
+    RELION refine left median rlnMaxValueProbDistribution 0.995 at its final sampling (finer than 1.9
+    deg), ours reach 0.7-0.8 at 1.875 deg - asserted below with the real STAR file when present.
+    Measured: 0.72 deg, offsets 0.06 px at iteration 20 (capped here; uncapped it converges at order 7,
+    0.70 deg, in 522 s: bench/refine_from_perturbed.py)."""
+    import os
+
+    from polishplugin.programs.simulate import simulate_project
+    from polishplugin.tests.programs.refine_truth import (perturb_project_poses, pose_errors, project_truth,
+                                                          refine_arguments, true_pose_half_maps)
+
+    project = tmp_path / "sim"
+    simulate_project(project, preset="demo", seed=1, contrast=0.30)
+    truth = project_truth(project)
+    start_ang, start_off = perturb_project_poses(project, truth, project / "perturbed.star", 3.0, 1.5)
+    assert start_ang == pytest.approx(3.0, abs=0.01) and start_off > 0.8
+    out = project / "Refine3D" / "perturbed" / "run"
+    argv = refine_arguments(project, project / "perturbed.star", out) + ["--iter", "20"]
+    assert refine3d.main(build_parser("refine3d").parse_args(argv)) == 0
+    err, oerr, _ = pose_errors(read_particles(f"{out}_data.star"), truth)
+    assert np.median(err) < 1.0
+    assert np.median(oerr) < 0.5
+    # resolution within one shell of the true-pose reconstruction (same particles, same mask)
+    mask, _ = read_mrc(project / "MaskCreate" / "job022" / "mask.mrc")
+    h1, _ = read_mrc(f"{out}_half1_class001_unfil.mrc")
+    h2, _ = read_mrc(f"{out}_half2_class001_unfil.mrc")
+    t1, t2 = true_pose_half_maps(project, truth)
+    ours, best = resolution_shell(fsc(h1 * mask, h2 * mask)), resolution_shell(fsc(t1 * mask, t2 * mask))
+    assert ours >= best - 1
+    # the posteriors at 1.875 deg (HEALPix order 3) are no sharper than the real tutorial's
+    pmax3 = [np.median(pose_errors(read_particles(f), truth)[2])
+             for f in sorted(out.parent.glob("run_it*_data.star"))
+             if int(read_star(str(f).replace("_data.star", "_sampling.star"))["sampling_general"]
+                    ["rlnHealpixOrder"].iloc[0]) == 3]
+    assert pmax3 and max(pmax3) < 0.9
+    data = os.environ.get("POLISHPLUGIN_TEST_DATA")
+    if data:
+        real = read_particles(Path(data) / "relion-tutorial" / "particles_tutorial_polish_input.star")
+        assert np.median(real.particles[L.MAX_VALUE_PROB_DISTRIBUTION].to_numpy(float)) > max(pmax3)
 
 
 def test_continue_from_optimiser_star_matches_full_run(tmp_path):
