@@ -29,8 +29,9 @@ Neither is updated in a --firstiter_cc iteration.
 Differences from RELION (documented choices): with --firstiter_cc the first iteration scores
 by normalised cross-correlation with the best sample only and keeps the initial noise spectra; the
 accuracy estimate behind auto-sampling uses a log-likelihood drop of 1 (RELION: 4.605, P = 0.01), so
-the sampling is refined somewhat further than RELION would; noise spectra and offset priors are kept
-per half set; significant samples are capped by --maxsig 200.
+the sampling is refined somewhat further than RELION would; significant samples are capped by --maxsig
+200.  As in RELION the two half sets share the noise spectra, the offsets' sigma and the corrections;
+only their reconstructions are kept apart until the final iteration.
 
 E-step backend (--gpu/--device, ``polishplugin.core.opencl.estep_cl.select_ops``): projections on the
 OpenCL device whenever one works (cross products there too on a GPU, with BLAS on a CPU device);
@@ -563,9 +564,10 @@ def main(args: argparse.Namespace) -> int:
             rows = rows[list(partition(len(rows), len(peers), peers.index(comm.rank)))]
         local[h] = _load_half(table, rows, h, box, angpix, ctf_all)
         local[h].norm, local[h].group = norm_in[rows], group_idx[rows]
-    # initial noise per half (per-pixel sums over the ranks of a half, so any rank count gives the same)
-    sigma2 = {h: _initial_sigma2(comm.allreduce_sum(_initial_sums(local.get(h), mask_radius, box,
-                                                                   args.zero_mask)), box) for h in (1, 2)}
+    # initial noise from all particles (per-pixel sums over the ranks, so any rank count gives the same);
+    # as in RELION the halves share everything but their reconstructions (noise, offsets sigma, corrections)
+    init = comm.allreduce_sum(sum(_initial_sums(local.get(h), mask_radius, box, args.zero_mask) for h in (1, 2)))
+    sigma2 = {h: _initial_sigma2(init, box) for h in (1, 2)}
     sigma_off = {1: 10.0, 2: 10.0}
     for h, hs in local.items():
         hs.sigma2 = sigma2[h]
@@ -688,12 +690,14 @@ def main(args: argparse.Namespace) -> int:
             weight = comm.allreduce_sum(bps[h].weight)
             bps[h].data, bps[h].weight = data, weight
             dw[h] = bps[h].finalised(sym_ops)
-            nz = noise[h]
-            sums = comm.allreduce_sum(np.concatenate([nz.wsum, nz.count]))
-            nz.wsum, nz.count = sums[:len(nz.wsum)], sums[len(nz.wsum):]
-            sigma2[h] = nz.sigma2(sigma2[h])
-            n_h = max(stats[h - 1, 0], 1)
-            sigma_off[h] = float(np.sqrt(max(stats[h - 1, 4] / (2 * n_h), MIN_SIGMA2_OFFSET_A2)))
+        # noise spectra and the offsets' sigma from both halves (RELION combineWeightedSumsTwoRandomHalves)
+        nz = noise[1]
+        sums = comm.allreduce_sum(np.concatenate([noise[1].wsum + noise[2].wsum, noise[1].count + noise[2].count]))
+        nz.wsum, nz.count = sums[:len(nz.wsum)], sums[len(nz.wsum):]
+        shared_sigma2 = nz.sigma2(sigma2[1])
+        shared_off = float(np.sqrt(max(stats[:, 4].sum() / (2 * max(stats[:, 0].sum(), 1)), MIN_SIGMA2_OFFSET_A2)))
+        for h in (1, 2):
+            sigma2[h], sigma_off[h] = shared_sigma2.copy(), shared_off
             if h in local:
                 local[h].sigma2, local[h].sigma_offset_a = sigma2[h], sigma_off[h]
         (d1, w1), (d2, w2) = dw[1], dw[2]
