@@ -139,7 +139,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------- data
 @dataclass
 class HalfSet:
-    """Particles of one half set on this rank, with their current poses and noise model."""
+    """Particles of one half set on this rank, with their current poses and corrections."""
 
     half: int
     rows: np.ndarray  # particle rows in the input table
@@ -147,8 +147,6 @@ class HalfSet:
     ctf: np.ndarray  # (n, N, N//2+1) float32
     offsets_px: np.ndarray  # (n, 2)
     mats: np.ndarray  # (n, 3, 3)
-    sigma2: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    sigma_offset_a: float = 10.0
     pmax: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_sig: np.ndarray = field(default_factory=lambda: np.zeros(0))
     loglik: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -445,13 +443,14 @@ def _data_table(table, halves_state: list[HalfSet], angpix: float):
 
 
 # ------------------------------------------------------------------------------------------ resume
-OPTIMISER_VERSION = 2
+OPTIMISER_VERSION = 3
 RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
 
 
 def _write_optimiser(it_root: str, args, seed: int, iteration: int, final: bool, current_size: int,
                      resolution_a: float, acc_rot: float, acc_trans_px: float, angpix: float, sched: AutoSampling,
-                     sigma2: dict, sigma_off: dict, mats: np.ndarray, offsets: np.ndarray, corr: dict) -> None:
+                     sigma2: np.ndarray, sigma_off: float, mats: np.ndarray, offsets: np.ndarray,
+                     corr: dict) -> None:
     """``<it_root>_optimiser.star`` (readable state, written last: its presence marks a complete
     iteration) and ``<it_root>_optimiser.npz`` (exact arrays: poses, noise spectra, options)."""
     import json
@@ -462,9 +461,8 @@ def _write_optimiser(it_root: str, args, seed: int, iteration: int, final: bool,
     opts = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
     state = {"seed": seed, "iteration": iteration, "final": final, "current_size": current_size,
              "resolution_a": resolution_a, "acc_rot": acc_rot, "acc_trans_px": acc_trans_px,
-             "sigma_off_1": sigma_off[1], "sigma_off_2": sigma_off[2],
-             "avg_norm": corr["avg_norm"]}  # exact (json floats round-trip)
-    np.savez(tmp, mats=mats, offsets=offsets, sigma2_1=sigma2[1], sigma2_2=sigma2[2], norm=corr["norm"],
+             "sigma_off": sigma_off, "avg_norm": corr["avg_norm"]}  # exact (json floats round-trip)
+    np.savez(tmp, mats=mats, offsets=offsets, sigma2=sigma2, norm=corr["norm"],
              scale=corr["scale"], ssnr=corr["ssnr"],
              options=np.array(json.dumps(opts, default=str)), schedule=np.array(json.dumps(asdict(sched))),
              state=np.array(json.dumps(state)))
@@ -483,8 +481,7 @@ def _write_optimiser(it_root: str, args, seed: int, iteration: int, final: bool,
         "rlnSmallestChangesOffsets": sched.smallest_offset_change,
         "rlnHasConverged": int(final), "rlnCurrentResolution": resolution_a, "rlnCurrentImageSize": current_size,
         "rlnAccuracyRotations": acc_rot, "rlnAccuracyTranslationsAngst": acc_trans_px * angpix,
-        "rlnSigmaOffsetsAngst": 0.5 * (sigma_off[1] + sigma_off[2]),
-        "rlnPolishSigmaOffsetsHalf1": sigma_off[1], "rlnPolishSigmaOffsetsHalf2": sigma_off[2],
+        "rlnSigmaOffsetsAngst": sigma_off,
         "rlnPolishOptimiserArrays": npz, "rlnPolishOptimiserVersion": OPTIMISER_VERSION,
         "rlnPolishReferenceHalf1": f"{it_root}_half1_class001.mrc",
         "rlnPolishReferenceHalf2": f"{it_root}_half2_class001.mrc",
@@ -567,10 +564,8 @@ def main(args: argparse.Namespace) -> int:
     # initial noise from all particles (per-pixel sums over the ranks, so any rank count gives the same);
     # as in RELION the halves share everything but their reconstructions (noise, offsets sigma, corrections)
     init = comm.allreduce_sum(sum(_initial_sums(local.get(h), mask_radius, box, args.zero_mask) for h in (1, 2)))
-    sigma2 = {h: _initial_sigma2(init, box) for h in (1, 2)}
-    sigma_off = {1: 10.0, 2: 10.0}
-    for h, hs in local.items():
-        hs.sigma2 = sigma2[h]
+    sigma2 = _initial_sigma2(init, box)
+    sigma_off = 10.0  # Å
     group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
     scale = np.ones(len(group_names))  # rlnGroupScaleCorrection
     avg_norm = float(norm_in.mean())  # so that a set normalised by an earlier run starts unchanged
@@ -594,15 +589,13 @@ def main(args: argparse.Namespace) -> int:
         acc_rot, acc_trans = float(st["acc_rot"]), float(st["acc_trans_px"])
         sched = AutoSampling(**resume["schedule"])
         refs = resume["refs"]
-        sigma2 = {1: arr["sigma2_1"], 2: arr["sigma2_2"]}
-        sigma_off = {1: float(st["sigma_off_1"]), 2: float(st["sigma_off_2"])}
+        sigma2, sigma_off = arr["sigma2"], float(st["sigma_off"])
         if len(arr["mats"]) != len(table):
             raise ProgramError(f"--continue: optimiser file {args.continue_from} holds {len(arr['mats'])} "
                                f"particles but {args.i} has {len(table)}")
         avg_norm, scale, ssnr_prev = float(st["avg_norm"]), arr["scale"], arr["ssnr"]
-        for h, hs in local.items():
+        for hs in local.values():
             hs.mats, hs.offsets_px = arr["mats"][hs.rows], arr["offsets"][hs.rows]
-            hs.sigma2, hs.sigma_offset_a = sigma2[h], sigma_off[h]
             hs.norm = arr["norm"][hs.rows]
         log.info("--continue: iteration %d of %s restored; continuing with iteration %d%s", iteration,
                  args.continue_from, iteration + 1, " (final)" if final else "")
@@ -635,7 +628,7 @@ def main(args: argparse.Namespace) -> int:
             grid3d = map_to_grid(ref_map, pad)
             settings = EStepSettings(box=box, angpix=angpix, pad=pad, coarse_radius=coarse / 2.0,
                                      current_radius=current_size / 2.0, offset_range_px=sched.offset_range_px,
-                                     offset_step_px=sched.offset_step_px, sigma_offset_a=hs.sigma_offset_a,
+                                     offset_step_px=sched.offset_step_px, sigma_offset_a=sigma_off,
                                      local_sigma_deg=sched.local_sigma_deg if sched.local else None,
                                      perturbation=perturb, max_significant=args.maxsig, cc=cc_iter,
                                      corrections=corrections, scale_pixels=scale_pix, ops=ops)
@@ -646,7 +639,7 @@ def main(args: argparse.Namespace) -> int:
                 xs = xs * norm_factor[:, None].astype(np.float32)
             if args.scale:
                 cs = cs * scale[hs.group][:, None].astype(np.float32)
-            s2pix = hs.sigma2[np.minimum(shells, len(hs.sigma2) - 1)]
+            s2pix = sigma2[np.minimum(shells, len(sigma2) - 1)]
             # with CC the reference's scale is arbitrary: its residuals say nothing about the noise
             res = expectation(grid3d, orient, xs, cs, s2pix, k2d, shells, hs.offsets_px, rounded, hs.mats,
                               settings, bps[h], None if settings.cc else noise[h])
@@ -691,15 +684,11 @@ def main(args: argparse.Namespace) -> int:
             bps[h].data, bps[h].weight = data, weight
             dw[h] = bps[h].finalised(sym_ops)
         # noise spectra and the offsets' sigma from both halves (RELION combineWeightedSumsTwoRandomHalves)
-        nz = noise[1]
+        nz = NoiseAccumulator(box // 2 + 1)
         sums = comm.allreduce_sum(np.concatenate([noise[1].wsum + noise[2].wsum, noise[1].count + noise[2].count]))
         nz.wsum, nz.count = sums[:len(nz.wsum)], sums[len(nz.wsum):]
-        shared_sigma2 = nz.sigma2(sigma2[1])
-        shared_off = float(np.sqrt(max(stats[:, 4].sum() / (2 * max(stats[:, 0].sum(), 1)), MIN_SIGMA2_OFFSET_A2)))
-        for h in (1, 2):
-            sigma2[h], sigma_off[h] = shared_sigma2.copy(), shared_off
-            if h in local:
-                local[h].sigma2, local[h].sigma_offset_a = sigma2[h], sigma_off[h]
+        sigma2 = nz.sigma2(sigma2)
+        sigma_off = float(np.sqrt(max(stats[:, 4].sum() / (2 * max(stats[:, 0].sum(), 1)), MIN_SIGMA2_OFFSET_A2)))
         (d1, w1), (d2, w2) = dw[1], dw[2]
         unfil = {h: grid_to_map(regularised_grid(*dw[h], None, pad, box), box) for h in (1, 2)}
         if args.solvent_correct_fsc:
@@ -728,10 +717,8 @@ def main(args: argparse.Namespace) -> int:
             high_at_limit = bool(fsc[max(current_size // 2 - 1, 0)] > 0.2)
         ang_change = float(stats[:, 1].sum() / n_tot)
         off_change = float(np.sqrt(stats[:, 2].sum() / (2 * n_tot)))
-        sigma_offset_a = float(np.mean([sigma_off[1], sigma_off[2]]))  # both halves on every rank
-        sigma2_out = 0.5 * (sigma2[1] + sigma2[2])
         state = dict(resolution_a=resolution_a, current_size=current_size, pad=pad, tau2_fudge=args.tau2_fudge,
-                     sigma_offset_a=sigma_offset_a, local=sched.local,
+                     sigma_offset_a=sigma_off, local=sched.local,
                      local_sigma_deg=sched.local_sigma_deg or 0.0, loglik=float(stats[:, 5].sum()),
                      ave_pmax=ave_pmax, healpix_order=sched.healpix_order, avg_norm=avg_norm,
                      offset_range_px=sched.offset_range_px, offset_step_px=sched.offset_step_px,
@@ -747,7 +734,7 @@ def main(args: argparse.Namespace) -> int:
             groups = pd.DataFrame({L.GROUP_NUMBER: np.arange(1, len(scale) + 1), L.GROUP_NAME: group_names,
                                    L.GROUP_NR_PARTICLES: group_counts.astype(np.int64),
                                    L.GROUP_SCALE_CORRECTION: scale})
-            model = _model_tables(state, fsc, ssnr, sigma2_out, box, angpix, groups)
+            model = _model_tables(state, fsc, ssnr, sigma2, box, angpix, groups)
             data = _data_table(table, all_halves, angpix)
             write_star(f"{it_root}_model.star", model)
             sampling = _sampling_tables(sched, orient, args.sym, perturb_instance)
