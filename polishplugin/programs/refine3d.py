@@ -222,7 +222,9 @@ def ctf_images(params: list, box: int, angpix: float, phase_flipped: bool = Fals
     return np.abs(out) if phase_flipped else out
 
 
-def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_all) -> HalfSet:
+def load_images(table, rows: np.ndarray, box: int) -> np.ndarray:
+    """The images of ``rows`` of a particle table, (n, box, box) float32, read stack by stack
+    (ProgramError naming the STAR file for a missing stack or NaN/Inf values)."""
     locs = table.image_locations()
     images = np.empty((len(rows), box, box), np.float32)
     by_stack: dict[str, list[int]] = {}
@@ -238,6 +240,11 @@ def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_
             first = int(locs[rows[js[int(np.argmax(bad))]]][0])
             raise ProgramError(f"particle STAR file {table.path}: image stack {spath} contains NaN or Inf values "
                                f"(image {first}, {int(bad.sum())} image(s) in this half set)")
+    return images
+
+
+def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_all) -> HalfSet:
+    images = load_images(table, rows, box)
     ang = table.angles_deg()[rows]
     ctf = ctf_all[rows] if ctf_all is not None else np.ones((len(rows), box, box // 2 + 1), np.float32)
     return HalfSet(half, rows, images, ctf, table.origins_px()[rows],

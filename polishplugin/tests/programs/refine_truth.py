@@ -79,17 +79,11 @@ def refine_arguments(project: Path, star: Path, out: Path) -> list[str]:
 
 def true_pose_half_maps(project: Path, truth: dict) -> tuple[np.ndarray, np.ndarray]:
     """Unregularised half maps from the particles with their true poses, offsets and CTFs."""
-    from polishplugin.convert.mrc import read_stack_images
     from polishplugin.core.ctf import ctf_rfft_stack
+    from polishplugin.programs.refine3d import load_images
 
     table, box = truth["table"], truth["box"]
-    locs = table.image_locations()
-    images = np.empty((len(table), box, box), np.float32)
-    by_stack: dict[str, list[int]] = {}
-    for row, (_, stack) in enumerate(locs):
-        by_stack.setdefault(stack, []).append(row)
-    for stack, rows in by_stack.items():
-        images[rows] = read_stack_images(table.resolve(stack), [locs[r][0] for r in rows])
+    images = load_images(table, np.arange(len(table)), box)
     ctf = ctf_rfft_stack(table.ctf_params(), box, truth["angpix"])
     return reconstruct_halves(images, ctf, truth["rotations"], truth["offsets_px"], truth["halves"], truth["sym"])
 
