@@ -67,7 +67,7 @@ def workload(box: int, current: int, order: int, local: bool, n: int, backend: s
     from polishplugin.core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
     from polishplugin.core.refine.fourier3d import Backprojector, map_to_grid, pixel_list
     from polishplugin.core.refine.sampling import OrientationGrid, angular_step_deg, rotation_angle_deg
-    from polishplugin.core.refine.synthetic import blob_phantom, simulate_particles
+    from polishplugin.testing.refine_synthetic import blob_phantom, simulate_particles
 
     angpix = 1.5
     vol = blob_phantom(box, "C1", n_blobs=24, blob_sigma_px=1.5 * box / 32, seed=4)

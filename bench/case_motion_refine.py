@@ -56,8 +56,8 @@ def _simulate(size: str, folder: str) -> dict:
 def _track_rms(res: dict, out: str) -> tuple[float, float]:
     import pandas as pd
 
-    from polishplugin.convert import labels as L
-    from polishplugin.convert.star import read_star
+    from polishplugin.io import labels as L
+    from polishplugin.io.star import read_star
     from polishplugin.programs._polish_io import micrograph_root, read_tracks
 
     parts = read_star(res["particles"])["particles"]

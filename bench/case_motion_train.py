@@ -1,6 +1,6 @@
 """Benchmark: training of the polishing sigmas (``motion_refine --params3`` core) on synthetic micrographs.
 
-Micrographs with planted GP motion (``core.motion.synthetic``: 24 frames, box 48, 48 particles each,
+Micrographs with planted GP motion (``testing.motion_synthetic``: 24 frames, box 48, 48 particles each,
 planted s_vel 0.6 / s_div 2000 / s_acc 3).  Size = number of particles.  The timed call prepares every
 micrograph (normalise, whiten, CC maps, held-out ring) and runs the whole search (``run_training``); the
 notes give the trained parameters, the number of evaluations, the preparation time and the TSC of the
@@ -29,9 +29,9 @@ PER_MIC = 48
 @register("motion_train", sizes=(96,), full_sizes=(480, 1920), backends=("numpy", "opencl"), warmup=False, repeats=1)
 def motion_train(size, backend):
     """Polishing-parameter training (prepare + search) on synthetic planted-motion micrographs."""
-    from polishplugin.core.motion import synthetic
+    from polishplugin.testing import motion_synthetic as synthetic
     from polishplugin.core.motion.tsc import frequency_split
-    from polishplugin.programs import _motion_train as T
+    from polishplugin.programs import motion_train as T
 
     n_mics = max(2, int(size) // PER_MIC)
     mics = [synthetic.make_micrograph(seed=100 + i, n_p=PER_MIC, n_f=24, box=48, field_px=4000.0,

@@ -27,7 +27,7 @@ ANGPIX = 1.0
 def make_inputs(size: int, folder: str) -> dict:
     """Planted half maps (B-factor ``BFACTOR``, noise so the FSC crosses 0.143 at
     ``K_CROSS_FRACTION * size``), a soft spherical mask and a linear MTF, written under ``folder``."""
-    from polishplugin.convert.mrc import write_mrc
+    from polishplugin.io.mrc import write_mrc
     from polishplugin.core.filters import raised_cosine_sphere
     from polishplugin.core.fourier import irfft, radius_grid, rfft
 
@@ -69,7 +69,7 @@ def postprocess(size, backend):
 
     def run():
         prog.main(args)
-        from polishplugin.convert.outputs import read_postprocess
+        from polishplugin.io.outputs import read_postprocess
         result = read_postprocess(os.path.join(folder, "out", "postprocess.star"))
         return {"res_A": round(result.final_resolution_a, 3), "B": round(result.bfactor_a2, 1),
                 "unmasked_planted_res_A": round(size * ANGPIX / files["k_cross"], 3)}

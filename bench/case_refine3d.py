@@ -48,7 +48,7 @@ def estep_setup(n: int, box: int, order: int, local: bool, backend: str = "numpy
     from polishplugin.core.refine.fourier3d import Backprojector, map_to_grid, pixel_list
     from polishplugin.core.refine.sampling import OrientationGrid, angular_step_deg
     from polishplugin.core.refine.schedule import symmetry_aware_angle_deg
-    from polishplugin.core.refine.synthetic import blob_phantom, simulate_particles
+    from polishplugin.testing.refine_synthetic import blob_phantom, simulate_particles
 
     angpix = 96.0 / box
     vol = blob_phantom(box, "D2", n_blobs=16, blob_sigma_px=1.2 * box / 32)
@@ -97,7 +97,7 @@ def refine3d_program(size, backend):
     device = ["--device", "cpu"] if backend == "numpy" else []
 
     def run():
-        from polishplugin.convert.star import read_star
+        from polishplugin.io.star import read_star
         from polishplugin.programs import refine3d
         from polishplugin.programs._cli import build_parser
 

@@ -91,8 +91,8 @@ def restrict_particles(project: Path, n_movies: int, dest: Path) -> Path:
     """A copy of the particle STAR file with the particles of the first ``n_movies`` micrographs only."""
     import pandas as pd
 
-    from polishplugin.convert import labels as L
-    from polishplugin.convert.star import read_star, write_star
+    from polishplugin.io import labels as L
+    from polishplugin.io.star import read_star, write_star
 
     blocks = read_star(project / "Refine3D/job021/run_data.star")
     parts = blocks["particles"]

@@ -16,8 +16,8 @@ Offsets are sampled at ``--offset_step`` (fine: half): at high SNR a coarse offs
 
 import sys, time, argparse, numpy as np
 from pathlib import Path
-from polishplugin.convert.particles import read_particles
-from polishplugin.convert.mrc import read_mrc, read_stack_images
+from polishplugin.io.particles import read_particles
+from polishplugin.io.mrc import read_mrc, read_stack_images
 from polishplugin.core.ctf import ctf_rfft_stack
 from polishplugin.core.geometry import euler_to_matrix, symmetry_matrices
 from polishplugin.core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images, _phases

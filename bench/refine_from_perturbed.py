@@ -39,8 +39,8 @@ def main() -> int:
     ap.add_argument("--device", default=None, help="refine3d --device (cpu: numpy)")
     a = ap.parse_args()
 
-    from polishplugin.convert.particles import read_particles
-    from polishplugin.convert.star import read_star
+    from polishplugin.io.particles import read_particles
+    from polishplugin.io.star import read_star
     from polishplugin.programs import refine3d
     from polishplugin.programs._cli import build_parser
     from polishplugin.programs.simulate import simulate_project

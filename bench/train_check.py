@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     import os
 
-    from polishplugin.convert import labels as L
-    from polishplugin.programs import _motion_train as T
+    from polishplugin.io import labels as L
+    from polishplugin.programs import motion_train as T
     from polishplugin.programs._cli import build_parser, no_hugepage_advice
     from polishplugin.programs._polish_io import load_micrograph, load_project
     from polishplugin.programs.simulate import load_truth

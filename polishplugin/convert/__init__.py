@@ -1,2 +1,3 @@
-"""RELION STAR/MRC files and Scipion objects.  ``star``, ``mrc`` and ``labels`` need no Scipion; the
-modules that build Scipion objects import pyworkflow/pwem themselves."""
+"""Scipion objects <-> the tables of :mod:`polishplugin.io` (SetOfParticles, SetOfMovies, Volume
+with half maps, FSC).  The only file-format code here is the mapping to Scipion's objects; the
+files themselves are read and written by ``polishplugin.io``."""

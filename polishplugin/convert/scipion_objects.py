@@ -29,11 +29,11 @@ from pwem import objects as emobj
 
 from ..constants import RANDOM_SUBSET_ATTR
 from ..core.geometry import euler_to_matrix, matrix_to_euler
-from . import labels as L
-from .movies import (MicrographTable, MovieMetadata, read_movie_metadata, write_corrected_micrographs,
+from ..io import labels as L
+from ..io.movies import (MicrographTable, MovieMetadata, read_movie_metadata, write_corrected_micrographs,
                      write_movie_metadata)
-from .particles import ParticleTable
-from .star import join_image_name, split_image_name
+from ..io.particles import ParticleTable
+from ..io.star import join_image_name, split_image_name
 
 __all__ = [
     "scipion_file_path", "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
@@ -338,7 +338,7 @@ def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.
 
 
 def _movie_path(table: MicrographTable, meta: MovieMetadata) -> Path:
-    from .particles import resolve_relion_path
+    from ..io.particles import resolve_relion_path
     return resolve_relion_path(meta.movie_name, table.path, table.project_dir)
 
 

@@ -11,5 +11,5 @@ COMMANDS = {
     "postprocess": "polishplugin.programs.postprocess",
     "mask_create": "polishplugin.programs.mask_create",
     "local_resolution": "polishplugin.programs.local_resolution",
-    "demo": "polishplugin.programs.demo",
+    "demo": "polishplugin.stage.demo",
 }

@@ -55,8 +55,8 @@ def no_hugepage_advice() -> None:
 
 def run_module(module: ModuleType, argv: list[str], prog: str) -> int:
     """Parse ``argv`` for ``module`` and run its ``main``, turning expected errors into exit code 1."""
-    from ..convert.mrc import MrcError
-    from ..convert.star import StarError
+    from ..io.mrc import MrcError
+    from ..io.star import StarError
 
     no_hugepage_advice()
 

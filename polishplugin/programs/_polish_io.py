@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..convert import labels as L
-from ..convert.mrc import read_mrc
-from ..convert.star import read_star
+from ..io import labels as L
+from ..io.mrc import read_mrc
+from ..io.star import read_star
 from ..core.ctf import CtfParams, ctf_2d
 from ..core.geometry import euler_to_matrix
 from ._cli import ProgramError
@@ -305,7 +305,7 @@ def initial_tracks(info: MovieInfo, coords_xy: np.ndarray, coords_angpix: float,
 
 def write_tracks(path: str | os.PathLike, tracks_px: np.ndarray, angpix: float) -> None:
     """``<root>_tracks.star``: data_general (rlnParticleNumber) + data_0, data_1, ... with the track in Å."""
-    from ..convert.star import write_star
+    from ..io.star import write_star
 
     tracks_a = np.asarray(tracks_px, np.float64) * angpix
     blocks: dict = {"general": {L.PARTICLE_NUMBER: int(tracks_a.shape[0])}}
@@ -387,7 +387,7 @@ class PolishProject:
             if name is None or (isinstance(name, float) and np.isnan(name)) or str(name) in ("", "None"):
                 self._mtf_cache[key] = None
             else:
-                from ..convert.mtf import read_mtf
+                from ..io.mtf import read_mtf
                 from ..core.fourier import frequency_grid
 
                 path = resolve_path(str(name), self.particle_star.parent)
@@ -496,7 +496,7 @@ def _check_particles(df: pd.DataFrame, path: Path) -> None:
 
 def load_project(args) -> PolishProject:
     """Read particles (--i), motion-correction metadata (--corr_mic), reference (--f or --m1/--m2)."""
-    from ..convert.star import star_version
+    from ..io.star import star_version
 
     pstar = Path(args.i)
     blocks = read_star(pstar)

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..convert import labels as L
-from ..convert.mrc import write_mrc
-from ..convert.star import write_star
+from ..io import labels as L
+from ..io.mrc import write_mrc
+from ..io.star import write_star
 from ..core.fourier import n_shells, shell_resolution_a
 from ..core.local_resolution import (LocalResolution, LocresAccumulators, LocresSettings, PointResult,
                                      finalize_maps)
@@ -159,8 +159,8 @@ def _chimerax_path(path: str, folder: str) -> str:
 
 
 def _write_outputs(args, engine: LocalResolution, acc: LocresAccumulators, mask, angpix: float) -> dict:
-    from ..viewers.viewer_local_resolution import (chimerax_script, histogram_figure, histogram_values,
-                                                   locres_range, save_pdf, save_png, slices_figure)
+    from ..plots.local_resolution import (chimerax_script, histogram_figure, histogram_values,
+                                           locres_range, save_pdf, save_png, slices_figure)
 
     paths = output_paths(args.o)
     folder = os.path.dirname(args.o) or "."

@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 
-from ..convert.mrc import read_mrc, write_mrc
+from ..io.mrc import read_mrc, write_mrc
 from ..core.mask import auto_mask
 from ._cli import ProgramError
 

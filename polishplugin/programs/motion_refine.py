@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..convert import labels as L
-from ..convert.mrc import MrcStackWriter, read_mrc, write_mrc
-from ..convert.star import read_star, write_star
+from ..io import labels as L
+from ..io.mrc import MrcStackWriter, read_mrc, write_mrc
+from ..io.star import read_star, write_star
 from ._cli import ProgramError
 from ._mpi import get_comm, partition
 
@@ -155,7 +155,7 @@ class PolishSettings:
             self.backend = "opencl"
         # the track fit's map interpolation: OpenCL whenever a device exists (measured ~3x faster per fit
         # than numpy even on PoCL's CPU device: bench/README.md "Polishing stages"); numpy with --device cpu
-        from ._motion_train import _backend
+        from .motion_train import _backend
 
         self.fit_backend = _backend(args)[0]
 
@@ -457,7 +457,7 @@ def main(args) -> int:
     project.backend = "numpy" if dev == "cpu" else ("opencl" if dev else "auto")
     if args.params3 or args.params2:
         # training splits its micrographs over ranks and sums the held-out score (run_training)
-        from ._motion_train import run_training
+        from .motion_train import run_training
 
         return int(run_training(args, project) or 0)
     settings = PolishSettings(args)
@@ -515,7 +515,7 @@ def main(args) -> int:
         names = [project.mic_names[i] for i in mic_ids]
         out = combine_outputs(project, out_dir, names, suffix)
         try:
-            from ._polish_plots import write_logfile
+            from ..plots.polish import write_logfile
 
             write_logfile(out_dir, names, project)
         except Exception as exc:  # plots are a convenience; never fail the run for them

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..convert import labels as L
-from ..convert.mrc import read_mrc, write_mrc
-from ..convert.mtf import read_mtf
-from ..convert.star import StarError, atomic_write_text, write_star
+from ..io import labels as L
+from ..io.mrc import read_mrc, write_mrc
+from ..io.mtf import read_mtf
+from ..io.star import StarError, atomic_write_text, write_star
 from ..core.fourier import n_shells, shell_resolution_a
 from ..core.mtf import validate_mtf_table
 from ..core.postprocess import (FscCurves, SharpenResult, ShellGrid, choose_resolution, irfft_fast,
@@ -206,7 +206,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def _write_plots(out_root: str, fit_range_a: tuple[float, float]) -> None:
     """``<o>_fsc.png``, ``<o>_guinier.png`` and ``logfile.pdf`` (both pages) from ``<o>.star``."""
-    from ..viewers.plots_postprocess import fsc_figure_from_star, guinier_figure_from_star, save_pdf, save_png
+    from ..plots.postprocess import fsc_figure_from_star, guinier_figure_from_star, save_pdf, save_png
     star = out_root + OUTPUT_STAR_SUFFIX
     fig_fsc = fsc_figure_from_star(star)
     fig_gui = guinier_figure_from_star(star, fit_range_a=fit_range_a)

@@ -59,10 +59,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..convert import labels as L
-from ..convert.mrc import read_mrc, read_stack_images, write_mrc
-from ..convert.particles import read_particles, write_particles
-from ..convert.star import StarError, write_star
+from ..io import labels as L
+from ..io.mrc import read_mrc, read_stack_images, write_mrc
+from ..io.particles import read_particles, write_particles
+from ..io.star import StarError, write_star
 from ..core.ctf import _gamma_and_envelope, ctf_rfft_stack
 from ..core.filters import low_pass_map, raised_cosine_sphere
 from ..core.fourier import frequency_grid
@@ -500,7 +500,7 @@ def _read_optimiser(path: str) -> dict:
     """State of ``--continue <o>_itNNN_optimiser.star`` (ProgramError when it is unusable)."""
     import json
 
-    from ..convert.star import read_star
+    from ..io.star import read_star
 
     p = Path(path)
     if not p.exists():

@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polishplugin.convert.mrc import MrcStackWriter, write_mrc
-from polishplugin.convert.star import write_star
+from polishplugin.io.mrc import MrcStackWriter, write_mrc
+from polishplugin.io.star import write_star
 from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, ctf_2d
 from polishplugin.core.fsc import (fsc, fsc_true, phase_randomization_shell, randomize_phases_beyond,

@@ -33,7 +33,7 @@ from pwem.protocols import EMProtocol
 from pyworkflow.protocol import params
 
 from .. import Plugin
-from ..convert.star import read_star
+from ..io.star import read_star
 
 __all__ = ["ProtPolishBase", "addComputeSection", "formatFloat"]
 

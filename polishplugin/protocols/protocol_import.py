@@ -14,13 +14,13 @@ from enum import Enum
 from pwem.objects import SetOfMovies, SetOfParticles, Volume, VolumeMask
 from pyworkflow.protocol import params
 
-from ..convert.mrc import MrcError, read_mrc, read_mrc_header, write_mrc
-from ..convert.movies import read_corrected_micrographs
-from ..convert.mtf import read_mtf
-from ..convert.outputs import read_postprocess
-from ..convert.particles import read_particles, resolve_relion_path
+from ..io.mrc import MrcError, read_mrc, read_mrc_header, write_mrc
+from ..io.movies import read_corrected_micrographs
+from ..io.mtf import read_mtf
+from ..io.outputs import read_postprocess
+from ..io.particles import read_particles, resolve_relion_path
 from ..convert.scipion_objects import make_mask, make_volume, micrographs_to_movies, table_to_particles
-from ..convert.star import StarError
+from ..io.star import StarError
 from ._base import ProtPolishBase
 
 __all__ = ["ProtPolishImport"]
@@ -201,7 +201,7 @@ class ProtPolishImport(ProtPolishBase):
         return errors
 
     def _validateMovies(self):
-        from ..convert.movies import read_movie_metadata
+        from ..io.movies import read_movie_metadata
         table = read_corrected_micrographs(self.micrographsStar.get(), self._projectDir())
         errors = []
         for row in range(len(table)):

@@ -9,7 +9,7 @@ import numpy as np
 from pwem.objects import Volume
 from pyworkflow.protocol import params
 
-from ..convert.mrc import read_mrc
+from ..io.mrc import read_mrc
 from ..convert.scipion_objects import make_volume
 from ._base import HalfMapInputs, ProtPolishBase, formatFloat, mrc_path as _mrc_path
 

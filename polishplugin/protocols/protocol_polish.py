@@ -97,7 +97,7 @@ class ProtPolishParticles(ProtPolishBase):
 
             movies_to_micrographs(self.inputMovies.get(), self._extra("motion"))
         if self.inputParticles.get() is not None:
-            from ..convert.particles import write_particles
+            from ..io.particles import write_particles
             from ..convert.scipion_objects import particles_to_table
 
             write_particles(self._extra("input_particles.star"), particles_to_table(self.inputParticles.get()))
@@ -106,7 +106,7 @@ class ProtPolishParticles(ProtPolishBase):
         self._runProgram("motion_refine", self._programArgs())
 
     def createOutputStep(self):
-        from ..convert.particles import read_particles
+        from ..io.particles import read_particles
         from ..convert.scipion_objects import table_to_particles
 
         table = read_particles(self._extra("Polish", "shiny.star"), project_dir=os.getcwd())

@@ -78,7 +78,7 @@ class ProtPolishTrain(ProtPolishBase):
         self._runProgram("motion_refine", self._programArgs())
 
     def createOutputStep(self):
-        from ..programs._motion_train import read_params_file
+        from ..programs.motion_train import read_params_file
 
         path = self._paramsPath()
         s_vel, s_div, s_acc = read_params_file(path)
@@ -129,7 +129,7 @@ class ProtPolishTrain(ProtPolishBase):
         path = self._paramsPath()
         if not os.path.exists(path):
             return ["Training not finished yet."]
-        from ..programs._motion_train import read_params_file, read_tsc_trace
+        from ..programs.motion_train import read_params_file, read_tsc_trace
 
         s_vel, s_div, s_acc = read_params_file(path)
         lines = [f"Optimised parameters: s_vel {s_vel:g} Å/dose, s_div {s_div:g} Å, s_acc {s_acc:g} Å/dose "

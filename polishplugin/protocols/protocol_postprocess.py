@@ -8,9 +8,9 @@ import os
 from pwem.objects import SetOfFSCs, Volume
 from pyworkflow.protocol import params
 
-from ..convert import labels as L
-from ..convert.mrc import MrcError, read_mrc_header
-from ..convert.outputs import read_postprocess
+from ..io import labels as L
+from ..io.mrc import MrcError, read_mrc_header
+from ..io.outputs import read_postprocess
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import HalfMapInputs, ProtPolishBase, formatFloat, mrc_path as _mrc_path
 

@@ -10,7 +10,7 @@ from pwem.objects import SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
 
-from ..convert import labels as L
+from ..io import labels as L
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import ProtPolishBase, addComputeSection, formatFloat
 from .protocol_mask_create import _mrc_path
@@ -88,7 +88,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
 
     # --------------------------- STEPS functions -----------------------------
     def convertInputStep(self):
-        from ..convert.particles import write_particles
+        from ..io.particles import write_particles
         from ..convert.scipion_objects import particles_to_table
 
         write_particles(self._extra("input_particles.star"), particles_to_table(self.inputParticles.get()))
@@ -97,7 +97,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         self._runProgram("refine3d", self._programArgs())
 
     def createOutputStep(self):
-        from ..convert.particles import read_particles
+        from ..io.particles import read_particles
         from ..convert.scipion_objects import table_to_particles
 
         angpix = self.inputParticles.get().getSamplingRate()

@@ -16,9 +16,9 @@ import sys
 for name in {forbidden!r}:
     sys.modules[name] = None          # any 'import name' now raises ImportError
 import polishplugin, polishplugin.core, polishplugin.programs._cli
-import polishplugin.convert.star, polishplugin.convert.mrc, polishplugin.convert.labels
-import polishplugin.convert.particles, polishplugin.convert.movies, polishplugin.convert.outputs
-import polishplugin.convert.mtf
+import polishplugin.io.star, polishplugin.io.mrc, polishplugin.io.labels
+import polishplugin.io.particles, polishplugin.io.movies, polishplugin.io.outputs
+import polishplugin.io.mtf
 import pkgutil, importlib
 for info in pkgutil.walk_packages(polishplugin.core.__path__, "polishplugin.core."):
     importlib.import_module(info.name)

@@ -1,87 +1,30 @@
-"""Polishing training plots: the held-out score (TSC) of every evaluation and the chosen parameters.
+"""Scipion viewer: Polishing training plots: the held-out score (TSC) of every evaluation and the chosen parameters.
 
-:func:`plot_tsc_trace` (Agg-safe, returns a Figure) and :func:`write_train_png` read ``tsc_trace.star``;
-the Scipion class :class:`PolishTrainViewer` is defined only when pyworkflow is importable.
+The figures are drawn by :mod:`polishplugin.plots.train`; this module only shows them in Scipion.
 """
 
-from __future__ import annotations
 
-import os
-from pathlib import Path
+from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, Viewer
 
-import numpy as np
+from ..protocols.protocol_polish_train import ProtPolishTrain
 
-__all__ = ["plot_tsc_trace", "write_train_png"]
+from ..plots.train import write_train_png
 
 
-def plot_tsc_trace(trace_star: str | os.PathLike, params: tuple[float, float, float] | None = None):
-    """Figure: TSC per evaluation (best so far as a line), the three sigmas per evaluation below."""
-    from matplotlib.figure import Figure
+class PolishTrainViewer(Viewer):
+    """TSC over the training evaluations and the chosen sigmas."""
 
-    from ..programs._motion_train import read_tsc_trace
+    _environments = [DESKTOP_TKINTER, WEB_DJANGO]
+    _label = "polish - train viewer"
 
-    t = read_tsc_trace(trace_star)
-    ev = np.asarray(t.evaluation, int)
-    tsc = np.asarray(t.tsc, np.float64)
-    fig = Figure(figsize=(7, 7))
-    ax = fig.add_subplot(2, 1, 1)
-    ax.plot(ev, tsc, "o", ms=4, color="tab:blue", label="evaluation")
-    ax.plot(ev, np.maximum.accumulate(tsc), "-", color="tab:red", label="best so far")
-    best = int(np.argmax(tsc))
-    title = "Polishing training: held-out TSC"
-    if params is None:
-        params = (t.s_vel.iloc[best], t.s_div.iloc[best], t.s_acc.iloc[best])
-    title += f"\nchosen s_vel {params[0]:g}, s_div {params[1]:g}, s_acc {params[2]:g}"
-    ax.set_title(title)
-    ax.set_xlabel("evaluation")
-    ax.set_ylabel("TSC")
-    ax.legend(loc="lower right")
-    ax2 = fig.add_subplot(2, 1, 2)
-    for col, name in (("s_vel", "s_vel (Å/dose)"), ("s_div", "s_div / 1000 (Å)"), ("s_acc", "s_acc (Å/dose)")):
-        values = np.asarray(t[col], np.float64) / (1000.0 if col == "s_div" else 1.0)
-        ax2.plot(ev, values, ".-", label=name)
-    ax2.set_yscale("log")
-    ax2.set_xlabel("evaluation")
-    ax2.set_ylabel("parameter")
-    ax2.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
+    _targets = [ProtPolishTrain]
 
+    def _visualize(self, obj, **kwargs):
+        png = write_train_png(obj._getExtraPath("Train", "tsc_trace.star"),
+                              obj._getExtraPath("viewer", "tsc_trace.png"))
+        try:
+            from pwem.viewers import DataView
 
-def write_train_png(trace_star: str | os.PathLike, png: str | os.PathLike) -> str:
-    """Save :func:`plot_tsc_trace` as a PNG (atomic); returns the path."""
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name("." + png.name + ".tmp.png")
-    plot_tsc_trace(trace_star).savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, png)
-    return str(png)
-
-
-try:  # the Scipion viewer exists only where pyworkflow/pwem are importable
-    from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, Viewer
-except ImportError:  # pragma: no cover - plain installs
-    Viewer = None
-
-if Viewer is not None:
-    class PolishTrainViewer(Viewer):
-        """TSC over the training evaluations and the chosen sigmas."""
-
-        _environments = [DESKTOP_TKINTER, WEB_DJANGO]
-        _label = "polish - train viewer"
-
-        @classmethod
-        def _getTargets(cls):
-            from ..protocols.protocol_polish_train import ProtPolishTrain
-
-            return [ProtPolishTrain]
-
-        def _visualize(self, obj, **kwargs):
-            png = write_train_png(obj._getExtraPath("Train", "tsc_trace.star"),
-                                  obj._getExtraPath("viewer", "tsc_trace.png"))
-            try:
-                from pwem.viewers import DataView
-
-                return [DataView(png)]
-            except Exception:  # pragma: no cover - headless
-                return []
+            return [DataView(png)]
+        except Exception:  # pragma: no cover - headless
+            return []

@@ -1,6 +1,6 @@
 """Scipion viewer of ProtPolishPostprocess: FSC curves, Guinier plot and central slices.
 
-The plots come from :mod:`polishplugin.viewers.plots_postprocess` (plain matplotlib, also used to
+The plots come from :mod:`polishplugin.plots.postprocess` (plain matplotlib, also used to
 save PNGs without Scipion); this class only draws them into Scipion plotter windows.
 """
 
@@ -12,14 +12,14 @@ from pyworkflow.protocol import params
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
 
 from ..protocols.protocol_postprocess import OUTPUT_ROOT, ProtPolishPostprocess
-from .plots_postprocess import fsc_figure_from_star, guinier_figure_from_star, slices_figure
+from ..plots.postprocess import fsc_figure_from_star, guinier_figure_from_star, slices_figure
 
 __all__ = ["PolishPostprocessViewer", "postprocess_maps"]
 
 
 def postprocess_maps(extra_dir: str) -> dict:
     """The post-processed maps of a run's extra/ folder that exist: ``{label: array}``."""
-    from ..convert.mrc import read_mrc
+    from ..io.mrc import read_mrc
     maps = {}
     for label, suffix in (("sharpened", ".mrc"), ("sharpened, masked", "_masked.mrc")):
         path = os.path.join(extra_dir, OUTPUT_ROOT + suffix)

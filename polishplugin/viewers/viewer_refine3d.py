@@ -1,166 +1,45 @@
-"""Plots of a 3D auto-refine run (``polishplugin refine3d``) and its Scipion viewer.
+"""Scipion viewer: Plots of a 3D auto-refine run (``polishplugin refine3d``) and its Scipion viewer.
 
-Agg-safe functions that read the run's files and save PNGs: gold-standard FSC per iteration,
-resolution and sampling per iteration, angular distribution, central slices of the map.  The Scipion
-viewer class (only defined where pyworkflow is importable) draws the same figures.
+The figures are drawn by :mod:`polishplugin.plots.refine3d`; this module only shows them in Scipion.
 """
 
-from __future__ import annotations
-
-import glob
 import os
-import re
 
-import numpy as np
+from pyworkflow.protocol import params
+from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
+from ..protocols.protocol_refine3d import OUTPUT_ROOT, ProtPolishRefine3D
 
-from ..convert import labels as L
-from ..convert.mrc import read_mrc
-from ..convert.star import read_star
-
-__all__ = ["iteration_models", "fsc_per_iteration_figure", "progress_figure", "angular_distribution_figure",
-           "map_slices_figure", "save_all_plots"]
+from ..plots.refine3d import fsc_per_iteration_figure, progress_figure, angular_distribution_figure, map_slices_figure
 
 
-def _figure(fig=None, size=(7, 5)):
-    if fig is not None:
-        return fig
-    from matplotlib.figure import Figure
+class PolishRefine3DViewer(ProtocolViewer):
+    """FSC per iteration, resolution and sampling per iteration, angular distribution, map slices."""
 
-    return Figure(figsize=size)
+    _label = "viewer 3D auto-refine"
+    _targets = [ProtPolishRefine3D]
+    _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 
+    def _defineParams(self, form):
+        form.addSection(label="Visualization")
+        form.addParam("displayFsc", params.LabelParam, label="Gold-standard FSC per iteration")
+        form.addParam("displayProgress", params.LabelParam, label="Resolution and sampling per iteration")
+        form.addParam("displayAngDist", params.LabelParam, label="Angular distribution")
+        form.addParam("displaySlices", params.LabelParam, label="Central slices of the map")
 
-def iteration_models(root: str) -> list[tuple[int, dict]]:
-    """``[(iteration, blocks of <root>_it###_model.star), ...]`` in iteration order."""
-    out = []
-    for path in glob.glob(f"{root}_it[0-9][0-9][0-9]_model.star"):
-        m = re.search(r"_it(\d{3})_model\.star$", path)
-        out.append((int(m.group(1)), read_star(path)))
-    return sorted(out, key=lambda t: t[0])
+    def _getVisualizeDict(self):
+        return {"displayFsc": self._show(fsc_per_iteration_figure, ""),
+                "displayProgress": self._show(progress_figure, ""),
+                "displayAngDist": self._show(angular_distribution_figure, "_data.star"),
+                "displaySlices": self._show(map_slices_figure, "_class001.mrc")}
 
+    def _show(self, func, suffix):
+        def show(param=None):
+            from pwem.viewers.plotter import EmPlotter
 
-def fsc_per_iteration_figure(root: str, fig=None):
-    """Gold-standard FSC of every iteration against resolution (1/Å), with the 0.143 and 0.5 lines."""
-    fig = _figure(fig)
-    ax = fig.add_subplot(111)
-    models = iteration_models(root)
-    cmap = __import__("matplotlib").colormaps["viridis"]
-    for j, (it, blocks) in enumerate(models):
-        c1 = blocks["model_class_1"]
-        ax.plot(c1[L.RESOLUTION], c1[L.GOLD_STANDARD_FSC], color=cmap(j / max(len(models) - 1, 1)),
-                label=f"iteration {it}")
-    for y in (0.143, 0.5):
-        ax.axhline(y, ls="--", lw=0.8, color="grey")
-    ax.set_xlabel("resolution (1/Å)")
-    ax.set_ylabel("gold-standard FSC")
-    ax.set_ylim(-0.1, 1.05)
-    if models:
-        ax.legend(fontsize=7)
-    return fig
-
-
-def progress_figure(root: str, fig=None):
-    """Resolution (Å) and angular step (degrees) per iteration."""
-    fig = _figure(fig)
-    ax = fig.add_subplot(111)
-    its, res, step = [], [], []
-    for it, blocks in iteration_models(root):
-        g = blocks["model_general"]
-        its.append(it)
-        res.append(float(g[L.CURRENT_RESOLUTION].iloc[0]))
-        order = int(g["rlnHealpixOrder"].iloc[0]) if "rlnHealpixOrder" in g else 2
-        step.append(360.0 / (6 * 2 ** (order + 1)))
-    ax.plot(its, res, "o-", label="resolution (Å)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("resolution (Å)")
-    ax2 = ax.twinx()
-    ax2.step(its, step, where="mid", color="tab:red", label="angular step (°)")
-    ax2.set_ylabel("angular step (°)", color="tab:red")
-    return fig
-
-
-def angular_distribution_figure(data_star: str, fig=None):
-    """2D histogram of the viewing directions (rot, tilt) of the particles."""
-    fig = _figure(fig)
-    parts = read_star(data_star)["particles"]
-    ax = fig.add_subplot(111)
-    h = ax.hist2d(parts[L.ANGLE_ROT].to_numpy(float), parts[L.ANGLE_TILT].to_numpy(float), bins=(36, 18),
-                  range=[[-180, 180], [0, 180]], cmap="Blues")
-    fig.colorbar(h[3], ax=ax, label="particles")
-    ax.set_xlabel("rot (°)")
-    ax.set_ylabel("tilt (°)")
-    return fig
-
-
-def map_slices_figure(map_path: str, fig=None):
-    """Central xy, xz and yz slices of a map."""
-    fig = _figure(fig, (9, 3.2))
-    vol, _ = read_mrc(map_path)
-    c = vol.shape[0] // 2
-    for j, (img, title) in enumerate(((vol[c], "xy"), (vol[:, c], "xz"), (vol[:, :, c], "yz"))):
-        ax = fig.add_subplot(1, 3, j + 1)
-        ax.imshow(img, cmap="gray", origin="lower")
-        ax.set_title(title)
-        ax.set_axis_off()
-    return fig
-
-
-def save_all_plots(root: str, out_dir: str | None = None) -> list[str]:
-    """Write the four figures of a run as PNGs (``<root>_fsc.png`` ...); returns the paths."""
-    out_dir = out_dir or os.path.dirname(root) or "."
-    base = os.path.join(out_dir, os.path.basename(root))
-    paths = []
-    jobs = [("_fsc.png", fsc_per_iteration_figure, root), ("_progress.png", progress_figure, root)]
-    if os.path.exists(f"{root}_data.star"):
-        jobs.append(("_angdist.png", angular_distribution_figure, f"{root}_data.star"))
-    if os.path.exists(f"{root}_class001.mrc"):
-        jobs.append(("_slices.png", map_slices_figure, f"{root}_class001.mrc"))
-    for suffix, func, arg in jobs:
-        fig = func(arg)
-        fig.tight_layout()
-        fig.savefig(base + suffix, dpi=90)
-        paths.append(base + suffix)
-    return paths
-
-
-try:  # the Scipion viewer, only where pyworkflow is importable
-    from pyworkflow.protocol import params
-    from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
-
-    from ..protocols.protocol_refine3d import OUTPUT_ROOT, ProtPolishRefine3D
-except ImportError:  # pragma: no cover
-    ProtocolViewer = None
-
-if ProtocolViewer is not None:
-    __all__.append("PolishRefine3DViewer")
-
-    class PolishRefine3DViewer(ProtocolViewer):
-        """FSC per iteration, resolution and sampling per iteration, angular distribution, map slices."""
-
-        _label = "viewer 3D auto-refine"
-        _targets = [ProtPolishRefine3D]
-        _environments = [DESKTOP_TKINTER, WEB_DJANGO]
-
-        def _defineParams(self, form):
-            form.addSection(label="Visualization")
-            form.addParam("displayFsc", params.LabelParam, label="Gold-standard FSC per iteration")
-            form.addParam("displayProgress", params.LabelParam, label="Resolution and sampling per iteration")
-            form.addParam("displayAngDist", params.LabelParam, label="Angular distribution")
-            form.addParam("displaySlices", params.LabelParam, label="Central slices of the map")
-
-        def _getVisualizeDict(self):
-            return {"displayFsc": self._show(fsc_per_iteration_figure, ""),
-                    "displayProgress": self._show(progress_figure, ""),
-                    "displayAngDist": self._show(angular_distribution_figure, "_data.star"),
-                    "displaySlices": self._show(map_slices_figure, "_class001.mrc")}
-
-        def _show(self, func, suffix):
-            def show(param=None):
-                from pwem.viewers.plotter import EmPlotter
-
-                root = self.protocol._getExtraPath(OUTPUT_ROOT)
-                if suffix and not os.path.exists(root + suffix):
-                    return [self.errorMessage("The 3D auto-refine has no output yet.")]
-                plotter = EmPlotter(windowTitle="3D auto-refine")
-                func(root + suffix, fig=plotter.figure)
-                return [plotter]
-            return show
+            root = self.protocol._getExtraPath(OUTPUT_ROOT)
+            if suffix and not os.path.exists(root + suffix):
+                return [self.errorMessage("The 3D auto-refine has no output yet.")]
+            plotter = EmPlotter(windowTitle="3D auto-refine")
+            func(root + suffix, fig=plotter.figure)
+            return [plotter]
+        return show

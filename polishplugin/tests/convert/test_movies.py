@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from polishplugin.convert.movies import (N_LOCAL_COEFFS, NOT_OBSERVED, MovieMetadata, initial_shift, micrograph_key,
+from polishplugin.io.movies import (N_LOCAL_COEFFS, NOT_OBSERVED, MovieMetadata, initial_shift, micrograph_key,
                                          read_corrected_micrographs, read_movie_metadata,
                                          write_corrected_micrographs, write_movie_metadata)
-from polishplugin.convert.star import StarError
+from polishplugin.io.star import StarError
 
 
 def test_tutorial_movie_metadata(tutorial_data):

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.mtf import Mtf, read_mtf, write_mtf
-from polishplugin.convert.outputs import (FrameBfactors, OptParams, PostprocessResult, read_bfactors,
+from polishplugin.io import labels as L
+from polishplugin.io.mtf import Mtf, read_mtf, write_mtf
+from polishplugin.io.outputs import (FrameBfactors, OptParams, PostprocessResult, read_bfactors,
                                           read_model_fsc, read_opt_params, read_postprocess,
                                           write_bfactors, write_opt_params, write_postprocess)
-from polishplugin.convert.star import StarError, write_star
+from polishplugin.io.star import StarError, write_star
 
 
 def test_tutorial_mtf_files(tutorial_data):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.particles import ParticleTable, read_particles, write_particles
-from polishplugin.convert.star import StarError
+from polishplugin.io import labels as L
+from polishplugin.io.particles import ParticleTable, read_particles, write_particles
+from polishplugin.io.star import StarError
 
 
 def test_tutorial_particles(tutorial_data):

@@ -4,17 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
 from pwem.convert.transformations import euler_matrix  # noqa: E402
 from pwem.objects import SetOfMovies, SetOfParticles  # noqa: E402
 
-from polishplugin.convert import labels as L  # noqa: E402
-from polishplugin.convert.movies import (read_corrected_micrographs, read_movie_metadata,  # noqa: E402
+from polishplugin.io import labels as L  # noqa: E402
+from polishplugin.io.movies import (read_corrected_micrographs, read_movie_metadata,  # noqa: E402
                                          write_movie_metadata)
-from polishplugin.convert.particles import read_particles, write_particles  # noqa: E402
+from polishplugin.io.particles import read_particles, write_particles  # noqa: E402
 from polishplugin.convert.scipion_objects import (make_fsc, make_mask, make_volume,  # noqa: E402
                                                   matrix_to_relion, micrographs_to_movies,
                                                   movies_to_micrographs, particles_to_table,

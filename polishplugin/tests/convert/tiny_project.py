@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.movies import MicrographTable, MovieMetadata, write_corrected_micrographs, \
+from polishplugin.io import labels as L
+from polishplugin.io.movies import MicrographTable, MovieMetadata, write_corrected_micrographs, \
     write_movie_metadata
-from polishplugin.convert.mrc import write_mrc
-from polishplugin.convert.mtf import Mtf, write_mtf
-from polishplugin.convert.outputs import PostprocessResult, write_postprocess
-from polishplugin.convert.particles import ParticleTable, write_particles
+from polishplugin.io.mrc import write_mrc
+from polishplugin.io.mtf import Mtf, write_mtf
+from polishplugin.io.outputs import PostprocessResult, write_postprocess
+from polishplugin.io.particles import ParticleTable, write_particles
 
 N_MOVIES = 3
 N_FRAMES = 4

@@ -6,7 +6,8 @@ import pytest
 from polishplugin.core.dose import dose_weights
 from polishplugin.core.fourier import rfft
 from polishplugin.core.motion import cross_correlation as ccm
-from polishplugin.core.motion import estimate, prepare, synthetic
+from polishplugin.core.motion import estimate, prepare
+from polishplugin.testing import motion_synthetic as synthetic
 from polishplugin.core.motion.initial_tracks import global_track_from_cc
 
 

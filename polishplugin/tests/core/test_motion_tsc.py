@@ -11,7 +11,7 @@ import pytest
 
 from polishplugin.core.dose import dose_weights
 from polishplugin.core.fourier import frequency_grid, round_half_away
-from polishplugin.core.motion import synthetic
+from polishplugin.testing import motion_synthetic as synthetic
 from polishplugin.core.motion.tsc import (EvalRing, alignment_lowpass, make_eval_ring, phase_table, ring_rows,
                                           rows_from_pixels, tsc_from_terms, tsc_terms, tsc_terms_reference)
 from polishplugin.tests.kernels.cl_devices import device_params  # skips with "no OpenCL: ..." without a device

@@ -5,17 +5,16 @@ import pytest
 from scipy import ndimage
 
 from polishplugin.core.ctf import ctf_2d
-from polishplugin.core.fourier import rfft
 from polishplugin.core.fsc import fsc
 from polishplugin.core.geometry import euler_to_matrix, symmetry_matrices
 from polishplugin.core.refine.estep import (EStepSettings, NoiseAccumulator, expectation, posterior_weights,
                                             prepare_images, significant_mask, squared_differences)
 from polishplugin.core.refine.fourier3d import (Backprojector, grid_to_map, halfgrid_fsc, image_rfft, map_to_grid,
-                                                pixel_list, project_images, project_pixels, regularised_grid)
+                                                pixel_list, project_pixels, regularised_grid)
 from polishplugin.core.refine.sampling import OrientationGrid, rotation_angle_deg
 from polishplugin.core.refine.schedule import (AutoSampling, resolution_shell_from_ssnr, ssnr_from_fsc,
                                                symmetry_aware_angle_deg)
-from polishplugin.core.refine.synthetic import blob_phantom, simulate_particles
+from polishplugin.testing.refine_synthetic import blob_phantom, simulate_particles
 
 N = 24
 

@@ -29,7 +29,7 @@ FORMS = [("ProtPolishParticles", "protocol_form.png", "Polish"), ("ProtPolishTra
 
 
 def _make_project(home: Path) -> str:
-    from polishplugin.workflow import create_project, stage_protocols
+    from polishplugin.stage.workflow import create_project, stage_protocols
 
     project, _ = create_project(home / "projects_here" / "polishing_stage",
                                 stage_protocols({"preset": 0}, make_mask=False))
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    from polishplugin.tests.protocols.scipion_env import setup_scipion_env
+    from polishplugin.stage.scipion_env import setup_scipion_env
 
     home = Path(tempfile.mkdtemp(prefix="polish_gui_"))
     setup_scipion_env(home)

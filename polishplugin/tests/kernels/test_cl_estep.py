@@ -147,7 +147,7 @@ def test_expectation_same_poses_as_numpy(device):
     """The planted-particle global search of ``test_refine_estep`` with both backends: same max-posterior
     poses, pmax and the same number of significant samples."""
     from polishplugin.tests.core.test_refine_estep import N, _planted_particles
-    from polishplugin.core.refine.synthetic import blob_phantom
+    from polishplugin.testing.refine_synthetic import blob_phantom
     phantom = blob_phantom(N, "C1", n_blobs=10, seed=3)
     _, iy, ix, k, shells, ctf, old, x, rounded, sigma2, true = _planted_particles(phantom)
     grid = map_to_grid(phantom)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.particles import ParticleTable, read_particles
-from polishplugin.convert.star import read_star, write_star
+from polishplugin.io import labels as L
+from polishplugin.io.particles import ParticleTable, read_particles
+from polishplugin.io.star import read_star, write_star
 from polishplugin.core.geometry import euler_to_matrix, matrix_to_euler, rotation_about, symmetry_matrices
 from polishplugin.core.refine.schedule import symmetry_aware_angle_deg
 

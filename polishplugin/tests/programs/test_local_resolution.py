@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from polishplugin.convert.mrc import read_mrc, write_mrc
-from polishplugin.convert.star import read_star
+from polishplugin.io.mrc import read_mrc, write_mrc
+from polishplugin.io.star import read_star
 from polishplugin.core.local_resolution import planted_half_maps
 from polishplugin.programs import local_resolution as prog
 from polishplugin.programs._cli import run_module

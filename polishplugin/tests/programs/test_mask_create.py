@@ -4,7 +4,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from polishplugin.convert.mrc import write_mrc
+from polishplugin.io.mrc import write_mrc
 from polishplugin.core.filters import centred_radius
 from polishplugin.programs import mask_create as prog
 from polishplugin.programs._cli import build_parser, run_module

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.mrc import read_mrc, read_stack_images
-from polishplugin.convert.star import read_star, split_image_name, write_star
+from polishplugin.io import labels as L
+from polishplugin.io.mrc import read_mrc, read_stack_images
+from polishplugin.io.star import read_star, split_image_name, write_star
 from polishplugin.programs._cli import ProgramError, build_parser
 from polishplugin.programs import motion_refine
 from polishplugin.programs._polish_io import read_tracks
@@ -330,7 +330,7 @@ def test_bad_params_file(sim, tmp_path):
 
 
 def test_bad_movie_with_nan_or_truncated(sim, tmp_path):
-    from polishplugin.convert.mrc import write_mrc
+    from polishplugin.io.mrc import write_mrc
     from polishplugin.tests.fixtures_simulate import copy_project
 
     proj = copy_project(sim, tmp_path / "copy")
@@ -447,7 +447,7 @@ def test_tutorial_star_files_load(tmp_path):
 
 
 def test_viewer_pngs(polished, tmp_path):
-    from polishplugin.viewers.viewer_polish import polish_figures, write_viewer_pngs
+    from polishplugin.plots.polish import polish_figures, write_viewer_pngs
 
     names = [n for n, _ in polish_figures(polished)]
     assert names[:2] == ["bfactors", "scalefactors"] and len(names) == 2 + 4
@@ -519,7 +519,7 @@ def test_opencl_device_matches_numpy(sim, polished, tmp_path):
 
 def test_predictions_include_detector_mtf(sim, tmp_path):
     """An optics group with rlnMtfFileName gets predictions multiplied by the MTF (RELION obs. model)."""
-    from polishplugin.convert.mtf import read_mtf
+    from polishplugin.io.mtf import read_mtf
     from polishplugin.programs._polish_io import load_project, predictions
 
     p, c = _edited(sim, tmp_path, optics=lambda o: o.assign(**{L.MTF_FILE_NAME: str(sim["mtf"])}))

@@ -7,11 +7,11 @@ import types
 import numpy as np
 import pytest
 
-from polishplugin.convert.star import read_star
-from polishplugin.core.motion import synthetic
+from polishplugin.io.star import read_star
+from polishplugin.testing import motion_synthetic as synthetic
 from polishplugin.core.motion.hyperparameters import search_sigmas, format_params, round_params
 from polishplugin.core.motion.tsc import frequency_split
-from polishplugin.programs import _motion_train as T
+from polishplugin.programs import motion_train as T
 from polishplugin.programs._cli import ProgramError
 
 PLANTED = (0.6, 2000.0, 3.0)
@@ -160,7 +160,7 @@ def test_motion_refine_params3_on_simulated_project(tmp_path_factory, tmp_path):
 
 
 def test_tsc_trace_plot(mics, tmp_path):
-    from polishplugin.viewers.viewer_polish_train import write_train_png
+    from polishplugin.plots.train import write_train_png
 
     T.run_training(_args(tmp_path, par_iters=2), mics[:1], k_out=K_OUT)
     png = write_train_png(tmp_path / "tsc_trace.star", tmp_path / "v" / "tsc.png")
@@ -169,8 +169,8 @@ def test_tsc_trace_plot(mics, tmp_path):
 
 _MPI_SCRIPT = """
 import sys, types
-from polishplugin.core.motion import synthetic
-from polishplugin.programs import _motion_train as T
+from polishplugin.testing import motion_synthetic as synthetic
+from polishplugin.programs import motion_train as T
 mics = [synthetic.make_micrograph(seed=10 + i, n_p=8, n_f=6, box=32, noise=3.0, name=f"m{i}") for i in range(3)]
 T.run_training(types.SimpleNamespace(o=sys.argv[1], min_p=10000, params3=True, par_iters=2, joint_particles=8), mics,
                k_out=12)

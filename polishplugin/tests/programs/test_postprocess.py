@@ -7,7 +7,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from polishplugin.convert.mrc import write_mrc
+from polishplugin.io.mrc import write_mrc
 from polishplugin.core.filters import raised_cosine_sphere
 from polishplugin.core.fourier import irfft, radius_grid, rfft
 from polishplugin.programs import postprocess as prog
@@ -175,8 +175,8 @@ def test_bad_input_is_a_clear_error(inputs, tmp_path, case, match):
         argv += ["--auto_bfac", "--adhoc_bfac", "-100"]
     elif case == "no_half1":
         argv[1] = _bad(tmp_path, "map.mrc", np.zeros(box))
-    from polishplugin.convert.mrc import MrcError
-    from polishplugin.convert.star import StarError
+    from polishplugin.io.mrc import MrcError
+    from polishplugin.io.star import StarError
     with pytest.raises((ProgramError, MrcError, StarError), match=match):
         _run(argv)
     assert not os.path.exists(tmp_path / "bad")       # nothing written

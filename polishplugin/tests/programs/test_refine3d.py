@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.mrc import read_mrc, write_mrc
-from polishplugin.convert.particles import read_particles
-from polishplugin.convert.star import read_star, write_star
+from polishplugin.io import labels as L
+from polishplugin.io.mrc import read_mrc, write_mrc
+from polishplugin.io.particles import read_particles
+from polishplugin.io.star import read_star, write_star
 from polishplugin.core.filters import raised_cosine_sphere
 from polishplugin.core.fsc import fsc, resolution_shell
 from polishplugin.core.geometry import euler_to_matrix, rotation_about, symmetry_matrices
 from polishplugin.core.refine.schedule import symmetry_aware_angle_deg
-from polishplugin.core.refine.synthetic import blob_phantom, simulate_particles
+from polishplugin.testing.refine_synthetic import blob_phantom, simulate_particles
 from polishplugin.programs import refine3d
 from polishplugin.programs._cli import ProgramError, build_parser
 
@@ -119,7 +119,7 @@ def test_outputs_and_labels(tmp_path):
     vol, apix = read_mrc(f"{root}_class001.mrc")
     assert vol.shape == (20, 20, 20) and apix == pytest.approx(5.0)
     # the viewer's plots read these files
-    from polishplugin.viewers.viewer_refine3d import save_all_plots
+    from polishplugin.plots.refine3d import save_all_plots
 
     pngs = save_all_plots(str(root))
     assert len(pngs) == 4 and all(Path(p).stat().st_size > 1000 for p in pngs)
@@ -226,7 +226,7 @@ def test_mpi_two_ranks_identical_to_one(tmp_path):
 
 def true_pose_half_maps(proj: dict) -> tuple[np.ndarray, np.ndarray]:
     """Unregularised half maps reconstructed from the particles with their true poses and CTFs."""
-    from polishplugin.convert.mrc import read_stack_images
+    from polishplugin.io.mrc import read_stack_images
     from polishplugin.core.ctf import ctf_rfft_stack
     from polishplugin.tests.programs.refine_truth import reconstruct_halves
 

@@ -6,8 +6,8 @@ import mrcfile
 import numpy as np
 import pytest
 
-from polishplugin.convert.mrc import read_mrc, read_stack_images
-from polishplugin.convert.star import read_star, split_image_name
+from polishplugin.io.mrc import read_mrc, read_stack_images
+from polishplugin.io.star import read_star, split_image_name
 from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, ctf_2d
 from polishplugin.core.fsc import fsc

@@ -7,13 +7,13 @@ import tempfile
 
 import numpy as np
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
-from polishplugin.convert.particles import read_particles  # noqa: E402
+from polishplugin.io.particles import read_particles  # noqa: E402
 from polishplugin.convert.scipion_objects import matrix_to_relion  # noqa: E402
 from polishplugin.protocols import ProtPolishImport  # noqa: E402
 from polishplugin.tests.convert.tiny_project import (ANGPIX, N_FRAMES, make_tiny_project)  # noqa: E402

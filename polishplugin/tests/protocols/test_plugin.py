@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
@@ -81,7 +81,7 @@ def test_domain_finds_registered_viewers():
     import polishplugin.viewers as viewers
 
     found = pw.Config.getDomain().getViewers()
-    for name in viewers._SCIPION_VIEWERS:
+    for name in viewers.__all__:
         assert name in found, name
 
 

@@ -6,13 +6,13 @@ import tempfile
 
 import numpy as np
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
-from polishplugin.convert.mrc import read_mrc, write_mrc  # noqa: E402
+from polishplugin.io.mrc import read_mrc, write_mrc  # noqa: E402
 from polishplugin.core.local_resolution import planted_half_maps  # noqa: E402
 from polishplugin.protocols import ProtPolishImport, ProtPolishLocalRes  # noqa: E402
 

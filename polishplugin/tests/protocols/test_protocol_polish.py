@@ -7,7 +7,7 @@ argument list (the program itself is tested in tests/programs/test_motion_refine
 
 import tempfile
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 

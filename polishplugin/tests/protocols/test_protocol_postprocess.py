@@ -6,14 +6,14 @@ import tempfile
 
 import numpy as np
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
-from polishplugin.convert.mrc import write_mrc  # noqa: E402
-from polishplugin.convert.outputs import read_postprocess  # noqa: E402
+from polishplugin.io.mrc import write_mrc  # noqa: E402
+from polishplugin.io.outputs import read_postprocess  # noqa: E402
 from polishplugin.core.filters import raised_cosine_sphere  # noqa: E402
 from polishplugin.core.fourier import irfft, radius_grid, rfft  # noqa: E402
 from polishplugin.protocols import ProtPolishImport, ProtPolishMaskCreate, ProtPolishPostprocess  # noqa: E402
@@ -85,7 +85,7 @@ class TestPolishPostprocess(BaseTest):
         self._checkViewer(prot)
 
     def _checkViewer(self, prot):
-        from polishplugin.viewers.plots_postprocess import save_postprocess_pngs
+        from polishplugin.plots.postprocess import save_postprocess_pngs
         from polishplugin.viewers.viewer_postprocess import PolishPostprocessViewer, postprocess_maps
         viewer = PolishPostprocessViewer(project=self.proj, protocol=prot)
         for show in (viewer._showFsc, viewer._showGuinier, viewer._showSlices):

@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 

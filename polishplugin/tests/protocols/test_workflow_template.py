@@ -10,11 +10,11 @@ import os
 import numpy as np
 import pytest
 
-from polishplugin.tests.protocols.scipion_env import require_scipion
+from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
-from polishplugin import workflow  # noqa: E402
+from polishplugin.stage import workflow  # noqa: E402
 
 #: 3D auto-refine iterations in the test (the last one joins the halves); 6 took 135 s under load
 REFINE_ITERATIONS = 6
@@ -119,7 +119,7 @@ def test_stage_runs_every_protocol_and_writes_every_output(stage):
 
 
 def test_stage_numbers_are_sensible(stage):
-    from polishplugin.convert.mrc import read_mrc_header
+    from polishplugin.io.mrc import read_mrc_header
 
     before, after = stage["resolution_before_a"], stage["resolution_after_a"]
     assert math.isfinite(before) and math.isfinite(after)

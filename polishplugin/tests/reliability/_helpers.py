@@ -47,8 +47,8 @@ def final_names(snap: dict[str, str]) -> dict[str, str]:
 
 def check_readable(path) -> None:
     """Raise unless ``path`` is a complete, readable output (MRC/MRCS/STAR/PNG/PDF/EPS/text)."""
-    from polishplugin.convert.mrc import read_mrc
-    from polishplugin.convert.star import read_star
+    from polishplugin.io.mrc import read_mrc
+    from polishplugin.io.star import read_star
 
     path = Path(path)
     suf = path.suffix.lower()

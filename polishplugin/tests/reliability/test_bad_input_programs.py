@@ -6,13 +6,12 @@ Rows of docs/bad_input.rst point here.  Known gaps are strict xfails (they fail 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from polishplugin.convert.mrc import read_mrc, write_mrc
+from polishplugin.io.mrc import read_mrc, write_mrc
 from polishplugin.tests.fixtures_simulate import copy_project, tiny_project
 from polishplugin.tests.reliability._helpers import cli
 

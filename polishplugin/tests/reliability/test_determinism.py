@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.mrc import read_mrc
-from polishplugin.convert.star import read_star
+from polishplugin.io import labels as L
+from polishplugin.io.mrc import read_mrc
+from polishplugin.io.star import read_star
 from polishplugin.tests.fixtures_simulate import tiny_project
 from polishplugin.tests.reliability._helpers import cli, final_names, snapshot
 

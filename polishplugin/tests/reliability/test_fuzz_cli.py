@@ -25,7 +25,7 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from polishplugin.convert.mrc import write_mrc  # noqa: E402
+from polishplugin.io.mrc import write_mrc  # noqa: E402
 from polishplugin.programs import COMMANDS  # noqa: E402
 from polishplugin.programs._cli import build_parser, run_module  # noqa: E402
 

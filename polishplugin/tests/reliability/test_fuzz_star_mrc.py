@@ -8,7 +8,6 @@ Bounded: a few hundred examples in all, no deadline, so the file runs in a few s
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 
@@ -18,8 +17,8 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from polishplugin.convert.mrc import MrcError, read_mrc, read_mrc_header, read_stack_images, write_mrc  # noqa: E402
-from polishplugin.convert.star import StarError, read_star, write_star  # noqa: E402
+from polishplugin.io.mrc import MrcError, read_mrc, read_mrc_header, read_stack_images, write_mrc  # noqa: E402
+from polishplugin.io.star import StarError, read_star, write_star  # noqa: E402
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -248,9 +247,9 @@ def _mtf_star_text() -> str:
 ])
 def test_typed_star_readers_fuzz(kind):
     """read_particles / read_mtf / read_movie_metadata on mutated valid files: data or a StarError."""
-    from polishplugin.convert.movies import read_movie_metadata
-    from polishplugin.convert.mtf import read_mtf
-    from polishplugin.convert.particles import read_particles
+    from polishplugin.io.movies import read_movie_metadata
+    from polishplugin.io.mtf import read_mtf
+    from polishplugin.io.particles import read_particles
 
     reader, text = {"particles": (read_particles, _particles_star_text()), "mtf": (read_mtf, _mtf_star_text()),
                     "movie": (read_movie_metadata, _movie_star_text())}[kind]

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polishplugin.convert import labels as L
-from polishplugin.convert.mrc import read_mrc
-from polishplugin.convert.star import read_star
+from polishplugin.io import labels as L
+from polishplugin.io.mrc import read_mrc
+from polishplugin.io.star import read_star
 from polishplugin.tests.fixtures_simulate import tiny_project
 from polishplugin.tests.reliability._helpers import EXE, check_readable, cli, final_names, snapshot
 

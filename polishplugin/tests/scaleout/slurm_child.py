@@ -61,7 +61,7 @@ def slurm_hosts_conf(slurm_conf: str | None = None) -> str:
 
 
 def _planted_half_maps(folder: Path, box: int = 32, angpix: float = 2.0) -> tuple[str, str]:
-    from polishplugin.convert.mrc import write_mrc
+    from polishplugin.io.mrc import write_mrc
     from polishplugin.core.filters import raised_cosine_sphere
 
     rng = np.random.default_rng(5)
@@ -83,7 +83,7 @@ def run(workdir: Path, slurm_conf: str, n_mpi: int = 1, timeout: float = 420.0) 
     os.environ["SLURM_CONF"] = slurm_conf
     for var in ("SCIPION_USER_DATA", "SCIPION_TESTS", "SCIPION_TESTS_OUTPUT", "SCIPION_SOFTWARE"):
         os.environ.pop(var, None)  # the child gets its own, inside WORKDIR
-    from polishplugin.tests.protocols.scipion_env import setup_scipion_env
+    from polishplugin.stage.scipion_env import setup_scipion_env
 
     setup_scipion_env(home)
     from pyworkflow.project import Manager

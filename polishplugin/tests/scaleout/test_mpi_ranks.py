@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polishplugin.convert.mrc import read_mrc
-from polishplugin.convert.star import read_star
+from polishplugin.io.mrc import read_mrc
+from polishplugin.io.star import read_star
 
 RANKS = (1, 2, 3)
 EXE = str(Path(sys.executable).parent / "polishplugin")
@@ -182,7 +182,7 @@ def test_refine3d_model_star_same_for_1_2_3_ranks(refined):
 
 def test_comparison_catches_a_changed_value(tiny, tmp_path):
     """The comparison itself must fail on a planted difference (guards against a vacuous test)."""
-    from polishplugin.convert.mrc import write_mrc
+    from polishplugin.io.mrc import write_mrc
 
     a, b = tmp_path / "a", tmp_path / "b"
     for d in (a, b):

@@ -1,4 +1,4 @@
-"""A headless Scipion environment for the protocol tests (no GUI, no downloads, no prior state).
+"""A headless Scipion environment for the stage, the demo and the tests (no GUI, no downloads, no prior state).
 
 pyworkflow reads its configuration from environment variables *when it is first imported*, so
 :func:`setup_scipion_env` must run before anything imports ``pyworkflow`` or ``pwem``.  The
@@ -22,7 +22,7 @@ What pyworkflow 3.11.7 / pwem 3.11.1 need, headless:
 How to test a protocol (file ``polishplugin/tests/protocols/test_<step>.py``)::
 
     import pytest
-    from polishplugin.tests.protocols.scipion_env import require_scipion
+    from polishplugin.testing.scipion import require_scipion
     require_scipion()                         # skips the module when pyworkflow/pwem are missing
     from pyworkflow.tests import BaseTest, setupTestProject
     from polishplugin.protocols import ProtPolishImport, ProtPolishPostprocess
@@ -51,7 +51,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["setup_scipion_env", "require_scipion", "HOSTS_CONF"]
+__all__ = ["setup_scipion_env", "HOSTS_CONF"]
 
 #: hosts.conf for a single machine: protocols run as local sub-processes; MPI through mpirun.
 HOSTS_CONF = """[localhost]
@@ -134,15 +134,6 @@ def _sync_loaded_config(home: Path) -> None:
     for name, value in values.items():
         if hasattr(config, name):
             setattr(config, name, value)
-
-
-def require_scipion() -> None:
-    """Skip the calling test module when pyworkflow or pwem cannot be imported."""
-    import pytest
-
-    setup_scipion_env()
-    pytest.importorskip("pyworkflow", reason="pyworkflow not installed (Scipion tests skipped)")
-    pytest.importorskip("pwem", reason="pwem not installed (Scipion tests skipped)")
 
 
 def remove_home(home: Path) -> None:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ctf import CtfParams, ctf_2d
-from ..geometry import euler_to_matrix, symmetry_matrices
-from .fourier3d import map_to_grid, project_images
+from ..core.ctf import CtfParams, ctf_2d
+from ..core.geometry import euler_to_matrix, symmetry_matrices
+from ..core.refine.fourier3d import map_to_grid, project_images
 
 __all__ = ["blob_phantom", "SyntheticParticles", "simulate_particles", "random_rotations_deg"]
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert.star import read_star
-from ._cli import ProgramError
+from ..io.star import read_star
+from ..programs._cli import ProgramError
 
 log = logging.getLogger("polishplugin.demo")
 
@@ -94,7 +94,7 @@ def _optics_angpix(star: Path) -> tuple[float, int]:
 
 
 def _main_scipion(args: argparse.Namespace, out: Path) -> int:
-    from ..workflow import format_summary, run_stage_in_scipion, write_plots
+    from .workflow import format_summary, run_stage_in_scipion, write_plots
 
     summary = run_stage_in_scipion(out / "scipion_project", preset=args.preset, seed=args.seed,
                                    threads=args.j, mpi=args.mpi, max_iterations=args.max_iterations)
@@ -178,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _summary(out: Path, steps: list[StepRecord], skip_train: bool) -> str:
-    from ..convert.mrc import read_mrc
+    from ..io.mrc import read_mrc
 
     rows: list[tuple[str, str]] = []
     before = _general(out / "PostProcess/job023b/postprocess.star")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..dose import dose_weights
-from ..fourier import frequency_grid, rfft
-from .gp_basis import gp_basis
+from ..core.dose import dose_weights
+from ..core.fourier import frequency_grid, rfft
+from ..core.motion.gp_basis import gp_basis
 
 __all__ = ["SyntheticMicrograph", "sample_prior_tracks", "make_micrograph", "phase_shift"]
 

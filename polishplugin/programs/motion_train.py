@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..convert import labels as L
-from ..convert.star import atomic_write_text, write_star
+from ..io import labels as L
+from ..io.star import atomic_write_text, write_star
 from ..core.dose import dose_weights
 from ..core.fsc import glibc_uniform
 from ..core.motion import prepare
@@ -324,7 +324,7 @@ def read_params_file(path: str | os.PathLike) -> tuple[float, float, float]:
 
 def read_tsc_trace(path: str | os.PathLike) -> pd.DataFrame:
     """The evaluations of ``tsc_trace.star``: columns evaluation, s_vel, s_div, s_acc, tsc."""
-    from ..convert.star import read_star
+    from ..io.star import read_star
 
     t = read_star(path)[TSC_TRACE_BLOCK]
     return pd.DataFrame({"evaluation": t[LBL_EVAL], "s_vel": t[LBL_VEL], "s_div": t[LBL_DIV],

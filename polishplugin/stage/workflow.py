@@ -7,12 +7,12 @@ in its own process, as in the GUI), and collect a summary (resolution before/aft
 per-frame B-factor range, trained sigmas, local-resolution range, time per protocol).  No GUI.
 
 pyworkflow reads its configuration from the environment when first imported: call
-:func:`polishplugin.tests.protocols.scipion_env.setup_scipion_env` (or source ``scripts/scipion_env.sh``)
+:func:`polishplugin.stage.scipion_env.setup_scipion_env` (or source ``scripts/scipion_env.sh``)
 before importing pyworkflow; :func:`run_stage_in_scipion` does it when pyworkflow is not loaded yet.
 
 Example::
 
-    from polishplugin.workflow import run_stage_in_scipion, format_summary
+    from polishplugin.stage.workflow import run_stage_in_scipion, format_summary
     summary = run_stage_in_scipion("/tmp/stage", preset="tiny", threads=2)
     print(format_summary(summary))
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("polishplugin.workflow")
+log = logging.getLogger("polishplugin.stage.workflow")
 
 __all__ = ["TEMPLATE_NAME", "template_path", "template_fields", "fill_template", "stage_protocols",
            "create_project", "launch_in_order", "collect_summary", "format_summary",
@@ -122,7 +122,7 @@ def stage_protocols(values: dict | None = None, make_mask: bool = False) -> list
 # ------------------------------------------------------------------------------------- project
 def _ensure_scipion_env() -> None:
     if "pyworkflow" not in sys.modules:
-        from .tests.protocols.scipion_env import setup_scipion_env
+        from .scipion_env import setup_scipion_env
         setup_scipion_env()
 
 
@@ -204,10 +204,10 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     inside the mask), locres_range_a (min, max inside the mask), times_s ({step name: seconds}),
     run_dirs ({step name: folder}), outputs ({name: path}).
     """
-    from .convert.mrc import read_mrc
-    from .convert.outputs import read_postprocess
-    from .programs._motion_train import read_params_file
-    from .programs.motion_refine import read_bfactors_star
+    from ..io.mrc import read_mrc
+    from ..io.outputs import read_postprocess
+    from ..programs.motion_train import read_params_file
+    from ..programs.motion_refine import read_bfactors_star
 
     summary: dict = {"times_s": {}, "run_dirs": {}, "outputs": {}}
     for tid, prot in protocols.items():
@@ -232,7 +232,7 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     sel = locres > 0
     mask_path = ""
     if mask_obj is not None:
-        from .protocols.protocol_mask_create import _mrc_path
+        from ..protocols.protocol_mask_create import _mrc_path
         mask_path = _mrc_path(mask_obj)
         mask, _ = read_mrc(mask_path)
         sel &= mask > 0.5
@@ -285,9 +285,12 @@ def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
     """
     import shutil
 
-    from .convert.mrc import read_mrc
-    from .viewers import plots_postprocess, viewer_polish, viewer_polish_train, viewer_refine3d
-    from .viewers import viewer_local_resolution as vl
+    from ..io.mrc import read_mrc
+    from ..plots import local_resolution as vl
+    from ..plots import polish as plots_polish
+    from ..plots import postprocess as plots_postprocess
+    from ..plots import refine3d as plots_refine3d
+    from ..plots import train as plots_train
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -299,9 +302,9 @@ def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
             os.replace(path, target)
             paths.append(str(target))
         shutil.rmtree(dest / sub, ignore_errors=True)
-    paths += viewer_polish.write_viewer_pngs(Path(out["bfactors_star"]).parent, dest, 2)
-    paths.append(viewer_polish_train.write_train_png(out["tsc_trace"], dest / "train_tsc.png"))
-    paths += viewer_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(dest))
+    paths += plots_polish.write_viewer_pngs(Path(out["bfactors_star"]).parent, dest, 2)
+    paths.append(plots_train.write_train_png(out["tsc_trace"], dest / "train_tsc.png"))
+    paths += plots_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(dest))
     locres, _ = read_mrc(out["locres_map"])
     density, _ = read_mrc(out["postprocess_map"])
     mask = None

@@ -12,8 +12,8 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..convert import labels as L
-from ..convert.star import read_star
+from ..io import labels as L
+from ..io.star import read_star
 
 __all__ = ["fsc_figure", "guinier_figure", "slices_figure", "read_postprocess_star", "fsc_figure_from_star",
            "guinier_figure_from_star", "figures_from_star", "save_postprocess_pngs", "save_png", "save_pdf"]

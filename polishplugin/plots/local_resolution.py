@@ -1,0 +1,90 @@
+"""Local-resolution plots: histogram inside the mask, slices coloured by local resolution.
+
+The figure functions are Agg-safe (``matplotlib.figure.Figure``, no pyplot state) and are used both by
+``polishplugin local_resolution`` (PNG/PDF next to the maps) and by :class:`PolishLocalResViewer`
+inside Scipion.  The Scipion class is defined only when pyworkflow is importable.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .postprocess import save_pdf, save_png  # shared atomic writers (re-exported)
+
+__all__ = ["histogram_values", "histogram_figure", "slices_figure", "save_png", "save_pdf",
+           "chimerax_script", "locres_range"]
+
+
+def histogram_values(locres: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Local resolutions of voxels with ``mask > 0.5`` (all voxels with ``locres > 0`` without mask)."""
+    sel = (locres > 0) if mask is None else ((mask > 0.5) & (locres > 0))
+    return np.asarray(locres[sel], np.float64)
+
+
+def locres_range(values: np.ndarray) -> tuple[float, float]:
+    """A colour range for the local resolutions: the 2nd .. 98th percentile (rounded outward to 0.1 Å)."""
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [2, 98])
+    lo, hi = np.floor(lo * 10) / 10, np.ceil(hi * 10) / 10
+    return (float(lo), float(hi if hi > lo else lo + 0.1))
+
+
+def histogram_figure(values: np.ndarray, title: str = "Local resolution") -> Figure:
+    """Histogram of local resolutions (Å) with the median marked."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot(111)
+    if values.size:
+        ax.hist(values, bins=min(50, max(10, int(np.sqrt(values.size)))), color="steelblue",
+                edgecolor="black", linewidth=0.3)
+        med = float(np.median(values))
+        ax.axvline(med, color="red", linestyle="--", label=f"median {med:.2f} Å")
+        ax.legend()
+    ax.set_xlabel("local resolution (Å)")
+    ax.set_ylabel("voxels")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def slices_figure(density: np.ndarray, locres: np.ndarray, mask: np.ndarray | None = None,
+                  vrange: tuple[float, float] | None = None) -> Figure:
+    """Central z, y, x slices of ``density`` in grey with the local resolution overlaid in colour
+    (where ``mask > 0.5``, or ``locres > 0``), and a colour bar in Å."""
+    box = density.shape[0]
+    sel = (locres > 0) if mask is None else ((mask > 0.5) & (locres > 0))
+    lo, hi = vrange if vrange is not None else locres_range(locres[sel])
+    fig = Figure(figsize=(12, 4.2))
+    axes = [fig.add_subplot(1, 3, k + 1) for k in range(3)]
+    image = None
+    for k, (ax, name) in enumerate(zip(axes, ("z", "y", "x"))):
+        index = [slice(None)] * 3
+        index[k] = box // 2
+        d = density[tuple(index)]
+        r = np.where(sel[tuple(index)], locres[tuple(index)], np.nan)
+        ax.imshow(d, cmap="gray", origin="lower")
+        image = ax.imshow(r, cmap="jet_r", vmin=lo, vmax=hi, alpha=0.6, origin="lower")
+        ax.set_title(f"{name} = {box // 2}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="local resolution (Å)")
+    return fig
+
+
+def chimerax_script(map_path: str, locres_path: str, vrange: tuple[float, float],
+                    level: float | None = None) -> str:
+    """ChimeraX commands: open the (sharpened) map as #1 and the local-resolution map as #2, colour
+    #1's surface by #2 (red = best resolution, blue = worst) and add a colour key."""
+    lo, hi = vrange
+    mid = 0.5 * (lo + hi)
+    lines = [f"open {map_path}", f"open {locres_path}", "volume #2 hide"]
+    if level is not None:
+        lines.append(f"volume #1 level {level:.6g}")
+    lines += [f"color sample #1 map #2 palette {lo:.2f},red:{mid:.2f},white:{hi:.2f},blue",
+              f"key red:{lo:.2f} white:{mid:.2f} blue:{hi:.2f} pos 0.05,0.08 size 0.3,0.04",
+              '2dlabels text "local resolution (A)" xpos 0.05 ypos 0.13 size 16',
+              "view"]
+    return "\n".join(lines) + "\n"
