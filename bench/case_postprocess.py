@@ -69,7 +69,7 @@ def postprocess(size, backend):
 
     def run():
         prog.main(args)
-        from polishplugin.io.outputs import read_postprocess
+        from polishplugin.io.postprocess import read_postprocess
         result = read_postprocess(os.path.join(folder, "out", "postprocess.star"))
         return {"res_A": round(result.final_resolution_a, 3), "B": round(result.bfactor_a2, 1),
                 "unmasked_planted_res_A": round(size * ANGPIX / files["k_cross"], 3)}

@@ -14,7 +14,7 @@ Offsets are sampled at ``--offset_step`` (fine: half): at high SNR a coarse offs
     python bench/refine_bound.py --project demo_output_dir --B 64
 """
 
-import sys, time, argparse, numpy as np
+import time, argparse, numpy as np
 from pathlib import Path
 from polishplugin.io.particles import read_particles
 from polishplugin.io.mrc import read_mrc, read_stack_images

@@ -26,7 +26,6 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     import os
 
-    from polishplugin.io import labels as L
     from polishplugin.programs import motion_train as T
     from polishplugin.programs._cli import build_parser, no_hugepage_advice
     from polishplugin.programs._polish_io import load_micrograph, load_project

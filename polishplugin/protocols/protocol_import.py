@@ -17,7 +17,7 @@ from pyworkflow.protocol import params
 from ..io.mrc import MrcError, read_mrc, read_mrc_header, write_mrc
 from ..io.movies import read_corrected_micrographs
 from ..io.mtf import read_mtf
-from ..io.outputs import read_postprocess
+from ..io.postprocess import read_postprocess
 from ..io.particles import read_particles, resolve_relion_path
 from ..convert.scipion_objects import make_mask, make_volume, micrographs_to_movies, table_to_particles
 from ..io.star import StarError

@@ -10,7 +10,7 @@ from pyworkflow.protocol import params
 
 from ..io import labels as L
 from ..io.mrc import MrcError, read_mrc_header
-from ..io.outputs import read_postprocess
+from ..io.postprocess import read_postprocess
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import HalfMapInputs, ProtPolishBase, formatFloat, mrc_path as _mrc_path
 

@@ -205,7 +205,7 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     run_dirs ({step name: folder}), outputs ({name: path}).
     """
     from ..io.mrc import read_mrc
-    from ..io.outputs import read_postprocess
+    from ..io.postprocess import read_postprocess
     from ..programs.motion_train import read_params_file
     from ..programs.motion_refine import read_bfactors_star
 

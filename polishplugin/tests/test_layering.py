@@ -17,7 +17,7 @@ for name in {forbidden!r}:
     sys.modules[name] = None          # any 'import name' now raises ImportError
 import polishplugin, polishplugin.core, polishplugin.programs._cli
 import polishplugin.io.star, polishplugin.io.mrc, polishplugin.io.labels
-import polishplugin.io.particles, polishplugin.io.movies, polishplugin.io.outputs
+import polishplugin.io.particles, polishplugin.io.movies, polishplugin.io.postprocess, polishplugin.io.polish, polishplugin.io.refine
 import polishplugin.io.mtf
 import pkgutil, importlib
 for info in pkgutil.walk_packages(polishplugin.core.__path__, "polishplugin.core."):

@@ -16,7 +16,7 @@ from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 from polishplugin.io.particles import read_particles  # noqa: E402
 from polishplugin.convert.scipion_objects import matrix_to_relion  # noqa: E402
 from polishplugin.protocols import ProtPolishImport  # noqa: E402
-from polishplugin.tests.convert.tiny_project import (ANGPIX, N_FRAMES, make_tiny_project)  # noqa: E402
+from polishplugin.testing.tiny_project import (ANGPIX, N_FRAMES, make_tiny_project)  # noqa: E402
 
 
 class TestPolishImport(BaseTest):

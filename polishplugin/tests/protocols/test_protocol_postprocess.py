@@ -13,7 +13,7 @@ require_scipion()
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from polishplugin.io.mrc import write_mrc  # noqa: E402
-from polishplugin.io.outputs import read_postprocess  # noqa: E402
+from polishplugin.io.postprocess import read_postprocess  # noqa: E402
 from polishplugin.core.filters import raised_cosine_sphere  # noqa: E402
 from polishplugin.core.fourier import irfft, radius_grid, rfft  # noqa: E402
 from polishplugin.protocols import ProtPolishImport, ProtPolishMaskCreate, ProtPolishPostprocess  # noqa: E402

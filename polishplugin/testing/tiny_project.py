@@ -24,7 +24,7 @@ from polishplugin.io.movies import MicrographTable, MovieMetadata, write_correct
     write_movie_metadata
 from polishplugin.io.mrc import write_mrc
 from polishplugin.io.mtf import Mtf, write_mtf
-from polishplugin.io.outputs import PostprocessResult, write_postprocess
+from polishplugin.io.postprocess import PostprocessResult, write_postprocess
 from polishplugin.io.particles import ParticleTable, write_particles
 
 N_MOVIES = 3

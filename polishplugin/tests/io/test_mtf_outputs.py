@@ -8,9 +8,10 @@ import pytest
 
 from polishplugin.io import labels as L
 from polishplugin.io.mtf import Mtf, read_mtf, write_mtf
-from polishplugin.io.outputs import (FrameBfactors, OptParams, PostprocessResult, read_bfactors,
-                                          read_model_fsc, read_opt_params, read_postprocess,
-                                          write_bfactors, write_opt_params, write_postprocess)
+from polishplugin.io.polish import (FrameBfactors, OptParams, read_bfactors, read_opt_params, write_bfactors,
+                                    write_opt_params)
+from polishplugin.io.postprocess import PostprocessResult, read_postprocess, write_postprocess
+from polishplugin.io.refine import read_model_fsc
 from polishplugin.io.star import StarError, write_star
 
 
