@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "OpenCLUnavailable", "DeviceInfo", "opencl_available", "list_devices", "get_context", "get_queue",
-    "build_program", "read_source", "KernelRuntime", "get_runtime", "ENV_DEVICE",
+    "build_program", "read_source", "KernelRuntime", "get_runtime", "ENV_DEVICE", "choose_backend",
 ]
 
 ENV_DEVICE = "POLISHPLUGIN_OPENCL_DEVICE"
@@ -106,6 +106,27 @@ def opencl_available() -> bool:
         return len(list_devices()) > 0
     except OpenCLUnavailable:
         return False
+
+
+def choose_backend(device: str | int | None = None) -> tuple[str, str | None]:
+    """The one answer to "numpy or OpenCL, and on which device" for every program and core module.
+
+    ``device``: ``None``, ``""`` or ``"auto"``: OpenCL on the default device (:data:`ENV_DEVICE`, else the
+    first GPU, else the first device) when a platform exists, else numpy; ``"cpu"`` or ``"numpy"``: numpy;
+    ``"opencl"``: the default OpenCL device, :class:`OpenCLUnavailable` when there is none; any other value
+    names a device (``"0"``, ``1``, ``"0:1"`` = platform:device) and must open, else
+    :class:`OpenCLUnavailable` naming it.  Returns ``("numpy", None)`` or ``("opencl", name or None)``.
+    """
+    arg = "" if device is None else str(device).strip()
+    if arg.lower() in ("cpu", "numpy"):
+        return "numpy", None
+    if arg.lower() in ("", "auto"):
+        return ("opencl", None) if opencl_available() else ("numpy", None)
+    if arg.lower() == "opencl":
+        list_devices()  # raises OpenCLUnavailable with the reason
+        return "opencl", None
+    get_context(arg)  # raises OpenCLUnavailable naming the device
+    return "opencl", arg
 
 
 def _select(device) -> int:
