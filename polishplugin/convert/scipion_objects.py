@@ -36,7 +36,7 @@ from ..io.particles import ParticleTable
 from ..io.star import join_image_name, split_image_name
 
 __all__ = [
-    "scipion_file_path", "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
+    "scipion_file_path", "mrc_path", "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
     "micrographs_to_movies", "movies_to_micrographs", "make_volume", "make_mask", "make_fsc",
 ]
 
@@ -64,6 +64,11 @@ def scipion_file_path(obj_or_name) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def mrc_path(obj_or_name) -> str:
+    """Absolute file name of a Scipion image/volume (or a Scipion file name) without its format suffix."""
+    return os.path.abspath(scipion_file_path(obj_or_name))
 
 
 # ------------------------------------------------------------------ geometry

@@ -33,6 +33,7 @@ from pwem.protocols import EMProtocol
 from pyworkflow.protocol import params
 
 from .. import Plugin
+from ..convert.scipion_objects import mrc_path
 from ..io.star import read_star
 
 __all__ = ["ProtPolishBase", "addComputeSection", "formatFloat"]
@@ -113,19 +114,6 @@ class ProtPolishBase(EMProtocol):
             errors.append(f"The {what} {path} does not exist.")
 
 
-def scipion_path(name: str) -> str:
-    """Absolute file name of a Scipion file name, without Scipion's ``:mrc``/``:mrcs`` suffix."""
-    for suffix in (":mrc", ":mrcs"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return os.path.abspath(name)
-
-
-def mrc_path(obj) -> str:
-    """Absolute file name of a Scipion image/volume, without Scipion's ``:mrc`` suffix."""
-    return scipion_path(obj.getFileName())
-
-
 class HalfMapInputs:
     """Form helpers of protocols that read a refined ``inputVolume`` with half maps, an optional
     ``solventMask``, an ``mtfFile`` and a ``calibratedPixelSize`` (post-processing, local resolution)."""
@@ -135,7 +123,7 @@ class HalfMapInputs:
         return float(value) if value and value > 0 else float(self.inputVolume.get().getSamplingRate())
 
     def _halfMaps(self) -> list:
-        return [scipion_path(h) for h in self.inputVolume.get().getHalfMaps(asList=True)]
+        return [mrc_path(h) for h in self.inputVolume.get().getHalfMaps(asList=True)]
 
     def _validateHalfMapInputs(self, purpose: str) -> list:
         """Sentences for a missing map, half maps, mask or MTF file and a bad pixel size."""

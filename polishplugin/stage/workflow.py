@@ -232,7 +232,7 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     sel = locres > 0
     mask_path = ""
     if mask_obj is not None:
-        from ..protocols.protocol_mask_create import _mrc_path
+        from ..convert.scipion_objects import mrc_path as _mrc_path
         mask_path = _mrc_path(mask_obj)
         mask, _ = read_mrc(mask_path)
         sel &= mask > 0.5

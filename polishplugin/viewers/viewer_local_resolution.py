@@ -29,7 +29,7 @@ class PolishLocalResViewer(Viewer):
         filt, _ = read_mrc(root + "_locres_filtered.mrc")
         mask = None
         if prot.solventMask.get() is not None:
-            from ..protocols.protocol_mask_create import _mrc_path
+            from ..convert.scipion_objects import mrc_path as _mrc_path
             mask_path = _mrc_path(prot.solventMask.get())
             mask = read_mrc(mask_path)[0] if os.path.exists(mask_path) else None
         values = histogram_values(locres, mask)
