@@ -103,7 +103,7 @@ class ProtPolishBase(EMProtocol):
 
     # ---------------------------------------------------------------- reading outputs
     def _readStar(self, *parts: str):
-        """All blocks of a STAR file in ``extra/`` (``{name: DataFrame}``), via convert.star."""
+        """All blocks of a STAR file in ``extra/`` (``{name: DataFrame}``), via io.star."""
         return read_star(self._extra(*parts))
 
     def _requireFile(self, path: str, what: str, errors: list) -> None:

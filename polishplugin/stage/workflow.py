@@ -51,7 +51,7 @@ class WorkflowError(RuntimeError):
 # ------------------------------------------------------------------------------------- template
 def template_path() -> Path:
     """The stage's template file inside the installed package."""
-    return Path(__file__).with_name("templates") / TEMPLATE_NAME
+    return Path(__file__).parent.parent / "templates" / TEMPLATE_NAME
 
 
 def _split_template(path: Path | None = None) -> tuple[str, list[str]]:
