@@ -59,7 +59,7 @@ import numpy as np
 
 from ..io import labels as L
 from ..io.mrc import read_mrc, write_mrc
-from ..io.particles import read_particles, write_particles
+from ..io.particles import ParticleTable, read_particles, write_particles
 from ..io.refine import (OptimiserState, RefinedParticles, RefineModel, RefineSampling, norm_corrections,
                          particle_groups, read_optimiser, read_particle_images, refined_particles, write_model,
                          write_optimiser, write_sampling)
@@ -143,7 +143,7 @@ class Inputs:
     """What a run reads once: the particle table and its geometry, the reference, the masks, the half
     sets, CTFs, groups and input norm corrections."""
 
-    table: object  # ParticleTable
+    table: ParticleTable
     angpix: float
     box: int
     sym_ops: np.ndarray
@@ -577,6 +577,7 @@ def _save_state(args, inp: Inputs, st: State, it_root: str, poses: RefinedPartic
 
 def _log_iteration(st: State, p: Pass, ang_change: float, off_change: float, ave_pmax: float, t0: float,
                    t_start: float) -> None:
+    """One log line per iteration: resolution, sizes, sampling, changes, Pmax, accuracies and times."""
     sched = st.sched
     log.info("iteration %d%s: resolution %.2f Å, image size %d (coarse %d), healpix order %d%s "
              "(%.2f°), offsets %.2f/%.2f px, changes: angles %.2f°, offsets %.2f px, Pmax %.3f, "
