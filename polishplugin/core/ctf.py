@@ -13,7 +13,7 @@ import numpy as np
 
 from .fourier import frequency_grid
 
-__all__ = ["CtfParams", "electron_wavelength_a", "ctf_2d", "ctf_rfft_stack"]
+__all__ = ["CtfParams", "electron_wavelength_a", "gamma_and_envelope", "ctf_2d", "ctf_rfft_stack"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,10 @@ def electron_wavelength_a(voltage_kv: float) -> float:
     return 12.2643247 / np.sqrt(volts * (1.0 + volts * 0.978466e-6))
 
 
-def _gamma_and_envelope(p: CtfParams, fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gamma_and_envelope(p: CtfParams, fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Phase ``gamma`` (radians) and B-factor envelope ``exp(-B/4 (X^2+Y^2))`` of the CTF at spatial
+    frequencies ``fx, fy`` (1/Å, arrays of one shape): ``CTF = -sin(gamma) * envelope * scale``
+    (the module formula; ``|gamma| < pi/2`` is the region before the CTF's first peak)."""
     lam = electron_wavelength_a(p.voltage_kv)
     k1 = np.pi * lam
     k2 = np.pi / 2.0 * p.cs_mm * 1e7 * lam ** 3
@@ -59,15 +62,26 @@ def ctf_2d(p: CtfParams, box_px: int, angpix: float) -> np.ndarray:
     ky, kx = frequency_grid((box_px, box_px))
     fx = kx / (box_px * angpix)
     fy = ky / (box_px * angpix)
-    gamma, env = _gamma_and_envelope(p, fx, fy)
+    gamma, env = gamma_and_envelope(p, fx, fy)
     ctf = -np.sin(gamma) * env * p.scale
     small = np.abs(ctf) < 1e-8
     return np.where(small, np.where(ctf < 0, -1e-8, 1e-8), ctf)
 
 
-def ctf_rfft_stack(params: list[CtfParams], box_px: int, angpix: float) -> np.ndarray:
-    """CTFs of many images, shape ``(n, box, box//2+1)`` float32."""
+def ctf_rfft_stack(params: list[CtfParams], box_px: int, angpix: float, phase_flipped: bool = False,
+                   intact_first_peak: bool = False) -> np.ndarray:
+    """CTFs of many images on the rfft grid, shape ``(n, box, box//2+1)`` float32 (:func:`ctf_2d` each).
+
+    As RELION ``CTF::getCTF`` applies its options (3D auto-refine uses them): with ``intact_first_peak``
+    the CTF is ``envelope * scale`` wherever ``|gamma| < pi/2``, i.e. 1 up to its first peak (times the
+    envelope); with ``phase_flipped`` it is ``|CTF|``.
+    """
     out = np.empty((len(params), box_px, box_px // 2 + 1), np.float32)
     for i, p in enumerate(params):
         out[i] = ctf_2d(p, box_px, angpix)
-    return out
+    if intact_first_peak:
+        ky, kx = frequency_grid((box_px, box_px))
+        for i, p in enumerate(params):
+            gamma, env = gamma_and_envelope(p, kx / (box_px * angpix), ky / (box_px * angpix))
+            out[i] = np.where(np.abs(gamma) < np.pi / 2, env * p.scale, out[i])
+    return np.abs(out) if phase_flipped else out

@@ -11,10 +11,9 @@ import glob
 import os
 import re
 
-
-from ..io import labels as L
 from ..io.mrc import read_mrc
-from ..io.star import read_star
+from ..io.particles import read_particles
+from ..io.refine import RefineModel, read_model
 
 __all__ = ["iteration_models", "fsc_per_iteration_figure", "progress_figure", "angular_distribution_figure",
            "map_slices_figure", "save_all_plots"]
@@ -28,12 +27,12 @@ def _figure(fig=None, size=(7, 5)):
     return Figure(figsize=size)
 
 
-def iteration_models(root: str) -> list[tuple[int, dict]]:
-    """``[(iteration, blocks of <root>_it###_model.star), ...]`` in iteration order."""
+def iteration_models(root: str) -> list[tuple[int, RefineModel]]:
+    """``[(iteration, <root>_it###_model.star), ...]`` in iteration order."""
     out = []
     for path in glob.glob(f"{root}_it[0-9][0-9][0-9]_model.star"):
         m = re.search(r"_it(\d{3})_model\.star$", path)
-        out.append((int(m.group(1)), read_star(path)))
+        out.append((int(m.group(1)), read_model(path)))
     return sorted(out, key=lambda t: t[0])
 
 
@@ -43,10 +42,8 @@ def fsc_per_iteration_figure(root: str, fig=None):
     ax = fig.add_subplot(111)
     models = iteration_models(root)
     cmap = __import__("matplotlib").colormaps["viridis"]
-    for j, (it, blocks) in enumerate(models):
-        c1 = blocks["model_class_1"]
-        ax.plot(c1[L.RESOLUTION], c1[L.GOLD_STANDARD_FSC], color=cmap(j / max(len(models) - 1, 1)),
-                label=f"iteration {it}")
+    for j, (it, model) in enumerate(models):
+        ax.plot(model.resolution_per_a, model.fsc, color=cmap(j / max(len(models) - 1, 1)), label=f"iteration {it}")
     for y in (0.143, 0.5):
         ax.axhline(y, ls="--", lw=0.8, color="grey")
     ax.set_xlabel("resolution (1/Å)")
@@ -62,12 +59,10 @@ def progress_figure(root: str, fig=None):
     fig = _figure(fig)
     ax = fig.add_subplot(111)
     its, res, step = [], [], []
-    for it, blocks in iteration_models(root):
-        g = blocks["model_general"]
+    for it, model in iteration_models(root):
         its.append(it)
-        res.append(float(g[L.CURRENT_RESOLUTION].iloc[0]))
-        order = int(g["rlnHealpixOrder"].iloc[0]) if "rlnHealpixOrder" in g else 2
-        step.append(360.0 / (6 * 2 ** (order + 1)))
+        res.append(model.current_resolution_a)
+        step.append(360.0 / (6 * 2 ** (model.healpix_order + 1)))
     ax.plot(its, res, "o-", label="resolution (Å)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("resolution (Å)")
@@ -80,9 +75,9 @@ def progress_figure(root: str, fig=None):
 def angular_distribution_figure(data_star: str, fig=None):
     """2D histogram of the viewing directions (rot, tilt) of the particles."""
     fig = _figure(fig)
-    parts = read_star(data_star)["particles"]
+    angles = read_particles(data_star).angles_deg()
     ax = fig.add_subplot(111)
-    h = ax.hist2d(parts[L.ANGLE_ROT].to_numpy(float), parts[L.ANGLE_TILT].to_numpy(float), bins=(36, 18),
+    h = ax.hist2d(angles[:, 0], angles[:, 1], bins=(36, 18),
                   range=[[-180, 180], [0, 180]], cmap="Blues")
     fig.colorbar(h[3], ax=ax, label="particles")
     ax.set_xlabel("rot (°)")

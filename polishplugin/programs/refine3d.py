@@ -51,41 +51,42 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..io import labels as L
-from ..io.mrc import read_mrc, read_stack_images, write_mrc
-from ..io.particles import read_particles, write_particles
-from ..io.star import StarError, write_star
-from ..core.ctf import _gamma_and_envelope, ctf_rfft_stack
+from ..io.mrc import read_mrc, write_mrc
+from ..io.particles import ParticleTable, read_particles, write_particles
+from ..io.refine import (OptimiserState, RefinedParticles, RefineModel, RefineSampling, norm_corrections,
+                         particle_groups, read_optimiser, read_particle_images, refined_particles, write_model,
+                         write_optimiser, write_sampling)
+from ..io.star import StarError
+from ..core.ctf import ctf_rfft_stack
 from ..core.filters import low_pass_map, raised_cosine_sphere
-from ..core.fourier import frequency_grid
-from ..core.fsc import fsc as map_fsc, phase_randomization_shell, randomize_phases_beyond, resolution_shell
-from ..core.geometry import SymmetryError, euler_to_matrix, symmetry_matrices
+from ..core.fsc import resolution_shell
+from ..core.geometry import SymmetryError, euler_to_matrix, matrix_to_euler, symmetry_matrices
 from ..core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
-from ..core.refine.fourier3d import (Backprojector, grid_shells, grid_to_map, halfgrid_fsc, map_to_grid,
-                                     pixel_list, regularised_grid)
+from ..core.refine.fourier3d import Backprojector, grid_to_map, map_to_grid, pixel_list, regularised_grid
+from ..core.refine.mstep import (gold_standard_fsc, initial_noise_sums, initial_sigma2, join_low_resolution,
+                                 low_resolution_join_shell, offsets_sigma_a, solvent_corrected_fsc, updated_norms,
+                                 updated_scales)
 from ..core.refine.sampling import OrientationGrid, angular_step_deg, perturbation_matrix
 from ..core.refine.schedule import (AutoSampling, coarse_image_size, expected_accuracies, image_size,
-                                    refine_fsc_true, resolution_shell_from_ssnr, ssnr_from_fsc,
-                                    symmetry_aware_angle_deg)
+                                    resolution_shell_from_ssnr, ssnr_from_fsc, symmetry_aware_angle_deg)
 from ._cli import ProgramError
 from ._mpi import get_comm, partition
 
 log = logging.getLogger(__name__)
 
-__all__ = ["add_args", "main", "run", "ctf_images"]
+__all__ = ["add_args", "main", "run"]
 
 INCR_SIZE = 10
 MASK_EDGE_PX = 5.0
-MIN_SIGMA2_OFFSET_A2 = 2.0
 PERTURB_FACTOR = 0.5  # RELION --perturb
+RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -138,6 +139,28 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------------------------- data
 @dataclass
+class Inputs:
+    """What a run reads once: the particle table and its geometry, the reference, the masks, the half
+    sets, CTFs, groups and input norm corrections."""
+
+    table: ParticleTable
+    angpix: float
+    box: int
+    sym_ops: np.ndarray
+    ref: np.ndarray  # float64
+    mask: np.ndarray | None  # --solvent_mask
+    solvent: np.ndarray  # the mask that flattens the references (the solvent mask or the particle sphere)
+    mask_radius: float  # px
+    diameter: float  # Å
+    halves: np.ndarray  # 1 or 2 per particle
+    ctf: np.ndarray | None  # (n, N, N//2+1) with --ctf
+    group_idx: np.ndarray
+    group_names: list
+    group_counts: np.ndarray
+    norm: np.ndarray  # rlnNormCorrection of the input
+
+
+@dataclass
 class HalfSet:
     """Particles of one half set on this rank, with their current poses and corrections."""
 
@@ -154,7 +177,58 @@ class HalfSet:
     group: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # group index per particle
 
 
-def _read_inputs(args) -> tuple:
+@dataclass
+class State:
+    """What one iteration hands to the next (and ``--continue`` restores from the optimiser files)."""
+
+    seed: int
+    refs: dict  # half -> reference map (float64)
+    sigma2: np.ndarray  # noise spectrum, shared by the halves
+    sched: AutoSampling
+    current_size: int
+    resolution_a: float
+    maxres: int
+    scale: np.ndarray  # rlnGroupScaleCorrection per group
+    avg_norm: float
+    sigma_off: float = 10.0  # Å
+    acc_rot: float = 999.0
+    acc_trans: float = 999.0  # px
+    ssnr_prev: np.ndarray | None = None  # data_vs_prior of the previous iteration: the shells of the scale products
+    iteration: int = 0
+    final: bool = False
+    high_at_limit: bool = False
+
+
+@dataclass
+class Pass:
+    """The sampling of one iteration: image sizes, Fourier pixels, orientations and their perturbation."""
+
+    coarse: int
+    iy: np.ndarray
+    ix: np.ndarray
+    k2d: np.ndarray
+    shells: np.ndarray
+    scale_pix: np.ndarray | None
+    orient: OrientationGrid
+    perturb_instance: float
+    perturb: np.ndarray
+
+
+@dataclass
+class Sums:
+    """The E-step's rank-local sums (before the M-step adds them over the ranks)."""
+
+    bps: dict
+    noise: dict
+    stats: np.ndarray  # per half: n, sum dangle, sum doff2, sum pmax, sum off-change2, loglik
+    acc: np.ndarray  # sum acc_rot, sum acc_trans, n over the accuracy particles
+    scale: np.ndarray  # sum XA, sum AA per group
+    corrections: bool  # norm/scale corrections were updated
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def _read_inputs(args) -> Inputs:
+    """Read and check the particles, reference and mask (ProgramError with a sentence otherwise)."""
     path = Path(args.i)
     if not path.exists():
         raise ProgramError(f"particle STAR file {path} does not exist")
@@ -174,6 +248,28 @@ def _read_inputs(args) -> tuple:
         except StarError as exc:
             raise ProgramError(f"--ctf was asked but particle STAR file {path} has no CTF parameters "
                                f"({exc})") from exc
+    ref, mask = _read_maps(args, box, angpix)
+    halves = table.half_sets() if L.RANDOM_SUBSET in table.particles.columns else \
+        (np.arange(len(table)) % 2 + 1)
+    if not set(np.unique(halves)) <= {1, 2} or len(np.unique(halves)) < 2:
+        raise ProgramError(f"particle STAR file {path}: rlnRandomSubset must hold both 1 and 2")
+    try:
+        norm = norm_corrections(table)
+    except StarError as exc:
+        raise ProgramError(str(exc)) from exc
+    ctf_all = ctf_rfft_stack(ctf_params, box, angpix, args.ctf_phase_flipped, args.ctf_intact_first_peak) \
+        if args.ctf else None
+    diameter = args.particle_diameter if args.particle_diameter > 0 else 0.8 * box * angpix
+    mask_radius = min(diameter / (2 * angpix), box / 2 - 1)
+    solvent = mask if mask is not None else raised_cosine_sphere((box,) * 3, mask_radius, MASK_EDGE_PX)
+    group_idx, group_names = particle_groups(table)
+    group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
+    return Inputs(table, angpix, box, sym_ops, ref.astype(np.float64), mask, solvent, mask_radius, diameter,
+                  halves, ctf_all, group_idx, group_names, group_counts, norm)
+
+
+def _read_maps(args, box: int, angpix: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """The reference (``box``^3 at ``angpix``) and the solvent mask (values in [0, 1], float32) or None."""
     ref_path = Path(args.ref)
     if not ref_path.exists():
         raise ProgramError(f"reference map {ref_path} does not exist")
@@ -198,327 +294,78 @@ def _read_inputs(args) -> tuple:
         mask = np.clip(mask, 0, 1).astype(np.float32)
     if args.solvent_correct_fsc and mask is None:
         raise ProgramError("--solvent_correct_fsc needs --solvent_mask")
-    halves = table.half_sets() if L.RANDOM_SUBSET in table.particles.columns else \
-        (np.arange(len(table)) % 2 + 1)
-    if not set(np.unique(halves)) <= {1, 2} or len(np.unique(halves)) < 2:
-        raise ProgramError(f"particle STAR file {path}: rlnRandomSubset must hold both 1 and 2")
-    ctf_all = None
-    if args.ctf:
-        ctf_all = ctf_images(ctf_params, box, angpix, args.ctf_phase_flipped, args.ctf_intact_first_peak)
-    return table, angpix, box, sym_ops, ref.astype(np.float64), mask, halves, ctf_all
+    return ref, mask
 
 
-def ctf_images(params: list, box: int, angpix: float, phase_flipped: bool = False,
-               intact_first_peak: bool = False) -> np.ndarray:
-    """CTFs ``(n, N, N//2+1)`` of the particles as the E-step and back-projection use them (RELION
-    ``CTF::getCTF``): with ``intact_first_peak`` the CTF is 1 (times envelope and scale) wherever the
-    phase ``|gamma| < pi/2``, i.e. up to its first peak; ``phase_flipped`` takes ``|CTF|``."""
-    out = ctf_rfft_stack(params, box, angpix)
-    if intact_first_peak:
-        ky, kx = frequency_grid((box, box))
-        for i, p in enumerate(params):
-            gamma, env = _gamma_and_envelope(p, kx / (box * angpix), ky / (box * angpix))
-            out[i] = np.where(np.abs(gamma) < np.pi / 2, env * p.scale, out[i])
-    return np.abs(out) if phase_flipped else out
+def _local_halves(comm, inp: Inputs) -> dict[int, HalfSet]:
+    """This rank's particles: rank r works on half (r % 2) + 1 with its share of that half's particles
+    (one rank: both halves), with their images, CTFs, start poses, norm corrections and groups."""
+    local: dict[int, HalfSet] = {}
+    for h in ([1, 2] if comm.size == 1 else [comm.rank % 2 + 1]):
+        rows = np.nonzero(inp.halves == h)[0]
+        if comm.size > 1:
+            peers = [r for r in range(comm.size) if r % 2 + 1 == h]
+            rows = rows[list(partition(len(rows), len(peers), peers.index(comm.rank)))]
+        try:
+            images = read_particle_images(inp.table, rows, inp.box)
+        except StarError as exc:
+            raise ProgramError(str(exc)) from exc
+        ang = inp.table.angles_deg()[rows]
+        ctf = inp.ctf[rows] if inp.ctf is not None else np.ones((len(rows), inp.box, inp.box // 2 + 1), np.float32)
+        local[h] = HalfSet(h, rows, images, ctf, inp.table.origins_px()[rows],
+                           euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]), norm=inp.norm[rows],
+                           group=inp.group_idx[rows])
+    return local
 
 
-def load_images(table, rows: np.ndarray, box: int) -> np.ndarray:
-    """The images of ``rows`` of a particle table, (n, box, box) float32, read stack by stack
-    (ProgramError naming the STAR file for a missing stack or NaN/Inf values)."""
-    locs = table.image_locations()
-    images = np.empty((len(rows), box, box), np.float32)
-    by_stack: dict[str, list[int]] = {}
-    for j, r in enumerate(rows):
-        by_stack.setdefault(locs[r][1], []).append(j)
-    for stack, js in by_stack.items():
-        spath = table.resolve(stack)
-        if not Path(spath).exists():
-            raise ProgramError(f"particle STAR file {table.path}: image stack {stack} does not exist")
-        images[js] = read_stack_images(spath, [locs[rows[j]][0] for j in js])
-        bad = ~np.isfinite(images[js]).all(axis=(1, 2))
-        if bad.any():
-            first = int(locs[rows[js[int(np.argmax(bad))]]][0])
-            raise ProgramError(f"particle STAR file {table.path}: image stack {spath} contains NaN or Inf values "
-                               f"(image {first}, {int(bad.sum())} image(s) in this half set)")
-    return images
+def _initial_state(comm, args, inp: Inputs, local: dict, seed: int) -> State:
+    """Iteration 0: the reference low-passed to --ini_high for both halves, the noise spectrum of all
+    particles (summed over the ranks, so any rank count gives the same), no corrections yet."""
+    box, angpix = inp.box, inp.angpix
+    empty = (np.zeros((0, box, box), np.float32), np.zeros((0, 2)))
+    init = comm.allreduce_sum(sum(initial_noise_sums(*((hs.images, hs.offsets_px) if hs is not None else empty),
+                                                     inp.mask_radius, MASK_EDGE_PX, args.zero_mask)
+                                  for hs in (local.get(1), local.get(2))))
+    start = low_pass_map(inp.ref, args.ini_high, angpix)
+    maxres = max(int(round(box * angpix / args.ini_high)), 5)
+    return State(seed, {1: start, 2: start}, initial_sigma2(init, box),
+                 AutoSampling(args.healpix_order, args.offset_range, args.offset_step, args.auto_local_healpix_order),
+                 image_size(maxres, box, INCR_SIZE, 0.0, False), box * angpix / maxres, maxres,
+                 np.ones(len(inp.group_names)), float(inp.norm.mean()))  # so that a set normalised earlier starts unchanged
 
 
-def _load_half(table, rows: np.ndarray, half: int, box: int, angpix: float, ctf_all) -> HalfSet:
-    images = load_images(table, rows, box)
-    ang = table.angles_deg()[rows]
-    ctf = ctf_all[rows] if ctf_all is not None else np.ones((len(rows), box, box // 2 + 1), np.float32)
-    return HalfSet(half, rows, images, ctf, table.origins_px()[rows],
-                   euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]))
+def _resumed_state(args, inp: Inputs, local: dict, saved: OptimiserState) -> State:
+    """The state after the iteration ``saved`` holds; the poses and norms of ``local`` are restored."""
+    if len(saved.mats) != len(inp.table):
+        raise ProgramError(f"--continue: optimiser file {args.continue_from} holds {len(saved.mats)} "
+                           f"particles but {args.i} has {len(inp.table)}")
+    for hs in local.values():
+        hs.mats, hs.offsets_px, hs.norm = saved.mats[hs.rows], saved.offsets[hs.rows], saved.norm[hs.rows]
+    log.info("--continue: iteration %d of %s restored; continuing with iteration %d%s", saved.iteration,
+             args.continue_from, saved.iteration + 1, " (final)" if saved.final else "")
+    return State(saved.seed, saved.refs, saved.sigma2, AutoSampling(**saved.schedule), saved.current_size,
+                 saved.resolution_a, 0, saved.scale, saved.avg_norm, saved.sigma_off, saved.acc_rot,
+                 saved.acc_trans_px, saved.ssnr, saved.iteration, saved.final)
 
 
-def particle_groups(table) -> tuple[np.ndarray, list[str]]:
-    """Group index of every particle and the group names (RELION: rlnGroupNumber, else rlnGroupName,
-    else one group per micrograph, else a single group)."""
-    parts = table.particles
-    if L.GROUP_NUMBER in parts.columns:  # numeric order, not string order
-        nums, idx = np.unique(parts[L.GROUP_NUMBER].to_numpy(np.int64), return_inverse=True)
-        return idx.astype(np.int64), [f"group_{n}" for n in nums]
-    for col in (L.GROUP_NAME, L.MICROGRAPH_NAME):
-        if col in parts.columns:
-            names, idx = np.unique(parts[col].astype(str).to_numpy(), return_inverse=True)
-            return idx.astype(np.int64), [str(n) for n in names]
-    return np.zeros(len(parts), np.int64), ["group_1"]
-
-
-def input_norms(table) -> np.ndarray:
-    """rlnNormCorrection of every particle (1 where the column is absent); must be positive."""
-    parts = table.particles
-    if L.NORM_CORRECTION not in parts.columns:
-        return np.ones(len(parts))
-    norm = parts[L.NORM_CORRECTION].to_numpy(np.float64)
-    if not (np.isfinite(norm).all() and (norm > 0).all()):
-        raise ProgramError(f"particle STAR file {table.path}: {L.NORM_CORRECTION} must be positive")
-    return norm
-
-
-def _updated_norms(x: np.ndarray, iy: np.ndarray, ix: np.ndarray, box: int, res: list, norm: np.ndarray,
-                   factor: np.ndarray, avg_norm: float) -> np.ndarray:
-    """New rlnNormCorrection: ``norm / avg_norm * sqrt(2 wsum)`` with ``wsum`` the posterior-weighted
-    residual power of the (corrected) image up to the current size plus its power beyond it up to
-    Nyquist (RELION ``exp_wsum_norm_correction``; ``x`` is the uncorrected transform)."""
-    fy, fx, _ = pixel_list(box, box / 2.0 + 0.5)
-    beyond = (np.abs(x[:, fy, fx]) ** 2).sum(1, dtype=np.float64) - (np.abs(x[:, iy, ix]) ** 2).sum(1, dtype=np.float64)
-    wsum = np.array([r.resid2 for r in res]) + np.maximum(beyond, 0.0) * factor ** 2
-    return norm / avg_norm * np.sqrt(2.0 * np.maximum(wsum, 1e-30))
-
-
-def updated_scales(xa: np.ndarray, aa: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Group scale corrections ``sum XA / sum AA`` (1 where ``AA`` is 0), clipped to
-    ``[median/5, 5 median]`` and renormalised to a particle-weighted mean of 1 (RELION
-    ``maximizationOtherParameters``)."""
-    scale = np.where(aa > 0, xa / np.where(aa > 0, aa, 1.0), 1.0)
-    med = np.sort(scale)[len(scale) // 2]
-    if med > 0:
-        scale = np.clip(scale, med / 5.0, med * 5.0)
-    mean = (counts * scale).sum() / max(counts.sum(), 1)
-    return scale / mean if mean > 0 else np.ones_like(scale)
-
-
-def _initial_sums(hs: HalfSet | None, mask_radius: float, box: int, zero_mask: bool) -> np.ndarray:
-    """Per-pixel sums ``[sum |X|^2, sum Re X, sum Im X, n]`` of the masked images (rank-local; they are
-    summed over the ranks before :func:`_initial_sigma2`)."""
-    iy, ix, k = pixel_list(box, box / 2 + 1)
-    out = np.zeros(3 * len(k) + 1)
-    if hs is None or len(hs.rows) == 0:
-        return out
-    x, _ = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, zero_mask)
-    xs = x[:, iy, ix].astype(np.complex128)
-    out[:len(k)] = (np.abs(xs) ** 2).sum(0)
-    out[len(k):2 * len(k)] = xs.real.sum(0)
-    out[2 * len(k):3 * len(k)] = xs.imag.sum(0)
-    out[-1] = len(xs)
-    return out
-
-
-def _initial_sigma2(sums: np.ndarray, box: int) -> np.ndarray:
-    """Mean power of the masked images minus the power of their mean, per shell, per component."""
-    _, _, k = pixel_list(box, box / 2 + 1)
-    shells = np.rint(np.sqrt((k ** 2).sum(1))).astype(np.int64)
-    m = len(k)
-    cnt_img = max(sums[-1], 1.0)
-    mean = (sums[m:2 * m] + 1j * sums[2 * m:3 * m]) / cnt_img
-    n = box // 2 + 1
-    sel = shells < n
-    pw = sums[:m] / cnt_img - np.abs(mean) ** 2
-    cnt = np.bincount(shells[sel], minlength=n)[:n]
-    s2 = np.bincount(shells[sel], pw[sel], n)[:n] / np.maximum(cnt, 1) / 2.0
-    for i in range(1, n):
-        if s2[i] <= 1e-14:
-            s2[i] = s2[i - 1]
-    s2[0] = max(s2[0], s2[1])
-    return s2
-
-
-# ----------------------------------------------------------------------------------------- M-step
-def _solvent_corrected_fsc(h1: np.ndarray, h2: np.ndarray, mask: np.ndarray, current_size: int,
-                           seed: int) -> np.ndarray:
-    """RELION ``reconstructUnregularisedMapAndCalculateSolventCorrectedFSC``."""
-    unmasked = map_fsc(h1, h2)
-    at = phase_randomization_shell(unmasked, 0.8)
-    if at is None:
-        out = unmasked
-    else:
-        masked = map_fsc(h1 * mask, h2 * mask)
-        r1 = randomize_phases_beyond(h1, at, seed) * mask
-        r2 = randomize_phases_beyond(h2, at, seed + 1) * mask
-        out = refine_fsc_true(masked, map_fsc(r1, r2), at)
-    out = out.copy()
-    out[current_size // 2:] = 0.0
-    out[0] = 1.0
-    return out
-
-
-def _join_low_res(d1, w1, d2, w2, join_shell: int, pad: int):
-    if join_shell <= 0:
-        return d1, w1, d2, w2
-    low = grid_shells(d1.shape[0], pad) <= join_shell
-    d = np.where(low, 0.5 * (d1 + d2), 0)
-    w = np.where(low, 0.5 * (w1 + w2), 0)
-    return (np.where(low, d, d1), np.where(low, w, w1), np.where(low, d, d2), np.where(low, w, w2))
-
-
-# ------------------------------------------------------------------------------------------ output
-def _model_tables(state: dict, fsc: np.ndarray, ssnr: np.ndarray, sigma2: np.ndarray, box: int,
-                  angpix: float, groups: pd.DataFrame) -> dict:
-    n = box // 2 + 1
-    idx = np.arange(n)
-    res_inv = idx / (box * angpix)
-    res_a = np.where(idx > 0, box * angpix / np.maximum(idx, 1), 999.0)
-    general = {
-        "rlnReferenceDimensionality": 3, "rlnDataDimensionality": 2, "rlnOriginalImageSize": box,
-        L.CURRENT_RESOLUTION: state["resolution_a"], L.CURRENT_IMAGE_SIZE: state["current_size"],
-        L.PADDING_FACTOR: state["pad"], "rlnIsHelix": 0, "rlnFourierSpaceInterpolator": 1,
-        "rlnMinRadiusNnInterpolation": 10, "rlnPixelSize": angpix, "rlnNrClasses": 1, "rlnNrBodies": 1,
-        "rlnNrGroups": len(groups), "rlnNrOpticsGroups": 1, L.TAU2_FUDGE_FACTOR: state["tau2_fudge"],
-        L.NORM_CORRECTION_AVERAGE: state["avg_norm"], L.SIGMA_OFFSETS_ANGST: state["sigma_offset_a"],
-        L.ORIENTATIONAL_PRIOR_MODE: int(state["local"]),
-        "rlnSigmaPriorRotAngle": state["local_sigma_deg"], "rlnSigmaPriorTiltAngle": state["local_sigma_deg"],
-        "rlnSigmaPriorPsiAngle": state["local_sigma_deg"], L.LOG_LIKELIHOOD: state["loglik"],
-        L.AVERAGE_PMAX: state["ave_pmax"],
-        "rlnHealpixOrder": state["healpix_order"], "rlnOffsetRange": state["offset_range_px"],
-        "rlnOffsetStep": state["offset_step_px"],
-    }
-    classes = pd.DataFrame({L.REFERENCE_IMAGE: [state["reference_image"]], L.CLASS_DISTRIBUTION: [1.0],
-                            L.ACCURACY_ROTATIONS: [state["acc_rot"]],
-                            L.ACCURACY_TRANSLATIONS_ANGST: [state["acc_trans_a"]],
-                            L.ESTIMATED_RESOLUTION: [state["resolution_a"]],
-                            L.OVERALL_FOURIER_COMPLETENESS: [1.0]})
-    class1 = pd.DataFrame({L.SPECTRAL_INDEX: idx, L.RESOLUTION: res_inv, L.ANGSTROM_RESOLUTION: res_a,
-                           L.SSNR_MAP: ssnr[:n], L.GOLD_STANDARD_FSC: fsc[:n],
-                           L.FOURIER_COMPLETENESS: np.ones(n)})
-    optics = pd.DataFrame({L.SPECTRAL_INDEX: idx, L.RESOLUTION: res_inv, L.SIGMA2_NOISE: sigma2[:n]})
-    return {"model_general": general, "model_classes": classes, "model_class_1": class1,
-            "model_groups": groups, "model_optics_group_1": optics}
-
-
-def _sampling_tables(sched: AutoSampling, orient: OrientationGrid, sym: str, perturb_instance: float) -> dict:
-    """``<o>_sampling.star`` as RELION writes it: the sampling of the iteration and its directions
-    (the asymmetric unit for global searches, the whole sphere for local ones)."""
-    general = {
-        "rlnIs3DSampling": 1, "rlnIs3DTranslationalSampling": 0, "rlnHealpixOrder": sched.healpix_order,
-        "rlnHealpixOrderOriginal": sched.healpix_order, "rlnTiltAngleLimit": -91.0,
-        "rlnPsiStep": orient.psi_step, "rlnPsiStepOriginal": orient.psi_step,
-        "rlnOffsetRange": sched.offset_range_px, "rlnOffsetStep": sched.offset_step_px,
-        "rlnOffsetRangeOriginal": sched.offset_range_px, "rlnOffsetStepOriginal": sched.offset_step_px,
-        "rlnHelicalOffsetStep": -1.0, "rlnSamplingPerturbInstance": perturb_instance,
-        "rlnSamplingPerturbFactor": PERTURB_FACTOR, "rlnSymmetryGroup": sym.upper(),
-        "rlnIsFlip": 0, "rlnOrientationalPriorMode": int(sched.local),
-        "rlnSigmaPriorRotAngle": sched.local_sigma_deg or 0.0, "rlnSigmaPriorTiltAngle": sched.local_sigma_deg or 0.0,
-        "rlnSigmaPriorPsiAngle": sched.local_sigma_deg or 0.0,
-    }
-    dirs = pd.DataFrame({L.ANGLE_ROT: orient.directions[:, 0], L.ANGLE_TILT: orient.directions[:, 1]})
-    return {"sampling_general": general, "sampling_directions": dirs}
-
-
-def _data_table(table, halves_state: list[HalfSet], angpix: float):
-    out = table.subset(np.arange(len(table)))
-    parts = out.particles.copy()
-    n = len(parts)
-    cols = {c: np.zeros(n) for c in (L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI, L.ORIGIN_X_ANGST, L.ORIGIN_Y_ANGST,
-                                     L.MAX_VALUE_PROB_DISTRIBUTION, L.LOG_LIKELI_CONTRIBUTION)}
-    nsig = np.zeros(n, np.int64)
-    subset = np.zeros(n, np.int64)
-    norm = np.ones(n)
-    group = np.zeros(n, np.int64)
-    from ..core.geometry import matrix_to_euler
-    for hs in halves_state:
-        rot, tilt, psi = matrix_to_euler(hs.mats)
-        cols[L.ANGLE_ROT][hs.rows], cols[L.ANGLE_TILT][hs.rows], cols[L.ANGLE_PSI][hs.rows] = rot, tilt, psi
-        cols[L.ORIGIN_X_ANGST][hs.rows] = hs.offsets_px[:, 0] * angpix
-        cols[L.ORIGIN_Y_ANGST][hs.rows] = hs.offsets_px[:, 1] * angpix
-        cols[L.MAX_VALUE_PROB_DISTRIBUTION][hs.rows] = hs.pmax
-        cols[L.LOG_LIKELI_CONTRIBUTION][hs.rows] = hs.loglik
-        nsig[hs.rows] = hs.n_sig
-        subset[hs.rows] = hs.half
-        norm[hs.rows] = hs.norm
-        group[hs.rows] = hs.group
-    for c, v in cols.items():
-        parts[c] = v
-    parts[L.CLASS_NUMBER] = 1
-    parts[L.NORM_CORRECTION] = norm
-    if L.GROUP_NUMBER not in parts.columns:
-        parts[L.GROUP_NUMBER] = group + 1
-    parts[L.NR_OF_SIGNIFICANT_SAMPLES] = nsig
-    parts[L.RANDOM_SUBSET] = subset
-    out.particles = parts
-    return out
-
-
-# ------------------------------------------------------------------------------------------ resume
-OPTIMISER_VERSION = 3
-RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
-
-
-def _write_optimiser(it_root: str, args, seed: int, iteration: int, final: bool, current_size: int,
-                     resolution_a: float, acc_rot: float, acc_trans_px: float, angpix: float, sched: AutoSampling,
-                     sigma2: np.ndarray, sigma_off: float, mats: np.ndarray, offsets: np.ndarray,
-                     corr: dict) -> None:
-    """``<it_root>_optimiser.star`` (readable state, written last: its presence marks a complete
-    iteration) and ``<it_root>_optimiser.npz`` (exact arrays: poses, noise spectra, options)."""
-    import json
-    from dataclasses import asdict
-
-    npz = f"{it_root}_optimiser.npz"
-    tmp = str(Path(npz).with_name(f".{Path(npz).name}.tmp{os.getpid()}.npz"))  # hidden temporary
-    opts = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
-    state = {"seed": seed, "iteration": iteration, "final": final, "current_size": current_size,
-             "resolution_a": resolution_a, "acc_rot": acc_rot, "acc_trans_px": acc_trans_px,
-             "sigma_off": sigma_off, "avg_norm": corr["avg_norm"]}  # exact (json floats round-trip)
-    np.savez(tmp, mats=mats, offsets=offsets, sigma2=sigma2, norm=corr["norm"],
-             scale=corr["scale"], ssnr=corr["ssnr"],
-             options=np.array(json.dumps(opts, default=str)), schedule=np.array(json.dumps(asdict(sched))),
-             state=np.array(json.dumps(state)))
-    os.replace(tmp, npz)
-    general = {
-        "rlnOutputRootName": str(args.o), "rlnModelStarFile": f"{it_root}_model.star",
-        "rlnExperimentalDataStarFile": f"{it_root}_data.star", "rlnCurrentIteration": iteration,
-        "rlnNumberOfIterations": args.iter, "rlnRandomSeed": seed, "rlnDoAutoRefine": 1,
-        "rlnDoSplitRandomHalves": 1, "rlnJoinHalvesUntilThisResolution": args.low_resol_join_halves,
-        "rlnParticleDiameter": args.particle_diameter, "rlnDoCorrectCtf": int(args.ctf),
-        "rlnAutoLocalSearchesHealpixOrder": args.auto_local_healpix_order,
-        "rlnNumberOfIterWithoutResolutionGain": sched.nr_iter_wo_resol_gain,
-        "rlnBestResolutionThusFar": sched.best_resolution_inv_a,
-        "rlnNumberOfIterWithoutChangingAssignments": sched.nr_iter_wo_large_changes,
-        "rlnSmallestChangesOrientations": sched.smallest_angle_change,
-        "rlnSmallestChangesOffsets": sched.smallest_offset_change,
-        "rlnHasConverged": int(final), "rlnCurrentResolution": resolution_a, "rlnCurrentImageSize": current_size,
-        "rlnAccuracyRotations": acc_rot, "rlnAccuracyTranslationsAngst": acc_trans_px * angpix,
-        "rlnSigmaOffsetsAngst": sigma_off,
-        "rlnPolishOptimiserArrays": npz, "rlnPolishOptimiserVersion": OPTIMISER_VERSION,
-        "rlnPolishReferenceHalf1": f"{it_root}_half1_class001.mrc",
-        "rlnPolishReferenceHalf2": f"{it_root}_half2_class001.mrc",
-    }
-    write_star(f"{it_root}_optimiser.star", {"optimiser_general": general})
-
-
-def _read_optimiser(path: str) -> dict:
-    """State of ``--continue <o>_itNNN_optimiser.star`` (ProgramError when it is unusable)."""
-    import json
-
-    from ..io.star import read_star
-
-    p = Path(path)
-    if not p.exists():
-        raise ProgramError(f"--continue: optimiser file {p} does not exist")
-    try:
-        g = read_star(p)["optimiser_general"].iloc[0]
-        if int(g["rlnPolishOptimiserVersion"]) != OPTIMISER_VERSION:
-            raise ProgramError(f"--continue: optimiser file {p} was written by another version")
-        npz_path = Path(str(g["rlnPolishOptimiserArrays"]))
-        with np.load(npz_path) as z:
-            arrays = {k: z[k] for k in z.files}
-        refs = {h: read_mrc(str(g[f"rlnPolishReferenceHalf{h}"]))[0].astype(np.float64) for h in (1, 2)}
-    except ProgramError:
-        raise
-    except (KeyError, StarError, OSError, ValueError) as exc:
-        raise ProgramError(f"--continue: optimiser file {p} or the files it names cannot be read ({exc})") from exc
-    return {"general": g, "options": json.loads(str(arrays["options"])), "state": json.loads(str(arrays["state"])),
-            "schedule": json.loads(str(arrays["schedule"])), "arrays": arrays, "refs": refs}
+def _continue_options(args) -> OptimiserState | None:
+    """With --continue: the saved state, and the original run's options set on ``args`` (except those of
+    RESUME_KEEP given again, and --iter if given); else check that --i and --ref were given."""
+    saved = None
+    if args.continue_from:
+        try:
+            saved = read_optimiser(args.continue_from)
+        except StarError as exc:
+            raise ProgramError(f"--continue: {exc}") from exc
+        for k, v in saved.options.items():
+            given = getattr(args, k, None) is not None
+            if hasattr(args, k) and not (k in RESUME_KEEP and given) and not (k == "iter" and args.iter is not None):
+                setattr(args, k, v)  # the original run's option (--device too, unless given again)
+    elif not args.i or not args.ref:
+        raise ProgramError("refine3d needs --i and --ref (or --continue <o>_itNNN_optimiser.star)")
+    if args.iter is None:
+        args.iter = 999
+    return saved
 
 
 def _estep_ops(device):
@@ -531,261 +378,257 @@ def _estep_ops(device):
         raise ProgramError(str(exc)) from exc
 
 
+# ----------------------------------------------------------------------------------------- iteration
+def _sampling(inp: Inputs, st: State, grids: dict) -> Pass:
+    """This iteration's image sizes, Fourier pixels, orientation grid (cached in ``grids`` while the
+    order and search kind stay) and random grid perturbation (seeded by seed + iteration)."""
+    sched = st.sched
+    if st.final:
+        st.current_size = inp.box
+    coarse = min(st.current_size, max(coarse_image_size(inp.box, inp.angpix, angular_step_deg(sched.healpix_order),
+                                                        inp.diameter), 2 * 5))
+    iy, ix, k2d = pixel_list(inp.box, st.current_size / 2.0)
+    shells = np.rint(np.sqrt((k2d ** 2).sum(1))).astype(np.int64)
+    scale_pix = None if st.ssnr_prev is None else st.ssnr_prev[np.minimum(shells, len(st.ssnr_prev) - 1)] > 3.0
+    key = (sched.healpix_order, sched.local)
+    if key not in grids:
+        grids.clear()
+        grids[key] = OrientationGrid(sched.healpix_order, None if sched.local else inp.sym_ops)
+    rng = np.random.default_rng(st.seed + st.iteration)
+    perturb_instance = float(rng.uniform(-PERTURB_FACTOR, PERTURB_FACTOR))
+    perturb = perturbation_matrix(perturb_instance, angular_step_deg(sched.healpix_order))
+    return Pass(coarse, iy, ix, k2d, shells, scale_pix, grids[key], perturb_instance, perturb)
+
+
+def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_rows: np.ndarray) -> Sums:
+    """E-step of both halves on this rank: new poses (set on ``local``), back-projections, noise and
+    correction sums, accuracy estimates (first 20 particles of half 1)."""
+    box, pad = inp.box, args.pad
+    cc_iter = bool(args.firstiter_cc) and st.iteration == 1
+    s = Sums({h: Backprojector(box, pad) for h in (1, 2)}, {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)},
+             np.zeros((2, 6)), np.zeros(3), np.zeros((2, len(st.scale))), (args.norm or args.scale) and not cc_iter)
+    for h, hs in local.items():
+        ref_map = st.refs[h] * inp.solvent if (args.flatten_solvent and not st.final) else st.refs[h]
+        grid3d = map_to_grid(ref_map, pad)
+        settings = EStepSettings(box=box, angpix=inp.angpix, pad=pad, coarse_radius=p.coarse / 2.0,
+                                 current_radius=st.current_size / 2.0, offset_range_px=st.sched.offset_range_px,
+                                 offset_step_px=st.sched.offset_step_px, sigma_offset_a=st.sigma_off,
+                                 local_sigma_deg=st.sched.local_sigma_deg if st.sched.local else None,
+                                 perturbation=p.perturb, max_significant=args.maxsig, cc=cc_iter,
+                                 corrections=s.corrections, scale_pixels=p.scale_pix, ops=ops)
+        x, rounded = prepare_images(hs.images, hs.offsets_px, inp.mask_radius, MASK_EDGE_PX, args.zero_mask)
+        xs, cs = x[:, p.iy, p.ix], hs.ctf[:, p.iy, p.ix]
+        norm_factor = st.avg_norm / hs.norm if args.norm else np.ones(len(hs.rows))
+        if args.norm:
+            xs = xs * norm_factor[:, None].astype(np.float32)
+        if args.scale:
+            cs = cs * st.scale[hs.group][:, None].astype(np.float32)
+        s2pix = st.sigma2[np.minimum(p.shells, len(st.sigma2) - 1)]
+        # with CC the reference's scale is arbitrary: its residuals say nothing about the noise
+        res = expectation(grid3d, p.orient, xs, cs, s2pix, p.k2d, p.shells, hs.offsets_px, rounded, hs.mats,
+                          settings, s.bps[h], None if settings.cc else s.noise[h])
+        new_mats = euler_to_matrix(*np.array([r.angles for r in res]).T)
+        new_off = np.array([r.origin_px for r in res])
+        dang = symmetry_aware_angle_deg(new_mats, hs.mats, inp.sym_ops)
+        s.stats[h - 1] = [len(res), dang.sum(), ((new_off - hs.offsets_px) ** 2).sum(),
+                          sum(r.pmax for r in res), sum(r.offset_change2_a2 for r in res),
+                          -sum(r.min_diff2 for r in res)]
+        hs.mats, hs.offsets_px = new_mats, new_off
+        hs.pmax = np.array([r.pmax for r in res])
+        hs.n_sig = np.array([r.n_significant for r in res])
+        hs.loglik = np.array([-r.min_diff2 for r in res])
+        if s.corrections and args.norm:
+            hs.norm = updated_norms(x, p.iy, p.ix, np.array([r.resid2 for r in res]), hs.norm, norm_factor,
+                                    st.avg_norm)
+        if s.corrections and args.scale:  # products with the unscaled CTF: the E-step's carries the old scale
+            s_old = st.scale[hs.group]
+            s.scale += [np.bincount(hs.group, np.array([r.xa for r in res]) / s_old, len(st.scale)),
+                        np.bincount(hs.group, np.array([r.aa for r in res]) / s_old ** 2, len(st.scale))]
+        sub = np.nonzero(np.isin(hs.rows, acc_rows))[0] if h == 1 and not st.final else np.zeros(0, np.int64)
+        if sub.size:
+            a_rot, a_trans = expected_accuracies(grid3d, new_mats[sub], cs[sub], s2pix, p.k2d, box, pad,
+                                                 per_particle=True)
+            s.acc += [a_rot.sum(), a_trans.sum(), len(sub)]
+    return s
+
+
+def _maximization(comm, args, inp: Inputs, local: dict, st: State, s: Sums) -> dict:
+    """M-step: sums over the ranks, corrections, noise spectrum and offsets' sigma, the half maps, the
+    gold-standard FSC and SSNR, then either the next references (halves joined at low resolution) or,
+    in the final iteration, the joined map.  Updates ``st``; returns the maps and curves to write."""
+    box, angpix, pad = inp.box, inp.angpix, args.pad
+    s.stats = comm.allreduce_sum(s.stats)
+    if s.corrections and args.norm:
+        norm_sum = comm.allreduce_sum(np.array([sum(hs.norm.sum() for hs in local.values()),
+                                                sum(len(hs.norm) for hs in local.values())], np.float64))
+        st.avg_norm = float(norm_sum[0] / max(norm_sum[1], 1))
+    if s.corrections and args.scale:
+        scale_sums = comm.allreduce_sum(s.scale)
+        st.scale = updated_scales(scale_sums[0], scale_sums[1], inp.group_counts)
+    if not st.final:
+        acc = comm.allreduce_sum(s.acc)
+        st.acc_rot, st.acc_trans = acc[0] / max(acc[2], 1), acc[1] / max(acc[2], 1)
+    dw = {}
+    for h in (1, 2):
+        bp = s.bps[h]
+        bp.flush()
+        bp.data, bp.weight = comm.allreduce_sum(bp.data), comm.allreduce_sum(bp.weight)
+        dw[h] = bp.finalised(inp.sym_ops)
+    # noise spectra and the offsets' sigma from both halves (RELION combineWeightedSumsTwoRandomHalves)
+    nz = NoiseAccumulator(box // 2 + 1)
+    n1, n2 = s.noise[1], s.noise[2]
+    sums = comm.allreduce_sum(np.concatenate([n1.wsum + n2.wsum, n1.count + n2.count]))
+    nz.wsum, nz.count = sums[:len(nz.wsum)], sums[len(nz.wsum):]
+    st.sigma2 = nz.sigma2(st.sigma2)
+    st.sigma_off = offsets_sigma_a(s.stats[:, 4].sum(), s.stats[:, 0].sum())
+    (d1, w1), (d2, w2) = dw[1], dw[2]
+    unfil = {h: grid_to_map(regularised_grid(*dw[h], None, pad, box), box) for h in (1, 2)}
+    if args.solvent_correct_fsc:
+        fsc = solvent_corrected_fsc(unfil[1], unfil[2], inp.mask, st.current_size, st.seed + st.iteration)
+    else:
+        fsc = gold_standard_fsc(d1, w1, d2, w2, pad, box, st.current_size)
+    ssnr = ssnr_from_fsc(fsc, joined=st.final, tau2_fudge=args.tau2_fudge)
+    st.ssnr_prev = ssnr
+    out = {"fsc": fsc, "ssnr": ssnr, "unfil": unfil}
+    if st.final:
+        joined = regularised_grid(d1 + d2, w1 + w2, ssnr, pad, box, tau2_fudge=args.tau2_fudge)
+        out["final_map"] = grid_to_map(joined, box)
+        st.resolution_a = box * angpix / max(resolution_shell(fsc, 0.143), 1)
+        return out
+    join_shell = low_resolution_join_shell(box, angpix, args.low_resol_join_halves, st.resolution_a)
+    d1, w1, d2, w2 = join_low_resolution(d1, w1, d2, w2, join_shell, pad)
+    for h, (d, w) in ((1, (d1, w1)), (2, (d2, w2))):
+        st.refs[h] = grid_to_map(regularised_grid(d, w, ssnr, pad, box, tau2_fudge=args.tau2_fudge), box) \
+            .astype(np.float32).astype(np.float64)  # as written: --continue restarts from the file
+    st.maxres = resolution_shell_from_ssnr(ssnr)
+    st.resolution_a = box * angpix / st.maxres
+    st.high_at_limit = bool(fsc[max(st.current_size // 2 - 1, 0)] > 0.2)
+    return out
+
+
+def _gather(comm, local: dict, n: int) -> tuple[RefinedParticles, np.ndarray]:
+    """Poses and statistics of all particles (over the ranks, in table order) and their rotations."""
+    parts = comm.allgather([(hs.half, hs.rows, hs.offsets_px, hs.mats, hs.pmax, hs.n_sig, hs.loglik, hs.norm, hs.group)
+                            for hs in local.values()])
+    r = RefinedParticles(np.zeros((n, 3)), np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.zeros(n, np.int64),
+                         np.zeros(n, np.int64), np.ones(n), np.zeros(n, np.int64))
+    mats = np.zeros((n, 3, 3))
+    for half, rows, offsets, m, pmax, n_sig, loglik, norm, group in (x for part in parts for x in part):
+        r.angles_deg[rows] = np.column_stack(matrix_to_euler(m))
+        r.offsets_px[rows], mats[rows], r.pmax[rows], r.n_significant[rows] = offsets, m, pmax, n_sig
+        r.loglik[rows], r.half[rows], r.norm[rows], r.group[rows] = loglik, half, norm, group
+    return r, mats
+
+
+def _write_iteration(args, inp: Inputs, st: State, p: Pass, out: dict, it_root: str, poses: RefinedParticles,
+                     loglik: float, ave_pmax: float) -> None:
+    """Model, sampling and data STAR files and the maps of one iteration (and the run's final outputs
+    after the final one)."""
+    sched, angpix, out_root = st.sched, inp.angpix, Path(args.o)
+    model = RefineModel(inp.box, angpix, st.resolution_a, st.current_size, out["fsc"], out["ssnr"], st.sigma2,
+                        args.pad, args.tau2_fudge, st.avg_norm, st.sigma_off, sched.local,
+                        sched.local_sigma_deg or 0.0, loglik, ave_pmax, sched.healpix_order, sched.offset_range_px,
+                        sched.offset_step_px,
+                        f"{it_root}_class001.mrc" if st.final else f"{it_root}_half1_class001.mrc",
+                        st.acc_rot, st.acc_trans * angpix, inp.group_names, inp.group_counts, st.scale)
+    sampling = RefineSampling(sched.healpix_order, p.orient.psi_step, sched.offset_range_px, sched.offset_step_px,
+                              p.perturb_instance, PERTURB_FACTOR, args.sym, sched.local, sched.local_sigma_deg or 0.0,
+                              p.orient.directions)
+    data = refined_particles(inp.table, poses, angpix)
+    _write_stars(it_root, model, sampling, data)
+    if st.final:
+        write_mrc(f"{it_root}_class001.mrc", out["final_map"], angpix)
+        write_mrc(f"{out_root}_class001.mrc", out["final_map"], angpix)
+        for h in (1, 2):
+            write_mrc(f"{out_root}_half{h}_class001_unfil.mrc", out["unfil"][h], angpix)
+        _write_stars(str(out_root), model, sampling, data)
+    else:
+        for h in (1, 2):
+            write_mrc(f"{it_root}_half{h}_class001.mrc", st.refs[h], angpix)
+
+
+def _write_stars(root: str, model: RefineModel, sampling: RefineSampling, data) -> None:
+    """``<root>_model.star``, ``<root>_sampling.star`` and ``<root>_data.star``."""
+    write_model(f"{root}_model.star", model)
+    write_sampling(f"{root}_sampling.star", sampling)
+    write_particles(f"{root}_data.star", data)
+
+
+def _next_sampling(args, inp: Inputs, st: State, ang_change: float, off_change: float, ave_pmax: float) -> None:
+    """Auto-sampling and convergence after a non-final iteration: the schedule, the next image size and
+    whether the next iteration is the final one."""
+    sched = st.sched
+    sched.record_resolution(st.resolution_a)
+    sched.record_changes(ang_change, off_change)
+    if st.iteration > 1:
+        sched.update(st.acc_rot, st.acc_trans, off_change)
+    st.current_size = image_size(st.maxres, inp.box, INCR_SIZE, ave_pmax, st.high_at_limit)
+    st.final = sched.converged() or st.iteration + 1 >= args.iter
+
+
+def _save_state(args, inp: Inputs, st: State, it_root: str, poses: RefinedParticles, mats: np.ndarray) -> None:
+    """``<it_root>_optimiser.star``/``.npz``: what ``--continue`` needs to go on after this iteration."""
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    write_optimiser(it_root, OptimiserState(options, st.seed, st.iteration, st.final, st.current_size,
+                                            st.resolution_a, st.acc_rot, st.acc_trans, st.sigma_off, st.avg_norm,
+                                            asdict(st.sched), mats, poses.offsets_px, st.sigma2, poses.norm,
+                                            st.scale, st.ssnr_prev), inp.angpix)
+
+
+def _log_iteration(st: State, p: Pass, ang_change: float, off_change: float, ave_pmax: float, t0: float,
+                   t_start: float) -> None:
+    """One log line per iteration: resolution, sizes, sampling, changes, Pmax, accuracies and times."""
+    sched = st.sched
+    log.info("iteration %d%s: resolution %.2f Å, image size %d (coarse %d), healpix order %d%s "
+             "(%.2f°), offsets %.2f/%.2f px, changes: angles %.2f°, offsets %.2f px, Pmax %.3f, "
+             "acc %.2f° %.2f px, %.1f s (total %.1f s)", st.iteration, " (final, halves joined)" if st.final else "",
+             st.resolution_a, st.current_size, p.coarse, sched.healpix_order, " local" if sched.local else "",
+             sched.fine_step_deg, sched.offset_range_px, sched.offset_step_px, ang_change, off_change,
+             ave_pmax, st.acc_rot, st.acc_trans, time.time() - t0, time.time() - t_start)
+
+
 # -------------------------------------------------------------------------------------------- main
 def main(args: argparse.Namespace) -> int:
+    """Read the inputs (or the state --continue names), iterate E-step -> M-step -> outputs until the
+    final iteration with the halves joined has been written."""
     comm = get_comm()
     t_start = time.time()
-    resume = None
-    if args.continue_from:
-        resume = _read_optimiser(args.continue_from)
-        for k, v in resume["options"].items():
-            given = getattr(args, k, None) is not None
-            if hasattr(args, k) and not (k in RESUME_KEEP and given) and not (k == "iter" and args.iter is not None):
-                setattr(args, k, v)  # the original run's option (--device too, unless given again)
-    elif not args.i or not args.ref:
-        raise ProgramError("refine3d needs --i and --ref (or --continue <o>_itNNN_optimiser.star)")
-    if args.iter is None:
-        args.iter = 999
-    table, angpix, box, sym_ops, ref, mask, halves, ctf_all = _read_inputs(args)
+    saved = _continue_options(args)
+    inp = _read_inputs(args)
     ops = _estep_ops(args.device)
-    diameter = args.particle_diameter if args.particle_diameter > 0 else 0.8 * box * angpix
-    mask_radius = min(diameter / (2 * angpix), box / 2 - 1)
-    pad = args.pad
-    seed = args.random_seed if args.random_seed >= 0 else int(time.time()) % 100000
-    seed = comm.bcast(seed)
+    seed = comm.bcast(args.random_seed if args.random_seed >= 0 else int(time.time()) % 100000)
     out_root = Path(args.o)
     if comm.is_leader:
         out_root.parent.mkdir(parents=True, exist_ok=True)
-    # half sets on ranks: rank r works on half (r % 2) + 1 with its share of that half's particles
-    my_halves = [1, 2] if comm.size == 1 else [comm.rank % 2 + 1]
-    local: dict[int, HalfSet] = {}
-    group_idx, group_names = particle_groups(table)
-    norm_in = input_norms(table)
-    for h in my_halves:
-        rows = np.nonzero(halves == h)[0]
-        if comm.size > 1:
-            peers = [r for r in range(comm.size) if r % 2 + 1 == h]
-            rows = rows[list(partition(len(rows), len(peers), peers.index(comm.rank)))]
-        local[h] = _load_half(table, rows, h, box, angpix, ctf_all)
-        local[h].norm, local[h].group = norm_in[rows], group_idx[rows]
-    # initial noise from all particles (per-pixel sums over the ranks, so any rank count gives the same);
-    # as in RELION the halves share everything but their reconstructions (noise, offsets sigma, corrections)
-    init = comm.allreduce_sum(sum(_initial_sums(local.get(h), mask_radius, box, args.zero_mask) for h in (1, 2)))
-    sigma2 = _initial_sigma2(init, box)
-    sigma_off = 10.0  # Å
-    group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
-    scale = np.ones(len(group_names))  # rlnGroupScaleCorrection
-    avg_norm = float(norm_in.mean())  # so that a set normalised by an earlier run starts unchanged
-    ssnr_prev = None  # data_vs_prior of the previous iteration: the shells of the scale products
-    acc_rows = np.nonzero(halves == 1)[0][:20]  # the particles of the accuracy estimate (rank-independent)
-    solvent = mask if mask is not None else raised_cosine_sphere((box,) * 3, mask_radius, MASK_EDGE_PX)
-    start = low_pass_map(ref, args.ini_high, angpix)
-    refs = {1: start, 2: start}
-    sched = AutoSampling(args.healpix_order, args.offset_range, args.offset_step, args.auto_local_healpix_order)
-    maxres = max(int(round(box * angpix / args.ini_high)), 5)
-    current_size = image_size(maxres, box, INCR_SIZE, 0.0, False)
-    resolution_a = box * angpix / maxres
-    acc_rot, acc_trans = 999.0, 999.0
+    local = _local_halves(comm, inp)
+    st = _resumed_state(args, inp, local, saved) if saved is not None else \
+        _initial_state(comm, args, inp, local, seed)
+    acc_rows = np.nonzero(inp.halves == 1)[0][:20]  # the particles of the accuracy estimate (rank-independent)
     grids: dict = {}
-    final = False
-    iteration = 0
-    if resume is not None:
-        st, arr = resume["state"], resume["arrays"]
-        seed, iteration, final = int(st["seed"]), int(st["iteration"]), bool(st["final"])
-        current_size, resolution_a = int(st["current_size"]), float(st["resolution_a"])
-        acc_rot, acc_trans = float(st["acc_rot"]), float(st["acc_trans_px"])
-        sched = AutoSampling(**resume["schedule"])
-        refs = resume["refs"]
-        sigma2, sigma_off = arr["sigma2"], float(st["sigma_off"])
-        if len(arr["mats"]) != len(table):
-            raise ProgramError(f"--continue: optimiser file {args.continue_from} holds {len(arr['mats'])} "
-                               f"particles but {args.i} has {len(table)}")
-        avg_norm, scale, ssnr_prev = float(st["avg_norm"]), arr["scale"], arr["ssnr"]
-        for hs in local.values():
-            hs.mats, hs.offsets_px = arr["mats"][hs.rows], arr["offsets"][hs.rows]
-            hs.norm = arr["norm"][hs.rows]
-        log.info("--continue: iteration %d of %s restored; continuing with iteration %d%s", iteration,
-                 args.continue_from, iteration + 1, " (final)" if final else "")
     while True:
-        iteration += 1
+        st.iteration += 1
         t0 = time.time()
-        if final:
-            current_size = box
-        coarse = min(current_size, max(coarse_image_size(box, angpix, angular_step_deg(sched.healpix_order),
-                                                         diameter), 2 * 5))
-        iy, ix, k2d = pixel_list(box, current_size / 2.0)
-        shells = np.rint(np.sqrt((k2d ** 2).sum(1))).astype(np.int64)
-        scale_pix = None if ssnr_prev is None else ssnr_prev[np.minimum(shells, len(ssnr_prev) - 1)] > 3.0
-        key = (sched.healpix_order, sched.local)
-        if key not in grids:
-            grids = {key: OrientationGrid(sched.healpix_order, None if sched.local else sym_ops)}
-        orient = grids[key]
-        rng = np.random.default_rng(seed + iteration)
-        perturb_instance = float(rng.uniform(-PERTURB_FACTOR, PERTURB_FACTOR))
-        perturb = perturbation_matrix(perturb_instance, angular_step_deg(sched.healpix_order))
-        bps = {h: Backprojector(box, pad) for h in (1, 2)}
-        noise = {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)}
-        stats = np.zeros((2, 6))  # per half: n, sum dangle, sum doff2, sum pmax, sum off-change2, loglik
-        acc_sums = np.zeros(3)  # sum acc_rot, sum acc_trans, n over the accuracy particles
-        cc_iter = bool(args.firstiter_cc) and iteration == 1
-        corrections = (args.norm or args.scale) and not cc_iter
-        scale_sums = np.zeros((2, len(scale)))  # sum XA, sum AA per group
-        for h, hs in local.items():
-            ref_map = refs[h] * solvent if (args.flatten_solvent and not final) else refs[h]
-            grid3d = map_to_grid(ref_map, pad)
-            settings = EStepSettings(box=box, angpix=angpix, pad=pad, coarse_radius=coarse / 2.0,
-                                     current_radius=current_size / 2.0, offset_range_px=sched.offset_range_px,
-                                     offset_step_px=sched.offset_step_px, sigma_offset_a=sigma_off,
-                                     local_sigma_deg=sched.local_sigma_deg if sched.local else None,
-                                     perturbation=perturb, max_significant=args.maxsig, cc=cc_iter,
-                                     corrections=corrections, scale_pixels=scale_pix, ops=ops)
-            x, rounded = prepare_images(hs.images, hs.offsets_px, mask_radius, MASK_EDGE_PX, args.zero_mask)
-            xs, cs = x[:, iy, ix], hs.ctf[:, iy, ix]
-            norm_factor = avg_norm / hs.norm if args.norm else np.ones(len(hs.rows))
-            if args.norm:
-                xs = xs * norm_factor[:, None].astype(np.float32)
-            if args.scale:
-                cs = cs * scale[hs.group][:, None].astype(np.float32)
-            s2pix = sigma2[np.minimum(shells, len(sigma2) - 1)]
-            # with CC the reference's scale is arbitrary: its residuals say nothing about the noise
-            res = expectation(grid3d, orient, xs, cs, s2pix, k2d, shells, hs.offsets_px, rounded, hs.mats,
-                              settings, bps[h], None if settings.cc else noise[h])
-            new_mats = euler_to_matrix(*np.array([r.angles for r in res]).T)
-            new_off = np.array([r.origin_px for r in res])
-            dang = symmetry_aware_angle_deg(new_mats, hs.mats, sym_ops)
-            stats[h - 1] = [len(res), dang.sum(), ((new_off - hs.offsets_px) ** 2).sum(),
-                            sum(r.pmax for r in res), sum(r.offset_change2_a2 for r in res),
-                            -sum(r.min_diff2 for r in res)]
-            hs.mats, hs.offsets_px = new_mats, new_off
-            hs.pmax = np.array([r.pmax for r in res])
-            hs.n_sig = np.array([r.n_significant for r in res])
-            hs.loglik = np.array([-r.min_diff2 for r in res])
-            if corrections and args.norm:
-                hs.norm = _updated_norms(x, iy, ix, box, res, hs.norm, norm_factor, avg_norm)
-            if corrections and args.scale:  # products with the unscaled CTF: the E-step's carries the old scale
-                s_old = scale[hs.group]
-                scale_sums += [np.bincount(hs.group, np.array([r.xa for r in res]) / s_old, len(scale)),
-                               np.bincount(hs.group, np.array([r.aa for r in res]) / s_old ** 2, len(scale))]
-            sub = np.nonzero(np.isin(hs.rows, acc_rows))[0] if h == 1 and not final else np.zeros(0, np.int64)
-            if sub.size:
-                a_rot, a_trans = expected_accuracies(grid3d, new_mats[sub], cs[sub], s2pix, k2d, box, pad,
-                                                     per_particle=True)
-                acc_sums += [a_rot.sum(), a_trans.sum(), len(sub)]
-        # combine over ranks
-        stats = comm.allreduce_sum(stats)
-        if corrections and args.norm:
-            norm_sum = comm.allreduce_sum(np.array([sum(hs.norm.sum() for hs in local.values()),
-                                                    sum(len(hs.norm) for hs in local.values())], np.float64))
-            avg_norm = float(norm_sum[0] / max(norm_sum[1], 1))
-        if corrections and args.scale:
-            scale_sums = comm.allreduce_sum(scale_sums)
-            scale = updated_scales(scale_sums[0], scale_sums[1], group_counts)
-        if not final:
-            acc_sums = comm.allreduce_sum(acc_sums)
-            acc_rot, acc_trans = acc_sums[0] / max(acc_sums[2], 1), acc_sums[1] / max(acc_sums[2], 1)
-        dw = {}
-        for h in (1, 2):
-            bps[h].flush()
-            data = comm.allreduce_sum(bps[h].data)
-            weight = comm.allreduce_sum(bps[h].weight)
-            bps[h].data, bps[h].weight = data, weight
-            dw[h] = bps[h].finalised(sym_ops)
-        # noise spectra and the offsets' sigma from both halves (RELION combineWeightedSumsTwoRandomHalves)
-        nz = NoiseAccumulator(box // 2 + 1)
-        sums = comm.allreduce_sum(np.concatenate([noise[1].wsum + noise[2].wsum, noise[1].count + noise[2].count]))
-        nz.wsum, nz.count = sums[:len(nz.wsum)], sums[len(nz.wsum):]
-        sigma2 = nz.sigma2(sigma2)
-        sigma_off = float(np.sqrt(max(stats[:, 4].sum() / (2 * max(stats[:, 0].sum(), 1)), MIN_SIGMA2_OFFSET_A2)))
-        (d1, w1), (d2, w2) = dw[1], dw[2]
-        unfil = {h: grid_to_map(regularised_grid(*dw[h], None, pad, box), box) for h in (1, 2)}
-        if args.solvent_correct_fsc:
-            fsc = _solvent_corrected_fsc(unfil[1], unfil[2], mask, current_size, seed + iteration)
-        else:
-            fsc = halfgrid_fsc(d1, w1, d2, w2, pad, box)
-            fsc[current_size // 2:] = 0.0
-        ssnr = ssnr_from_fsc(fsc, joined=final, tau2_fudge=args.tau2_fudge)
-        ssnr_prev = ssnr
-        n_tot = max(stats[:, 0].sum(), 1)
-        ave_pmax = float(stats[:, 3].sum() / n_tot)
-        it_root = f"{out_root}_it{iteration:03d}"
-        if final:
-            joined = regularised_grid(d1 + d2, w1 + w2, ssnr, pad, box, tau2_fudge=args.tau2_fudge)
-            final_map = grid_to_map(joined, box)
-            resolution_a = box * angpix / max(resolution_shell(fsc, 0.143), 1)
-        else:
-            join_shell = int(np.ceil(box * angpix / max(args.low_resol_join_halves, resolution_a))) \
-                if args.low_resol_join_halves > 0 else 0
-            d1, w1, d2, w2 = _join_low_res(d1, w1, d2, w2, join_shell, pad)
-            for h, (d, w) in ((1, (d1, w1)), (2, (d2, w2))):
-                refs[h] = grid_to_map(regularised_grid(d, w, ssnr, pad, box, tau2_fudge=args.tau2_fudge), box) \
-                    .astype(np.float32).astype(np.float64)  # as written: --continue restarts from the file
-            maxres = resolution_shell_from_ssnr(ssnr)
-            resolution_a = box * angpix / maxres
-            high_at_limit = bool(fsc[max(current_size // 2 - 1, 0)] > 0.2)
-        ang_change = float(stats[:, 1].sum() / n_tot)
-        off_change = float(np.sqrt(stats[:, 2].sum() / (2 * n_tot)))
-        state = dict(resolution_a=resolution_a, current_size=current_size, pad=pad, tau2_fudge=args.tau2_fudge,
-                     sigma_offset_a=sigma_off, local=sched.local,
-                     local_sigma_deg=sched.local_sigma_deg or 0.0, loglik=float(stats[:, 5].sum()),
-                     ave_pmax=ave_pmax, healpix_order=sched.healpix_order, avg_norm=avg_norm,
-                     offset_range_px=sched.offset_range_px, offset_step_px=sched.offset_step_px,
-                     acc_rot=acc_rot, acc_trans_a=acc_trans * angpix,
-                     reference_image=f"{it_root}_class001.mrc" if final else f"{it_root}_half1_class001.mrc")
-        # gather poses of all particles for the data file
-        all_halves = comm.allgather([HalfSet(hs.half, hs.rows, np.zeros(0), np.zeros(0), hs.offsets_px, hs.mats,
-                                             pmax=hs.pmax, n_sig=hs.n_sig, loglik=hs.loglik, norm=hs.norm,
-                                             group=hs.group)
-                                     for hs in local.values()])
-        all_halves = [hs for part in all_halves for hs in part]
+        p = _sampling(inp, st, grids)
+        sums = _expectation(args, inp, local, st, p, ops, acc_rows)
+        out = _maximization(comm, args, inp, local, st, sums)
+        n_tot = max(sums.stats[:, 0].sum(), 1)
+        ave_pmax = float(sums.stats[:, 3].sum() / n_tot)
+        ang_change = float(sums.stats[:, 1].sum() / n_tot)
+        off_change = float(np.sqrt(sums.stats[:, 2].sum() / (2 * n_tot)))
+        it_root = f"{out_root}_it{st.iteration:03d}"
+        poses, mats = _gather(comm, local, len(inp.table))
         if comm.is_leader:
-            groups = pd.DataFrame({L.GROUP_NUMBER: np.arange(1, len(scale) + 1), L.GROUP_NAME: group_names,
-                                   L.GROUP_NR_PARTICLES: group_counts.astype(np.int64),
-                                   L.GROUP_SCALE_CORRECTION: scale})
-            model = _model_tables(state, fsc, ssnr, sigma2, box, angpix, groups)
-            data = _data_table(table, all_halves, angpix)
-            write_star(f"{it_root}_model.star", model)
-            sampling = _sampling_tables(sched, orient, args.sym, perturb_instance)
-            write_star(f"{it_root}_sampling.star", sampling)
-            write_particles(f"{it_root}_data.star", data)
-            if final:
-                write_mrc(f"{it_root}_class001.mrc", final_map, angpix)
-                write_mrc(f"{out_root}_class001.mrc", final_map, angpix)
-                for h in (1, 2):
-                    write_mrc(f"{out_root}_half{h}_class001_unfil.mrc", unfil[h], angpix)
-                write_star(f"{out_root}_model.star", model)
-                write_star(f"{out_root}_sampling.star", sampling)
-                write_particles(f"{out_root}_data.star", data)
-            else:
-                for h in (1, 2):
-                    write_mrc(f"{it_root}_half{h}_class001.mrc", refs[h], angpix)
-            log.info("iteration %d%s: resolution %.2f Å, image size %d (coarse %d), healpix order %d%s "
-                     "(%.2f°), offsets %.2f/%.2f px, changes: angles %.2f°, offsets %.2f px, Pmax %.3f, "
-                     "acc %.2f° %.2f px, %.1f s (total %.1f s)", iteration, " (final, halves joined)" if final else "",
-                     resolution_a, current_size, coarse, sched.healpix_order, " local" if sched.local else "",
-                     sched.fine_step_deg, sched.offset_range_px, sched.offset_step_px, ang_change, off_change,
-                     ave_pmax, acc_rot, acc_trans, time.time() - t0, time.time() - t_start)
-        if final:
+            _write_iteration(args, inp, st, p, out, it_root, poses, float(sums.stats[:, 5].sum()), ave_pmax)
+            _log_iteration(st, p, ang_change, off_change, ave_pmax, t0, t_start)
+        if st.final:
             break
-        # auto-sampling and convergence
-        sched.record_resolution(resolution_a)
-        sched.record_changes(ang_change, off_change)
-        if iteration > 1:
-            sched.update(acc_rot, acc_trans, off_change)
-        current_size = image_size(maxres, box, INCR_SIZE, ave_pmax, high_at_limit)
-        final = sched.converged() or iteration + 1 >= args.iter
+        _next_sampling(args, inp, st, ang_change, off_change, ave_pmax)
         if comm.is_leader:
-            mats_all = np.zeros((len(table), 3, 3))
-            offs_all = np.zeros((len(table), 2))
-            norm_all = np.ones(len(table))
-            for hs in all_halves:
-                mats_all[hs.rows], offs_all[hs.rows], norm_all[hs.rows] = hs.mats, hs.offsets_px, hs.norm
-            _write_optimiser(it_root, args, seed, iteration, final, current_size, resolution_a, acc_rot,
-                             acc_trans, angpix, sched, sigma2, sigma_off, mats_all, offs_all,
-                             dict(norm=norm_all, scale=scale, ssnr=ssnr, avg_norm=avg_norm))
+            _save_state(args, inp, st, it_root, poses, mats)
     comm.barrier()
     if comm.is_leader:
         log.info("final resolution (FSC 0.143%s): %.2f Å after %d iterations",
-                 ", solvent-corrected" if args.solvent_correct_fsc else "", resolution_a, iteration)
+                 ", solvent-corrected" if args.solvent_correct_fsc else "", st.resolution_a, st.iteration)
     return 0
 
 

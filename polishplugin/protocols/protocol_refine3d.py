@@ -10,7 +10,7 @@ from pwem.objects import SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
 
-from ..io import labels as L
+from ..io.refine import read_model
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import ProtPolishBase, addComputeSection, formatFloat
 from .protocol_mask_create import _mrc_path
@@ -107,9 +107,8 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         particles = self._createSetOfParticles()
         table_to_particles(table, particles, image_root=os.getcwd())
         fscs = self._createSetOfFSCs()
-        model = self._readStar(f"{OUTPUT_ROOT}_model.star")["model_class_1"]
-        fscs.append(make_fsc(model[L.RESOLUTION].to_numpy(), model[L.GOLD_STANDARD_FSC].to_numpy(),
-                             label="gold-standard FSC"))
+        model = read_model(self._extra(f"{OUTPUT_ROOT}_model.star"))
+        fscs.append(make_fsc(model.resolution_per_a, model.fsc, label="gold-standard FSC"))
         outputs = {self.OUTPUT_VOLUME: volume, self.OUTPUT_PARTICLES: particles, self.OUTPUT_FSCS: fscs}
         self._defineOutputs(**outputs)
         for obj in outputs.values():
@@ -179,8 +178,8 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         path = self._extra(f"{OUTPUT_ROOT}_model.star")
         if not os.path.exists(path):
             return ["3D auto-refine not finished yet."]
-        general = self._readStar(f"{OUTPUT_ROOT}_model.star")["model_general"]
-        return [f"Final resolution (FSC 0.143): {float(general[L.CURRENT_RESOLUTION].iloc[0]):.2f} Å"]
+        resolution_a = read_model(path).current_resolution_a
+        return [f"Final resolution (FSC 0.143): {resolution_a:.2f} Å"]
 
     def _methods(self):
         return ["3D auto-refine with gold-standard half sets (RELION's algorithm, Scheres 2012) by polishplugin."]

@@ -210,11 +210,13 @@ class OpenCLOps:
 def select_ops(device_arg=None):
     """The E-step backend for ``refine3d --device/--gpu [ID]``.
 
-    * ``"cpu"``: :class:`NumpyOps`.
+    The decision is :func:`runtime.choose_backend`'s; this adds the log lines and the ``--device`` errors.
+
+    * ``"cpu"`` (or ``"numpy"``): :class:`NumpyOps`.
     * an explicit OpenCL device (``"0"``, ``1``, ``"0:1"`` = platform:device, as
       :func:`runtime.get_context`): :class:`OpenCLOps` on it; a device that does not exist (or no OpenCL
       at all) raises :class:`runtime.OpenCLUnavailable` naming it.
-    * ``None``/``""`` (option absent, or ``--gpu`` without a value): :class:`OpenCLOps` on the default
+    * ``None``/``""``/``"auto"`` (option absent, or ``--gpu`` without a value): :class:`OpenCLOps` on the default
       device (:data:`runtime.ENV_DEVICE`, else the first GPU, else the first device) whenever OpenCL works,
       GPU or not; without OpenCL (or when the default device fails), :class:`NumpyOps` and a log line.
 
@@ -225,19 +227,37 @@ def select_ops(device_arg=None):
     (0.57 -> 0.05 s and 0.30 -> 0.08 s); on a CPU device :class:`OpenCLOps` leaves the cross products to
     BLAS (``cross="auto"``), 46-68x faster there than the tiled kernel.
     """
-    arg = None if device_arg is None else str(device_arg).strip()
-    if arg and arg.lower() == "cpu":
-        return NumpyOps()
-    if arg:
-        try:
-            return OpenCLOps(arg)
-        except runtime.OpenCLUnavailable as exc:
-            raise runtime.OpenCLUnavailable(f"--device {arg}: {exc}") from exc
+    arg = "" if device_arg is None else str(device_arg).strip()
+    default = arg.lower() in ("", "auto")
     try:
-        ops = OpenCLOps()
-    except Exception as exc:  # no platform, or a default device that cannot build the kernels
+        backend, name = runtime.choose_backend(arg)  # the one backend/device decision
+    except runtime.OpenCLUnavailable as exc:  # an explicit device that does not open
+        raise runtime.OpenCLUnavailable(f"--device {arg}: {exc}") from exc
+    if backend == "numpy":
+        if default:
+            log.warning("E-step on the CPU with numpy (OpenCL could not be used: %s)", _no_opencl_reason())
+        return NumpyOps()
+    try:
+        ops = OpenCLOps(name)
+    except runtime.OpenCLUnavailable as exc:
+        if not default:
+            raise runtime.OpenCLUnavailable(f"--device {arg}: {exc}") from exc
+        log.warning("E-step on the CPU with numpy (OpenCL could not be used: %s)", exc)
+        return NumpyOps()
+    except Exception as exc:  # a default device that cannot build the kernels
+        if not default:
+            raise
         log.warning("E-step on the CPU with numpy (OpenCL could not be used: %s)", exc)
         return NumpyOps()
     where = "projections and cross products" if ops.cross_rows is not None else "projections (cross products: BLAS)"
     log.info("E-step %s on OpenCL device %s", where, ops.info.label)
     return ops
+
+
+def _no_opencl_reason() -> str:
+    """Why :func:`runtime.choose_backend` found no OpenCL device (the sentence of its exception)."""
+    try:
+        runtime.list_devices()
+    except runtime.OpenCLUnavailable as exc:
+        return str(exc)
+    return "no OpenCL device"

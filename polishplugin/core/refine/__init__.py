@@ -4,5 +4,7 @@
 ``fourier3d``  padded 3D Fourier grids: projection and back-projection of selected Fourier pixels,
                symmetrisation and regularised reconstruction.
 ``estep``      squared differences as dense matrix products, posterior weights, significant samples.
+``mstep``      the M-step besides the reconstruction: noise spectrum, offsets' sigma, norm and scale
+               corrections, solvent-corrected FSC, low-resolution join of the half sets.
 ``schedule``   resolution, image size, auto-sampling and convergence bookkeeping.
 """

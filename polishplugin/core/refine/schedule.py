@@ -15,7 +15,7 @@ from .sampling import angular_step_deg, rotation_angle_deg
 
 __all__ = [
     "AutoSampling", "ssnr_from_fsc", "resolution_shell_from_ssnr", "coarse_image_size", "image_size",
-    "expected_accuracies", "symmetry_aware_angle_deg", "refine_fsc_true",
+    "expected_accuracies", "symmetry_aware_angle_deg",
 ]
 
 
@@ -66,18 +66,6 @@ def symmetry_aware_angle_deg(a: np.ndarray, b: np.ndarray, sym_ops: np.ndarray) 
     for r in sym_ops:
         best = np.minimum(best, rotation_angle_deg(a, b @ r.T))
     return best
-
-
-def refine_fsc_true(fsc_masked: np.ndarray, fsc_rand: np.ndarray, randomize_at: int) -> np.ndarray:
-    """Refine's solvent-corrected FSC: as post-processing, but 0 where ``FSC_rand > FSC_masked``."""
-    fm, fn = np.asarray(fsc_masked, np.float64), np.asarray(fsc_rand, np.float64)
-    out = fm.copy()
-    start = randomize_at + 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = (fm[start:] - fn[start:]) / (1 - fn[start:])
-    corr = np.where(np.isfinite(corr), corr, 0.0)
-    out[start:] = np.where(fn[start:] > fm[start:], 0.0, corr)
-    return out
 
 
 def expected_accuracies(grid3d: np.ndarray, mats: np.ndarray, ctf: np.ndarray, sigma2_pix: np.ndarray,

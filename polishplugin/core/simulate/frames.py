@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from polishplugin.core import fourier
-from polishplugin.core.ctf import CtfParams, _gamma_and_envelope
+from polishplugin.core.ctf import CtfParams, gamma_and_envelope
 
 __all__ = ["shift_rfft_2d", "ctf_rect", "bfactor_rect", "paste_particles", "clean_frame", "detector_counts",
            "align_shift_rfft", "extract_boxes", "extract_tracked", "mtf_rect", "normalize_background",
@@ -32,7 +32,7 @@ def _freqs_rect(height: int, width: int, angpix: float) -> tuple[np.ndarray, np.
 def ctf_rect(params: CtfParams, height: int, width: int, angpix: float) -> np.ndarray:
     """RELION CTF on the rfft grid ``(H, W//2+1)`` of a (possibly non-square) image."""
     fx, fy = _freqs_rect(height, width, angpix)
-    gamma, env = _gamma_and_envelope(params, fx, fy)
+    gamma, env = gamma_and_envelope(params, fx, fy)
     return -np.sin(gamma) * env * params.scale
 
 

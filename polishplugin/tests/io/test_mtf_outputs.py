@@ -1,4 +1,4 @@
-"""MTF files and the program-output readers (postprocess.star, bfactors.star, opt_params, model.star)."""
+"""MTF files and the program-output readers (postprocess.star, bfactors.star, opt_params; model.star: test_refine_files.py)."""
 
 import re
 
@@ -11,8 +11,7 @@ from polishplugin.io.mtf import Mtf, read_mtf, write_mtf
 from polishplugin.io.polish import (FrameBfactors, OptParams, read_bfactors, read_opt_params, write_bfactors,
                                     write_opt_params)
 from polishplugin.io.postprocess import PostprocessResult, read_postprocess, write_postprocess
-from polishplugin.io.refine import read_model_fsc
-from polishplugin.io.star import StarError, write_star
+from polishplugin.io.star import StarError
 
 
 def test_tutorial_mtf_files(tutorial_data):
@@ -113,17 +112,3 @@ def test_opt_params(tmp_path):
     with pytest.raises(StarError, match="does not exist"):
         read_opt_params(tmp_path / "absent.txt")
 
-
-def test_model_fsc(tmp_path):
-    path = tmp_path / "run_model.star"
-    shells = np.arange(5)
-    write_star(path, {
-        "model_general": {L.CURRENT_RESOLUTION: 7.5, L.CURRENT_IMAGE_SIZE: 8},
-        "model_class_1": pd.DataFrame({L.SPECTRAL_INDEX: shells, L.RESOLUTION: shells / 20.0,
-                                       L.GOLD_STANDARD_FSC: [1.0, 0.9, 0.5, 0.1, 0.0]})})
-    model = read_model_fsc(path)
-    assert model.current_resolution_a == pytest.approx(7.5)
-    np.testing.assert_allclose(model.fsc, [1.0, 0.9, 0.5, 0.1, 0.0])
-    np.testing.assert_allclose(model.resolution_per_a, shells / 20.0)
-    with pytest.raises(StarError, match="model_class_2"):
-        read_model_fsc(path, class_number=2)

@@ -80,10 +80,10 @@ def refine_arguments(project: Path, star: Path, out: Path) -> list[str]:
 def true_pose_half_maps(project: Path, truth: dict) -> tuple[np.ndarray, np.ndarray]:
     """Unregularised half maps from the particles with their true poses, offsets and CTFs."""
     from polishplugin.core.ctf import ctf_rfft_stack
-    from polishplugin.programs.refine3d import load_images
+    from polishplugin.io.refine import read_particle_images
 
     table, box = truth["table"], truth["box"]
-    images = load_images(table, np.arange(len(table)), box)
+    images = read_particle_images(table, np.arange(len(table)), box)
     ctf = ctf_rfft_stack(table.ctf_params(), box, truth["angpix"])
     return reconstruct_halves(images, ctf, truth["rotations"], truth["offsets_px"], truth["halves"], truth["sym"])
 

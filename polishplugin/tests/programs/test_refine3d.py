@@ -15,6 +15,7 @@ from polishplugin.io.star import read_star, write_star
 from polishplugin.core.filters import raised_cosine_sphere
 from polishplugin.core.fsc import fsc, resolution_shell
 from polishplugin.core.geometry import euler_to_matrix, rotation_about, symmetry_matrices
+from polishplugin.core.refine.mstep import updated_scales
 from polishplugin.core.refine.schedule import symmetry_aware_angle_deg
 from polishplugin.testing.refine_synthetic import blob_phantom, simulate_particles
 from polishplugin.programs import refine3d
@@ -397,12 +398,12 @@ def test_continue_needs_inputs_or_optimiser(tmp_path):
 
 def test_ctf_intact_first_peak():
     """--ctf_intact_first_peak: CTF = 1 up to its first peak (|gamma| < pi/2), unchanged beyond it."""
-    from polishplugin.core.ctf import CtfParams
+    from polishplugin.core.ctf import CtfParams, ctf_rfft_stack
 
     params = [CtfParams(15000.0, 14000.0, 30.0, 300.0, 2.7, 0.1), CtfParams(25000.0, 25000.0, 0.0, 200.0, 1.4, 0.07)]
-    full = refine3d.ctf_images(params, 64, 2.0)
-    intact = refine3d.ctf_images(params, 64, 2.0, intact_first_peak=True)
-    flipped = refine3d.ctf_images(params, 64, 2.0, phase_flipped=True, intact_first_peak=True)
+    full = ctf_rfft_stack(params, 64, 2.0)
+    intact = ctf_rfft_stack(params, 64, 2.0, intact_first_peak=True)
+    flipped = ctf_rfft_stack(params, 64, 2.0, phase_flipped=True, intact_first_peak=True)
     for i in range(2):
         changed = ~np.isclose(intact[i], full[i])
         assert intact[i, 0, 0] == pytest.approx(1.0) and np.allclose(intact[i][changed], 1.0)
@@ -478,7 +479,7 @@ def test_scale_correction_recovers_planted_signal_scale(tmp_path):
 def test_group_scales_are_clipped_and_renormalised():
     xa, aa = np.array([1.0, 1.0, 1.0, 100.0, 0.0]), np.array([1.0, 1.0, 1.0, 1.0, 0.0])
     counts = np.array([10.0, 10.0, 10.0, 10.0, 10.0])
-    s = refine3d.updated_scales(xa, aa, counts)
+    s = updated_scales(xa, aa, counts)
     # 100 clipped to 5 x median (1); the empty group gets 1; mean renormalised to 1
     assert s == pytest.approx(np.array([1, 1, 1, 5, 1]) / 1.8)
 
