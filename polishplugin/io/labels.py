@@ -118,3 +118,13 @@ SIGMA2_NOISE = "rlnSigma2Noise"
 GROUP_NR_PARTICLES = "rlnGroupNrParticles"
 GROUP_SCALE_CORRECTION = "rlnGroupScaleCorrection"
 COORDINATE_Z = "rlnCoordinateZ"
+
+# --- Bayesian polishing (tsc_trace.star of the sigma training: our own labels, RELION writes no trace) ---
+POLISH_EVALUATION = "rlnPolishEvaluation"
+POLISH_SIGMA_VEL = "rlnPolishSigmaVel"
+POLISH_SIGMA_DIV = "rlnPolishSigmaDiv"
+POLISH_SIGMA_ACC = "rlnPolishSigmaAcc"
+POLISH_TSC = "rlnPolishTsc"
+POLISH_TSC_IS_FLAT = "rlnPolishTscIsFlat"
+POLISH_NR_MICROGRAPHS = "rlnPolishNrMicrographs"
+POLISH_NR_PARTICLES = "rlnPolishNrParticles"
