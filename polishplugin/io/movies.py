@@ -218,14 +218,15 @@ class MicrographTable:
     def row_of(self, micrograph_name: str) -> int:
         """Row of a micrograph named as in a particle STAR (exact name, else without job prefix; the
         first such row)."""
-        if self._index is None:  # built once: a project has thousands of micrographs
+        stamp = (id(self.micrographs), len(self.micrographs))
+        if self._index is None or self._index[0] != stamp:  # built once per table: projects have thousands
             exact: dict = {}
             keyed: dict = {}
             for row, name in enumerate(self.names()):
                 exact.setdefault(name, row)
                 keyed.setdefault(micrograph_key(name), row)
-            self._index = (exact, keyed)
-        exact, keyed = self._index
+            self._index = (stamp, exact, keyed)
+        _, exact, keyed = self._index
         row = exact.get(micrograph_name, keyed.get(micrograph_key(micrograph_name)))
         if row is None:
             raise StarError(f"micrographs STAR file {self.path} has no micrograph {micrograph_name}")

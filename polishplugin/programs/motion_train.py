@@ -10,7 +10,7 @@ Work: choose micrographs like RELION (glibc srand(seed), ascending random keys, 
 held-out ring k_eval+2 <= r < k_out, then search (s_vel, s_div, s_acc) maximising the TSC
 (polishplugin.core.motion.training and .hyperparameters).  What makes it fast (issue 7):
   * the CC maps are computed once and kept only within --fit_window px of each particle-frame's start
-    (RELION keeps +---mot_range); only those windows are inverse-transformed;
+    (RELION keeps +-mot_range); only those windows are inverse-transformed;
   * every evaluation refits all training micrographs, warm-started from the fit at the best parameters so
     far, jointly in groups of about --joint_particles particles (polishplugin.core.motion.joint);
   * the map interpolation and the TSC run on the OpenCL device when there is one;
@@ -57,8 +57,10 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------ arguments
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("Parameter estimation (training)")
-    t.add_argument("--params2", action="store_true", help="Estimate s_vel and s_div")
-    t.add_argument("--params3", action="store_true", help="Estimate s_vel, s_div and s_acc")
+    t.add_argument("--params2", action="store_true", help="Estimate s_vel and s_div (s_acc stays at --s_acc_0)")
+    t.add_argument("--params3", action="store_true",
+                   help="Estimate s_vel, s_div and s_acc (motion_train does this without the flag; motion_refine "
+                        "trains only with --params3 or --params2)")
     t.add_argument("--align_frac", type=float, default=0.5, help="Fraction of Fourier pixels for alignment")
     t.add_argument("--eval_frac", type=float, default=0.5, help="Fraction of Fourier pixels for testing")
     t.add_argument("--min_p", type=int, default=1000, help="Minimum number of particles for training")

@@ -520,7 +520,7 @@ def test_predictions_include_detector_mtf(sim, tmp_path):
     np.testing.assert_allclose(own1[:, 0, k], own0[:, 0, k] * expect, rtol=1e-4)
 
 
-def test_prepare_frames_inplace_equals_whole_array(rng):
+def test_normalize_whiten_inplace_equals_whole_array(rng):
     from polishplugin.core.motion.prepare import (noise_sigma2, normalize_particle_frames, normalize_whiten_inplace,
                                                   whiten)
 
