@@ -58,7 +58,7 @@ def _track_rms(res: dict, out: str) -> tuple[float, float]:
 
     from polishplugin.io import labels as L
     from polishplugin.io.star import read_star
-    from polishplugin.programs._polish_io import micrograph_root, read_tracks
+    from polishplugin.io.polish import micrograph_root, read_tracks
 
     parts = read_star(res["particles"])["particles"]
     angpix = float(res["angpix"])

@@ -31,6 +31,8 @@ def motion_train(size, backend):
     """Polishing-parameter training (prepare + search) on synthetic planted-motion micrographs."""
     from polishplugin.testing import motion_synthetic as synthetic
     from polishplugin.core.motion.tsc import frequency_split
+    from polishplugin.core.motion import training as C
+    from polishplugin.io.polish import read_tsc_trace
     from polishplugin.programs import motion_train as T
 
     n_mics = max(2, int(size) // PER_MIC)
@@ -45,9 +47,9 @@ def motion_train(size, backend):
                                              device="cpu" if backend == "numpy" else ""), mics, k_out=20)
         elapsed = time.time() - t0
         trained = tuple(float(v) for v in open(f"{out}/opt_params.txt").read().split())
-        trace = T.read_tsc_trace(f"{out}/tsc_trace.star")
+        trace = read_tsc_trace(f"{out}/tsc_trace.star").evaluations
         kc, ke = frequency_split(20)
-        tset = T.TrainingSet([T.prepare_micrograph(m, kc, ke, 20, 100) for m in mics], warm=False)
+        tset = C.TrainingSet([C.prepare_micrograph(m, kc, ke, 20, 100) for m in mics], warm=False)
         tsc_def = tset.evaluate((0.2, 5000.0, 2.0))
         return {"particles": n_mics * PER_MIC, "trained": " ".join(f"{v:g}" for v in trained),
                 "evals": len(trace), "s_per_eval": round(elapsed / max(len(trace), 1), 2),

@@ -26,9 +26,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     import os
 
+    from polishplugin.core.motion import training as C
     from polishplugin.programs import motion_train as T
     from polishplugin.programs._cli import build_parser, no_hugepage_advice
-    from polishplugin.programs._polish_io import load_micrograph, load_project
+    from polishplugin.programs._polish_project import choose_device, load_micrograph, load_project
     from polishplugin.programs.simulate import load_truth
     from polishplugin.core.motion.tsc import frequency_split
 
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
     project = load_project(args)
     truth = load_truth(a.project)
     counts, load, k_out, first, names = T._data_source(project, args, None)
-    chosen, n_total = T.select_micrographs(counts, a.min_p, 23)
+    chosen, n_total = C.select_micrographs(counts, a.min_p, 23)
     kc, ke = frequency_split(k_out)
     t0 = time.time()
     mics, rows, angpix = [], [], None
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
         md = load_micrograph(project, i, reuse_buffer=True)
         angpix = md.angpix
         rows.append(np.asarray(md.particle_rows))
-        mics.append(T.prepare_micrograph(md, kc, ke, k_out, 100, first, True, inplace=True, window_px=24))
+        mics.append(C.prepare_micrograph(md, kc, ke, k_out, 100, first, True, inplace=True, window_px=24))
     print(f"prepared {len(mics)} micrographs, {n_total} particles in {time.time() - t0:.0f} s", flush=True)
     true = [truth["tracks_a"][r] / angpix for r in rows]
     init = [m.initial_tracks_px for m in mics]
@@ -57,8 +58,8 @@ def main(argv=None) -> int:
         return float(np.sqrt(np.mean(np.concatenate([((t - u) ** 2).sum(-1).ravel() for t, u in zip(tracks, true)]))))
 
     print(f"initial tracks: RMS {rms(init):.3f} px from the planted tracks")
-    backend = T._backend(types.SimpleNamespace(device=""))[0]
-    tset = T.TrainingSet(mics, warm=False, backend=backend, groups=[g for g in T.fit_groups(
+    backend = choose_device(types.SimpleNamespace(device=""))[0]
+    tset = C.TrainingSet(mics, warm=False, backend=backend, groups=[g for g in C.fit_groups(
         [len(r) for r in rows], 2000)])
     for spec in a.params:
         params = tuple(float(v) for v in spec.split(","))

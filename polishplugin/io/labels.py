@@ -173,3 +173,13 @@ POLISH_OPTIMISER_ARRAYS = "rlnPolishOptimiserArrays"
 POLISH_OPTIMISER_VERSION = "rlnPolishOptimiserVersion"
 POLISH_REFERENCE_HALF1 = "rlnPolishReferenceHalf1"
 POLISH_REFERENCE_HALF2 = "rlnPolishReferenceHalf2"
+
+# --- Bayesian polishing (tsc_trace.star of the sigma training: our own labels, RELION writes no trace) ---
+POLISH_EVALUATION = "rlnPolishEvaluation"
+POLISH_SIGMA_VEL = "rlnPolishSigmaVel"
+POLISH_SIGMA_DIV = "rlnPolishSigmaDiv"
+POLISH_SIGMA_ACC = "rlnPolishSigmaAcc"
+POLISH_TSC = "rlnPolishTsc"
+POLISH_TSC_IS_FLAT = "rlnPolishTscIsFlat"
+POLISH_NR_MICROGRAPHS = "rlnPolishNrMicrographs"
+POLISH_NR_PARTICLES = "rlnPolishNrParticles"

@@ -1,17 +1,21 @@
-"""Motion-correction outputs: ``corrected_micrographs.star`` and the per-movie motion STAR files.
+"""Movies and their motion-correction records: ``corrected_micrographs.star``, the per-movie motion
+STAR files, and the movie frames themselves (MRC/TIFF, streamed one frame at a time).
 
 A per-movie STAR (RELION ``src/micrograph_model.cpp``) has ``data_general`` (a list block: sizes,
 movie/gain/defect names, binning, pixel size, dose, voltage, start frame, motion model version),
 ``data_global_shift`` (frame number, shift x/y in unbinned movie pixels: the *correction* applied to
 each frame), optionally ``data_local_motion_model`` (36 third-order polynomial coefficients, 18 for
-x then 18 for y) and ``data_hot_pixels``.  :func:`initial_shift` evaluates the model the way
-Bayesian polishing builds its initial tracks (ALGORITHMS.md 1.9).
+x then 18 for y) and ``data_hot_pixels``.  The initial tracks of Bayesian polishing are built from
+these by :func:`polishplugin.core.motion.initial_tracks.initial_tracks`.
+
+:func:`iter_movie_frames` yields the frames of a movie one at a time (``mrcfile.mmap``; TIFF page by
+page through ``tifffile``, flipped along y as RELION reads them), negated and gain-multiplied.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from . import labels as L
+from .mrc import MrcError, read_mrc
 from .particles import resolve_relion_path
 from .star import StarError, read_star, write_star
 
 __all__ = [
     "MovieMetadata", "MicrographTable", "read_movie_metadata", "write_movie_metadata",
-    "read_corrected_micrographs", "write_corrected_micrographs", "initial_shift", "micrograph_key",
-    "N_LOCAL_COEFFS", "NOT_OBSERVED",
+    "read_corrected_micrographs", "write_corrected_micrographs", "micrograph_key",
+    "N_LOCAL_COEFFS", "NOT_OBSERVED", "MovieError", "open_movie", "movie_frame_count", "iter_movie_frames",
 ]
 
 #: Number of coefficients of RELION's third-order polynomial local motion model (18 x + 18 y).
@@ -56,6 +61,8 @@ class MovieMetadata:
     ``local_coeffs``: ``(36,)`` polynomial coefficients or ``None`` (no local model).
     ``hot_pixels_px``: ``(n, 2)`` xy pixel coordinates or ``None``.
     ``extra_general``: other ``data_general`` labels (EER fields ...), written back unchanged.
+    ``original_pixel_size_a``: ``None`` when the file does not give it.
+    ``path``: the file it was read from; names in it (movie, gain) are resolved against its project.
     """
 
     width_px: int
@@ -66,7 +73,7 @@ class MovieMetadata:
     gain_name: str | None = None
     defect_file: str | None = None
     binning: float = 1.0
-    original_pixel_size_a: float = 1.0
+    original_pixel_size_a: float | None = None
     dose_per_frame_e_per_a2: float = 1.0
     pre_exposure_e_per_a2: float = 0.0
     voltage_kv: float = 300.0
@@ -76,6 +83,16 @@ class MovieMetadata:
     hot_pixels_px: np.ndarray | None = None
     extra_general: dict = field(default_factory=dict)
     path: Path | None = None
+
+    def movie_path(self) -> Path:
+        """The movie file, resolved like every path in a RELION STAR file."""
+        return resolve_relion_path(self.movie_name, self.path)
+
+    def gain_path(self) -> Path | None:
+        """The gain reference, resolved; ``None`` when the movie has none."""
+        if self.gain_name in (None, "", "None"):
+            return None
+        return resolve_relion_path(str(self.gain_name), self.path)
 
 
 def _as_scalar(value):
@@ -164,53 +181,17 @@ def write_movie_metadata(path: str | os.PathLike, meta: MovieMetadata) -> None:
     write_star(path, blocks)
 
 
-def _polynomial_shift(coeffs: np.ndarray, z: float, u, v) -> tuple[np.ndarray, np.ndarray]:
-    """RELION ThirdOrderPolynomialModel: basis [1, u, u², v, v², uv] × (z, z², z³) per axis."""
-    u = np.asarray(u, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
-    basis = (np.ones_like(u * v), u, u * u, v, v * v, u * v)
-    powers = (z, z * z, z * z * z)
-    out = []
-    for axis in range(2):
-        c = coeffs[18 * axis: 18 * (axis + 1)]
-        total = np.zeros_like(u * v)
-        for j, b in enumerate(basis):
-            total = total + (c[3 * j] * powers[0] + c[3 * j + 1] * powers[1] + c[3 * j + 2] * powers[2]) * b
-        out.append(total)
-    return out[0], out[1]
-
-
-def initial_shift(meta: MovieMetadata, frame_1based: int, u, v) -> tuple[np.ndarray, np.ndarray]:
-    """Motion-correction shift (x, y; unbinned movie pixels) of movie frame ``frame_1based`` at
-    normalised micrograph position ``(u, v)`` (``u = x·coords_angpix/(movie_angpix·W) − 0.5``).
-
-    Global shift of that frame plus, when the movie has a local model, the third-order polynomial
-    at ``z = frame_1based − start_frame`` (RELION ``ThirdOrderPolynomialModel::getShiftAt``).
-    ``u`` and ``v`` may be arrays (one value per particle).
-    """
-    if not 1 <= frame_1based <= meta.n_frames:
-        raise ValueError(f"frame {frame_1based} outside 1..{meta.n_frames} of {meta.movie_name}")
-    gx, gy = meta.global_shifts_px[frame_1based - 1]
-    if gx == NOT_OBSERVED or gy == NOT_OBSERVED:
-        raise ValueError(f"frame {frame_1based} of {meta.movie_name} was not aligned by motion correction "
-                         f"(global shift {NOT_OBSERVED:g} in {meta.path})")
-    u_arr = np.asarray(u, dtype=np.float64)
-    v_arr = np.asarray(v, dtype=np.float64)
-    if meta.local_coeffs is None:
-        zero = np.zeros_like(u_arr * v_arr)
-        return gx + zero, gy + zero
-    lx, ly = _polynomial_shift(meta.local_coeffs, float(frame_1based - meta.start_frame), u_arr, v_arr)
-    return gx + lx, gy + ly
-
-
 # ------------------------------------------------------------------ corrected_micrographs.star
-_JOB_PREFIX = re.compile(r"^[A-Za-z0-9_]+/job\d+/")
-
-
 def micrograph_key(name: str) -> str:
-    """A micrograph name without its RELION job prefix (``MotionCorr/job002/``), as RELION matches
-    particles to micrographs (``decomposePipelineFileName``)."""
-    return _JOB_PREFIX.sub("", str(name).strip(), count=1)
+    """A micrograph name without its RELION job prefix, as RELION matches particles to micrographs and
+    names polishing outputs (``decomposePipelineFileName``): ``MotionCorr/job002/Movies/a.mrc`` ->
+    ``Movies/a.mrc`` (everything up to the first ``jobNNN`` folder below the top one is dropped); a name
+    without a job folder loses only a leading ``/``."""
+    parts = Path(str(name).strip()).parts
+    for i in range(1, len(parts) - 1):
+        if parts[i].startswith("job") and parts[i][3:].isdigit():
+            return str(Path(*parts[i + 1:]))
+    return str(name).strip().lstrip("/")
 
 
 @dataclass
@@ -221,6 +202,7 @@ class MicrographTable:
     micrographs: pd.DataFrame
     path: Path | None = None
     project_dir: Path | None = None
+    _index: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.micrographs)
@@ -234,15 +216,21 @@ class MicrographTable:
         return resolve_relion_path(rel, self.path, self.project_dir)
 
     def row_of(self, micrograph_name: str) -> int:
-        """Row of a micrograph named as in a particle STAR (exact name, else without job prefix)."""
-        names = self.names()
-        if micrograph_name in names:
-            return names.index(micrograph_name)
-        keys = [micrograph_key(n) for n in names]
-        key = micrograph_key(micrograph_name)
-        if key in keys:
-            return keys.index(key)
-        raise StarError(f"micrographs STAR file {self.path} has no micrograph {micrograph_name}")
+        """Row of a micrograph named as in a particle STAR (exact name, else without job prefix; the
+        first such row)."""
+        stamp = (id(self.micrographs), len(self.micrographs))
+        if self._index is None or self._index[0] != stamp:  # built once per table: projects have thousands
+            exact: dict = {}
+            keyed: dict = {}
+            for row, name in enumerate(self.names()):
+                exact.setdefault(name, row)
+                keyed.setdefault(micrograph_key(name), row)
+            self._index = (stamp, exact, keyed)
+        _, exact, keyed = self._index
+        row = exact.get(micrograph_name, keyed.get(micrograph_key(micrograph_name)))
+        if row is None:
+            raise StarError(f"micrographs STAR file {self.path} has no micrograph {micrograph_name}")
+        return row
 
     def pixel_size_a(self, row: int = 0) -> float:
         """``rlnMicrographPixelSize`` (Å) of the optics group of micrograph ``row``."""
@@ -278,3 +266,92 @@ def read_corrected_micrographs(path: str | os.PathLike,
 def write_corrected_micrographs(path: str | os.PathLike, table: MicrographTable) -> None:
     """Write a ``corrected_micrographs.star`` (optics + micrographs), atomically."""
     write_star(path, {"optics": table.optics, "micrographs": table.micrographs})
+
+
+# ------------------------------------------------------------------ movie frames
+class MovieError(MrcError):
+    """A movie (MRC or TIFF) that does not exist, cannot be read or holds NaN/Inf; names the file."""
+
+
+def open_movie(path: str | os.PathLike):
+    """``(n_frames, height, width, frame(i) -> float32 array, close())`` of a movie file (MRC memory-mapped,
+    TIFF page by page)."""
+    path = Path(path)
+    if not path.exists():
+        raise MovieError(f"movie {path} does not exist")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return _open_tiff(path)
+    import mrcfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = mrcfile.mmap(str(path), mode="r", permissive=True)
+    except (ValueError, OSError, EOFError) as exc:
+        raise MovieError(f"movie {path} cannot be read ({exc})") from None
+    data = m.data
+    if data is None:
+        m.close()
+        raise MovieError(f"movie {path} cannot be read (truncated MRC file?)")
+    if data.ndim == 2:
+        data = data[None]
+
+    def frame(i):
+        return np.asarray(data[i], np.float32)
+
+    return data.shape[0], data.shape[1], data.shape[2], frame, m.close
+
+
+def _open_tiff(path: Path):
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(str(path))
+        pages = tif.pages
+        h, w = pages[0].shape[-2:]
+        n_pages = len(pages)
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds for damaged files
+        raise MovieError(f"movie {path} cannot be read ({exc}); is it truncated or not a TIFF file?") from None
+
+    def frame(i):  # RELION flips TIFF movies along the slow axis on read
+        try:
+            return np.asarray(pages[i].asarray(), np.float32)[::-1]
+        except Exception as exc:  # noqa: BLE001
+            raise MovieError(f"movie {path} cannot be read at frame {i + 1} ({exc}); is it truncated?") from None
+
+    return n_pages, h, w, frame, tif.close
+
+
+def movie_frame_count(path: str | os.PathLike) -> int:
+    """Number of frames of a movie file (header only)."""
+    total, _, _, _, close = open_movie(path)
+    close()
+    return int(total)
+
+
+def iter_movie_frames(movie_path: str | os.PathLike, first_frame: int, n_frames: int,
+                      gain_path: str | os.PathLike | None = None):
+    """Yield ``(f, -gain * frame)`` for frames ``first_frame .. first_frame+n_frames-1`` (0-based), one
+    frame in memory at a time (RELION ``MovieLoader::readDense``: contrast inverted).  The gain is applied
+    when ``gain_path`` is an existing MRC file of the frame's shape."""
+    movie_path = Path(movie_path)
+    total, _, _, get, close = open_movie(movie_path)
+    try:
+        if first_frame + n_frames > total:
+            raise MovieError(f"movie {movie_path} has {total} frames; frames {first_frame + 1} to "
+                             f"{first_frame + n_frames} were asked for (--first_frame/--last_frame)")
+        gain = None
+        gain_path = None if gain_path is None else Path(gain_path)
+        if gain_path is not None and gain_path.exists() and gain_path.suffix.lower() in (".mrc", ".mrcs"):
+            gain, _ = read_mrc(gain_path)
+            gain = gain.reshape(gain.shape[-2:])
+        for f in range(n_frames):
+            frame = np.negative(get(first_frame + f), dtype=np.float32)  # one pass: float16 -> float32, negated
+            # a float64 sum of float32 values is finite unless a value is NaN or Inf (one pass, no mask)
+            if not np.isfinite(frame.sum(dtype=np.float64)):
+                raise MovieError(f"movie {movie_path} frame {first_frame + f + 1} contains NaN or Inf values")
+            if gain is not None and gain.shape == frame.shape:
+                frame *= gain
+            yield f, frame
+    finally:
+        close()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["plot_bfactors", "plot_scales", "plot_tracks", "write_logfile", "TRACK_SCALE"]
+__all__ = ["plot_bfactors", "plot_scales", "plot_tracks", "tracks_figure", "TracksPage", "write_logfile",
+           "polish_figures", "write_viewer_pngs", "TRACK_SCALE"]
 
 TRACK_SCALE = 30.0
 
@@ -73,87 +75,82 @@ def plot_tracks(coords_px: np.ndarray, tracks_a: np.ndarray, coords_angpix: floa
     return fig
 
 
-def write_logfile(out_dir: str, names: list[str], project=None) -> Path:
+class TracksPage(NamedTuple):
+    """One micrograph's page of logfile.pdf: ``root`` (``<root>_tracks.star`` is read, ``<root>_tracks.eps``
+    written), title, particle coordinates (micrograph px), their pixel size (Å) and the micrograph size."""
+
+    root: str
+    title: str
+    coords_px: np.ndarray | None
+    coords_angpix: float
+    mic_size_px: tuple[float, float] | None = None
+
+
+def tracks_figure(tracks_star: str | os.PathLike, coords_px: np.ndarray | None = None, coords_angpix: float = 1.0,
+                  title: str = "", mic_size_px: tuple[float, float] | None = None):
+    """:func:`plot_tracks` of a ``_tracks.star`` file (coordinates unknown: all tracks drawn at 0, 0)."""
+    from ..io.polish import read_tracks
+
+    tracks_a = read_tracks(tracks_star)
+    coords = np.zeros((tracks_a.shape[0], 2)) if coords_px is None else coords_px
+    return plot_tracks(coords, tracks_a, coords_angpix, title=title, mic_size_px=mic_size_px)
+
+
+def _bfactor_figures(out: Path) -> list[tuple[str, object]]:
+    """``[("bfactors", Figure), ("scalefactors", Figure)]`` of ``<out>/bfactors.star`` ([] when absent)."""
+    from ..io.polish import read_bfactors
+
+    bstar = out / "bfactors.star"
+    if not bstar.exists():
+        return []
+    table = read_bfactors(bstar)
+    return [("bfactors", plot_bfactors(table.bfactor_a2)), ("scalefactors", plot_scales(table.log_scale))]
+
+
+def write_logfile(out_dir: str | os.PathLike, pages: list[TracksPage]) -> Path:
     """bfactors.png/.eps, scalefactors.png/.eps, ``<root>_tracks.eps`` and logfile.pdf (B-factors, scales,
-    one tracks page per micrograph)."""
+    one tracks page per micrograph whose ``_tracks.star`` exists)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from ..io import labels as L
-    from ..io.star import read_star
-    from ..programs._polish_io import micrograph_root
-
     out = Path(out_dir)
-    figs = []
-    bstar = out / "bfactors.star"
-    if bstar.exists():
-        t = read_star(bstar)["perframe_bfactors"]
-        fb = plot_bfactors(np.asarray(t[L.BFACTOR_USED_FOR_SHARPENING], np.float64))
-        fs = plot_scales(np.asarray(t[L.FITTED_INTERCEPT_GUINIER_PLOT], np.float64))
-        for fig, stem in ((fb, "bfactors"), (fs, "scalefactors")):
-            fig.savefig(out / f"{stem}.png", dpi=100)
-            fig.savefig(out / f"{stem}.eps")
-        figs += [fb, fs]
+    figs = _bfactor_figures(out)
+    for stem, fig in figs:
+        fig.savefig(out / f"{stem}.png", dpi=100)
+        fig.savefig(out / f"{stem}.eps")
     pdf_path = out / "logfile.pdf"
     tmp = out / f".logfile.pdf.tmp{os.getpid()}"
     with PdfPages(str(tmp)) as pdf:
-        for fig in figs:
+        for _, fig in figs:
             pdf.savefig(fig)
-        for i, name in enumerate(names):
-            tpath = Path(str(micrograph_root(out_dir, name)) + "_tracks.star")
+        for page in pages:
+            tpath = Path(page.root + "_tracks.star")
             if not tpath.exists():
                 continue
-            blocks = read_star(tpath)
-            n_p = int(blocks["general"][L.PARTICLE_NUMBER].iloc[0])
-            tr = np.stack([np.stack([np.asarray(blocks[str(p)][L.ORIGIN_X_ANGST], np.float64),
-                                     np.asarray(blocks[str(p)][L.ORIGIN_Y_ANGST], np.float64)], -1)
-                           for p in range(n_p)])
-            if project is not None:
-                idx = project.mic_names.index(name)
-                df = project.particles.iloc[project.mic_rows[idx]]
-                coords = np.stack([np.asarray(df[L.COORDINATE_X], np.float64),
-                                   np.asarray(df[L.COORDINATE_Y], np.float64)], -1)
-                info = project.movie_infos[idx]
-                cps = project.cps if project.cps > 0 else info.movie_angpix * info.binning
-                size = (info.width * info.movie_angpix / cps, info.height * info.movie_angpix / cps) \
-                    if info.width else None
-            else:
-                coords = np.zeros((n_p, 2))
-                cps, size = 1.0, None
-            fig = plot_tracks(coords, tr, cps, title=name, mic_size_px=size)
-            fig.savefig(str(micrograph_root(out_dir, name)) + "_tracks.eps")  # RELION's per-micrograph EPS
+            fig = tracks_figure(tpath, page.coords_px, page.coords_angpix, page.title, page.mic_size_px)
+            fig.savefig(page.root + "_tracks.eps")  # RELION's per-micrograph EPS
             pdf.savefig(fig)
     os.replace(tmp, pdf_path)
     return pdf_path
 
 
 def polish_figures(out_dir: str | os.PathLike, max_micrographs: int = 10) -> list[tuple[str, object]]:
-    """``[(name, Figure)]``: B-factors, scales, then the tracks of up to ``max_micrographs`` micrographs."""
+    """``[(name, Figure)]``: B-factors, scales, then the tracks of up to ``max_micrographs`` micrographs
+    (drawn at the coordinates of their ``_shiny.star`` when it exists)."""
     from ..io import labels as L
-    from ..io.star import read_star
+    from ..io.particles import read_particles
 
     out = Path(out_dir)
-    figs = []
-    bstar = out / "bfactors.star"
-    if bstar.exists():
-        t = read_star(bstar)["perframe_bfactors"]
-        figs.append(("bfactors", plot_bfactors(np.asarray(t[L.BFACTOR_USED_FOR_SHARPENING], np.float64))))
-        figs.append(("scalefactors", plot_scales(np.asarray(t[L.FITTED_INTERCEPT_GUINIER_PLOT], np.float64))))
+    figs = _bfactor_figures(out)
     for tpath in sorted(out.rglob("*_tracks.star"))[:max_micrographs]:
         stem = str(tpath)[: -len("_tracks.star")]
-        blocks = read_star(tpath)
-        n_p = int(blocks["general"][L.PARTICLE_NUMBER].iloc[0])
-        tr = np.stack([np.stack([np.asarray(blocks[str(p)][L.ORIGIN_X_ANGST], np.float64),
-                                 np.asarray(blocks[str(p)][L.ORIGIN_Y_ANGST], np.float64)], -1) for p in range(n_p)])
         shiny = Path(stem + "_shiny.star")
+        coords, angpix = None, 1.0
         if shiny.exists():
-            b = read_star(shiny)
-            parts = b["particles"]
-            coords = np.stack([np.asarray(parts[L.COORDINATE_X], np.float64),
-                               np.asarray(parts[L.COORDINATE_Y], np.float64)], -1)
-            angpix = float(b["optics"][L.IMAGE_PIXEL_SIZE].iloc[0])
-        else:
-            coords, angpix = np.zeros((n_p, 2)), 1.0
-        figs.append((Path(stem).name + "_tracks", plot_tracks(coords, tr, angpix, title=Path(stem).name)))
+            table = read_particles(shiny)
+            coords = np.stack([table.particles[L.COORDINATE_X].to_numpy(np.float64),
+                               table.particles[L.COORDINATE_Y].to_numpy(np.float64)], -1)
+            angpix = float(table.optics[L.IMAGE_PIXEL_SIZE].iloc[0])
+        figs.append((Path(stem).name + "_tracks", tracks_figure(tpath, coords, angpix, title=Path(stem).name)))
     return figs
 
 

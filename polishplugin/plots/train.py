@@ -1,7 +1,7 @@
 """Polishing training plots: the held-out score (TSC) of every evaluation and the chosen parameters.
 
 :func:`plot_tsc_trace` (Agg-safe, returns a Figure) and :func:`write_train_png` read ``tsc_trace.star``;
-the Scipion class :class:`PolishTrainViewer` is defined only when pyworkflow is importable.
+the Scipion viewer (``viewers/viewer_polish_train.py``) shows them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ def plot_tsc_trace(trace_star: str | os.PathLike, params: tuple[float, float, fl
     """Figure: TSC per evaluation (best so far as a line), the three sigmas per evaluation below."""
     from matplotlib.figure import Figure
 
-    from ..programs.motion_train import read_tsc_trace
+    from ..io.polish import read_tsc_trace
 
-    t = read_tsc_trace(trace_star)
+    t = read_tsc_trace(trace_star).evaluations
     ev = np.asarray(t.evaluation, int)
     tsc = np.asarray(t.tsc, np.float64)
     fig = Figure(figsize=(7, 7))

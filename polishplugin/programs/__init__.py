@@ -7,6 +7,7 @@ Each module ``programs/<name>.py`` has a module docstring (its ``--help``), ``ad
 COMMANDS = {
     "simulate": "polishplugin.programs.simulate",
     "motion_refine": "polishplugin.programs.motion_refine",
+    "motion_train": "polishplugin.programs.motion_train",
     "refine3d": "polishplugin.programs.refine3d",
     "postprocess": "polishplugin.programs.postprocess",
     "mask_create": "polishplugin.programs.mask_create",

@@ -1,37 +1,37 @@
-"""Training of the polishing sigmas (``motion_refine --params3/--params2``; ALGORITHMS 1.14).
+"""Training of the Bayesian-polishing sigmas (tutorial step 25): s_vel, s_div and s_acc for motion_refine.
 
-Called by :mod:`.motion_refine` as ``run_training(args, data)`` where ``data`` is either the
-:class:`~._polish_io.PolishProject` from ``load_project(args)`` (micrographs are loaded with
-``load_micrograph``) or, for tests, a sequence of micrograph objects with the ``MicrographData`` fields
-(``positions_px, frames_rfft, pred_own_rfft, pred_opposite_rfft, initial_tracks_px, dose_per_frame,
-angpix, coords_angpix, box, name``) plus ``k_out=`` (held-out frequency limit in particle-box pixels).
+Finds the sigmas of the motion prior (velocity, divergence, acceleration; --params2: s_vel and s_div only,
+s_acc stays at --s_acc_0) whose fitted tracks best predict held-out high frequencies (TSC; ALGORITHMS 1.14).
+`polishplugin motion_refine --params3` (or --params2), RELION's spelling, runs this same program; the
+options are relion_motion_refine's.
 
-Work: choose micrographs like RELION (glibc ``srand(seed)``, ascending random keys, >= 2 particles, until
-``--min_p`` particles), precompute per micrograph the whitened CC maps for frequencies below
-``k_cutoff`` and the held-out ring ``k_eval+2 <= r < k_out``, then search (s_vel, s_div, s_acc)
-maximising TSC (:mod:`polishplugin.core.motion.hyperparameters`).  What makes it fast (issue 7):
+Work: choose micrographs like RELION (glibc srand(seed), ascending random keys, >= 2 particles, until
+--min_p particles), precompute per micrograph the whitened CC maps for frequencies below k_cutoff and the
+held-out ring k_eval+2 <= r < k_out, then search (s_vel, s_div, s_acc) maximising the TSC
+(polishplugin.core.motion.training and .hyperparameters).  What makes it fast (issue 7):
+  * the CC maps are computed once and kept only within --fit_window px of each particle-frame's start
+    (RELION keeps +-mot_range); only those windows are inverse-transformed;
+  * every evaluation refits all training micrographs, warm-started from the fit at the best parameters so
+    far, jointly in groups of about --joint_particles particles (polishplugin.core.motion.joint);
+  * the map interpolation and the TSC run on the OpenCL device when there is one;
+  * a model-based search needs 15-30 evaluations where RELION's simplex needs 50-100;
+  * groups (not micrographs) are spread over MPI ranks and the TSC sums are all-reduced in a fixed order,
+    so the result does not depend on the number of ranks.
 
-* the CC maps are computed once and kept only within ``--fit_window`` px of each particle-frame's
-  start (RELION keeps +-``--mot_range``); only those windows are inverse-transformed;
-* every evaluation refits all training micrographs, warm-started from the fit at the best parameters
-  so far, with the micrographs fitted jointly in groups of about ``--joint_particles`` particles
-  (:mod:`polishplugin.core.motion.joint`: one L-BFGS, one interpolation call and one batched basis
-  product per step for the whole group; the GP eigenbasis is reused while s_div is unchanged);
-* the map interpolation and the TSC run on the OpenCL device when there is one (the maps and the ring
-  stay there for the whole search); the TSC walks the ring row by row with one phase per row;
-* a model-based search needs 15-30 evaluations where RELION's simplex needs 50-100;
-* groups (not micrographs) are spread over MPI ranks and the TSC sums are all-reduced, so the result
-  does not depend on the number of ranks.
+Outputs (in --o): opt_params_all_groups.txt and opt_params.txt (one line "s_vel s_div s_acc", RELION
+rounding) and tsc_trace.star (every evaluation).
+MPI (mpirun -n N polishplugin motion_train ...) splits the groups of micrographs over ranks.
 
-Outputs in ``--o``: ``opt_params_all_groups.txt`` and ``opt_params.txt`` (one line ``"s_vel s_div
-s_acc"``, RELION rounding) and ``tsc_trace.star`` (every evaluation).
+Example (RELION tutorial, step 25):
+  polishplugin motion_train --i Refine3D/job029/run_data.star --f PostProcess/job030/postprocess.star \\
+      --corr_mic MotionCorr/job002/corrected_micrographs.star --first_frame 1 --last_frame -1 \\
+      --o Polish/job027/ --min_p 5000 --eval_frac 0.5 --align_frac 0.5 --params3
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,253 +39,123 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.motion.hyperparameters import SearchResult, search_sigmas
+from ..core.motion.training import TrainingSet, fit_groups, prepare_micrograph, select_micrographs
+from ..core.motion.tsc import frequency_split
 from ..io import labels as L
-from ..io.star import atomic_write_text, write_star
-from ..core.dose import dose_weights
-from ..core.fsc import glibc_uniform
-from ..core.motion import prepare
-from ..core.motion.cross_correlation import cc_maps, cc_origin
-from ..core.motion.estimate import sigmas_to_pixels
-from ..core.motion.hyperparameters import search_sigmas, format_params
-from ..core.motion.tsc import (EvalRing, alignment_lowpass, frequency_split, make_eval_ring, tsc_from_terms,
-                               tsc_terms)
+from ..io.polish import OptParams, TscTrace, write_opt_params, write_tsc_trace
 from ._cli import ProgramError
 from ._mpi import get_comm, partition
+from ._polish_project import (add_general_args, add_motion_args, add_reference_args, choose_device, load_micrograph,
+                              prepare_run)
 
-__all__ = ["run_training", "select_micrographs", "prepare_micrograph", "TrainMicrograph", "TSC_TRACE_BLOCK",
-           "read_tsc_trace", "read_params_file", "TrainingSet"]
+__all__ = ["add_args", "add_training_args", "main", "run_training"]
 
 log = logging.getLogger(__name__)
 
-TSC_TRACE_BLOCK = "tsc_trace"
-# labels of tsc_trace.star (ours; RELION writes no trace)
-LBL_EVAL = getattr(L, "POLISH_EVALUATION", "rlnPolishEvaluation")
-LBL_VEL = getattr(L, "POLISH_SIGMA_VEL", "rlnPolishSigmaVel")
-LBL_DIV = getattr(L, "POLISH_SIGMA_DIV", "rlnPolishSigmaDiv")
-LBL_ACC = getattr(L, "POLISH_SIGMA_ACC", "rlnPolishSigmaAcc")
-LBL_TSC = getattr(L, "POLISH_TSC", "rlnPolishTsc")
+
+# ------------------------------------------------------------------------------------------ arguments
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    t = parser.add_argument_group("Parameter estimation (training)")
+    t.add_argument("--params2", action="store_true", help="Estimate s_vel and s_div (s_acc stays at --s_acc_0)")
+    t.add_argument("--params3", action="store_true",
+                   help="Estimate s_vel, s_div and s_acc (motion_train does this without the flag; motion_refine "
+                        "trains only with --params3 or --params2)")
+    t.add_argument("--align_frac", type=float, default=0.5, help="Fraction of Fourier pixels for alignment")
+    t.add_argument("--eval_frac", type=float, default=0.5, help="Fraction of Fourier pixels for testing")
+    t.add_argument("--min_p", type=int, default=1000, help="Minimum number of particles for training")
+    t.add_argument("--par_group", type=int, default=-1, help="Optics group to train on (-1: all)")
+    t.add_argument("--s_vel_0", type=float, default=0.6, help="Initial s_vel")
+    t.add_argument("--s_div_0", type=float, default=10000.0, help="Initial s_div")
+    t.add_argument("--s_acc_0", type=float, default=3.0, help="Initial s_acc")
+    t.add_argument("--in_step", type=float, default=3000.0,
+                   help="RELION's initial simplex step; accepted, not used (our search starts with a x2 trust region)")
+    t.add_argument("--conv", type=float, default=30.0,
+                   help="Parameter grid: multiples of conv/2 scaled units (0.0015 Å/dose, 15 Å, 0.015 Å/dose)")
+    t.add_argument("--par_iters", type=int, default=100,
+                   help="RELION's iteration limit; evaluation budget 3 x par_iters, at most 100 (or --max_evals)")
+    t.add_argument("--max_evals", type=int, default=0, help="Evaluation budget of the search (0: from --par_iters)")
+    t.add_argument("--fit_window", type=int, default=24,
+                   help="Training: CC maps are kept within +-fit_window px of each track's start (0: +-mot_range)")
+    t.add_argument("--joint_particles", type=int, default=1000,
+                   help="Micrographs are track-fitted jointly in groups of about this many particles (speed); "
+                        "groups, not MPI ranks, define the result")
+    t.add_argument("--seed", type=int, default=23, help="Random seed for the micrograph subset")
 
 
+def add_args(parser: argparse.ArgumentParser) -> None:
+    add_general_args(parser)
+    add_reference_args(parser)
+    add_motion_args(parser)
+    add_training_args(parser)
+
+
+def main(args) -> int:
+    project = prepare_run(args)
+    # training splits its micrographs over ranks and sums the held-out score (run_training)
+    return int(run_training(args, project) or 0)
+
+
+# ------------------------------------------------------------------------------------------ options
 def _opt(args, name, default):
     v = getattr(args, name, None)
     return default if v is None else v
 
 
-def _rand_keys(seed: int, n: int) -> np.ndarray:
-    """``rand()/RAND_MAX`` (double) for ``n`` draws after ``srand(seed)``: glibc's own ``rand`` through
-    ctypes (exact, as RELION), else our numpy replica of the glibc stream (float32-rounded keys)."""
-    if n == 0:
-        return np.zeros(0)
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.srand(ctypes.c_uint(seed))
-        return np.array([libc.rand() for _ in range(n)], np.float64) / 2147483647.0
-    except OSError:  # not glibc
-        return glibc_uniform(seed, n, 0.0, 1.0)
-
-
-def select_micrographs(n_particles: list[int], min_p: int, seed: int = 23) -> tuple[list[int], int]:
-    """RELION's training subset: indices in ascending order of glibc ``rand()`` keys after ``srand(seed)``,
-    skipping micrographs with < 2 particles, until ``min_p`` particles.  Returns ``(indices, n_particles)``.
-    """
-    keys = _rand_keys(seed, len(n_particles))
-    order = np.argsort(keys, kind="stable")
-    chosen, total = [], 0
-    for i in order:
-        if n_particles[i] < 2:
-            continue
-        if total >= min_p:
-            break
-        chosen.append(int(i))
-        total += int(n_particles[i])
-    return chosen, total
-
-
-def fit_groups(n_particles: list[int], group_particles: int) -> list[list[int]]:
-    """Consecutive groups of micrographs with about ``group_particles`` particles each (at least one
-    micrograph per group).  The groups depend on the data only, never on the number of MPI ranks, so the
-    joint fits (and the trained parameters) are the same for any number of ranks."""
-    groups: list[list[int]] = []
-    count = 0
-    for i, n in enumerate(n_particles):
-        if not groups or count + int(n) > max(int(group_particles), 1):
-            groups.append([])
-            count = 0
-        groups[-1].append(i)
-        count += int(n)
-    return groups
-
-
 @dataclass
-class TrainMicrograph:
-    name: str
-    positions_px: np.ndarray
-    initial_tracks_px: np.ndarray
-    cc: np.ndarray | None   # (n_p, n_f, M, M) float32, zero shift at cc_origin (None once in the joint fit)
-    cc_origin: int
-    ring: EvalRing
-    dose_per_frame: float
-    angpix: float
-    coords_angpix: float
-    centres: np.ndarray | None = None  # (n_p, n_f, 2) int: shift at each map's cc_origin (None: zero)
-    warm_tracks: np.ndarray | None = None
-    tsc_cl: object = None   # device TSC evaluator (OpenCL backend), built on first use
+class _Options:
+    """The training's settings from the arguments (``args`` may be a plain namespace: defaults fill in)."""
+
+    eval_frac: float
+    align_frac: float
+    two: bool                # --params2 (and not --params3): s_acc is not trained
+    min_p: int
+    seed: int
+    start: tuple[float, float, float]
+    mot_range: int
+    window: int
+    max_iters: int
+    eps: float
+    absolute: bool
+    whiten: bool
+    warm: bool
+    joint_particles: int
+    conv: float
+    max_evals: int
+    out_dir: Path
 
 
-def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int | None, first_frame: int = 0,
-                       whiten: bool = True, inplace: bool = False, window_px: int | None = None) -> TrainMicrograph:
-    """Normalise + whiten one micrograph, its alignment CC maps and its held-out evaluation ring.
-
-    ``inplace``: normalise ``md.frames_rfft`` itself (a micrograph loaded for this call only) instead of a copy.
-    ``window_px``: cut each particle-frame map to +-window_px around the track's start (``centres``)
-    instead of +-crop_px/2 around zero shift.
-    """
-    box = int(md.box)
-    frames = np.asarray(md.frames_rfft)
-    if not inplace:
-        frames = frames.copy()
-    n_f = frames.shape[1]
-    sigma2 = prepare.normalize_whiten_inplace(frames, whiten)
-    pred_own = np.asarray(md.pred_own_rfft)
-    if whiten:
-        pred_own = prepare.whiten(pred_own, sigma2, box)
-    dw = dose_weights(n_f, box, float(md.angpix), float(md.dose_per_frame), first_frame)
-    align_w = dw * alignment_lowpass(box, k_cutoff)[None]
-    crop = None if crop_px is None or crop_px >= box else int(crop_px)
-    init = np.asarray(md.initial_tracks_px, np.float64)
-    centres = None
-    if crop is not None and window_px and 2 * int(window_px) < crop:
-        # maps cut around each track's start (+-window_px): tracks of sane sigmas stay well inside, and
-        # 4x less map memory than the +-mot_range window makes the fit's map reads cache- and TLB-friendly
-        crop = 2 * int(window_px)
-        centres = np.rint(init).astype(np.int64)
-    cc = cc_maps(frames, pred_own, align_w, crop_px=crop, centres=centres)
-    ring = make_eval_ring(frames, np.asarray(md.pred_opposite_rfft), dw, k_eval, k_out)
-    return TrainMicrograph(str(getattr(md, "name", "")), np.asarray(md.positions_px, np.float64), init, cc,
-                           cc_origin(cc.shape, crop is not None), ring, float(md.dose_per_frame), float(md.angpix),
-                           float(md.coords_angpix), centres=centres)
-
-
-class TrainingSet:
-    """The prepared micrographs of one rank; ``evaluate(params)`` = global TSC (all-reduced over ranks).
-
-    All micrographs of the rank are fitted as one problem (:class:`~polishplugin.core.motion.joint.JointFit`):
-    their CC maps are gathered into one array (on the OpenCL device when that backend is used) on the
-    first evaluation and the per-micrograph copies are released.
-    """
-
-    def __init__(self, mics: list[TrainMicrograph], comm=None, max_iters: int = 10000, eps: float = 1e-5,
-                 absolute: bool = False, warm: bool = True, backend: str = "numpy", device=None,
-                 groups: list[list[int]] | None = None, group_ids: list[int] | None = None):
-        self.mics = mics
-        self.backend, self.device = backend, device
-        self.comm = comm if comm is not None else get_comm()
-        self.max_iters, self.eps, self.absolute, self.warm = max_iters, eps, absolute, warm
-        self.ftol = 1e-9
-        self.last_tracks: list[np.ndarray] = []
-        self.best = -math.inf
-        self.groups = [list(g) for g in groups] if groups is not None else ([list(range(len(mics)))] if mics else [])
-        #: global index of each local group (sets the order of the cross-rank sum)
-        self.group_ids = list(group_ids) if group_ids is not None else list(range(len(self.groups)))
-        self.joints: dict[int, object] = {}
-
-    def _joint(self, g: int):
-        """Gather group ``g``'s maps (micrograph, particle, frame order) and build its joint fit, once."""
-        if g not in self.joints:
-            from ..core.motion.joint import JointFit, MicrographFit
-
-            mics = [self.mics[i] for i in self.groups[g]]
-            shapes = {m.cc.shape[2:] for m in mics}
-            origins = {m.cc_origin for m in mics}
-            if len(shapes) != 1 or len(origins) != 1:
-                raise ProgramError("training micrographs have CC maps of different sizes; use one box size")
-            total = sum(m.cc.shape[0] * m.cc.shape[1] for m in mics)
-            maps = np.empty((total, *shapes.pop()), np.float32)  # pages become resident as they are filled
-            k = 0
-            for m in mics:
-                n = m.cc.shape[0] * m.cc.shape[1]
-                maps[k:k + n] = m.cc.reshape(n, *m.cc.shape[2:])
-                k += n
-                m.cc = None  # release each micrograph's copy as soon as it is in the joint array
-            interp = None
-            if self.backend == "opencl":
-                from ..core.motion.objective_cl import CatmullRomCL
-
-                interp = CatmullRomCL(maps, self.device)
-                maps = None  # the maps live on the device
-            centres = None
-            if any(m.centres is not None for m in mics):
-                centres = np.concatenate([(m.centres if m.centres is not None else np.zeros(
-                    (*m.initial_tracks_px.shape[:2], 2), np.int64)).reshape(-1, 2) for m in mics])
-            self.joints[g] = JointFit([MicrographFit(m.positions_px, len(m.initial_tracks_px[0])) for m in mics],
-                                      maps, origins.pop(), interp, map_centres=centres)
-        return self.joints[g]
-
-    def fit_all(self, params, inits: list[np.ndarray]) -> list[np.ndarray]:
-        """Tracks of every micrograph of this rank for ``params`` (Å units), from ``inits`` (one fit per group)."""
-        s_vel, s_div, s_acc = params
-        out: list = [None] * len(self.mics)
-        for g, idx in enumerate(self.groups):
-            px = [sigmas_to_pixels(s_vel, s_div, s_acc if s_acc > 0 else -1.0, self.mics[i].dose_per_frame,
-                                   self.mics[i].angpix, self.mics[i].coords_angpix, self.absolute) for i in idx]
-            sv, sd, sa = (np.array([p[k] for p in px]) for k in range(3))
-            tracks = self._joint(g).fit(sv, sd, sa, [inits[i] for i in idx], max_iters=self.max_iters,
-                                        eps=self.eps, ftol=self.ftol)
-            for i, t in zip(idx, tracks):
-                out[i] = t
-        return out
-
-    def _tsc(self, m: TrainMicrograph, tracks: np.ndarray) -> np.ndarray:
-        if self.backend != "opencl":
-            return tsc_terms(m.ring, tracks)
-        if m.tsc_cl is None:  # ring data stay on the device for the whole search
-            from ..core.motion.tsc_cl import TscCL
-
-            m.tsc_cl = TscCL(m.ring, self.device)
-            m.ring.x = np.broadcast_to(np.complex64(0), m.ring.x.shape)  # free the host copy
-        return m.tsc_cl(tracks)
-
-    def evaluate(self, params, warm: bool | None = None) -> float:
-        """TSC of ``params`` (tracks refitted on every micrograph; kept in ``last_tracks``)."""
-        warm = self.warm if warm is None else warm
-        inits = [m.warm_tracks if warm and m.warm_tracks is not None else m.initial_tracks_px for m in self.mics]
-        t0 = time.time()
-        calls0 = sum(j.n_evals for j in self.joints.values())
-        self.last_tracks = self.fit_all(params, inits)
-        t1 = time.time()
-        mine = []  # (global group index, the group's [num, d1, d2])
-        for g, idx in enumerate(self.groups):
-            terms = np.zeros(3)
-            for i in idx:
-                terms += self._tsc(self.mics[i], self.last_tracks[i])
-            mine.append((self.group_ids[g], terms))
-        log.info("  track fits %.1f s (%d objective calls), TSC %.1f s", t1 - t0,
-                  sum(j.n_evals for j in self.joints.values()) - calls0, time.time() - t1)
-        # sum the groups in their global order on every rank: the same floating-point sum for any number
-        # of ranks (the search compares TSCs that differ in the 7th digit)
-        everything = sorted((k, tuple(t)) for part in self.comm.allgather(mine) for k, t in part)
-        total = np.zeros(3)
-        for _, t in everything:
-            total += np.asarray(t)
-        return tsc_from_terms(total)
-
-    def evaluate_and_keep(self, params) -> float:
-        """:meth:`evaluate`, and warm-start later fits from these tracks when the score is the best so far."""
-        value = self.evaluate(params)
-        if value > self.best:
-            self.best = value
-            for m, t in zip(self.mics, self.last_tracks):
-                m.warm_tracks = t
-        return value
+def _options(args) -> _Options:
+    eval_frac = float(_opt(args, "eval_frac", 0.5))
+    align_frac = float(_opt(args, "align_frac", 0.5))
+    if not (0.1 < eval_frac <= 0.9):
+        raise ProgramError(f"--eval_frac {eval_frac:g} is outside (0.1, 0.9]: it is the fraction of Fourier "
+                           "pixels held out for testing")
+    if not (0.0 < align_frac < 1.0):
+        raise ProgramError(f"--align_frac {align_frac:g} is outside (0, 1)")
+    given = int(_opt(args, "max_evals", 0) or 0)  # else 3 x --par_iters, at most 100 (RELION's Nelder-Mead
+    max_evals = given if given > 0 else max(10, min(3 * int(_opt(args, "par_iters", 100)), 100))  # ~1-2 per iter)
+    return _Options(
+        eval_frac, align_frac, two=bool(_opt(args, "params2", False)) and not bool(_opt(args, "params3", False)),
+        min_p=int(_opt(args, "min_p", 1000)), seed=int(_opt(args, "seed", 23)),
+        start=(float(_opt(args, "s_vel_0", 0.6)), float(_opt(args, "s_div_0", 10000.0)),
+               float(_opt(args, "s_acc_0", 3.0))),
+        mot_range=int(_opt(args, "mot_range", 50)), window=int(_opt(args, "fit_window", 24)),
+        max_iters=int(_opt(args, "max_iters", 10000)), eps=float(_opt(args, "eps", 1e-5)),
+        absolute=bool(_opt(args, "absolute_params", False)), whiten=not bool(_opt(args, "no_whiten", False)),
+        warm=not bool(_opt(args, "no_warm_start", False)), joint_particles=int(_opt(args, "joint_particles", 1000)),
+        conv=float(_opt(args, "conv", 30.0)), max_evals=max_evals, out_dir=Path(_opt(args, "o", ".")))
 
 
 def _data_source(data, args, k_out):
-    """(n_particles per micrograph, loader(i), k_out in particle-box px, first_frame, names)."""
-    if hasattr(data, "mic_rows"):  # a PolishProject
-        from ._polish_io import load_micrograph
+    """(n_particles per micrograph, loader(i), k_out in particle-box px, first_frame, names).
 
+    ``data`` is the :class:`~._polish_project.PolishProject` of ``prepare_run(args)`` (micrographs are loaded
+    with ``load_micrograph``) or, for tests, a sequence of micrograph objects with the ``MicrographData``
+    fields (``positions_px, frames_rfft, pred_own_rfft, pred_opposite_rfft, initial_tracks_px, dose_per_frame,
+    angpix, coords_angpix, box, name``) plus ``k_out=`` (held-out frequency limit in particle-box pixels).
+    """
+    if hasattr(data, "mic_rows"):  # a PolishProject
         project = data
         counts = [len(r) for r in project.mic_rows]
         opt = project.optics
@@ -311,48 +181,7 @@ def _data_source(data, args, k_out):
     return counts, (lambda i: mics[i]), int(k_out), first, [str(getattr(m, "name", i)) for i, m in enumerate(mics)]
 
 
-def read_params_file(path: str | os.PathLike) -> tuple[float, float, float]:
-    """Three whitespace-separated numbers (s_vel s_div s_acc) as RELION's ``--params_file``."""
-    try:
-        values = [float(v) for v in Path(path).read_text().split()]
-    except ValueError as exc:
-        raise ProgramError(f"{path}: expected three numbers 's_vel s_div s_acc' ({exc})") from exc
-    if len(values) < 3:
-        raise ProgramError(f"{path}: expected three numbers 's_vel s_div s_acc', found {len(values)}")
-    return values[0], values[1], values[2]
-
-
-def read_tsc_trace(path: str | os.PathLike) -> pd.DataFrame:
-    """The evaluations of ``tsc_trace.star``: columns evaluation, s_vel, s_div, s_acc, tsc."""
-    from ..io.star import read_star
-
-    t = read_star(path)[TSC_TRACE_BLOCK]
-    return pd.DataFrame({"evaluation": t[LBL_EVAL], "s_vel": t[LBL_VEL], "s_div": t[LBL_DIV],
-                         "s_acc": t[LBL_ACC], "tsc": t[LBL_TSC]})
-
-
-def _backend(args) -> tuple[str, object]:
-    """``--device cpu``: numpy; ``--device P:D``: that OpenCL device; unset: OpenCL when a platform exists."""
-    dev = (getattr(args, "device", "") or "").strip()
-    if dev == "cpu":
-        return "numpy", None
-    if dev:
-        return "opencl", dev
-    try:
-        from ..core.opencl import opencl_available
-
-        return ("opencl", None) if opencl_available() else ("numpy", None)
-    except Exception:  # pragma: no cover - broken OpenCL installs fall back to numpy
-        return "numpy", None
-
-
-def _max_evals(args) -> int:
-    """Evaluation budget: ``--max_evals`` if given, else ``3 * --par_iters`` capped at 100 (RELION's
-    Nelder-Mead makes ~1-2 evaluations per iteration)."""
-    given = int(_opt(args, "max_evals", 0) or 0)
-    return given if given > 0 else max(10, min(3 * int(_opt(args, "par_iters", 100)), 100))
-
-
+# ------------------------------------------------------------------------------------------ training
 def run_training(args, data, k_out: int | None = None) -> int:
     """Train (s_vel, s_div, s_acc) and write the parameter files (see module docstring). Returns 0.
 
@@ -364,74 +193,59 @@ def run_training(args, data, k_out: int | None = None) -> int:
         return _run_training(args, data, k_out)
 
 
-def _run_training(args, data, k_out: int | None = None) -> int:
-    t_start = time.time()
-    comm = get_comm()
-    eval_frac = float(_opt(args, "eval_frac", 0.5))
-    align_frac = float(_opt(args, "align_frac", 0.5))
-    if not (0.1 < eval_frac <= 0.9):
-        raise ProgramError(f"--eval_frac {eval_frac:g} is outside (0.1, 0.9]: it is the fraction of Fourier "
-                           "pixels held out for testing")
-    if not (0.0 < align_frac < 1.0):
-        raise ProgramError(f"--align_frac {align_frac:g} is outside (0, 1)")
-    two = bool(_opt(args, "params2", False)) and not bool(_opt(args, "params3", False))
-    min_p = int(_opt(args, "min_p", 1000))
-    seed = int(_opt(args, "seed", 23))
-    s0 = (float(_opt(args, "s_vel_0", 0.6)), float(_opt(args, "s_div_0", 10000.0)), float(_opt(args, "s_acc_0", 3.0)))
-    mot_range = int(_opt(args, "mot_range", 50))
-    window = int(_opt(args, "fit_window", 24))
-    max_iters = int(_opt(args, "max_iters", 10000))
-    eps = float(_opt(args, "eps", 1e-5))
-    absolute = bool(_opt(args, "absolute_params", False))
-    whiten = not bool(_opt(args, "no_whiten", False))
-    warm = not bool(_opt(args, "no_warm_start", False))
-    out_dir = Path(_opt(args, "o", "."))
-
-    counts, load, k_out_px, first_frame, names = _data_source(data, args, k_out)
-    from_project = hasattr(data, "mic_rows")  # loaded per call: normalise in place
-    chosen, n_total = select_micrographs(counts, min_p, seed)
+def _choose_micrographs(counts: list[int], opt: _Options) -> tuple[list[int], int]:
+    chosen, n_total = select_micrographs(counts, opt.min_p, opt.seed)
     if not chosen:
         raise ProgramError("training needs at least one micrograph with 2 or more particles; none was found")
-    if n_total < min_p:
+    if n_total < opt.min_p:
         log.warning("WARNING: only %d particles in micrographs with >= 2 particles, fewer than --min_p %d: "
-                    "using all of them", n_total, min_p)
-    k_cutoff, k_eval = frequency_split(k_out_px, align_frac, eval_frac)
+                    "using all of them", n_total, opt.min_p)
+    return chosen, n_total
+
+
+def _frequencies(k_out_px: int, opt: _Options, chosen: list[int], n_total: int) -> tuple[int, int]:
+    """``(k_cutoff, k_eval)``: alignment below k_cutoff, evaluation ``k_eval+2 <= k < k_out``."""
+    k_cutoff, k_eval = frequency_split(k_out_px, opt.align_frac, opt.eval_frac)
     log.info("training on %d micrographs, %d particles; k_out %d, alignment k < %d, evaluation %d <= k < %d",
              len(chosen), n_total, k_out_px, k_cutoff, k_eval + 2, k_out_px)
     if k_eval + 2 >= k_out_px:
         raise ProgramError(f"the FSC cut-off (k_out = {k_out_px} px) leaves no held-out frequencies; "
                            "lower --eval_frac or use a better reference")
+    return k_cutoff, k_eval
 
-    groups = fit_groups([counts[i] for i in chosen], int(_opt(args, "joint_particles", 1000)))
+
+def _training_set(args, opt: _Options, comm, chosen: list[int], counts: list[int], load, names: list[str],
+                  k: tuple[int, int, int], first_frame: int, inplace: bool) -> TrainingSet:
+    """This rank's groups of micrographs, prepared (CC maps and held-out rings), as one TSC objective."""
+    k_cutoff, k_eval, k_out_px = k
+    groups = fit_groups([counts[i] for i in chosen], opt.joint_particles)
     my_ids = list(partition(len(groups), comm.size, comm.rank))
     my_groups = [groups[g] for g in my_ids]
     mine = [chosen[i] for g in my_groups for i in g]
-    local_groups, k = [], 0
+    local_groups, n = [], 0
     for g in my_groups:
-        local_groups.append(list(range(k, k + len(g))))
-        k += len(g)
+        local_groups.append(list(range(n, n + len(g))))
+        n += len(g)
     log.info("track fits: %d group(s) of micrographs fitted jointly (about %d particles each), %d on this rank",
-             len(groups), int(_opt(args, "joint_particles", 1000)), len(my_groups))
-    mics: list[TrainMicrograph] = []
+             len(groups), opt.joint_particles, len(my_groups))
+    mics = []
     t0 = time.time()
     for j, i in enumerate(mine):
-        mics.append(prepare_micrograph(load(i), k_cutoff, k_eval, k_out_px, 2 * mot_range, first_frame, whiten,
-                                       inplace=from_project, window_px=window))
-        done = j + 1
-        eta = (time.time() - t0) / done * (len(mine) - done)
-        log.info("prepared micrograph %d/%d (%s), ETA %.0f s", done, len(mine), names[i], eta)
-
-    backend, device = _backend(args)
+        mics.append(prepare_micrograph(load(i), k_cutoff, k_eval, k_out_px, 2 * opt.mot_range, first_frame,
+                                       opt.whiten, inplace=inplace, window_px=opt.window))
+        log.info("prepared micrograph %d/%d (%s), ETA %.0f s", j + 1, len(mine), names[i],
+                 (time.time() - t0) / (j + 1) * (len(mine) - j - 1))
+    backend, device = choose_device(args)
     log.info("objective interpolation backend: %s", backend)
-    tset = TrainingSet(mics, comm, max_iters=max_iters, eps=eps, absolute=absolute, warm=warm, backend=backend,
-                       device=device, groups=local_groups, group_ids=my_ids)
-    # --conv sets RELION's output grid (conv/2 scaled units); --in_step is not used: our search starts
-    # with a x2 trust region in log space
-    result = search_sigmas(tset.evaluate_and_keep, s0, free=(True, True, not two), max_evals=_max_evals(args),
-                           conv=float(_opt(args, "conv", 30.0)))
+    return TrainingSet(mics, comm, max_iters=opt.max_iters, eps=opt.eps, absolute=opt.absolute, warm=opt.warm,
+                       backend=backend, device=device, groups=local_groups, group_ids=my_ids)
+
+
+def _chosen_params(result: SearchResult, opt: _Options, t_start: float) -> OptParams:
+    """The best parameters of the search (s_acc: the start value with --params2, -1 when not positive)."""
     s_vel, s_div, s_acc = result.best
-    if two:
-        s_acc = s0[2]
+    if opt.two:
+        s_acc = opt.start[2]
     elif s_acc <= 0:
         s_acc = -1.0
     if result.flat:
@@ -443,19 +257,36 @@ def _run_training(args, data, k_out: int | None = None) -> int:
                  *[f(p[i] for p in near) for i in range(3) for f in (min, max)])
     log.info("good parameters: --s_vel %g --s_div %g --s_acc %g (TSC %.8g, %d evaluations, %.1f s)",
              s_vel, s_div, s_acc, result.best_score, result.n_evals, time.time() - t_start)
+    return OptParams(s_vel, s_div, s_acc)
+
+
+def _write_outputs(out_dir: Path, params: OptParams, result: SearchResult, n_micrographs: int,
+                   n_particles: int) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_opt_params(out_dir / "opt_params_all_groups.txt", params)
+    write_opt_params(out_dir / "opt_params.txt", params)
+    evaluations = pd.DataFrame({"evaluation": np.arange(1, len(result.trace) + 1),
+                                "s_vel": [p[0] for p, _ in result.trace], "s_div": [p[1] for p, _ in result.trace],
+                                "s_acc": [p[2] for p, _ in result.trace], "tsc": [v for _, v in result.trace]})
+    write_tsc_trace(out_dir / "tsc_trace.star", TscTrace(evaluations, params, result.best_score, result.flat,
+                                                         n_micrographs, n_particles))
+
+
+def _run_training(args, data, k_out: int | None = None) -> int:
+    t_start = time.time()
+    comm = get_comm()
+    opt = _options(args)
+    counts, load, k_out_px, first_frame, names = _data_source(data, args, k_out)
+    chosen, n_total = _choose_micrographs(counts, opt)
+    k_cutoff, k_eval = _frequencies(k_out_px, opt, chosen, n_total)
+    tset = _training_set(args, opt, comm, chosen, counts, load, names, (k_cutoff, k_eval, k_out_px), first_frame,
+                         inplace=hasattr(data, "mic_rows"))  # loaded per call: normalise in place
+    # --conv sets RELION's output grid (conv/2 scaled units); --in_step is not used: our search starts
+    # with a x2 trust region in log space
+    result = search_sigmas(tset.evaluate_and_keep, opt.start, free=(True, True, not opt.two),
+                           max_evals=opt.max_evals, conv=opt.conv)
+    params = _chosen_params(result, opt, t_start)
     if comm.is_leader:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        line = format_params(s_vel, s_div, s_acc)
-        atomic_write_text(out_dir / "opt_params_all_groups.txt", line)
-        atomic_write_text(out_dir / "opt_params.txt", line)
-        trace = pd.DataFrame({LBL_EVAL: np.arange(1, len(result.trace) + 1),
-                              LBL_VEL: [p[0] for p, _ in result.trace], LBL_DIV: [p[1] for p, _ in result.trace],
-                              LBL_ACC: [p[2] for p, _ in result.trace],
-                              LBL_TSC: [f"{v:.10g}" for _, v in result.trace]})  # TSCs differ in the 5th digit
-        general = {LBL_VEL: s_vel, LBL_DIV: s_div, LBL_ACC: s_acc, LBL_TSC: f"{result.best_score:.10g}",
-                   "rlnPolishTscIsFlat": int(result.flat), "rlnPolishNrMicrographs": len(chosen),
-                   "rlnPolishNrParticles": n_total}
-        write_star(out_dir / "tsc_trace.star", {"general": general, TSC_TRACE_BLOCK: trace},
-                   comments=["TSC (held-out score) of every evaluation of the polishing-parameter training"])
+        _write_outputs(opt.out_dir, params, result, len(chosen), n_total)
     comm.barrier()
     return 0

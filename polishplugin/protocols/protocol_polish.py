@@ -208,9 +208,10 @@ class ProtPolishParticles(ProtPolishBase):
         path = self._extra("Polish", "bfactors.star")
         if not os.path.exists(path):
             return ["Polishing not finished yet."]
-        from ..programs.motion_refine import read_bfactors_star
+        from ..io.polish import read_bfactors
 
-        b, lk = read_bfactors_star(path)
+        table = read_bfactors(path)
+        b, lk = table.bfactor_a2, table.log_scale
         lines = [f"{len(b)} frames; per-frame B-factors (Å²): " + ", ".join(f"{v:.1f}" for v in b),
                  "ln(scale): " + ", ".join(f"{v:.3f}" for v in lk)]
         if self.hasAttribute("outputParticles"):

@@ -1,5 +1,6 @@
 """ProtPolishTrain: train the Bayesian-polishing sigmas (step 25), a thin wrapper of
-``polishplugin motion_refine --params3`` (``--params2`` when the acceleration sigma is not trained).
+``polishplugin motion_train --params3`` (``--params2`` when the acceleration sigma is not trained; RELION
+spells it ``relion_motion_refine --params3``).
 
 Inputs as ProtPolishParticles (movies or corrected_micrographs.star, particles or their STAR file,
 postprocess.star or a volume with half maps), first/last frame, the fraction of Fourier pixels held out
@@ -75,15 +76,15 @@ class ProtPolishTrain(ProtPolishBase):
     convertInputStep = ProtPolishParticles.convertInputStep  # same conversion of movies/particles
 
     def runTrainStep(self):
-        self._runProgram("motion_refine", self._programArgs())
+        self._runProgram("motion_train", self._programArgs())
 
     def createOutputStep(self):
-        from ..programs.motion_train import read_params_file
+        from ..io.polish import read_opt_params
 
         path = self._paramsPath()
-        s_vel, s_div, s_acc = read_params_file(path)
+        params = read_opt_params(path)
         out = EMFile(filename=path)
-        out.sVel, out.sDiv, out.sAcc = Float(s_vel), Float(s_div), Float(s_acc)
+        out.sVel, out.sDiv, out.sAcc = Float(params.s_vel), Float(params.s_div), Float(params.s_acc)
         trace = EMFile(filename=self._trainDir("tsc_trace.star"))
         self._defineOutputs(outputParams=out, outputTscTrace=trace)
         for src in (self.inputParticles, self.inputMovies):
@@ -103,7 +104,7 @@ class ProtPolishTrain(ProtPolishBase):
         return self._trainDir("opt_params.txt")
 
     def _programArgs(self) -> list:
-        """The motion_refine training tokens (pure: form values -> list)."""
+        """The motion_train argument tokens (pure: form values -> list; RELION-compatible options)."""
         args = ["--i", self._particlesFile(), "--corr_mic", self._micrographsFile(),
                 "--o", self._trainDir() + "/", "--first_frame", str(self.firstFrame.get()),
                 "--last_frame", str(self.lastFrame.get())]
@@ -129,14 +130,14 @@ class ProtPolishTrain(ProtPolishBase):
         path = self._paramsPath()
         if not os.path.exists(path):
             return ["Training not finished yet."]
-        from ..programs.motion_train import read_params_file, read_tsc_trace
+        from ..io.polish import read_opt_params, read_tsc_trace
 
-        s_vel, s_div, s_acc = read_params_file(path)
-        lines = [f"Optimised parameters: s_vel {s_vel:g} Å/dose, s_div {s_div:g} Å, s_acc {s_acc:g} Å/dose "
+        p = read_opt_params(path)
+        lines = [f"Optimised parameters: s_vel {p.s_vel:g} Å/dose, s_div {p.s_div:g} Å, s_acc {p.s_acc:g} Å/dose "
                  f"(file {path})."]
         trace_path = self._trainDir("tsc_trace.star")
         if os.path.exists(trace_path):
-            trace = read_tsc_trace(trace_path)
+            trace = read_tsc_trace(trace_path).evaluations
             lines.append(f"{len(trace)} evaluations; best TSC {trace.tsc.max():.6f}, first (start values) "
                          f"{trace.tsc.iloc[0]:.6f}.")
             if float(trace.tsc.max() - trace.tsc.min()) <= 1e-5 * abs(float(trace.tsc.max())):

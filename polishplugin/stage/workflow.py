@@ -206,8 +206,7 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     """
     from ..io.mrc import read_mrc
     from ..io.postprocess import read_postprocess
-    from ..programs.motion_train import read_params_file
-    from ..programs.motion_refine import read_bfactors_star
+    from ..io.polish import read_bfactors, read_opt_params
 
     summary: dict = {"times_s": {}, "run_dirs": {}, "outputs": {}}
     for tid, prot in protocols.items():
@@ -221,10 +220,11 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     summary["resolution_after_a"] = float(after.final_resolution_a)
     summary["bfactor_before_a2"] = float(before.bfactor_a2)
     summary["bfactor_after_a2"] = float(after.bfactor_a2)
-    bfac, _ = read_bfactors_star(_extra(protocols[POLISH], "Polish", "bfactors.star"))
+    bfac = read_bfactors(_extra(protocols[POLISH], "Polish", "bfactors.star")).bfactor_a2
     summary["frame_bfactors_a2"] = [float(b) for b in bfac]
     params = _extra(protocols[TRAIN], "Train", "opt_params.txt")
-    summary["sigmas"] = tuple(float(v) for v in read_params_file(params))
+    sigmas = read_opt_params(params)
+    summary["sigmas"] = (float(sigmas.s_vel), float(sigmas.s_div), float(sigmas.s_acc))
     locres_path = _extra(protocols[LOCRES], "relion_locres.mrc")
     locres, _ = read_mrc(locres_path)
     mask_prot = protocols.get(MASK) or protocols[IMPORT]

@@ -17,7 +17,8 @@ from scipy.optimize import minimize
 from .gp_basis import gp_basis, tracks_to_params
 from .objective import MotionObjective
 
-__all__ = ["sigmas_to_pixels", "estimate_tracks", "fit_tracks", "TrackFit"]
+__all__ = ["sigmas_to_pixels", "estimate_tracks", "fit_tracks", "TrackFit", "MotionFitSettings", "cc_crop_px",
+           "polish_tracks"]
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +97,70 @@ def estimate_tracks(cc: np.ndarray, initial_tracks_px: np.ndarray, positions_px:
     """
     return fit_tracks(cc, initial_tracks_px, positions_px, sig_vel_px, sig_div_px, sig_acc_px,
                       global_comp_px, max_iters, eps, cc_origin, backend=backend).tracks_px
+
+
+@dataclass
+class MotionFitSettings:
+    """The track fit of polishing mode: sigmas (Å units: s_vel, s_acc in Å/dose, s_div in Å; ``s_acc <= 0``:
+    no acceleration prior), L-BFGS limits, whitening, dose-damage model ``(a, b, c)`` and switches
+    (``global_init``: start from the summed-CC global track; ``sq_exp``: squared-exponential kernel;
+    ``max_ed``: eigen-deformations kept), and the backends of the CC maps and of the fit's interpolation."""
+
+    s_vel: float = 0.5
+    s_div: float = 5000.0
+    s_acc: float = 2.0
+    max_iters: int = 10000
+    eps: float = 1e-5
+    whiten: bool = True
+    absolute: bool = False
+    dmg: tuple[float, float, float] = (3.40, -1.06, -0.54)
+    global_init: bool = False
+    sq_exp: bool = False
+    max_ed: int = -1
+    cc_backend: str = "numpy"
+    fit_backend: str = "numpy"
+
+
+def cc_crop_px(box: int, initial_tracks_px: np.ndarray) -> int | None:
+    """Size of the CC-map window that holds the initial tracks plus a 24 px margin (memory); ``None`` (full
+    maps) for boxes up to 128 px or when the window would not be smaller than the box."""
+    if box <= 128:
+        return None
+    init = np.asarray(initial_tracks_px)
+    extent = int(np.ceil(np.abs(init).max())) if init.size else 0
+    m = 2 * (extent + 24)
+    return None if m >= box else m
+
+
+def polish_tracks(frames_rfft: np.ndarray, pred_own_rfft: np.ndarray, initial_tracks_px: np.ndarray,
+                  positions_px: np.ndarray, dose_per_frame: float, angpix: float, coords_angpix: float,
+                  first_frame: int, settings: MotionFitSettings) -> np.ndarray:
+    """Fitted tracks ``(n_p, n_f, 2)`` (particle px) of one micrograph in polishing mode (ALGORITHMS 1.5-1.10).
+
+    ``frames_rfft`` ``(n_p, n_f, N, N//2+1)`` is normalised and (``settings.whiten``) whitened **in place**
+    (the FCC uses these frames); the own-half predictions are whitened with the same spectrum, the CC maps
+    dose-weighted (frame ``first_frame`` = 0-based first movie frame), then the GP-prior fit runs from
+    ``initial_tracks_px`` (or from the summed-CC global track with ``settings.global_init``).
+    """
+    from ..dose import dose_weights
+    from .cross_correlation import cc_maps, cc_origin
+    from .initial_tracks import global_track_from_cc
+    from .prepare import normalize_whiten_inplace, whiten
+
+    n = frames_rfft.shape[-2]
+    n_f = frames_rfft.shape[1]
+    sigma2 = normalize_whiten_inplace(frames_rfft, settings.whiten)
+    pred = whiten(pred_own_rfft, sigma2, n) if settings.whiten else pred_own_rfft
+    a, b, c = settings.dmg
+    weights = dose_weights(n_f, n, angpix, dose_per_frame, first_frame, a, b, c).astype(np.float32)
+    init = initial_tracks_px
+    crop = None if settings.global_init else cc_crop_px(n, init)
+    cc = cc_maps(frames_rfft, pred, weights, crop_px=crop, backend=settings.cc_backend)
+    origin = cc_origin(cc.shape, crop is not None)
+    if settings.global_init:  # --gi: all particles start on the sub-pixel maximum of the summed CC
+        init = np.broadcast_to(global_track_from_cc(cc, origin)[None], init.shape).copy()
+    sv, sd, sa = sigmas_to_pixels(settings.s_vel, settings.s_div, settings.s_acc, dose_per_frame, angpix,
+                                  coords_angpix, absolute=settings.absolute)
+    return fit_tracks(cc, init, positions_px, max(sv, 1e-20), max(sd, 1e-20), sa, max_iters=settings.max_iters,
+                      eps=settings.eps, cc_origin=origin, sq_exp=settings.sq_exp, max_ed=settings.max_ed,
+                      backend=settings.fit_backend).tracks_px

@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["SCALES", "DEFAULT_BOUNDS", "round_params", "format_params", "SearchResult", "search_sigmas"]
+__all__ = ["SCALES", "DEFAULT_BOUNDS", "round_params", "SearchResult", "search_sigmas"]
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ def round_params(params: Sequence[float], conv: float = 30.0) -> tuple[float, ..
         z = float(v) * s
         out.append(conv * 0.5 * int(2.0 * z / conv + 0.5) / s)
     return tuple(out)
-
-
-def format_params(s_vel: float, s_div: float, s_acc: float) -> str:
-    """One line ``"a b c\\n"`` as C++ iostream prints doubles (6 significant digits, ``%g``)."""
-    return f"{s_vel:g} {s_div:g} {s_acc:g}\n"
 
 
 @dataclass

@@ -167,7 +167,7 @@ class JointFit:
         start positions ``F kappa``; coefficient (f, d): ``2 + acceleration + kappa lam_d (F-1-f)`` (a step's
         velocity moves every later frame).  L-BFGS on the scaled variables needs far fewer steps; the
         minimum is the same."""
-        n_m, p, f, d = self.n_m, self.pmax, self.n_f, self.d
+        n_m, p, f = self.n_m, self.pmax, self.n_f
         kappa = self._curvature(x0)
         h_pos = np.maximum(f * kappa, 1.0)[:, None, None] * np.ones((n_m, p, 2))
         later = (f - 1 - np.arange(f - 1)).astype(np.float64)  # frames moved by step f

@@ -10,7 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["find_sigma_k", "fit_bk_factors", "bk_to_bfactors", "bfactors_to_sigmas", "fit_range"]
+__all__ = ["find_sigma_k", "fit_bk_factors", "bk_to_bfactors", "bfactors_to_sigmas", "fit_range", "fsc_cutoff_shell"]
+
+
+def fsc_cutoff_shell(fsc: np.ndarray | None, box_ref: int) -> int:
+    """RELION's ``k_out`` of polishing: the first shell ``k >= 1`` whose FSC is below 0.143 (the FCCs, the
+    B-factor fit and the training's held-out ring stop there); ``box_ref//2 + 1`` without an FSC or when
+    every shell up to Nyquist passes."""
+    shells = box_ref // 2 + 1
+    if fsc is None:
+        return shells
+    weight = np.where(np.asarray(fsc, np.float64) >= 0.143, fsc, 0.0)
+    for i in range(1, min(len(weight), shells)):
+        if weight[i] <= 0:
+            return i
+    return shells
 
 
 def fit_range(box_ref: int, angpix_ref: float, k_out: int, bfac_minfreq: float = 20.0,

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..fourier import frequency_grid
 
-__all__ = ["frame_weights", "spectrum_power", "normalize_shiny", "output_geometry"]
+__all__ = ["frame_weights", "spectrum_power", "normalize_shiny", "output_geometry", "recombine_frames"]
 
 
 def frame_weights(sigma: np.ndarray, amp: np.ndarray, box: int, angpix_out: float, box_ref: int,
@@ -63,3 +63,28 @@ def output_geometry(box_ref: int, angpix_ref: float, movie_angpix: float, window
         s_out = 2 * int(0.5 * s_mov * movie_angpix / angpix_ref + 0.5)
         angpix_out = angpix_ref
     return s_mov, s_out, angpix_out
+
+
+def recombine_frames(frames, corners_xy: np.ndarray, tracks_out_px: np.ndarray, weights: np.ndarray, box_movie: int,
+                     box_out: int, angpix_out: float, movie_angpix: float) -> np.ndarray:
+    """Weighted, motion-corrected frame sums ``(n_p, s, s//2+1)`` complex64 (RELION ``FrameRecombiner::process``).
+
+    ``frames`` yields ``(f, movie frame)`` (f = index into the tracks and weights); each particle's box is cut
+    at its ``corners_xy`` plus the integer part of its track (movie px), shifted back by the sub-pixel rest in
+    Fourier space and weighted by ``weights[f]`` (:func:`frame_weights`); ``tracks_out_px`` ``(n_p, n_f, 2)``
+    are in output pixels of ``angpix_out`` Å.
+    """
+    from .extract import extract_boxes
+    from .shift import shift_phase_2d
+
+    corners = np.asarray(corners_xy, np.int64).reshape(-1, 2)
+    acc = np.zeros((corners.shape[0], box_out, box_out // 2 + 1), np.complex64)
+    for f, frame in frames:
+        dm = tracks_out_px[:, f] * angpix_out / movie_angpix  # movie px
+        dm_int = np.sign(dm) * np.floor(np.abs(dm) + 0.5)
+        residual = (dm - dm_int) * movie_angpix / angpix_out  # output px
+        boxes = extract_boxes(frame, corners + dm_int.astype(np.int64), box_movie, box_out)
+        boxes *= shift_phase_2d(box_out, -residual)  # move the sub-pixel rest back
+        boxes *= weights[f][None]
+        acc += boxes
+    return acc

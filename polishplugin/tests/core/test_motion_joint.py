@@ -7,7 +7,7 @@ from polishplugin.testing import motion_synthetic as synthetic
 from polishplugin.core.motion.estimate import fit_tracks, sigmas_to_pixels
 from polishplugin.core.motion.joint import JointFit, MicrographFit
 from polishplugin.core.motion.tsc import frequency_split
-from polishplugin.programs import motion_train as T
+from polishplugin.core.motion import training as T
 
 
 @pytest.fixture(scope="module")

@@ -62,3 +62,13 @@ def test_fit_range_relion_quirk():
     # k0 = (int)(s*a/20); k1 from the FSC=0.143 shell via a double round trip (may lose one shell)
     assert fit_range(256, 1.244, 60, 20.0, -1.0) == (15, 60) or fit_range(256, 1.244, 60, 20.0, -1.0) == (15, 59)
     assert fit_range(64, 2.0, 20, 20.0, 8.0) == (6, 16)
+
+
+def test_fsc_cutoff_shell_is_first_shell_below_0143():
+    from polishplugin.core.polish.bfactors import fsc_cutoff_shell
+
+    fsc = np.array([1.0, 0.99, 0.9, 0.5, 0.2, 0.14, 0.3, 0.01])
+    assert fsc_cutoff_shell(fsc, 14) == 5            # shell 5 is the first below 0.143 (shell 0 never counts)
+    assert fsc_cutoff_shell(np.r_[0.0, fsc[1:]], 14) == 5
+    assert fsc_cutoff_shell(np.ones(20), 14) == 8    # all pass: box//2 + 1
+    assert fsc_cutoff_shell(None, 14) == 8           # no FSC: every frequency up to Nyquist

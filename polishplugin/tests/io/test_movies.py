@@ -1,11 +1,12 @@
-"""Per-movie motion STAR, corrected_micrographs.star and the initial-shift model."""
+"""Per-movie motion STAR, corrected_micrographs.star, movie frames and the initial-shift model."""
 
 import re
 
 import numpy as np
 import pytest
 
-from polishplugin.io.movies import (N_LOCAL_COEFFS, NOT_OBSERVED, MovieMetadata, initial_shift, micrograph_key,
+from polishplugin.core.motion.initial_tracks import initial_tracks
+from polishplugin.io.movies import (N_LOCAL_COEFFS, MovieMetadata, micrograph_key,
                                          read_corrected_micrographs, read_movie_metadata,
                                          write_corrected_micrographs, write_movie_metadata)
 from polishplugin.io.star import StarError
@@ -30,33 +31,38 @@ def test_tutorial_movie_metadata(tutorial_data):
 
 
 def test_tutorial_initial_shift_known_answer(tutorial_data):
+    """The motion model of the tutorial movie, evaluated by the polishing initial tracks (RELION
+    ``ThirdOrderPolynomialModel::getShiftAt``): ``initial_tracks = -shift`` when particle px = movie px."""
     meta = read_movie_metadata(tutorial_data / "relion-tutorial/movie_frameImage.star")
     c = meta.local_coeffs
+    apix, (w, h) = meta.original_pixel_size_a, (meta.width_px, meta.height_px)
+
+    def initial_shift(frame, u, v):
+        coords = np.stack([(np.atleast_1d(u) + 0.5) * w, (np.atleast_1d(v) + 0.5) * h], -1)
+        t = initial_tracks(coords, apix, apix, frame - 1, 1, meta.global_shifts_px, apix, meta.start_frame, c,
+                           (w, h))
+        return -t[:, 0, 0], -t[:, 0, 1]
+
     # frame 1: z = 0 -> the polynomial vanishes; the global shift of frame 1 is 0
-    np.testing.assert_allclose(initial_shift(meta, 1, 0.3, -0.2), (0.0, 0.0))
+    np.testing.assert_allclose(initial_shift(1, 0.3, -0.2), ([0.0], [0.0]), atol=1e-12)
     # centre (u = v = 0), frame 24: z = 23, only the constant basis term (coefficients 0..2, 18..20)
     z = 23.0
-    sx, sy = initial_shift(meta, 24, 0.0, 0.0)
+    (sx,), (sy,) = initial_shift(24, 0.0, 0.0)
     assert sx == pytest.approx(9.895187 + c[0] * z + c[1] * z**2 + c[2] * z**3)
     assert sx == pytest.approx(11.534874687, abs=1e-6)  # by hand from the file's numbers
     assert sy == pytest.approx(-8.39650 + c[18] * z + c[19] * z**2 + c[20] * z**3)
     # u only: basis u (coefficients 3..5) and u^2 (6..8)
     u = 0.25
-    sx_u, _ = initial_shift(meta, 24, u, 0.0)
+    (sx_u,), _ = initial_shift(24, u, 0.0)
     poly = lambda j: c[3 * j] * z + c[3 * j + 1] * z**2 + c[3 * j + 2] * z**3  # noqa: E731
     assert sx_u - sx == pytest.approx(poly(1) * u + poly(2) * u * u)
     # v and uv terms (basis 3: v, 4: v^2, 5: uv)
     v = -0.4
-    sx_uv, _ = initial_shift(meta, 24, u, v)
+    (sx_uv,), _ = initial_shift(24, u, v)
     assert sx_uv - sx_u == pytest.approx(poly(3) * v + poly(4) * v * v + poly(5) * u * v)
     # arrays of positions
-    xs, ys = initial_shift(meta, 24, np.array([0.0, u]), np.array([0.0, 0.0]))
+    xs, ys = initial_shift(24, np.array([0.0, u]), np.array([0.0, 0.0]))
     np.testing.assert_allclose(xs, [sx, sx_u])
-    with pytest.raises(ValueError, match="frame 25"):
-        initial_shift(meta, 25, 0, 0)
-    meta.global_shifts_px[4] = NOT_OBSERVED
-    with pytest.raises(ValueError, match="frame 5 .*not aligned"):
-        initial_shift(meta, 5, 0, 0)
 
 
 def test_tutorial_corrected_micrographs(tutorial_data):
@@ -133,3 +139,66 @@ def test_bad_movie_files(tmp_path):
                     "a.mrc a.star 2\n")
     with pytest.raises(StarError, match=re.escape(str(mics)) + r".*optics group\(s\) \[2\]"):
         read_corrected_micrographs(mics)
+
+
+def test_micrograph_key_deep_and_absolute_names():
+    # RELION decomposePipelineFileName: everything up to the first jobNNN folder below the top one
+    assert micrograph_key("/data/run/MotionCorr/job002/Movies/a.mrc") == "Movies/a.mrc"
+    assert micrograph_key("/data/Movies/a.mrc") == "data/Movies/a.mrc"
+    assert micrograph_key("job002/a.mrc") == "job002/a.mrc"  # the top folder is never a job folder
+
+
+def test_movie_and_gain_paths_and_missing_pixel_size(tiny, tmp_path):
+    from polishplugin.io.movies import MovieMetadata
+
+    table = read_corrected_micrographs(tiny["micrographs_star"])
+    meta = read_movie_metadata(table.metadata_path(0))
+    assert meta.movie_path() == tiny["root"] / "Movies/mic_001.mrcs" and meta.movie_path().exists()
+    assert meta.gain_path() is None and meta.original_pixel_size_a == pytest.approx(1.0)
+    star = tmp_path / "m.star"
+    star.write_text("data_general\n_rlnImageSizeX 10\n_rlnImageSizeY 10\n_rlnImageSizeZ 2\n"
+                    "_rlnMicrographMovieName m.tif\n_rlnMicrographGainName gain.mrc\n")
+    (tmp_path / "gain.mrc").write_bytes(b"")
+    again = read_movie_metadata(star)
+    assert again.original_pixel_size_a is None  # not in the file: the caller decides (polishing: --mps)
+    assert again.gain_path() == tmp_path / "gain.mrc"
+    assert MovieMetadata(1, 1, 1, "m.mrc", np.zeros((1, 2)), gain_name="None").gain_path() is None
+
+
+def test_iter_movie_frames_mrc_gain_and_errors(tmp_path):
+    from polishplugin.io.movies import MovieError, iter_movie_frames, movie_frame_count
+    from polishplugin.io.mrc import write_mrc
+
+    rng = np.random.default_rng(5)
+    frames = rng.normal(size=(5, 12, 16)).astype(np.float32)
+    gain = rng.uniform(0.5, 2, size=(12, 16)).astype(np.float32)
+    write_mrc(tmp_path / "m.mrcs", frames, 1.0)
+    write_mrc(tmp_path / "gain.mrc", gain, 1.0)
+    assert movie_frame_count(tmp_path / "m.mrcs") == 5
+    got = list(iter_movie_frames(tmp_path / "m.mrcs", 1, 3, tmp_path / "gain.mrc"))
+    assert [f for f, _ in got] == [0, 1, 2]
+    for f, frame in got:
+        np.testing.assert_allclose(frame, -frames[1 + f] * gain, rtol=1e-6)  # contrast inverted, gain applied
+    with pytest.raises(MovieError, match="has 5 frames; frames 4 to 6 were asked for"):
+        list(iter_movie_frames(tmp_path / "m.mrcs", 3, 3))
+    frames[2, 3, 4] = np.inf
+    write_mrc(tmp_path / "m.mrcs", frames, 1.0)
+    with pytest.raises(MovieError, match="m.mrcs frame 3 contains NaN or Inf"):
+        list(iter_movie_frames(tmp_path / "m.mrcs", 0, 5))
+    with pytest.raises(MovieError, match="absent.mrc does not exist"):
+        movie_frame_count(tmp_path / "absent.mrc")
+
+
+def test_iter_movie_frames_tiff_flipped(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    from polishplugin.io.movies import MovieError, iter_movie_frames
+
+    frames = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    with tifffile.TiffWriter(tmp_path / "m.tiff") as tw:  # one page per frame, as detectors write them
+        for frame in frames:
+            tw.write(frame, photometric="minisblack")
+    got = [frame for _, frame in iter_movie_frames(tmp_path / "m.tiff", 0, 3)]
+    np.testing.assert_array_equal(got[1], -frames[1, ::-1].astype(np.float32))  # RELION flips TIFF along y
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff")
+    with pytest.raises(MovieError, match="bad.tif cannot be read"):
+        list(iter_movie_frames(tmp_path / "bad.tif", 0, 1))

@@ -19,10 +19,11 @@ import pytest
 
 from polishplugin.io import labels as L
 from polishplugin.io.mrc import read_mrc, read_stack_images
-from polishplugin.io.star import read_star, split_image_name, write_star
+from polishplugin.io.movies import MovieError
+from polishplugin.io.star import StarError, read_star, split_image_name, write_star
 from polishplugin.programs._cli import ProgramError, build_parser
 from polishplugin.programs import motion_refine
-from polishplugin.programs._polish_io import read_tracks
+from polishplugin.io.polish import read_tracks
 
 OVERRIDES = dict(contrast=0.5, n_movies=4, particles_per_movie=30)
 SIGMAS = ["--s_vel", "0.4", "--s_div", "1155", "--s_acc", "2.7"]  # the planted statistics
@@ -36,7 +37,6 @@ def sim(tmp_path_factory):
 
 
 def _argv(sim, out, *extra):
-    p = Path(sim["project_dir"])
     return ["--i", str(sim["particles"]), "--f", str(sim["postprocess"]),
             "--corr_mic", str(sim["corrected_micrographs"]), "--o", str(out), "--combine_frames",
             *SIGMAS, *extra]
@@ -155,7 +155,7 @@ def _stack_images(table: pd.DataFrame) -> np.ndarray:
 def test_reconstruction_improves(sim, polished, tmp_path):
     """Shiny particles (true poses) give a better FSC-0.143 shell vs the true map than the unpolished
     particles, and within one shell of frames combined along the true tracks."""
-    from polishplugin.programs._polish_io import load_project
+    from polishplugin.programs._polish_project import load_project
 
     shiny = read_star(polished / "shiny.star")["particles"]
     cwd = os.getcwd()
@@ -311,13 +311,13 @@ def test_bad_movie_pixel_size_mismatch(sim, tmp_path):
 
 def test_bad_optics_group_without_pixel_size(sim, tmp_path):
     p, c = _edited(sim, tmp_path, optics=lambda o: o.drop(columns=[L.IMAGE_PIXEL_SIZE]))
-    with pytest.raises(ProgramError, match="optics group 1 has no rlnImagePixelSize"):
+    with pytest.raises(StarError, match="particle .*STAR file .*particles.star lacks required column.*rlnImagePixelSize"):
         _bad(sim, tmp_path, p, c)
 
 
 def test_bad_no_image_name(sim, tmp_path):
     p, c = _edited(sim, tmp_path, particles=lambda d: d.drop(columns=[L.IMAGE_NAME]))
-    with pytest.raises(ProgramError, match="no rlnImageName column"):
+    with pytest.raises(StarError, match="particle STAR file .*particles.star lacks required column.*rlnImageName"):
         _bad(sim, tmp_path, p, c)
 
 
@@ -325,7 +325,7 @@ def test_bad_params_file(sim, tmp_path):
     p, c = _edited(sim, tmp_path)
     bad = tmp_path / "opt_params.txt"
     bad.write_text("0.4 1155\n")
-    with pytest.raises(ProgramError, match="three numbers"):
+    with pytest.raises(StarError, match="opt_params.txt must hold three numbers"):
         _bad(sim, tmp_path, p, c, "--params_file", str(bad))
 
 
@@ -343,10 +343,10 @@ def test_bad_movie_with_nan_or_truncated(sim, tmp_path):
     cwd = os.getcwd()
     os.chdir(proj["project_dir"])
     try:
-        with pytest.raises(ProgramError, match=f"movie .*{movie.name} frame 2 contains NaN or Inf"):
+        with pytest.raises(MovieError, match=f"movie .*{movie.name} frame 2 contains NaN or Inf"):
             motion_refine.main(build_parser("motion_refine").parse_args(argv))
         movie.write_bytes(movie.read_bytes()[:100_000])
-        with pytest.raises(ProgramError, match="cannot be read"):
+        with pytest.raises(MovieError, match="cannot be read"):
             motion_refine.main(build_parser("motion_refine").parse_args(argv))
     finally:
         os.chdir(cwd)
@@ -372,7 +372,7 @@ def test_cli_exit_code_and_message(sim, tmp_path):
 def test_extract_boxes_fourier_crop_and_centre():
     """A Gaussian at a movie coordinate (1 Å px) lands at pixel N//2 of a 2 Å box with the right width."""
     from polishplugin.core.fourier import irfft
-    from polishplugin.programs._polish_io import box_origins, extract_boxes, movie_box
+    from polishplugin.core.polish.extract import box_origins, extract_boxes, movie_box
 
     h = w = 200
     y, x = np.mgrid[0:h, 0:w].astype(float)
@@ -393,18 +393,16 @@ def test_extract_boxes_fourier_crop_and_centre():
 
 
 def test_initial_tracks_global_and_local_model():
-    from polishplugin.programs._polish_io import MovieInfo, initial_tracks
+    from polishplugin.core.motion.initial_tracks import initial_tracks
 
     glob = np.array([[0, 0], [1.0, -2.0], [2.0, -3.0]])
     coeffs = np.zeros(36)
     coeffs[0] = 0.1    # x: z * 1
     coeffs[3 * 1 + 1] = 0.05  # x: z^2 * u
     coeffs[18 + 2] = 0.01     # y: z^3 * 1
-    info = MovieInfo(metadata_path=Path("m.star"), movie_path=Path("m.mrcs"), width=400, height=200, n_frames=3,
-                     binning=1.0, movie_angpix=1.0, dose_per_frame=1.0, pre_exposure=0.0, start_frame=1,
-                     global_shift=glob, local_coeffs=coeffs, gain_path=None)
     coords = np.array([[300.0, 50.0]])
-    t = initial_tracks(info, coords, 1.0, 2.0, 0, 3)  # particle px = 2 movie px
+    t = initial_tracks(coords, 1.0, 2.0, 0, 3, glob, movie_angpix=1.0, start_frame=1, local_coeffs=coeffs,
+                       movie_size_px=(400, 200))  # particle px = 2 movie px
     u = 300.0 / 400 - 0.5
     for f in range(3):
         z = f  # frame F = f + 1, start frame 1
@@ -413,37 +411,18 @@ def test_initial_tracks_global_and_local_model():
         np.testing.assert_allclose(t[0, f], -0.5 * np.array([sx, sy]), atol=1e-12)
 
 
-def test_tracks_star_round_trip(tmp_path):
-    from polishplugin.programs._polish_io import read_tracks, write_tracks
-
-    tr = np.random.default_rng(0).normal(size=(3, 5, 2))
-    write_tracks(tmp_path / "a_tracks.star", tr, 1.25)
-    blocks = read_star(tmp_path / "a_tracks.star")
-    assert list(blocks) == ["general", "0", "1", "2"]
-    np.testing.assert_allclose(blocks["1"][L.ORIGIN_X_ANGST], tr[1, :, 0] * 1.25, atol=1e-5)
-    np.testing.assert_allclose(read_tracks(tmp_path / "a_tracks.star", 1.25), tr, atol=1e-5)
-
-
-def test_micrograph_root_strips_job_prefix():
-    from polishplugin.programs._polish_io import micrograph_root
-
-    r = micrograph_root("Polish/job028", "MotionCorr/job002/Movies/20170629_00021_frameImage.mrc")
-    assert str(r) == "Polish/job028/Movies/20170629_00021_frameImage"
-
-
-def test_tutorial_star_files_load(tmp_path):
+def test_tutorial_star_files_load(tutorial_data):
     """The real tutorial motion STAR (global shifts + local model) gives RELION's initial tracks."""
-    data = os.environ.get("POLISHPLUGIN_TEST_DATA")
-    if not data:
-        pytest.skip("POLISHPLUGIN_TEST_DATA unset")
-    from polishplugin.programs._polish_io import initial_tracks, read_movie_info
+    from polishplugin.core.motion.initial_tracks import initial_tracks
+    from polishplugin.io.movies import read_movie_metadata
 
-    info = read_movie_info(Path(data) / "relion-tutorial" / "movie_frameImage.star")
-    assert info.n_frames == 24 and info.movie_angpix == pytest.approx(0.885)
-    assert info.dose_per_frame == pytest.approx(1.277)
-    t = initial_tracks(info, np.array([[1855.0, 1919.0]]), 0.885, 1.244531, 0, 24, use_local=False)
+    meta = read_movie_metadata(tutorial_data / "relion-tutorial" / "movie_frameImage.star")
+    assert meta.n_frames == 24 and meta.original_pixel_size_a == pytest.approx(0.885)
+    assert meta.dose_per_frame_e_per_a2 == pytest.approx(1.277)
+    t = initial_tracks(np.array([[1855.0, 1919.0]]), 0.885, 1.244531, 0, 24, meta.global_shifts_px,
+                       meta.original_pixel_size_a, meta.start_frame)  # no local model
     np.testing.assert_allclose(t[0, 1], -(0.885 / 1.244531) * np.array([0.712807, 0.261125]), atol=1e-6)
-    assert info.local_coeffs is not None
+    assert meta.local_coeffs is not None and meta.motion_model_version == 1
 
 
 def test_viewer_pngs(polished, tmp_path):
@@ -476,14 +455,14 @@ def test_peak_memory_does_not_grow_with_micrographs(sim, tmp_path):
     all four micrographs is no larger than while doing the first one alone."""
     import tracemalloc
 
-    from polishplugin.programs._polish_io import load_project
+    from polishplugin.programs._polish_project import load_project
 
     cwd = os.getcwd()
     os.chdir(sim["project_dir"])
     try:
         args = build_parser("motion_refine").parse_args(_argv(sim, tmp_path))
         project = load_project(args)
-        settings = motion_refine.PolishSettings(args)
+        settings = motion_refine.motion_settings(args)
         project.reference.projector(1), project.reference.projector(2)  # shared, built once
         tracemalloc.start()
         motion_refine.motion_micrograph(project, 0, str(tmp_path), settings)
@@ -520,7 +499,7 @@ def test_opencl_device_matches_numpy(sim, polished, tmp_path):
 def test_predictions_include_detector_mtf(sim, tmp_path):
     """An optics group with rlnMtfFileName gets predictions multiplied by the MTF (RELION obs. model)."""
     from polishplugin.io.mtf import read_mtf
-    from polishplugin.programs._polish_io import load_project, predictions
+    from polishplugin.programs._polish_project import load_project, predictions
 
     p, c = _edited(sim, tmp_path, optics=lambda o: o.assign(**{L.MTF_FILE_NAME: str(sim["mtf"])}))
     cwd = os.getcwd()
@@ -541,14 +520,15 @@ def test_predictions_include_detector_mtf(sim, tmp_path):
     np.testing.assert_allclose(own1[:, 0, k], own0[:, 0, k] * expect, rtol=1e-4)
 
 
-def test_prepare_frames_inplace_equals_whole_array(rng):
-    from polishplugin.core.motion.prepare import noise_sigma2, normalize_particle_frames, whiten
+def test_normalize_whiten_inplace_equals_whole_array(rng):
+    from polishplugin.core.motion.prepare import (noise_sigma2, normalize_particle_frames, normalize_whiten_inplace,
+                                                  whiten)
 
     x = (rng.normal(size=(37, 4, 24, 13)) + 1j * rng.normal(size=(37, 4, 24, 13))).astype(np.complex64)
     x *= rng.uniform(0.5, 3, (37, 1, 1, 1)).astype(np.float32)
     ref_n = normalize_particle_frames(x)
     ref = whiten(ref_n, noise_sigma2(ref_n), 24)
     y = x.copy()
-    s2 = motion_refine.prepare_frames_inplace(y, True, batch=8)
+    s2 = normalize_whiten_inplace(y, True, batch=8)
     np.testing.assert_allclose(s2, noise_sigma2(ref_n), rtol=1e-5)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-6)

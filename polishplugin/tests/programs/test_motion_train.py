@@ -7,12 +7,15 @@ import types
 import numpy as np
 import pytest
 
-from polishplugin.io.star import read_star
-from polishplugin.testing import motion_synthetic as synthetic
-from polishplugin.core.motion.hyperparameters import search_sigmas, format_params, round_params
+from polishplugin.core.motion import training as C
+from polishplugin.core.motion.hyperparameters import search_sigmas, round_params
 from polishplugin.core.motion.tsc import frequency_split
+from polishplugin.io import labels as L
+from polishplugin.io.polish import OptParams, read_opt_params, read_tsc_trace, write_opt_params
+from polishplugin.io.star import StarError, read_star
 from polishplugin.programs import motion_train as T
 from polishplugin.programs._cli import ProgramError
+from polishplugin.testing import motion_synthetic as synthetic
 
 PLANTED = (0.6, 2000.0, 3.0)
 DEFAULTS = (0.2, 5000.0, 2.0)
@@ -40,20 +43,23 @@ def _args(tmp_path, **kw):
     return types.SimpleNamespace(**base)
 
 
-def test_rounding_and_format_match_relion():
+def test_rounding_and_format_match_relion(tmp_path):
     assert round_params((0.4037, 1157.3, 2.7161)) == pytest.approx((0.4035, 1155.0, 2.715))
-    assert format_params(*round_params((0.4037, 1157.3, 2.7161))) == "0.4035 1155 2.715\n"
-    assert format_params(0.2, 5000.0, -1.0) == "0.2 5000 -1\n"
+    path = tmp_path / "opt_params.txt"
+    write_opt_params(path, OptParams(*round_params((0.4037, 1157.3, 2.7161))))
+    assert path.read_text() == "0.4035 1155 2.715\n"
+    write_opt_params(path, OptParams(0.2, 5000.0, -1.0))
+    assert path.read_text() == "0.2 5000 -1\n"
     assert frequency_split(40, 0.5, 0.5) == (28, 28)
     assert frequency_split(40, 0.5, 0.3) == (28, 33)
 
 
 def test_select_micrographs_like_relion():
     counts = [5, 1, 7, 3, 0, 9]
-    chosen, total = T.select_micrographs(counts, min_p=10)
+    chosen, total = C.select_micrographs(counts, min_p=10)
     assert 1 not in chosen and 4 not in chosen and total >= 10
-    assert chosen == T.select_micrographs(counts, min_p=10)[0]  # deterministic (glibc srand(23))
-    everything, total_all = T.select_micrographs(counts, min_p=10 ** 6)
+    assert chosen == C.select_micrographs(counts, min_p=10)[0]  # deterministic (glibc srand(23))
+    everything, total_all = C.select_micrographs(counts, min_p=10 ** 6)
     assert sorted(everything) == [0, 2, 3, 5] and total_all == 24
 
 
@@ -85,13 +91,15 @@ def test_training_beats_defaults_and_lands_near_planted(planted_mics, tmp_path, 
     assert round_params(trained) == pytest.approx(trained, abs=1e-12)  # on RELION's grid
     assert "fewer than --min_p" in caplog.text  # 288 particles < 10000: warned, all used
     star = read_star(tmp_path / "tsc_trace.star")
-    assert int(star["general"]["rlnPolishNrMicrographs"].iloc[0]) == 6
-    trace = T.read_tsc_trace(tmp_path / "tsc_trace.star")
-    assert len(trace) >= 5 and trace.tsc.max() == pytest.approx(star["general"]["rlnPolishTsc"].iloc[0])
+    assert int(star["general"][L.POLISH_NR_MICROGRAPHS].iloc[0]) == 6
+    record = read_tsc_trace(tmp_path / "tsc_trace.star")
+    trace = record.evaluations
+    assert len(trace) >= 5 and trace.tsc.max() == pytest.approx(star["general"][L.POLISH_TSC].iloc[0])
+    assert record.n_micrographs == 6 and record.best == OptParams(*trained)
 
     k_cut, k_eval = frequency_split(K_OUT)
-    prepared = [T.prepare_micrograph(m, k_cut, k_eval, K_OUT, 100) for m in mics]
-    tset = T.TrainingSet(prepared, warm=False)
+    prepared = [C.prepare_micrograph(m, k_cut, k_eval, K_OUT, 100) for m in mics]
+    tset = C.TrainingSet(prepared, warm=False)
     scores, errors = {}, {}
     for name, p in (("trained", trained), ("defaults", DEFAULTS), ("planted", PLANTED)):
         scores[name] = tset.evaluate(p)
@@ -128,10 +136,10 @@ def test_params2_keeps_s_acc(mics, tmp_path):
 
 def test_read_params_file(tmp_path):
     (tmp_path / "p.txt").write_text("0.4035 1155 2.715\n")
-    assert T.read_params_file(tmp_path / "p.txt") == (0.4035, 1155.0, 2.715)
+    assert read_opt_params(tmp_path / "p.txt") == OptParams(0.4035, 1155.0, 2.715)
     (tmp_path / "q.txt").write_text("0.4\n")
-    with pytest.raises(ProgramError, match="q.txt"):
-        T.read_params_file(tmp_path / "q.txt")
+    with pytest.raises(StarError, match="q.txt"):
+        read_opt_params(tmp_path / "q.txt")
 
 
 def test_motion_refine_params3_on_simulated_project(tmp_path_factory, tmp_path):
@@ -149,14 +157,40 @@ def test_motion_refine_params3_on_simulated_project(tmp_path_factory, tmp_path):
     assert rc == 0
     text = (out / "opt_params_all_groups.txt").read_text()
     assert re.fullmatch(r"\S+ \S+ \S+\n", text) and text == (out / "opt_params.txt").read_text()
-    trace = T.read_tsc_trace(out / "tsc_trace.star")
+    trace = read_tsc_trace(out / "tsc_trace.star").evaluations
     assert 4 <= len(trace) <= 12 and np.all(np.isfinite(trace.tsc)) and trace.tsc.max() > 0
     general = read_star(out / "tsc_trace.star")["general"]
-    assert int(general["rlnPolishNrParticles"].iloc[0]) >= 20  # micrographs added until --min_p
+    assert int(general[L.POLISH_NR_PARTICLES].iloc[0]) >= 20  # micrographs added until --min_p
     rc = run_module(motion_refine, ["--i", str(sim["particles"]), "--f", str(sim["postprocess"]),
                                     "--corr_mic", str(sim["corrected_micrographs"]), "--o", f"{tmp_path}/bad/",
                                     "--eval_frac", "0.95", "--params3"], "polishplugin motion_refine")
     assert rc == 1 and not (tmp_path / "bad" / "opt_params.txt").exists()
+
+
+def test_motion_train_console_script_equals_motion_refine_params3(tmp_path_factory, tmp_path):
+    """Step 25 by its name: ``polishplugin motion_train`` (the console script) writes the same opt_params and
+    trace as ``polishplugin motion_refine --params3`` (RELION's spelling) on the same input."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from polishplugin.tests.fixtures_simulate import tiny_project
+
+    sim = tiny_project(tmp_path_factory)
+    exe = str(Path(sys.executable).parent / "polishplugin")
+    common = ["--i", str(sim["particles"]), "--f", str(sim["postprocess"]), "--corr_mic",
+              str(sim["corrected_micrographs"]), "--min_p", "20", "--eval_frac", "0.5", "--par_iters", "4"]
+    runs = {"train": [exe, "motion_train", *common, "--o", f"{tmp_path}/train/"],
+            "refine": [exe, "motion_refine", *common, "--o", f"{tmp_path}/refine/", "--params3"]}
+    for name, cmd in runs.items():
+        res = subprocess.run(cmd, cwd=sim["project_dir"], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, (name, res.stderr[-2000:])
+    for f in ("opt_params_all_groups.txt", "opt_params.txt", "tsc_trace.star"):
+        assert (tmp_path / "train" / f).read_text() == (tmp_path / "refine" / f).read_text(), f
+    assert re.fullmatch(r"\S+ \S+ \S+\n", (tmp_path / "train" / "opt_params.txt").read_text())
+    res = subprocess.run([exe, "motion_train", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "tutorial step 25" in res.stdout and "--params2" in res.stdout
+    assert "--combine_frames" not in res.stdout  # the training program has no frame-combination options
 
 
 def test_tsc_trace_plot(mics, tmp_path):
@@ -192,6 +226,6 @@ def test_training_under_mpi_matches_one_rank(tmp_path):
     subprocess.run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, str(script),
                     str(tmp_path / "two")], check=True, capture_output=True, timeout=120)
     assert (tmp_path / "one" / "opt_params.txt").read_text() == (tmp_path / "two" / "opt_params.txt").read_text()
-    one = T.read_tsc_trace(tmp_path / "one" / "tsc_trace.star")
-    two = T.read_tsc_trace(tmp_path / "two" / "tsc_trace.star")
+    one = read_tsc_trace(tmp_path / "one" / "tsc_trace.star").evaluations
+    two = read_tsc_trace(tmp_path / "two" / "tsc_trace.star").evaluations
     np.testing.assert_allclose(two.tsc, one.tsc, rtol=1e-9)

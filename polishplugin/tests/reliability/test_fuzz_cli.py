@@ -29,7 +29,7 @@ from polishplugin.io.mrc import write_mrc  # noqa: E402
 from polishplugin.programs import COMMANDS  # noqa: E402
 from polishplugin.programs._cli import build_parser, run_module  # noqa: E402
 
-RUN_MAIN = ["postprocess", "mask_create", "local_resolution", "motion_refine", "refine3d"]
+RUN_MAIN = ["postprocess", "mask_create", "local_resolution", "motion_refine", "motion_train", "refine3d"]
 PARSE_ONLY = ["simulate", "demo"]
 NUMBERS = ["0", "-1", "1", "2", "3.5", "-2.5", "15", "nan", "inf", "abc", "", "1e-9"]
 PLAUSIBLE = ["1", "2", "3", "4", "10", "20"]  # most numbers parse, so the programs get past argparse
