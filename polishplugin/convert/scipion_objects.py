@@ -33,7 +33,7 @@ from ..io import labels as L
 from ..io.movies import (MicrographTable, MovieMetadata, read_movie_metadata, write_corrected_micrographs,
                      write_movie_metadata)
 from ..io.particles import ParticleTable
-from ..io.star import join_image_name, split_image_name
+from ..io.star import StarError, join_image_name, split_image_name
 
 __all__ = [
     "scipion_file_path", "mrc_path", "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
@@ -307,7 +307,13 @@ def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.
     """
     metas = [read_movie_metadata(table.metadata_path(i)) for i in range(len(table))]
     first = metas[0]
-    movie_angpix = float(first.original_pixel_size_a)
+    if first.original_pixel_size_a is not None:
+        movie_angpix = float(first.original_pixel_size_a)
+    elif L.MICROGRAPH_ORIGINAL_PIXEL_SIZE in table.optics:
+        movie_angpix = float(table.optics[L.MICROGRAPH_ORIGINAL_PIXEL_SIZE].iloc[0])
+    else:
+        raise StarError(f"movie STAR file {table.metadata_path(0)} gives no rlnMicrographOriginalPixelSize and "
+                        "the micrographs' optics table has none either: the movies' pixel size is unknown")
     movie_set.setSamplingRate(movie_angpix)
     if acquisition is None:
         acquisition = emobj.Acquisition()

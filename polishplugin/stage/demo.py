@@ -131,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         train = StepRecord("25 train", "Polish/job025")
         steps.append(train)
-        _run_step(train, ["motion_refine", *common, "--o", "Polish/job025/", "--params3",
+        _run_step(train, ["motion_train", *common, "--o", "Polish/job025/",
                           "--eval_frac", "0.5", "--align_frac", "0.5", "--min_p", "5000"],
                   out / "Polish/job025/opt_params_all_groups.txt", out)
         sigma_args = ["--params_file", "Polish/job025/opt_params_all_groups.txt"]
