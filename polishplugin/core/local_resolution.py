@@ -46,12 +46,13 @@ import numpy as np
 
 from .filters import apply_bfactor_rfft
 from .fourier import irfft, n_shells, radius_grid, rfft, round_half_away
-from .fsc import fsc_true, resolution_shell
-from .postprocess import ShellGrid, fsc_grid, irfft_fast, randomize_phases_rfft, rfft_fast
+from .fsc import (ShellGrid, fsc_grid, fsc_ratio, fsc_true, irfft_fast, randomize_phases_rfft, resolution_shell,
+                  rfft_fast)
+from .postprocess import fsc_weight_per_shell, resolution_a
 
 __all__ = [
     "LocresSettings", "LocresGeometry", "PointResult", "LocresAccumulators", "locres_geometry",
-    "sampling_points", "mask_centre_index", "randomize_phases_pair",
+    "sampling_points", "mask_centre_index",
     "local_filter_weights", "resolution_from_fsc", "LocalResolution", "finalize_maps",
     "local_resolution", "fast_window_size", "planted_half_maps",
 ]
@@ -140,26 +141,6 @@ def mask_centre_index(point: Sequence[int], box: int) -> tuple[int, int, int]:
     return (jj + box // 2, ii + box // 2, kk + box // 2)
 
 
-def randomize_phases_pair(half1: np.ndarray, half2: np.ndarray, shell: int,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Phase-randomised copies of both half maps from shell ``shell`` on (``|k|^2 >= shell^2``).
-
-    One glibc ``srand(seed)`` stream: half 1's coefficients (z, y, x order over the half transform)
-    draw first, half 2's continue the stream (RELION calls ``randomizePhasesBeyond`` twice after a
-    single ``srand``).  Amplitudes are kept.
-    """
-    grid = ShellGrid(half1.shape)
-    f1 = rfft_fast(np.asarray(half1, np.float64))
-    f2 = rfft_fast(np.asarray(half2, np.float64))
-    p1, p2 = randomize_phases_rfft([f1, f2], grid, shell, seed)
-    return irfft_fast(p1, half1.shape), irfft_fast(p2, half1.shape)
-
-
-def rfft_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """Shape of the rfft of a real array of ``shape``."""
-    return tuple(shape[:-1]) + (shape[-1] // 2 + 1,)
-
-
 def local_filter_weights(radius_n: np.ndarray, box: int, fsc_curve: np.ndarray, resolution_a: float,
                          angpix: float, edge_shells: int = 2) -> np.ndarray:
     """RELION ``applyFscWeighting`` then ``lowPassFilterMap`` as one weight array.
@@ -171,11 +152,7 @@ def local_filter_weights(radius_n: np.ndarray, box: int, fsc_curve: np.ndarray, 
     ``ires = ROUND(N angpix / res)``.
     """
     curve = np.asarray(fsc_curve, np.float64)
-    below = np.nonzero(curve < 1e-4)[0]
-    ires_max = (int(below[0]) - 1) if below.size else curve.size - 1
-    per_shell = np.where(curve > 0, np.sqrt(np.maximum(2 * curve / (1 + curve), 0.0)), 0.0)
-    per_shell[max(ires_max + 1, 0):] = 0.0
-    per_shell = np.append(per_shell, 0.0)           # shells beyond the curve -> 0
+    per_shell = np.append(fsc_weight_per_shell(curve), 0.0)           # shells beyond the curve -> 0
     shells = np.minimum(round_half_away(radius_n), curve.size)
     w = per_shell[shells]
     ires = int(round_half_away(box * angpix / resolution_a))
@@ -195,10 +172,7 @@ def resolution_from_fsc(curve: np.ndarray, box: int, angpix: float, minres_a: fl
     """``min(minres, N angpix / i_last)`` with ``i_last`` the last shell before ``FSC < 0.143``
     (999 Å when shell 0 already fails, as RELION)."""
     ires = resolution_shell(curve, 0.143)
-    if np.asarray(curve)[0] < 0.143 or ires == 0:
-        res = 999.0
-    else:
-        res = box * angpix / ires
+    res = 999.0 if np.asarray(curve)[0] < 0.143 else resolution_a(ires, box, angpix)
     return float(min(minres_a, res))
 
 
@@ -380,6 +354,11 @@ class LocalResolution:
                 progress(done, len(indices))
         return acc
 
+    def in_sampling_order(self, points: Sequence[PointResult]) -> list[PointResult]:
+        """``points`` (e.g. gathered from several ranks) sorted in the order of :attr:`points`."""
+        order = {tuple(int(v) for v in pt): k for k, pt in enumerate(self.points)}
+        return sorted(points, key=lambda p: order[p.point])
+
     def _record(self, acc: LocresAccumulators, idx: int, fm: np.ndarray, fr: np.ndarray) -> PointResult:
         ft = fsc_true(fm, fr, self.geom.randomize_at)
         res = resolution_from_fsc(ft, self.box, self.angpix, self.settings.minres_a)
@@ -413,7 +392,6 @@ class LocalResolution:
         return mask
 
     def _run_exact(self, idx: int, acc: LocresAccumulators) -> None:
-        g = self.geom
         mask = self._full_box_mask(idx)
         fm = fsc_grid(rfft_fast(self.half1 * mask), rfft_fast(self.half2 * mask), self.grid)
         fr = fsc_grid(rfft_fast(self.half1p * mask), rfft_fast(self.half2p * mask), self.grid)
@@ -465,11 +443,7 @@ class LocalResolution:
         xw = np.arange(self._nw)
         out = np.zeros((wa.shape[0], self.nshell))
         for p in range(wa.shape[0]):
-            n_i = np.interp(self._xi, xw, num[p])
-            a_i = np.interp(self._xi, xw, d1[p])
-            b_i = np.interp(self._xi, xw, d2[p])
-            den = np.sqrt(np.maximum(a_i * b_i, 0.0))
-            out[p] = np.where(den > 0, n_i / np.where(den > 0, den, 1.0), 0.0)
+            out[p] = fsc_ratio(*(np.interp(self._xi, xw, sums[p]) for sums in (num, d1, d2)))
         return out
 
     def _run_fast(self, idxs: Sequence[int], acc: LocresAccumulators) -> None:

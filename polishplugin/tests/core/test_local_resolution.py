@@ -84,10 +84,13 @@ def test_resolution_from_fsc_known_answers():
     assert lr.resolution_from_fsc(np.ones(33), box, ANGPIX, 50.0) == pytest.approx(2 * ANGPIX)
 
 
-def test_randomized_pair_continues_one_glibc_stream():
+def test_randomized_halves_continue_one_glibc_stream():
     rng = np.random.default_rng(5)
     h1, h2 = rng.standard_normal((2, 16, 16, 16))
-    p1, p2 = lr.randomize_phases_pair(h1, h2, 3, seed=0)
+    settings = lr.LocresSettings(sampling_a=6 * ANGPIX, randomize_at_a=16 * ANGPIX / 3.5)
+    engine = lr.LocalResolution(h1, h2, ANGPIX, settings, mode="exact")
+    assert engine.geom.randomize_at == 3
+    p1, p2 = engine.half1p, engine.half2p
     # half 1 draws first from srand(0): identical to the single-map randomisation
     np.testing.assert_allclose(p1, randomize_phases_beyond(h1, 3, 0), atol=1e-10)
     # half 2 continues the stream: differs from a re-seeded randomisation, same amplitudes

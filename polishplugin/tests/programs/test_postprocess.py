@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from polishplugin.io.mrc import write_mrc
+from polishplugin.io.mtf import read_mtf_table
 from polishplugin.core.filters import raised_cosine_sphere
 from polishplugin.core.fourier import irfft, radius_grid, rfft
 from polishplugin.programs import postprocess as prog
@@ -121,7 +122,7 @@ def test_real_mtf_file_reads():
     data = os.environ.get("POLISHPLUGIN_TEST_DATA")
     if not data:
         pytest.skip("POLISHPLUGIN_TEST_DATA unset")
-    x, y = prog.read_mtf_table(os.path.join(data, "mtf", "mtf_k2_200kV.star"))
+    x, y = read_mtf_table(os.path.join(data, "mtf", "mtf_k2_200kV.star"))
     assert x[0] == 0 and y[0] == 1 and x.size == y.size > 100
 
 
