@@ -118,3 +118,13 @@ SIGMA2_NOISE = "rlnSigma2Noise"
 GROUP_NR_PARTICLES = "rlnGroupNrParticles"
 GROUP_SCALE_CORRECTION = "rlnGroupScaleCorrection"
 COORDINATE_Z = "rlnCoordinateZ"
+
+# --- simulator (polishplugin simulate: corrected_micrographs.star and its ground truth, truth.star) ---
+ACCUM_MOTION_TOTAL = "rlnAccumMotionTotal"
+MOTION_PARAM_SIGMA_VELOCITY = "rlnMotionParamSigmaVelocity"
+MOTION_PARAM_SIGMA_DIVERGENCE = "rlnMotionParamSigmaDivergence"
+MOTION_PARAM_SIGMA_ACCELERATION = "rlnMotionParamSigmaAcceleration"
+MTF_APPLIED = "rlnMtfApplied"
+SIMULATION_PHANTOM = "rlnSimulationPhantom"
+SIMULATION_PRESET = "rlnSimulationPreset"
+RANDOM_SEED = "rlnRandomSeed"

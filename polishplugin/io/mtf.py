@@ -79,13 +79,13 @@ def _read_mtf(path: Path) -> Mtf:
     raise StarError(f"MTF file {path} has no table with {L.RESOLUTION_INVERSE_PIXEL} and {L.MTF_VALUE}")
 
 
-def write_mtf(path: str | os.PathLike, mtf: Mtf) -> None:
+def write_mtf(path: str | os.PathLike, mtf: Mtf, comments: tuple[str, ...] = ()) -> None:
     """Write an MTF STAR file (validated first), atomically."""
     freq = np.asarray(mtf.frequency_per_px, dtype=np.float64)
     value = np.asarray(mtf.value, dtype=np.float64)
     _validate(freq, value, str(path))
     write_star(path, {mtf.name or "mtf": pd.DataFrame({L.RESOLUTION_INVERSE_PIXEL: freq,
-                                                        L.MTF_VALUE: value})})
+                                                        L.MTF_VALUE: value})}, comments=comments)
 
 
 def read_mtf_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

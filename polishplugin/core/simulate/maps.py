@@ -6,8 +6,10 @@ import numpy as np
 from scipy import ndimage
 
 from polishplugin.core.filters import low_pass_map
+from polishplugin.core.geometry import symmetry_matrices
+from polishplugin.core.mask import soft_edge
 
-__all__ = ["soft_mask_from_map", "smooth_mtf", "expected_particle_map", "noisy_half_maps"]
+__all__ = ["soft_mask_from_map", "smooth_mtf", "expected_particle_map", "noisy_half_maps", "reconstruct_symmetric"]
 
 
 def soft_mask_from_map(volume: np.ndarray, angpix: float, lowpass_a: float = 15.0,
@@ -19,9 +21,7 @@ def soft_mask_from_map(volume: np.ndarray, angpix: float, lowpass_a: float = 15.
     binary = lp > threshold_fraction * lp.max()
     if extend_px > 0:
         binary = ndimage.binary_dilation(binary, iterations=extend_px)
-    dist = ndimage.distance_transform_edt(~binary)
-    mask = np.where(dist <= 0, 1.0, np.where(dist < soft_px, 0.5 + 0.5 * np.cos(np.pi * dist / soft_px), 0.0))
-    return mask.astype(np.float32)
+    return soft_edge(binary, soft_px).astype(np.float32)
 
 
 def smooth_mtf(n_rows: int = 65) -> tuple[np.ndarray, np.ndarray]:
@@ -71,3 +71,16 @@ def noisy_half_maps(rng: np.random.Generator, expected: np.ndarray, angpix: floa
         white = fourier.rfft(rng.normal(size=expected.shape))  # per-coefficient power 1/N^3 on average
         out.append(fourier.irfft(f + white * sig * np.sqrt(n ** 3), expected.shape).astype(np.float32))
     return out[0], out[1]
+
+
+def reconstruct_symmetric(images: np.ndarray, rotations: np.ndarray, ctfs: np.ndarray | None,
+                          symmetry: str = "C1") -> np.ndarray:
+    """``core.projector.reconstruct_from_images`` with the symmetry applied by inserting every image
+    once per operator ``S`` (pose ``A S`` sees the same symmetric map as ``A``); exact for a symmetric
+    object and, for small sets, cheaper than symmetrising the padded grid."""
+    from polishplugin.core.projector import reconstruct_from_images
+    ops = symmetry_matrices(symmetry)
+    k = len(ops)
+    r_sym = np.concatenate([np.asarray(rotations) @ op for op in ops])
+    c_sym = None if ctfs is None else np.tile(ctfs, (k, 1, 1))
+    return reconstruct_from_images(np.tile(images, (k, 1, 1)), r_sym, c_sym, symmetry="C1")
