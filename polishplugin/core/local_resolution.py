@@ -44,11 +44,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .filters import apply_bfactor_rfft
+from .filters import apply_bfactor_rfft, fsc_weight_lut
 from .fourier import irfft, n_shells, radius_grid, rfft, round_half_away
 from .fsc import (ShellGrid, fsc_grid, fsc_ratio, fsc_true, irfft_fast, randomize_phases_rfft, resolution_shell,
                   rfft_fast)
-from .postprocess import fsc_weight_per_shell, resolution_a
+from .postprocess import resolution_a
 
 __all__ = [
     "LocresSettings", "LocresGeometry", "PointResult", "LocresAccumulators", "locres_geometry",
@@ -151,10 +151,7 @@ def local_filter_weights(radius_n: np.ndarray, box: int, fsc_curve: np.ndarray, 
     low-pass: raised cosine from ``(ires - w//2)/N`` (at least 0) to ``(ires + w//2)/N`` with
     ``ires = ROUND(N angpix / res)``.
     """
-    curve = np.asarray(fsc_curve, np.float64)
-    per_shell = np.append(fsc_weight_per_shell(curve), 0.0)           # shells beyond the curve -> 0
-    shells = np.minimum(round_half_away(radius_n), curve.size)
-    w = per_shell[shells]
+    w = fsc_weight_lut(radius_n, fsc_curve)
     ires = int(round_half_away(box * angpix / resolution_a))
     half = int(edge_shells) // 2
     lo = max(0.0, (ires - half) / box)

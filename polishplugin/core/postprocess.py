@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fourier import round_half_away
+from .filters import bfactor_lut, fsc_weight_lut, low_pass_lut
 from .fsc import (ShellGrid, fsc_grid, fsc_true, irfft_fast, phase_randomization_shell, randomize_phases_rfft,
                   resolution_shell, rfft_fast)
-from .mtf import mtf_lookup
+from .mtf import mtf_lut
 
 __all__ = [
     "GUINIER_MISSING", "mask_fractions", "particle_fraction_fsc", "FscCurves",
     "postprocess_fscs", "choose_resolution", "Guinier", "guinier_curve", "fit_straight_line",
-    "fsc_weight_per_shell", "bfactor_lut", "low_pass_lut", "mtf_lut", "SharpenResult", "sharpen_rfft",
+    "SharpenResult", "sharpen_rfft",
     "resolution_a", "SharpenedMaps", "sharpen_maps",
 ]
 
@@ -207,45 +207,6 @@ def fit_straight_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[floa
     return float(slope), float(my - slope * mx), float(corr)
 
 
-# radial filters as per-|k|^2 look-up tables; each equals the per-coefficient function named in its
-# docstring (tests compare them)
-
-def fsc_weight_per_shell(fsc_curve: np.ndarray) -> np.ndarray:
-    """Per-shell factor of :func:`polishplugin.core.filters.fsc_weight_rfft` (RELION
-    ``applyFscWeighting``): ``sqrt(2F/(1+F))`` up to the last shell before the first ``F < 1e-4``."""
-    curve = np.asarray(fsc_curve, np.float64)
-    below = np.nonzero(curve < 1e-4)[0]
-    ires_max = (int(below[0]) - 1) if below.size else curve.size - 1
-    w = np.where(curve > 0, np.sqrt(np.maximum(2 * curve / (1 + curve), 0.0)), 0.0)
-    w[np.arange(curve.size) > ires_max] = 0.0
-    return w
-
-
-def bfactor_lut(grid: ShellGrid, angpix: float, bfactor_a2: float) -> np.ndarray:
-    """LUT of :func:`polishplugin.core.filters.apply_bfactor_rfft`: ``exp(-B/4 res^2)`` up to Nyquist."""
-    res = grid.radius_lut / (grid.box * angpix)
-    return np.where(res <= 1.0 / (2.0 * angpix), np.exp(-(bfactor_a2 / 4.0) * res * res), 0.0)
-
-
-def low_pass_lut(grid: ShellGrid, angpix: float, resolution_a: float, edge_shells: float = 2.0) -> np.ndarray:
-    """LUT of :func:`polishplugin.core.filters.low_pass_rfft` (RELION ``lowPassFilterMap``)."""
-    box = grid.box
-    ires = int(round_half_away(box * angpix / resolution_a))
-    lo, hi = (ires - edge_shells / 2) / box, (ires + edge_shells / 2) / box
-    res = grid.radius_lut / box
-    out = np.where(res < lo, 1.0, 0.0)
-    band = (res >= lo) & (res <= hi)
-    out[band] = 0.5 + 0.5 * np.cos(np.pi * (res[band] - lo) / (hi - lo))
-    return out
-
-
-def mtf_lut(grid: ShellGrid, angpix: float, mtf_invpix, mtf_values, mtf_angpix: float) -> np.ndarray:
-    """LUT of :func:`polishplugin.core.mtf.mtf_factors` (MTF below Nyquist, 1 elsewhere)."""
-    res = grid.radius_lut / (grid.box * angpix)
-    values = mtf_lookup(res, mtf_invpix, mtf_values, mtf_angpix if mtf_angpix and mtf_angpix > 0 else angpix)
-    return np.where(res < 1.0 / (2.0 * angpix), values, 1.0)
-
-
 @dataclass
 class SharpenResult:
     """Output of :func:`sharpen_rfft`."""
@@ -278,7 +239,7 @@ def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: n
         lut = lut / mtf_lut(grid, angpix, mtf[0], mtf[1], mtf[2])
         guinier["mtf"] = curve()
     if fsc_corrected is not None:
-        lut = lut * grid.shell_to_lut(fsc_weight_per_shell(fsc_corrected)[:grid.n])
+        lut = lut * fsc_weight_lut(grid.radius_lut, np.asarray(fsc_corrected)[:grid.n])
         guinier["weighted"] = curve()
     fit = None
     bfactor = adhoc_bfac_a2

@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
-from polishplugin.core.filters import (apply_bfactor_rfft, centred_radius, fsc_weight_rfft, low_pass_rfft,
-                                       raised_cosine_sphere)
+from polishplugin.core.filters import (apply_bfactor_rfft, bfactor_lut, centred_radius, fsc_weight_per_shell,
+                                       fsc_weight_rfft, low_pass_lut, low_pass_rfft, raised_cosine_sphere)
 from polishplugin.core.fourier import irfft, radius_grid, rfft, round_half_away
 from polishplugin.core.fsc import (ShellGrid, fsc_grid, fsc_rfft, glibc_rand_words, glibc_uniform, irfft_fast,
                                    randomize_phases_rfft, resolution_shell, rfft_fast)
-from polishplugin.core.mtf import divide_by_mtf, mtf_factors, mtf_interpolate, mtf_lookup, validate_mtf_table
+from polishplugin.core.mtf import (divide_by_mtf, mtf_factors, mtf_interpolate, mtf_lookup, mtf_lut,
+                                   validate_mtf_table)
 from polishplugin.core.postprocess import (
-    GUINIER_MISSING, FscCurves, bfactor_lut, choose_resolution, fit_straight_line, fsc_weight_per_shell,
-    guinier_curve, low_pass_lut, mask_fractions, mtf_lut, particle_fraction_fsc, postprocess_fscs, sharpen_rfft)
+    GUINIER_MISSING, FscCurves, choose_resolution, fit_straight_line, guinier_curve, mask_fractions,
+    particle_fraction_fsc, postprocess_fscs, sharpen_rfft)
 
 BOX = 64
 ANGPIX = 1.0
