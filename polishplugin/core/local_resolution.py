@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .filters import apply_bfactor_rfft, fsc_weight_lut
-from .fourier import irfft, n_shells, radius_grid, rfft, round_half_away
+from .fourier import n_shells, round_half_away
 from .fsc import (ShellGrid, fsc_grid, fsc_ratio, fsc_true, irfft_fast, randomize_phases_rfft, resolution_shell,
                   rfft_fast)
 from .postprocess import resolution_a
@@ -54,7 +54,7 @@ __all__ = [
     "LocresSettings", "LocresGeometry", "PointResult", "LocresAccumulators", "locres_geometry",
     "sampling_points", "mask_centre_index",
     "local_filter_weights", "resolution_from_fsc", "LocalResolution", "finalize_maps",
-    "local_resolution", "fast_window_size", "planted_half_maps",
+    "local_resolution", "fast_window_size",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -492,30 +492,3 @@ def local_resolution(half1: np.ndarray, half2: np.ndarray, angpix: float,
     acc = engine.run(progress=report)
     locres, filt = finalize_maps(acc)
     return locres, filt, acc.points
-
-
-def planted_half_maps(box: int = 64, angpix: float = 1.244, resolutions_a: tuple[float, float] = (4.0, 8.0),
-                      noise: float = 0.3, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two half maps whose halves along x carry planted resolutions (a known answer for tests).
-
-    ``x < N/2`` carries ``resolutions_a[0]``, ``x >= N/2`` ``resolutions_a[1]`` (smooth 2-px tanh
-    boundary).  Each region's signal is white noise with a B-factor envelope chosen so that the
-    spectral SNR against the half maps' independent white noise (std ``noise``) is
-    ``0.143 / (1 - 0.143)`` at the planted resolution, i.e. the region's FSC crosses 0.143 there.
-    Returns ``(half1, half2, region_a)`` (float32 maps; boolean map of ``x < N/2``).
-    """
-    rng = np.random.default_rng(seed)
-    shape = (box,) * 3
-    s2 = (radius_grid(shape) / (box * angpix)) ** 2
-    x = np.arange(box) - box / 2 + 0.5
-    weight_a = 0.5 - 0.5 * np.tanh(x / 2.0)
-    snr_at = 0.143 / (1.0 - 0.143)
-    signal = np.zeros(shape, np.float32)
-    for weight, res in zip((weight_a, 1.0 - weight_a), resolutions_a):
-        bfac = 2.0 * np.log(1.0 / (noise ** 2 * snr_at)) * res * res
-        part = irfft(rfft(rng.standard_normal(shape, dtype=np.float32)) * np.exp(-bfac * s2 / 4.0), shape)
-        signal += (weight[None, None, :] * part).astype(np.float32)
-    half1 = signal + noise * rng.standard_normal(shape, dtype=np.float32)
-    half2 = signal + noise * rng.standard_normal(shape, dtype=np.float32)
-    region_a = np.broadcast_to((x < 0)[None, None, :], shape).copy()
-    return half1.astype(np.float32), half2.astype(np.float32), region_a

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..core.local_resolution import PointResult
 from . import labels as L
-from .postprocess import fsc_table
+from .postprocess import _column, fsc_table
 from .star import StarError, atomic_write_text, read_star, write_star
 
 __all__ = ["locres_paths", "relion_integer_string", "point_table_name", "write_locres_fscs",
@@ -80,9 +80,7 @@ def read_locres_fscs(path: str | os.PathLike) -> tuple[list[PointResult], np.nda
         table = blocks[name]
 
         def column(label: str) -> np.ndarray:
-            if label not in table.columns:
-                raise StarError(f"local-resolution STAR file {path}: data_{name} lacks column {label}")
-            return table[label].to_numpy(dtype=np.float64)
+            return _column(table, label, path, name).astype(np.float64)
 
         unmasked = column(L.FOURIER_SHELL_CORRELATION_UNMASKED_MAPS)
         points.append(PointResult(centre, float(getattr(row, L.ANGSTROM_RESOLUTION)),

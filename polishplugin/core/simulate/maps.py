@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from polishplugin.core.filters import low_pass_map
+from polishplugin.core.fsc import ShellGrid
 from polishplugin.core.geometry import symmetry_matrices
 from polishplugin.core.mask import soft_edge
 
@@ -55,17 +56,15 @@ def noisy_half_maps(rng: np.random.Generator, expected: np.ndarray, angpix: floa
     from polishplugin.core import fourier
     n = expected.shape[0]
     f = fourier.rfft(np.asarray(expected, np.float64))
-    shells = fourier.shell_index(expected.shape)
-    nsh = n // 2 + 1
-    ok = shells < nsh
-    power = np.bincount(shells[ok], weights=np.abs(f[ok]) ** 2, minlength=nsh) / np.maximum(
-        np.bincount(shells[ok], minlength=nsh), 1)
+    grid = ShellGrid(expected.shape)
+    nsh = grid.n
+    power = grid.radial_sum(np.abs(f) ** 2) / np.maximum(grid.count, 1)
     k143 = n * angpix / resolution_a
     k0 = k143 - width_shells * np.log(1 / 0.143 - 1)
     k = np.arange(nsh)
     target = 1.0 / (1.0 + np.exp((k - k0) / width_shells))
     noise_power = power * (1 - target) / np.maximum(target, 1e-6)
-    sig = np.sqrt(noise_power[np.minimum(shells, nsh - 1)])
+    sig = np.sqrt(noise_power[np.minimum(grid.shell, nsh - 1)])
     out = []
     for _ in range(2):
         white = fourier.rfft(rng.normal(size=expected.shape))  # per-coefficient power 1/N^3 on average

@@ -7,6 +7,7 @@ from polishplugin.core import local_resolution as lr
 from polishplugin.core.filters import fsc_weight_rfft, low_pass_rfft, raised_cosine_sphere
 from polishplugin.core.fourier import radius_grid, rfft
 from polishplugin.core.fsc import randomize_phases_beyond
+from polishplugin.testing.planted_maps import two_resolution_half_maps
 
 ANGPIX = 1.244
 
@@ -128,7 +129,7 @@ def test_identical_halves_give_nyquist_and_noise_gives_minres(mode):
 
 @pytest.fixture(scope="module")
 def planted():
-    half1, half2, region_a = lr.planted_half_maps(64, ANGPIX, (4.0, 8.0), noise=0.45, seed=1)
+    half1, half2, region_a = two_resolution_half_maps(64, ANGPIX, (4.0, 8.0), noise=0.45, seed=1)
     settings = lr.LocresSettings(sampling_a=15.0, adhoc_bfac=-100.0)
     out = {}
     for mode in ("exact", "fast"):

@@ -10,32 +10,17 @@ from polishplugin.core.fsc import (ShellGrid, fsc_grid, fsc_rfft, glibc_rand_wor
                                    randomize_phases_rfft, resolution_shell, rfft_fast)
 from polishplugin.core.mtf import (divide_by_mtf, mtf_factors, mtf_interpolate, mtf_lookup, mtf_lut,
                                    validate_mtf_table)
+from polishplugin.testing.planted_maps import sphere_half_maps
 from polishplugin.core.postprocess import (
     GUINIER_MISSING, FscCurves, choose_resolution, fit_straight_line, guinier_curve, mask_fractions,
     particle_fraction_fsc, postprocess_fscs, sharpen_rfft)
 
 BOX = 64
 ANGPIX = 1.0
-FSC_0143_SNR = 0.143 / 0.857          # S/N per coefficient where FSC = S/(S+N) = 0.143
-
-
-def _white_field(rng, shape, envelope=None):
-    field = rng.standard_normal(shape)
-    return field if envelope is None else field * envelope
 
 
 def planted_half_maps(rng, bfactor=100.0, k_cross=24.5, box=BOX, angpix=ANGPIX, radius=20.0):
-    """Signal = white noise in a soft sphere blurred by ``bfactor``; white noise per half map set so that
-    the true FSC = S/(S+N) crosses 0.143 at shell ``k_cross`` (so the last shell >= 0.143 is floor)."""
-    shape = (box,) * 3
-    sphere = raised_cosine_sphere(shape, radius, 4.0)
-    s = radius_grid(shape) / (box * angpix)
-    signal = irfft(rfft(_white_field(rng, shape, sphere)) * np.exp(-bfactor / 4 * s * s), shape)
-    p0 = np.mean(sphere ** 2) / sphere.size             # signal power per coefficient before the blur
-    s0 = k_cross / (box * angpix)
-    noise_power = p0 * np.exp(-bfactor / 2 * s0 ** 2) / FSC_0143_SNR
-    sd = np.sqrt(noise_power * sphere.size)            # white noise: |F|^2 = sd^2 / n_voxels
-    return signal, signal + sd * rng.standard_normal(shape), signal + sd * rng.standard_normal(shape)
+    return sphere_half_maps(rng, box, angpix, bfactor, k_cross, radius)
 
 
 # ----------------------------------------------------------------------------------------- RNG

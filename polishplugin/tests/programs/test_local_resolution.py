@@ -12,7 +12,7 @@ import pytest
 from polishplugin.io.local_resolution import locres_paths, point_table_name, relion_integer_string
 from polishplugin.io.mrc import read_mrc, write_mrc
 from polishplugin.io.star import read_star
-from polishplugin.core.local_resolution import planted_half_maps
+from polishplugin.testing.planted_maps import two_resolution_half_maps as planted_half_maps
 from polishplugin.programs import local_resolution as prog
 from polishplugin.programs._cli import run_module
 
