@@ -18,7 +18,7 @@ ANGPIX = 1.244
 
 
 def _maps(size):
-    from polishplugin.core.local_resolution import planted_half_maps
+    from polishplugin.testing.planted_maps import two_resolution_half_maps as planted_half_maps
 
     return planted_half_maps(int(size), ANGPIX, (4.0, 8.0), noise=0.3, seed=1)
 

@@ -45,7 +45,8 @@ SETTINGS = {"tiny": dict(preset="tiny"),
 
 
 def _simulate(size: str, folder: str) -> dict:
-    from polishplugin.programs.simulate import load_truth, simulate_project
+    from polishplugin.io.simulation import read_truth as load_truth
+    from polishplugin.programs.simulate import simulate_project
 
     kw = dict(SETTINGS[size])
     res = simulate_project(folder, preset=kw.pop("preset"), seed=1, **kw)

@@ -29,21 +29,17 @@ def make_inputs(size: int, folder: str) -> dict:
     ``K_CROSS_FRACTION * size``), a soft spherical mask and a linear MTF, written under ``folder``."""
     from polishplugin.io.mrc import write_mrc
     from polishplugin.core.filters import raised_cosine_sphere
-    from polishplugin.core.fourier import irfft, radius_grid, rfft
+    from polishplugin.testing.planted_maps import sphere_half_maps
 
     rng = np.random.default_rng(7)
     shape = (size,) * 3
-    sphere = raised_cosine_sphere(shape, 0.3 * size, 0.06 * size)
-    s = radius_grid(shape) / (size * ANGPIX)
-    signal = irfft(rfft(rng.standard_normal(shape) * sphere) * np.exp(-BFACTOR / 4 * s * s), shape)
     k_cross = K_CROSS_FRACTION * size
-    noise_power = np.mean(sphere ** 2) / sphere.size * np.exp(-BFACTOR / 2 * (k_cross / size) ** 2) * 0.857 / 0.143
-    sd = np.sqrt(noise_power * sphere.size)
+    _, half1, half2 = sphere_half_maps(rng, size, ANGPIX, BFACTOR, k_cross, 0.3 * size, 0.06 * size)
     files = {"half1": os.path.join(folder, "run_half1_class001_unfil.mrc"),
              "half2": os.path.join(folder, "run_half2_class001_unfil.mrc"),
              "mask": os.path.join(folder, "mask.mrc"), "mtf": os.path.join(folder, "mtf.star")}
-    write_mrc(files["half1"], signal + sd * rng.standard_normal(shape), ANGPIX)
-    write_mrc(files["half2"], signal + sd * rng.standard_normal(shape), ANGPIX)
+    write_mrc(files["half1"], half1, ANGPIX)
+    write_mrc(files["half2"], half2, ANGPIX)
     write_mrc(files["mask"], raised_cosine_sphere(shape, 0.38 * size, 0.05 * size), ANGPIX)
     rows = "".join(f"{x:.5f} {1.0 - 0.6 * x:.6f}\n" for x in np.linspace(0, 0.5, 201))
     with open(files["mtf"], "w") as fh:

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from polishplugin.programs import motion_train as T
     from polishplugin.programs._cli import build_parser, no_hugepage_advice
     from polishplugin.programs._polish_project import choose_device, load_micrograph, load_project
-    from polishplugin.programs.simulate import load_truth
+    from polishplugin.io.simulation import read_truth as load_truth
     from polishplugin.core.motion.tsc import frequency_split
 
     no_hugepage_advice()

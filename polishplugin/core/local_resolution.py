@@ -44,16 +44,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .filters import apply_bfactor_rfft
-from .fourier import irfft, n_shells, radius_grid, rfft, round_half_away
-from .fsc import fsc_true, resolution_shell
-from .postprocess import ShellGrid, fsc_grid, irfft_fast, randomize_phases_rfft, rfft_fast
+from .filters import apply_bfactor_rfft, fsc_weight_lut
+from .fourier import n_shells, round_half_away
+from .fsc import (ShellGrid, fsc_grid, fsc_ratio, fsc_true, irfft_fast, randomize_phases_rfft, resolution_shell,
+                  rfft_fast)
+from .postprocess import resolution_a
 
 __all__ = [
     "LocresSettings", "LocresGeometry", "PointResult", "LocresAccumulators", "locres_geometry",
-    "sampling_points", "mask_centre_index", "randomize_phases_pair",
+    "sampling_points", "mask_centre_index",
     "local_filter_weights", "resolution_from_fsc", "LocalResolution", "finalize_maps",
-    "local_resolution", "fast_window_size", "planted_half_maps",
+    "local_resolution", "fast_window_size",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -140,26 +141,6 @@ def mask_centre_index(point: Sequence[int], box: int) -> tuple[int, int, int]:
     return (jj + box // 2, ii + box // 2, kk + box // 2)
 
 
-def randomize_phases_pair(half1: np.ndarray, half2: np.ndarray, shell: int,
-                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Phase-randomised copies of both half maps from shell ``shell`` on (``|k|^2 >= shell^2``).
-
-    One glibc ``srand(seed)`` stream: half 1's coefficients (z, y, x order over the half transform)
-    draw first, half 2's continue the stream (RELION calls ``randomizePhasesBeyond`` twice after a
-    single ``srand``).  Amplitudes are kept.
-    """
-    grid = ShellGrid(half1.shape)
-    f1 = rfft_fast(np.asarray(half1, np.float64))
-    f2 = rfft_fast(np.asarray(half2, np.float64))
-    p1, p2 = randomize_phases_rfft([f1, f2], grid, shell, seed)
-    return irfft_fast(p1, half1.shape), irfft_fast(p2, half1.shape)
-
-
-def rfft_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    """Shape of the rfft of a real array of ``shape``."""
-    return tuple(shape[:-1]) + (shape[-1] // 2 + 1,)
-
-
 def local_filter_weights(radius_n: np.ndarray, box: int, fsc_curve: np.ndarray, resolution_a: float,
                          angpix: float, edge_shells: int = 2) -> np.ndarray:
     """RELION ``applyFscWeighting`` then ``lowPassFilterMap`` as one weight array.
@@ -170,14 +151,7 @@ def local_filter_weights(radius_n: np.ndarray, box: int, fsc_curve: np.ndarray, 
     low-pass: raised cosine from ``(ires - w//2)/N`` (at least 0) to ``(ires + w//2)/N`` with
     ``ires = ROUND(N angpix / res)``.
     """
-    curve = np.asarray(fsc_curve, np.float64)
-    below = np.nonzero(curve < 1e-4)[0]
-    ires_max = (int(below[0]) - 1) if below.size else curve.size - 1
-    per_shell = np.where(curve > 0, np.sqrt(np.maximum(2 * curve / (1 + curve), 0.0)), 0.0)
-    per_shell[max(ires_max + 1, 0):] = 0.0
-    per_shell = np.append(per_shell, 0.0)           # shells beyond the curve -> 0
-    shells = np.minimum(round_half_away(radius_n), curve.size)
-    w = per_shell[shells]
+    w = fsc_weight_lut(radius_n, fsc_curve)
     ires = int(round_half_away(box * angpix / resolution_a))
     half = int(edge_shells) // 2
     lo = max(0.0, (ires - half) / box)
@@ -195,10 +169,7 @@ def resolution_from_fsc(curve: np.ndarray, box: int, angpix: float, minres_a: fl
     """``min(minres, N angpix / i_last)`` with ``i_last`` the last shell before ``FSC < 0.143``
     (999 Å when shell 0 already fails, as RELION)."""
     ires = resolution_shell(curve, 0.143)
-    if np.asarray(curve)[0] < 0.143 or ires == 0:
-        res = 999.0
-    else:
-        res = box * angpix / ires
+    res = 999.0 if np.asarray(curve)[0] < 0.143 else resolution_a(ires, box, angpix)
     return float(min(minres_a, res))
 
 
@@ -380,6 +351,11 @@ class LocalResolution:
                 progress(done, len(indices))
         return acc
 
+    def in_sampling_order(self, points: Sequence[PointResult]) -> list[PointResult]:
+        """``points`` (e.g. gathered from several ranks) sorted in the order of :attr:`points`."""
+        order = {tuple(int(v) for v in pt): k for k, pt in enumerate(self.points)}
+        return sorted(points, key=lambda p: order[p.point])
+
     def _record(self, acc: LocresAccumulators, idx: int, fm: np.ndarray, fr: np.ndarray) -> PointResult:
         ft = fsc_true(fm, fr, self.geom.randomize_at)
         res = resolution_from_fsc(ft, self.box, self.angpix, self.settings.minres_a)
@@ -413,7 +389,6 @@ class LocalResolution:
         return mask
 
     def _run_exact(self, idx: int, acc: LocresAccumulators) -> None:
-        g = self.geom
         mask = self._full_box_mask(idx)
         fm = fsc_grid(rfft_fast(self.half1 * mask), rfft_fast(self.half2 * mask), self.grid)
         fr = fsc_grid(rfft_fast(self.half1p * mask), rfft_fast(self.half2p * mask), self.grid)
@@ -465,11 +440,7 @@ class LocalResolution:
         xw = np.arange(self._nw)
         out = np.zeros((wa.shape[0], self.nshell))
         for p in range(wa.shape[0]):
-            n_i = np.interp(self._xi, xw, num[p])
-            a_i = np.interp(self._xi, xw, d1[p])
-            b_i = np.interp(self._xi, xw, d2[p])
-            den = np.sqrt(np.maximum(a_i * b_i, 0.0))
-            out[p] = np.where(den > 0, n_i / np.where(den > 0, den, 1.0), 0.0)
+            out[p] = fsc_ratio(*(np.interp(self._xi, xw, sums[p]) for sums in (num, d1, d2)))
         return out
 
     def _run_fast(self, idxs: Sequence[int], acc: LocresAccumulators) -> None:
@@ -521,30 +492,3 @@ def local_resolution(half1: np.ndarray, half2: np.ndarray, angpix: float,
     acc = engine.run(progress=report)
     locres, filt = finalize_maps(acc)
     return locres, filt, acc.points
-
-
-def planted_half_maps(box: int = 64, angpix: float = 1.244, resolutions_a: tuple[float, float] = (4.0, 8.0),
-                      noise: float = 0.3, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two half maps whose halves along x carry planted resolutions (a known answer for tests).
-
-    ``x < N/2`` carries ``resolutions_a[0]``, ``x >= N/2`` ``resolutions_a[1]`` (smooth 2-px tanh
-    boundary).  Each region's signal is white noise with a B-factor envelope chosen so that the
-    spectral SNR against the half maps' independent white noise (std ``noise``) is
-    ``0.143 / (1 - 0.143)`` at the planted resolution, i.e. the region's FSC crosses 0.143 there.
-    Returns ``(half1, half2, region_a)`` (float32 maps; boolean map of ``x < N/2``).
-    """
-    rng = np.random.default_rng(seed)
-    shape = (box,) * 3
-    s2 = (radius_grid(shape) / (box * angpix)) ** 2
-    x = np.arange(box) - box / 2 + 0.5
-    weight_a = 0.5 - 0.5 * np.tanh(x / 2.0)
-    snr_at = 0.143 / (1.0 - 0.143)
-    signal = np.zeros(shape, np.float32)
-    for weight, res in zip((weight_a, 1.0 - weight_a), resolutions_a):
-        bfac = 2.0 * np.log(1.0 / (noise ** 2 * snr_at)) * res * res
-        part = irfft(rfft(rng.standard_normal(shape, dtype=np.float32)) * np.exp(-bfac * s2 / 4.0), shape)
-        signal += (weight[None, None, :] * part).astype(np.float32)
-    half1 = signal + noise * rng.standard_normal(shape, dtype=np.float32)
-    half2 = signal + noise * rng.standard_normal(shape, dtype=np.float32)
-    region_a = np.broadcast_to((x < 0)[None, None, :], shape).copy()
-    return half1.astype(np.float32), half2.astype(np.float32), region_a

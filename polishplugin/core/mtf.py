@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fourier import frequency_grid
+from .fsc import ShellGrid
 
-__all__ = ["MTF_MIN_VALUE", "validate_mtf_table", "mtf_lookup", "mtf_interpolate", "mtf_factors",
+__all__ = ["MTF_MIN_VALUE", "validate_mtf_table", "mtf_lookup", "mtf_interpolate", "mtf_lut", "mtf_factors",
            "divide_by_mtf"]
 
 #: RELION refuses MTF values at or below this.
@@ -80,6 +80,14 @@ def mtf_interpolate(res_inv_a, mtf_invpix, mtf_values, mtf_angpix: float) -> np.
     return np.interp(np.asarray(res_inv_a, np.float64), x / float(mtf_angpix), y)
 
 
+def mtf_lut(grid: ShellGrid, angpix: float, mtf_invpix, mtf_values, mtf_angpix: float) -> np.ndarray:
+    """The MTF per distinct ``|k|^2`` of ``grid`` (a LUT: :meth:`ShellGrid.gather` spreads it over the
+    coefficients): MTF below Nyquist, 1 at and beyond; ``mtf_angpix <= 0`` or None means ``angpix``."""
+    res = grid.radius_lut / (grid.box * angpix)
+    values = mtf_lookup(res, mtf_invpix, mtf_values, mtf_angpix if mtf_angpix and mtf_angpix > 0 else angpix)
+    return np.where(res < 1.0 / (2.0 * angpix), values, 1.0)
+
+
 def mtf_factors(shape: tuple[int, ...], angpix: float, mtf_invpix, mtf_values,
                 mtf_angpix: float) -> np.ndarray:
     """MTF value for every rfft coefficient of a real map of ``shape`` (cubic), 1 at/beyond Nyquist.
@@ -88,17 +96,8 @@ def mtf_factors(shape: tuple[int, ...], angpix: float, mtf_invpix, mtf_values,
     """
     if not angpix > 0:
         raise ValueError(f"the pixel size must be > 0, got {angpix}")
-    if mtf_angpix is None or mtf_angpix <= 0:
-        mtf_angpix = angpix
-    box = shape[0]
-    # the MTF depends on |k| only: evaluate it once per distinct integer |k|^2, then gather
-    r2 = 0
-    for k in frequency_grid(tuple(shape)):
-        r2 = r2 + k.astype(np.intp) ** 2
-    res = np.sqrt(np.arange(int(r2.max()) + 1, dtype=np.float64)) / (box * float(angpix))
-    below_nyquist = res < 1.0 / (2.0 * angpix)
-    lut = np.where(below_nyquist, mtf_lookup(res, mtf_invpix, mtf_values, mtf_angpix), 1.0)
-    return lut[r2]
+    grid = ShellGrid(tuple(shape))
+    return grid.gather(mtf_lut(grid, float(angpix), mtf_invpix, mtf_values, mtf_angpix))
 
 
 def divide_by_mtf(f_rfft: np.ndarray, shape: tuple[int, ...], angpix: float, mtf_invpix, mtf_values,

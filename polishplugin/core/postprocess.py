@@ -23,17 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.fft
 
-from .fourier import frequency_grid, n_shells, round_half_away
-from .fsc import fsc_true, phase_randomization_shell, resolution_shell
-from .mtf import mtf_lookup
+from .filters import bfactor_lut, fsc_weight_lut, low_pass_lut
+from .fsc import (ShellGrid, fsc_grid, fsc_true, irfft_fast, phase_randomization_shell, randomize_phases_rfft,
+                  resolution_shell, rfft_fast)
+from .mtf import mtf_lut
 
 __all__ = [
-    "GUINIER_MISSING", "glibc_rand_words", "glibc_uniform_fast", "ShellGrid", "rfft_fast", "irfft_fast",
-    "randomize_phases_rfft", "fsc_grid", "mask_fractions", "particle_fraction_fsc", "FscCurves",
+    "GUINIER_MISSING", "mask_fractions", "particle_fraction_fsc", "FscCurves",
     "postprocess_fscs", "choose_resolution", "Guinier", "guinier_curve", "fit_straight_line",
-    "fsc_weight_per_shell", "bfactor_lut", "low_pass_lut", "mtf_lut", "SharpenResult", "sharpen_rfft",
+    "SharpenResult", "sharpen_rfft",
+    "resolution_a", "SharpenedMaps", "sharpen_maps",
 ]
 
 #: RELION writes this log-amplitude for shells whose amplitude sum is 0.
@@ -45,159 +45,8 @@ _CISTEM_FACTOR = 0.476
 
 
 # --------------------------------------------------------------------------------------------------
-# Fourier grid, FFTs
-# --------------------------------------------------------------------------------------------------
-
-class ShellGrid:
-    """Integer ``|k|^2`` and RELION shell index of every rfft coefficient of a cubic real ``shape``,
-    computed once and reused by every FSC, Guinier plot and radial filter of a run.
-
-    Radial filters are evaluated once per distinct ``|k|^2`` (a look-up table, "LUT", of
-    ``max_r2 + 1`` values) and gathered with ``lut[grid.r2]``, which is exact and much cheaper than
-    evaluating them per coefficient.  Shells ``>= N//2 + 1`` go to a dump bin ``n`` that radial sums
-    drop.
-    """
-
-    def __init__(self, shape: tuple[int, ...]):
-        self.shape = tuple(int(v) for v in shape)
-        self.box = self.shape[0]
-        self.n = n_shells(self.box)
-        r2 = 0
-        for k in frequency_grid(self.shape):
-            r2 = r2 + k.astype(np.intp) ** 2
-        self.r2: np.ndarray = np.ascontiguousarray(r2)
-        self.max_r2 = int(self.r2.max())
-        self.radius_lut = np.sqrt(np.arange(self.max_r2 + 1, dtype=np.float64))
-        shell_lut = round_half_away(self.radius_lut)
-        self.shell_lut = np.where(shell_lut < self.n, shell_lut, self.n).astype(np.intp)
-        self.shell = self.shell_lut[self.r2]
-        self.count = np.bincount(self.shell.ravel(), minlength=self.n + 1)[:self.n]
-
-    def radial_sum(self, values: np.ndarray) -> np.ndarray:
-        """Sum of real ``values`` (rfft-shaped) per shell ``0..N//2``."""
-        return np.bincount(self.shell.ravel(), weights=np.ravel(values), minlength=self.n + 1)[:self.n]
-
-    def shell_to_lut(self, per_shell: np.ndarray) -> np.ndarray:
-        """A per-shell array (``n`` values) as a per-``|k|^2`` LUT (0 beyond the last shell)."""
-        return np.append(np.asarray(per_shell, np.float64), 0.0)[self.shell_lut]
-
-    def gather(self, lut: np.ndarray) -> np.ndarray:
-        """Per-coefficient values of a per-``|k|^2`` LUT."""
-        return lut[self.r2]
-
-
-def rfft_fast(x: np.ndarray) -> np.ndarray:
-    """:func:`polishplugin.core.fourier.rfft` (RELION forward /N) with scipy's threaded FFT; a float32
-    map gives a complex64 transform (half the memory, ~5x faster than numpy's double FFT)."""
-    return scipy.fft.rfftn(x, workers=-1) * (1.0 / x.size)
-
-
-def irfft_fast(f: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of :func:`rfft_fast` (unnormalised c2r), float32 for complex64 input."""
-    return scipy.fft.irfftn(f, s=shape, workers=-1) * float(np.prod(shape))
-
-
-# --------------------------------------------------------------------------------------------------
-# glibc rand stream, fast
-# --------------------------------------------------------------------------------------------------
-
-def _glibc_seed_state(seed: int) -> np.ndarray:
-    """glibc ``srand`` TYPE_3 initial table ``r[0..33]`` (uint64 holding 32-bit words)."""
-    r = np.zeros(34, np.int64)
-    r[0] = seed if seed != 0 else 1
-    for i in range(1, 31):
-        hi, lo = divmod(int(r[i - 1]), 127773)
-        word = 16807 * lo - 2836 * hi
-        r[i] = word + 2147483647 if word < 0 else word
-    r[31:34] = r[0:3]
-    return (r & 0xFFFFFFFF).astype(np.uint64)
-
-
-def _jump_matrix(steps: int) -> np.ndarray:
-    """31x31 matrix (mod 2^64, uint64) advancing the state ``r[j-31:j]`` by ``steps`` outputs."""
-    m = np.zeros((31, 31), np.uint64)
-    m[np.arange(30), np.arange(1, 31)] = 1
-    m[30, 0] = 1   # r[j] = r[j-31] + r[j-3]
-    m[30, 28] = 1
-    out = np.eye(31, dtype=np.uint64)
-    power = m
-    while steps:
-        if steps & 1:
-            out = out @ power
-        power = power @ power
-        steps >>= 1
-    return out
-
-
-def glibc_rand_words(seed: int, count: int) -> np.ndarray:
-    """``count`` values of glibc ``rand()`` after ``srand(seed)`` (int64), vectorised in blocks.
-
-    The additive recurrence ``r[i] = r[i-31] + r[i-3] (mod 2^32)`` is advanced block-wise: the state at
-    each block start comes from a jump matrix (uint64 arithmetic wraps mod 2^64, which preserves the
-    result mod 2^32), then all blocks are filled in parallel, 3 values per step.
-    """
-    mask = np.uint64(0xFFFFFFFF)
-    needed = 310 + count                      # glibc discards the first 310 outputs
-    block = max(31, int(np.sqrt(3.0 * needed)) // 3 * 3)
-    n_blocks = -(-needed // block)
-    jump = _jump_matrix(block)
-    states = np.empty((n_blocks, 31), np.uint64)
-    states[0] = _glibc_seed_state(seed)[3:34]
-    for b in range(1, n_blocks):
-        states[b] = (jump @ states[b - 1]) & mask
-    # uint32 addition wraps mod 2^32: exactly glibc's arithmetic, no masking needed
-    table = np.empty((31 + block, n_blocks), np.uint32)
-    table[:31] = states.T.astype(np.uint32)
-    for t in range(31, 31 + block, 3):
-        e = min(t + 3, 31 + block)
-        np.add(table[t - 31:e - 31], table[t - 3:e - 3], out=table[t:e])
-    words = np.ascontiguousarray(table[31:].T).ravel()[310:needed]
-    return (words >> np.uint32(1)).astype(np.int64)
-
-
-def glibc_uniform_fast(seed: int, count: int, low: float, high: float) -> np.ndarray:
-    """Same numbers as :func:`polishplugin.core.fsc.glibc_uniform` (RELION ``rnd_unif``), much faster."""
-    out = glibc_rand_words(seed, count)
-    step = np.float32(np.float32(2147483647) / np.float32(high - low))
-    return low + (out.astype(np.float32) / step).astype(np.float64)
-
-
-def randomize_phases_rfft(f_list: list[np.ndarray], grid: ShellGrid, shell: int,
-                          seed: int = 0) -> list[np.ndarray]:
-    """Randomise phases of coefficients with ``|k|^2 >= shell^2`` in each rfft of ``f_list``.
-
-    One glibc stream seeded once with ``seed`` is consumed in order (first array, then the next),
-    each in RELION's loop order (z, y, x over the half transform); amplitudes are kept.  Returns new
-    arrays (inputs untouched).
-    """
-    sel = grid.r2 >= shell * shell
-    n_sel = int(np.count_nonzero(sel))
-    phases = glibc_uniform_fast(seed, n_sel * len(f_list), 0.0, 2.0 * np.pi)
-    out = []
-    for i, f in enumerate(f_list):
-        real_dtype = f.real.dtype
-        phi = np.zeros(f.shape, real_dtype)
-        phi[sel] = phases[i * n_sel:(i + 1) * n_sel]     # boolean scatter keeps the C (z, y, x) order
-        amp = np.abs(f)
-        g = np.empty_like(f)
-        g.real = np.where(sel, amp * np.cos(phi), f.real)
-        g.imag = np.where(sel, amp * np.sin(phi), f.imag)
-        out.append(g)
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
 # FSCs
 # --------------------------------------------------------------------------------------------------
-
-def fsc_grid(f1: np.ndarray, f2: np.ndarray, grid: ShellGrid) -> np.ndarray:
-    """RELION ``getFSC`` of two rffts (same numbers as :func:`polishplugin.core.fsc.fsc_rfft`)."""
-    num = grid.radial_sum(f1.real * f2.real + f1.imag * f2.imag)
-    d1 = grid.radial_sum(f1.real * f1.real + f1.imag * f1.imag)
-    d2 = grid.radial_sum(f2.real * f2.real + f2.imag * f2.imag)
-    den = np.sqrt(d1 * d2)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-
 
 def mask_fractions(mask: np.ndarray, angpix: float, molweight_kda: float = -1.0) -> dict[str, float]:
     """RELION's particle fractions: ``frac_solvent_mask = 0.476/mean(mask > 0.5)``,
@@ -230,6 +79,7 @@ class FscCurves:
     particle_mask_fraction: np.ndarray | None = None
     particle_molweight: np.ndarray | None = None
     randomize_at: int | None = None           # shell index
+    fractions: dict[str, float] = field(default_factory=dict)   # :func:`mask_fractions` of the mask
 
 
 def _fix_shell0(curve: np.ndarray) -> np.ndarray:
@@ -276,7 +126,12 @@ def postprocess_fscs(half1: np.ndarray, half2: np.ndarray, grid: ShellGrid, angp
     return FscCurves(unmasked=_fix_shell0(unmasked), corrected=corrected, masked=_fix_shell0(masked),
                      random_masked=_fix_shell0(random_masked),
                      particle_mask_fraction=particle_fraction_fsc(unmasked, fractions["frac_solvent_mask"]),
-                     particle_molweight=part_mw, randomize_at=randomize_at)
+                     particle_molweight=part_mw, randomize_at=randomize_at, fractions=fractions)
+
+
+def resolution_a(shell: int, box: int, angpix: float) -> float:
+    """RELION's resolution of shell ``shell``: ``N angpix / shell``, 999 Å for shell 0."""
+    return box * angpix / shell if shell > 0 else 999.0
 
 
 def choose_resolution(curves: FscCurves, force_mask: bool = False,
@@ -352,45 +207,6 @@ def fit_straight_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[floa
     return float(slope), float(my - slope * mx), float(corr)
 
 
-# radial filters as per-|k|^2 look-up tables; each equals the per-coefficient function named in its
-# docstring (tests compare them)
-
-def fsc_weight_per_shell(fsc_curve: np.ndarray) -> np.ndarray:
-    """Per-shell factor of :func:`polishplugin.core.filters.fsc_weight_rfft` (RELION
-    ``applyFscWeighting``): ``sqrt(2F/(1+F))`` up to the last shell before the first ``F < 1e-4``."""
-    curve = np.asarray(fsc_curve, np.float64)
-    below = np.nonzero(curve < 1e-4)[0]
-    ires_max = (int(below[0]) - 1) if below.size else curve.size - 1
-    w = np.where(curve > 0, np.sqrt(np.maximum(2 * curve / (1 + curve), 0.0)), 0.0)
-    w[np.arange(curve.size) > ires_max] = 0.0
-    return w
-
-
-def bfactor_lut(grid: ShellGrid, angpix: float, bfactor_a2: float) -> np.ndarray:
-    """LUT of :func:`polishplugin.core.filters.apply_bfactor_rfft`: ``exp(-B/4 res^2)`` up to Nyquist."""
-    res = grid.radius_lut / (grid.box * angpix)
-    return np.where(res <= 1.0 / (2.0 * angpix), np.exp(-(bfactor_a2 / 4.0) * res * res), 0.0)
-
-
-def low_pass_lut(grid: ShellGrid, angpix: float, resolution_a: float, edge_shells: float = 2.0) -> np.ndarray:
-    """LUT of :func:`polishplugin.core.filters.low_pass_rfft` (RELION ``lowPassFilterMap``)."""
-    box = grid.box
-    ires = int(round_half_away(box * angpix / resolution_a))
-    lo, hi = (ires - edge_shells / 2) / box, (ires + edge_shells / 2) / box
-    res = grid.radius_lut / box
-    out = np.where(res < lo, 1.0, 0.0)
-    band = (res >= lo) & (res <= hi)
-    out[band] = 0.5 + 0.5 * np.cos(np.pi * (res[band] - lo) / (hi - lo))
-    return out
-
-
-def mtf_lut(grid: ShellGrid, angpix: float, mtf_invpix, mtf_values, mtf_angpix: float) -> np.ndarray:
-    """LUT of :func:`polishplugin.core.mtf.mtf_factors` (MTF below Nyquist, 1 elsewhere)."""
-    res = grid.radius_lut / (grid.box * angpix)
-    values = mtf_lookup(res, mtf_invpix, mtf_values, mtf_angpix if mtf_angpix and mtf_angpix > 0 else angpix)
-    return np.where(res < 1.0 / (2.0 * angpix), values, 1.0)
-
-
 @dataclass
 class SharpenResult:
     """Output of :func:`sharpen_rfft`."""
@@ -423,7 +239,7 @@ def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: n
         lut = lut / mtf_lut(grid, angpix, mtf[0], mtf[1], mtf[2])
         guinier["mtf"] = curve()
     if fsc_corrected is not None:
-        lut = lut * grid.shell_to_lut(fsc_weight_per_shell(fsc_corrected)[:grid.n])
+        lut = lut * fsc_weight_lut(grid.radius_lut, np.asarray(fsc_corrected)[:grid.n])
         guinier["weighted"] = curve()
     fit = None
     bfactor = adhoc_bfac_a2
@@ -438,3 +254,28 @@ def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: n
         lut = lut * low_pass_lut(grid, angpix, low_pass_a, filter_edge_width)
     return SharpenResult(f=f * grid.gather(lut).astype(f.real.dtype), bfactor_a2=float(bfactor),
                          factor_lut=lut, guinier=guinier, fit=fit)
+
+
+@dataclass
+class SharpenedMaps:
+    """Output of :func:`sharpen_maps`: the sharpened average, its masked copy and the sharpened half
+    maps (None when not asked for), and the :class:`SharpenResult` (B-factor, Guinier curves, fit)."""
+
+    final: np.ndarray
+    masked: np.ndarray | None
+    halves: tuple[np.ndarray, np.ndarray] | None
+    sharp: SharpenResult
+
+
+def sharpen_maps(f1: np.ndarray, f2: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: np.ndarray | None,
+                 mask: np.ndarray | None = None, half_maps: bool = False, **options) -> SharpenedMaps:
+    """Sharpen the average ``(f1 + f2)/2`` of two half-map rffts (:func:`sharpen_rfft` with
+    ``options``) back to real space; with ``mask`` also the masked map, with ``half_maps`` each half
+    filtered by the same factor (MTF, weighting, B-factor, low-pass)."""
+    sharp = sharpen_rfft((f1 + f2) * np.float32(0.5), grid, angpix, fsc_corrected, **options)
+    final = irfft_fast(sharp.f, grid.shape)
+    halves = None
+    if half_maps:
+        factor = grid.gather(sharp.factor_lut).astype(np.float32)
+        halves = (irfft_fast(f1 * factor, grid.shape), irfft_fast(f2 * factor, grid.shape))
+    return SharpenedMaps(final, None if mask is None else final * mask, halves, sharp)

@@ -183,3 +183,13 @@ POLISH_TSC = "rlnPolishTsc"
 POLISH_TSC_IS_FLAT = "rlnPolishTscIsFlat"
 POLISH_NR_MICROGRAPHS = "rlnPolishNrMicrographs"
 POLISH_NR_PARTICLES = "rlnPolishNrParticles"
+
+# --- simulator (polishplugin simulate: corrected_micrographs.star and its ground truth, truth.star) ---
+ACCUM_MOTION_TOTAL = "rlnAccumMotionTotal"
+MOTION_PARAM_SIGMA_VELOCITY = "rlnMotionParamSigmaVelocity"
+MOTION_PARAM_SIGMA_DIVERGENCE = "rlnMotionParamSigmaDivergence"
+MOTION_PARAM_SIGMA_ACCELERATION = "rlnMotionParamSigmaAcceleration"
+MTF_APPLIED = "rlnMtfApplied"
+SIMULATION_PHANTOM = "rlnSimulationPhantom"
+SIMULATION_PRESET = "rlnSimulationPreset"
+RANDOM_SEED = "rlnRandomSeed"

@@ -92,13 +92,15 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, angpix: float, float16:
 class MrcStackWriter:
     """Write a stack image by image (memory stays one image) and rename it into place on close."""
 
-    def __init__(self, path: str | os.PathLike, n_images: int, box_px: int, angpix: float,
+    def __init__(self, path: str | os.PathLike, n_images: int, box_px: int | tuple[int, int], angpix: float,
                  float16: bool = False) -> None:
+        """``box_px``: the image size, or ``(height, width)`` for rectangular images (movie frames)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = _tmp_name(self.path)
         dtype = np.float16 if float16 else np.float32
-        self._mrc = mrcfile.new_mmap(str(self._tmp), shape=(n_images, box_px, box_px),
+        height, width = (box_px, box_px) if np.isscalar(box_px) else box_px
+        self._mrc = mrcfile.new_mmap(str(self._tmp), shape=(n_images, height, width),
                                      mrc_mode=12 if float16 else 2, overwrite=True)
         self._mrc.set_image_stack()
         self._mrc.voxel_size = angpix

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.mtf import validate_mtf_table
 from . import labels as L
 from .star import StarError, read_star, write_star
 
-__all__ = ["Mtf", "read_mtf", "write_mtf", "MIN_MTF_VALUE"]
+__all__ = ["Mtf", "read_mtf", "write_mtf", "read_mtf_table", "MIN_MTF_VALUE"]
 
 #: Smallest usable MTF value (sharpening divides by the MTF).
 MIN_MTF_VALUE = 1e-10
@@ -78,10 +79,27 @@ def _read_mtf(path: Path) -> Mtf:
     raise StarError(f"MTF file {path} has no table with {L.RESOLUTION_INVERSE_PIXEL} and {L.MTF_VALUE}")
 
 
-def write_mtf(path: str | os.PathLike, mtf: Mtf) -> None:
+def write_mtf(path: str | os.PathLike, mtf: Mtf, comments: tuple[str, ...] = ()) -> None:
     """Write an MTF STAR file (validated first), atomically."""
     freq = np.asarray(mtf.frequency_per_px, dtype=np.float64)
     value = np.asarray(mtf.value, dtype=np.float64)
     _validate(freq, value, str(path))
     write_star(path, {mtf.name or "mtf": pd.DataFrame({L.RESOLUTION_INVERSE_PIXEL: freq,
-                                                        L.MTF_VALUE: value})})
+                                                        L.MTF_VALUE: value})}, comments=comments)
+
+
+def read_mtf_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(rlnResolutionInversePixel, rlnMtfValue)`` of an MTF file for sharpening, checked as
+    :func:`polishplugin.core.mtf.validate_mtf_table` does; StarError ``MTF file ... is unusable: ...``
+    (a file without an MTF table keeps :func:`read_mtf`'s sentence)."""
+    if not os.path.exists(path):
+        raise StarError(f"MTF file {path} does not exist")
+    try:
+        mtf = read_mtf(path)
+        return validate_mtf_table(mtf.frequency_per_px, mtf.value)
+    except StarError as exc:
+        if "has no table" in str(exc):
+            raise
+        raise StarError(f"MTF file {path} is unusable: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise StarError(f"MTF file {path} is unusable: {exc}") from None

@@ -22,19 +22,13 @@ import pandas as pd
 from . import labels as L
 from .movies import micrograph_key
 from .mrc import read_mrc, write_mrc
-from .star import StarError, atomic_write_text, read_star, write_star
+from .star import atomic_write_text, read_star, required_column as _column, StarError, write_star
 
 __all__ = ["FrameBfactors", "read_bfactors", "write_bfactors", "OptParams", "read_opt_params", "write_opt_params",
            "micrograph_root", "read_tracks", "write_tracks", "FCC_PARTS", "read_fcc_tables", "write_fcc_tables",
            "TSC_TRACE_BLOCK", "TscTrace", "read_tsc_trace", "write_tsc_trace"]
 
 _PERFRAME_BLOCK = "perframe_bfactors"
-
-
-def _column(table: pd.DataFrame, label: str, path: Path, block: str) -> np.ndarray:
-    if label not in table.columns:
-        raise StarError(f"STAR file {path}: data_{block} lacks column {label}")
-    return table[label].to_numpy()
 
 
 # ------------------------------------------------------------------ bfactors.star

@@ -26,19 +26,13 @@ import pandas as pd
 from . import labels as L
 from .mrc import read_mrc, read_stack_images
 from .particles import ParticleTable
-from .star import StarError, read_star, write_star
+from .star import read_star, required_column as _column, StarError, write_star
 
 __all__ = [
     "RefineModel", "write_model", "read_model", "RefineSampling", "write_sampling", "read_sampling",
     "OPTIMISER_VERSION", "OptimiserState", "write_optimiser", "read_optimiser", "RefinedParticles",
     "refined_particles", "particle_groups", "norm_corrections", "read_particle_images",
 ]
-
-
-def _column(table: pd.DataFrame, label: str, path: Path, block: str) -> np.ndarray:
-    if label not in table.columns:
-        raise StarError(f"STAR file {path}: data_{block} lacks column {label}")
-    return table[label].to_numpy()
 
 
 def _general(blocks: dict, block: str) -> dict:

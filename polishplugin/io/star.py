@@ -25,7 +25,7 @@ import pandas as pd
 
 __all__ = [
     "StarError", "read_star", "write_star", "format_value", "split_image_name", "join_image_name",
-    "atomic_write_text", "star_version",
+    "atomic_write_text", "star_version", "required_column",
 ]
 
 STAR_VERSION = 50001
@@ -223,3 +223,11 @@ def split_image_name(name: str) -> tuple[int, str]:
 def join_image_name(index: int, stack: str, padding: int = 0) -> str:
     """``(12, 'a.mrcs')`` -> ``'12@a.mrcs'`` (RELION polishing style) or zero-padded to ``padding``."""
     return f"{index:0{padding}d}@{stack}" if padding else f"{index}@{stack}"
+
+
+def required_column(table, label: str, path, block: str):
+    """Column ``label`` of block ``data_<block>`` of the STAR file ``path`` as a numpy array; StarError naming
+    the file, the block and the label when it is missing."""
+    if label not in table.columns:
+        raise StarError(f"STAR file {path}: data_{block} lacks column {label}")
+    return table[label].to_numpy()

@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 
 from .postprocess import save_pdf, save_png  # shared atomic writers (re-exported)
 
-__all__ = ["histogram_values", "histogram_figure", "slices_figure", "save_png", "save_pdf",
-           "chimerax_script", "locres_range"]
+__all__ = ["histogram_values", "histogram_figure", "slices_figure", "save_png", "save_pdf", "locres_range",
+           "save_locres_figures"]
 
 
 def histogram_values(locres: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -74,17 +74,17 @@ def slices_figure(density: np.ndarray, locres: np.ndarray, mask: np.ndarray | No
     return fig
 
 
-def chimerax_script(map_path: str, locres_path: str, vrange: tuple[float, float],
-                    level: float | None = None) -> str:
-    """ChimeraX commands: open the (sharpened) map as #1 and the local-resolution map as #2, colour
-    #1's surface by #2 (red = best resolution, blue = worst) and add a colour key."""
-    lo, hi = vrange
-    mid = 0.5 * (lo + hi)
-    lines = [f"open {map_path}", f"open {locres_path}", "volume #2 hide"]
-    if level is not None:
-        lines.append(f"volume #1 level {level:.6g}")
-    lines += [f"color sample #1 map #2 palette {lo:.2f},red:{mid:.2f},white:{hi:.2f},blue",
-              f"key red:{lo:.2f} white:{mid:.2f} blue:{hi:.2f} pos 0.05,0.08 size 0.3,0.04",
-              '2dlabels text "local resolution (A)" xpos 0.05 ypos 0.13 size 16',
-              "view"]
-    return "\n".join(lines) + "\n"
+def save_locres_figures(locres: np.ndarray, filtered: np.ndarray, mask: np.ndarray | None,
+                        paths: dict[str, str]) -> tuple[np.ndarray, tuple[float, float]]:
+    """The figures of ``polishplugin local_resolution``: histogram (``paths["histogram_png"]``), slices
+    (``paths["slices_png"]``) and both in ``paths["histogram_pdf"]`` (names from
+    :func:`polishplugin.io.local_resolution.locres_paths`).  Returns the histogram's values and the
+    colour range used."""
+    values = histogram_values(locres, mask)
+    vrange = locres_range(values)
+    hist = histogram_figure(values, "Local resolution" + (" inside the mask" if mask is not None else ""))
+    save_png(hist, paths["histogram_png"])
+    slices = slices_figure(filtered, locres, mask, vrange)
+    save_png(slices, paths["slices_png"])
+    save_pdf([hist, slices], paths["histogram_pdf"])
+    return values, vrange

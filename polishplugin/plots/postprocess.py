@@ -1,8 +1,9 @@
 """Matplotlib figures of a post-processing run (Agg-safe; no Scipion imports).
 
 Used by ``polishplugin postprocess`` (``logfile.pdf``, ``<o>_fsc.png``, ``<o>_guinier.png``) and by
-the Scipion viewer.  Every function takes arrays (or a ``postprocess.star`` path through
-:func:`read_postprocess_star`) and returns or saves a ``matplotlib.figure.Figure``.
+the Scipion viewer.  Every function takes arrays or a :class:`~polishplugin.io.postprocess.PostprocessResult`
+(``*_from_star``: a ``postprocess.star`` read by :func:`polishplugin.io.postprocess.read_postprocess`) and
+returns or saves a ``matplotlib.figure.Figure``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..core.postprocess import GUINIER_MISSING
 from ..io import labels as L
-from ..io.star import read_star
+from ..io.postprocess import PostprocessResult, read_postprocess
 
-__all__ = ["fsc_figure", "guinier_figure", "slices_figure", "read_postprocess_star", "fsc_figure_from_star",
-           "guinier_figure_from_star", "figures_from_star", "save_postprocess_pngs", "save_png", "save_pdf"]
+__all__ = ["fsc_figure", "guinier_figure", "slices_figure", "fsc_figure_from_result", "guinier_figure_from_result",
+           "fsc_figure_from_star", "guinier_figure_from_star", "figures_from_star", "save_postprocess_pngs",
+           "save_postprocess_figures", "save_png", "save_pdf"]
 
-_GUINIER_MISSING = -99.0
 # column -> (legend, colour, style) of the FSC plot; RELION: corrected black, unmasked green,
 # masked blue, phase-randomised red
 _FSC_STYLE = {
@@ -71,7 +73,7 @@ def guinier_figure(res_sq: np.ndarray, curves: dict[str, np.ndarray], bfactor_a2
     fig = Figure(figsize=(7, 4.5)) if fig is None else fig
     ax = fig.add_subplot(111)
     for name, values in curves.items():
-        y = np.where(np.asarray(values) <= _GUINIER_MISSING + 1e-6, np.nan, values)
+        y = np.where(np.asarray(values) <= GUINIER_MISSING + 1e-6, np.nan, values)
         ax.plot(res_sq, y, "-", label=name)
     if fit is not None:
         x0 = 1.0 / fit_range_a[0] ** 2 if fit_range_a[0] > 0 else 0.0
@@ -101,37 +103,34 @@ def slices_figure(maps: dict[str, np.ndarray], fig: Figure | None = None) -> Fig
     return fig
 
 
-def read_postprocess_star(path: str | os.PathLike) -> dict:
-    """``{"general": dict, "fsc": DataFrame, "guinier": DataFrame | None}`` of a postprocess.star."""
-    blocks = read_star(path)
-    general = blocks["general"].iloc[0].to_dict() if "general" in blocks else {}
-    return {"general": general, "fsc": blocks.get("fsc"), "guinier": blocks.get("guinier")}
+def fsc_figure_from_result(post: PostprocessResult, fig: Figure | None = None) -> Figure:
+    """FSC figure of a post-processing result (all FSC columns it has)."""
+    fsc = post.fsc
+    curves = {_FSC_STYLE[c][0]: fsc[c].to_numpy() for c in _FSC_STYLE if c in fsc.columns}
+    res = post.general.get(L.FINAL_RESOLUTION)
+    return fsc_figure(fsc[L.RESOLUTION].to_numpy(), curves, float(res) if res is not None else None, fig=fig)
+
+
+def guinier_figure_from_result(post: PostprocessResult, fig: Figure | None = None,
+                               fit_range_a: tuple[float, float] = (10.0, 0.0)) -> Figure | None:
+    """Guinier figure of a post-processing result (None without a data_guinier table)."""
+    gui = post.guinier
+    if gui is None:
+        return None
+    gcurves = {label: gui[c].to_numpy() for c, label in _GUINIER_STYLE.items() if c in gui.columns}
+    return guinier_figure(gui[L.RESOLUTION_SQUARED].to_numpy(), gcurves, post.bfactor_a2, fig=fig,
+                          fit=post.guinier_fit, fit_range_a=fit_range_a)
 
 
 def fsc_figure_from_star(path: str | os.PathLike, fig: Figure | None = None) -> Figure:
     """FSC figure of a postprocess.star file (all FSC columns it has)."""
-    data = read_postprocess_star(path)
-    fsc = data["fsc"]
-    curves = {_FSC_STYLE[c][0]: fsc[c].to_numpy() for c in _FSC_STYLE if c in fsc.columns}
-    res = data["general"].get(L.FINAL_RESOLUTION)
-    return fsc_figure(fsc[L.RESOLUTION].to_numpy(), curves, float(res) if res is not None else None, fig=fig)
+    return fsc_figure_from_result(read_postprocess(path), fig)
 
 
 def guinier_figure_from_star(path: str | os.PathLike, fig: Figure | None = None,
                              fit_range_a: tuple[float, float] = (10.0, 0.0)) -> Figure | None:
     """Guinier figure of a postprocess.star file (None without a data_guinier table)."""
-    data = read_postprocess_star(path)
-    gui = data["guinier"]
-    if gui is None:
-        return None
-    general = data["general"]
-    gcurves = {label: gui[c].to_numpy() for c, label in _GUINIER_STYLE.items() if c in gui.columns}
-    b = general.get(L.BFACTOR_USED_FOR_SHARPENING)
-    fit = None
-    if L.FITTED_SLOPE_GUINIER_PLOT in general:
-        fit = (float(general[L.FITTED_SLOPE_GUINIER_PLOT]), float(general[L.FITTED_INTERCEPT_GUINIER_PLOT]))
-    return guinier_figure(gui[L.RESOLUTION_SQUARED].to_numpy(), gcurves, float(b) if b is not None else None,
-                          fig=fig, fit=fit, fit_range_a=fit_range_a)
+    return guinier_figure_from_result(read_postprocess(path), fig, fit_range_a)
 
 
 def figures_from_star(path: str | os.PathLike) -> tuple[Figure, Figure | None]:
@@ -153,6 +152,17 @@ def save_postprocess_pngs(star_path: str | os.PathLike, out_dir: str | os.PathLi
             save_png(fig, path)
             written.append(path)
     return written
+
+
+def save_postprocess_figures(post: PostprocessResult, paths: dict[str, str],
+                             fit_range_a: tuple[float, float] = (10.0, 0.0)) -> None:
+    """The figures of ``polishplugin postprocess``: ``paths["fsc_png"]``, ``paths["guinier_png"]`` and
+    both as the pages of ``paths["logfile"]`` (names from :func:`polishplugin.io.postprocess.postprocess_paths`)."""
+    figs = [fsc_figure_from_result(post), guinier_figure_from_result(post, fit_range_a=fit_range_a)]
+    for fig, key in zip(figs, ("fsc_png", "guinier_png")):
+        if fig is not None:
+            save_png(fig, paths[key])
+    save_pdf([f for f in figs if f is not None], paths["logfile"])
 
 
 def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:

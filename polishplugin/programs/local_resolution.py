@@ -23,24 +23,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ..io import labels as L
+from ..core.local_resolution import LocalResolution, LocresAccumulators, LocresSettings, finalize_maps
+from ..io.local_resolution import link_output, locres_paths, write_chimerax_script, write_locres_fscs
 from ..io.mrc import write_mrc
-from ..io.star import write_star
-from ..core.fourier import n_shells, shell_resolution_a
-from ..core.local_resolution import (LocalResolution, LocresAccumulators, LocresSettings, PointResult,
-                                     finalize_maps)
+from ..io.mtf import read_mtf_table
+from ..io.postprocess import read_half_maps
+from ..plots.local_resolution import save_locres_figures
 from ._cli import ProgramError
 from ._mpi import get_comm
 
-__all__ = ["add_args", "main", "relion_integer_string", "point_table_name", "fscs_star_blocks",
-           "output_paths"]
+__all__ = ["add_args", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -80,112 +76,20 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--j", type=int, default=1, help="Threads for the FFTs")
 
 
-# ------------------------------------------------------------------------------------------ input
-
-def _read_inputs(args: argparse.Namespace):
-    """Half maps, mask, pixel size (checks shared with ``postprocess``) and the MTF table."""
-    from .postprocess import read_half_maps, read_mtf_table
-
-    h1, h2, mask, angpix, half2_name = read_half_maps(args)
-    mtf = None
-    if args.mtf:
-        if not os.path.exists(args.mtf):
-            raise ProgramError(f"MTF file {args.mtf} does not exist")
-        x, y = read_mtf_table(args.mtf)
-        mtf = (x, y, args.mtf_angpix if args.mtf_angpix > 0 else angpix)
-    return h1, h2, mask, float(angpix), half2_name, mtf
-
-
 # ------------------------------------------------------------------------------------------ output
 
-def relion_integer_string(value: int, width: int = 5) -> str:
-    """RELION ``integerToString(v, width)``: zero-padded, a minus sign taking one of the places."""
-    v = int(value)
-    digits = str(abs(v)).rjust(width - (1 if v < 0 else 0), "0")
-    return ("-" + digits) if v < 0 else digits
-
-
-def point_table_name(point: tuple[int, int, int]) -> str:
-    """``fsc_KKKKK_IIIII_JJJJJ`` as RELION names a point's table."""
-    return "fsc_" + "_".join(relion_integer_string(v) for v in point)
-
-
-def output_paths(root: str) -> dict[str, str]:
-    """Every output file of a run with ``--o root`` (RELION names)."""
-    return {key: root + suffix for key, suffix in (
-        ("locres", "_locres.mrc"), ("filtered", "_locres_filtered.mrc"), ("fscs", "_locres_fscs.star"),
-        ("histogram_png", "_histogram.png"), ("histogram_pdf", "_histogram.pdf"),
-        ("slices_png", "_slices.png"), ("chimerax", "_chimerax.cxc"))}
-
-
-def fscs_star_blocks(points: list[PointResult], fsc_unmasked: np.ndarray, box: int,
-                     angpix: float) -> dict[str, pd.DataFrame]:
-    """``data_locres_points`` (centre x=kk, y=ii, z=jj in px from the box centre, resolution) and one
-    FSC table per point with postprocess.star's columns."""
-    n = n_shells(box)
-    res_a = shell_resolution_a(box, angpix, n)
-    summary = pd.DataFrame({
-        L.COORDINATE_X: [p.point[0] for p in points], L.COORDINATE_Y: [p.point[1] for p in points],
-        L.COORDINATE_Z: [p.point[2] for p in points],
-        L.ANGSTROM_RESOLUTION: [p.resolution_a for p in points]})
-    blocks: dict[str, pd.DataFrame] = {"locres_points": summary}
-    base = {L.SPECTRAL_INDEX: np.arange(n), L.RESOLUTION: 1.0 / res_a, L.ANGSTROM_RESOLUTION: res_a}
-    for p in points:
-        cols = dict(base)
-        cols[L.FOURIER_SHELL_CORRELATION_CORRECTED] = p.fsc_true
-        cols[L.FOURIER_SHELL_CORRELATION_UNMASKED_MAPS] = fsc_unmasked
-        cols[L.FOURIER_SHELL_CORRELATION_MASKED_MAPS] = p.fsc_masked
-        cols[L.CORRECTED_FOURIER_SHELL_CORRELATION_PHASE_RANDOMIZED_MASKED_MAPS] = p.fsc_random_masked
-        blocks[point_table_name(p.point)] = pd.DataFrame(cols)
-    return blocks
-
-
-def _link(target: str, link: str) -> None:
-    """``link`` -> ``target`` (relative symlink in the same folder; a copy where links fail)."""
-    if os.path.abspath(target) == os.path.abspath(link):
-        return
-    try:
-        if os.path.lexists(link):
-            os.remove(link)
-        os.symlink(os.path.basename(target), link)
-    except OSError:
-        import shutil
-        shutil.copyfile(target, link)
-
-
-def _chimerax_path(path: str, folder: str) -> str:
-    path_abs = os.path.abspath(path)
-    return os.path.basename(path) if os.path.dirname(path_abs) == os.path.abspath(folder) else path_abs
-
-
 def _write_outputs(args, engine: LocalResolution, acc: LocresAccumulators, mask, angpix: float) -> dict:
-    from ..plots.local_resolution import (chimerax_script, histogram_figure, histogram_values,
-                                           locres_range, save_pdf, save_png, slices_figure)
-
-    paths = output_paths(args.o)
-    folder = os.path.dirname(args.o) or "."
-    os.makedirs(folder, exist_ok=True)
+    paths = locres_paths(args.o)
     locres, filtered = finalize_maps(acc)
     write_mrc(paths["locres"], locres, angpix)
     write_mrc(paths["filtered"], filtered, angpix)
-    order = {tuple(int(v) for v in pt): k for k, pt in enumerate(engine.points)}
-    points = sorted(acc.points, key=lambda p: order[p.point])
-    write_star(paths["fscs"], fscs_star_blocks(points, engine.fsc_unmasked, engine.box, angpix),
-               comments=["polishplugin local_resolution (RELION relion_postprocess --locres)"])
-    _link(paths["locres"], os.path.join(folder, "locres.mrc"))
-    _link(paths["filtered"], os.path.join(folder, "locres_filtered.mrc"))
-    values = histogram_values(locres, mask)
-    vrange = locres_range(values)
-    hist = histogram_figure(values, "Local resolution" + (" inside the mask" if mask is not None else ""))
-    save_png(hist, paths["histogram_png"])
-    slices = slices_figure(filtered, locres, mask, vrange)
-    save_png(slices, paths["slices_png"])
-    save_pdf([hist, slices], paths["histogram_pdf"])
-    shown = args.sharpened if args.sharpened else paths["filtered"]
-    script = chimerax_script(_chimerax_path(shown, folder), _chimerax_path(paths["locres"], folder), vrange)
-    tmp = paths["chimerax"] + ".tmp"
-    Path(tmp).write_text(script)
-    os.replace(tmp, paths["chimerax"])
+    points = engine.in_sampling_order(acc.points)
+    write_locres_fscs(paths["fscs"], points, engine.fsc_unmasked, engine.box, angpix,
+                      comments=("polishplugin local_resolution (RELION relion_postprocess --locres)",))
+    link_output(paths["locres"], paths["locres_link"])
+    link_output(paths["filtered"], paths["filtered_link"])
+    values, vrange = save_locres_figures(locres, filtered, mask, paths)
+    write_chimerax_script(paths["chimerax"], args.sharpened or paths["filtered"], paths["locres"], vrange)
     if values.size:
         log.info("local resolution%s: median %.2f Å, 5th-95th percentile %.2f-%.2f Å",
                  " inside the mask" if mask is not None else "", np.median(values),
@@ -203,14 +107,16 @@ def main(args: argparse.Namespace) -> int:
         raise ProgramError(f"--j must be >= 1, got {args.j}")
     if args.filter_edge_width < 0:
         raise ProgramError(f"--filter_edge_width must be >= 0, got {args.filter_edge_width}")
-    h1, h2, mask, angpix, _, mtf = _read_inputs(args)
+    maps = read_half_maps(args.i, args.i2, args.mask, args.angpix)
+    angpix = maps.angpix
+    mtf = (*read_mtf_table(args.mtf), args.mtf_angpix if args.mtf_angpix > 0 else angpix) if args.mtf else None
     settings = LocresSettings(sampling_a=args.locres_sampling, maskrad_a=args.locres_maskrad,
                               edgwidth_a=args.locres_edgwidth, randomize_at_a=args.locres_randomize_at,
                               minres_a=args.locres_minres, filter_edge_width=args.filter_edge_width,
                               adhoc_bfac=args.adhoc_bfac, random_seed=args.random_seed)
     t0 = time.time()
     try:
-        engine = LocalResolution(h1, h2, angpix, settings, mtf=mtf, mode=args.mode, workers=args.j)
+        engine = LocalResolution(maps.half1, maps.half2, angpix, settings, mtf=mtf, mode=args.mode, workers=args.j)
     except ValueError as exc:
         raise ProgramError(f"half map {args.i}: {exc}") from None
     g = engine.geom
@@ -236,7 +142,7 @@ def main(args: argparse.Namespace) -> int:
         if comm.is_leader:
             acc.points = [p for part in gathered for p in part]
     if comm.is_leader:
-        _write_outputs(args, engine, acc, mask, angpix)
-        log.info("local resolution done in %.1f s: %s", time.time() - t0, output_paths(args.o)["locres"])
+        _write_outputs(args, engine, acc, maps.mask, angpix)
+        log.info("local resolution done in %.1f s: %s", time.time() - t0, locres_paths(args.o)["locres"])
     comm.barrier()
     return 0

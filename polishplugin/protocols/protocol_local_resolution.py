@@ -9,7 +9,9 @@ import numpy as np
 from pwem.objects import Volume
 from pyworkflow.protocol import params
 
+from ..io.local_resolution import locres_paths
 from ..io.mrc import read_mrc
+from ..plots.local_resolution import histogram_values
 from ..convert.scipion_objects import make_volume
 from ._base import HalfMapInputs, ProtPolishBase, formatFloat, mrc_path as _mrc_path
 
@@ -85,8 +87,9 @@ class ProtPolishLocalRes(HalfMapInputs, ProtPolishBase):
 
     def createOutputStep(self):
         angpix = self._pixelSize()
-        outputs = {self.OUTPUT_LOCRES: make_volume(self._extra(OUTPUT_ROOT + "_locres.mrc"), angpix),
-                   self.OUTPUT_FILTERED: make_volume(self._extra(OUTPUT_ROOT + "_locres_filtered.mrc"), angpix)}
+        paths = locres_paths(self._extra(OUTPUT_ROOT))
+        outputs = {self.OUTPUT_LOCRES: make_volume(paths["locres"], angpix),
+                   self.OUTPUT_FILTERED: make_volume(paths["filtered"], angpix)}
         self._defineOutputs(**outputs)
         for obj in outputs.values():
             self._defineSourceRelation(self.inputVolume, obj)
@@ -107,21 +110,19 @@ class ProtPolishLocalRes(HalfMapInputs, ProtPolishBase):
         return errors
 
     def _summary(self):
-        path = self._extra(OUTPUT_ROOT + "_locres.mrc")
-        if not os.path.exists(path):
+        paths = locres_paths(self._extra(OUTPUT_ROOT))
+        if not os.path.exists(paths["locres"]):
             return ["Local resolution not finished yet."]
-        locres, _ = read_mrc(path)
+        locres, _ = read_mrc(paths["locres"])
         mask = self.solventMask.get()
-        sel = locres > 0
-        if mask is not None and os.path.exists(_mrc_path(mask)):
-            sel &= read_mrc(_mrc_path(mask))[0] > 0.5
-        values = locres[sel]
+        mask_map = read_mrc(_mrc_path(mask))[0] if mask is not None and os.path.exists(_mrc_path(mask)) else None
+        values = histogram_values(locres, mask_map)
         if values.size == 0:
             return ["No voxel has a local resolution."]
         return [f"Local resolution{' inside the mask' if mask is not None else ''}: median "
                 f"{np.median(values):.2f} Å, 5th-95th percentile {np.percentile(values, 5):.2f}-"
                 f"{np.percentile(values, 95):.2f} Å",
-                f"ChimeraX script: {self._extra(OUTPUT_ROOT + '_chimerax.cxc')}"]
+                f"ChimeraX script: {paths['chimerax']}"]
 
     def _methods(self):
         return ["Local resolution was estimated with polishplugin (RELION relion_postprocess --locres "

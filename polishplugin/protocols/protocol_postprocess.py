@@ -10,7 +10,7 @@ from pyworkflow.protocol import params
 
 from ..io import labels as L
 from ..io.mrc import MrcError, read_mrc_header
-from ..io.postprocess import read_postprocess
+from ..io.postprocess import postprocess_paths, read_postprocess
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import HalfMapInputs, ProtPolishBase, formatFloat, mrc_path as _mrc_path
 
@@ -82,12 +82,13 @@ class ProtPolishPostprocess(HalfMapInputs, ProtPolishBase):
         self._runProgram("postprocess", self._programArgs())
 
     def createOutputStep(self):
-        post = read_postprocess(self._extra(OUTPUT_ROOT + ".star"))
+        paths = self._outputPaths()
+        post = read_postprocess(paths["star"])
         angpix = self._pixelSize()
         half1, half2 = self._halfMaps()
-        outputs = {self.OUTPUT_VOLUME: make_volume(self._extra(OUTPUT_ROOT + ".mrc"), angpix, half1, half2)}
-        if os.path.exists(self._extra(OUTPUT_ROOT + "_masked.mrc")):
-            outputs[self.OUTPUT_VOLUME_MASKED] = make_volume(self._extra(OUTPUT_ROOT + "_masked.mrc"), angpix)
+        outputs = {self.OUTPUT_VOLUME: make_volume(paths["map"], angpix, half1, half2)}
+        if os.path.exists(paths["masked"]):
+            outputs[self.OUTPUT_VOLUME_MASKED] = make_volume(paths["masked"], angpix)
         fscs = self._createSetOfFSCs()
         for label, column in FSC_COLUMNS.items():
             if column in post.fsc.columns:
@@ -127,7 +128,7 @@ class ProtPolishPostprocess(HalfMapInputs, ProtPolishBase):
         return errors
 
     def _summary(self):
-        path = self._extra(OUTPUT_ROOT + ".star")
+        path = self._outputPaths()["star"]
         if not os.path.exists(path):
             return ["Post-processing not finished yet."]
         post = read_postprocess(path)
@@ -143,6 +144,10 @@ class ProtPolishPostprocess(HalfMapInputs, ProtPolishBase):
                 "MTF correction, FSC weighting and B-factor sharpening."]
 
     # --------------------------- UTILS functions -----------------------------
+    def _outputPaths(self) -> dict:
+        """The program's output files (RELION names) in the run's extra/ folder."""
+        return postprocess_paths(self._extra(OUTPUT_ROOT))
+
     def _programArgs(self) -> list:
         """Command-line tokens for ``polishplugin postprocess`` (pure: form values -> list of str)."""
         half1, half2 = self._halfMaps()

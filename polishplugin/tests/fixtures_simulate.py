@@ -20,7 +20,7 @@ Returned dict (all paths absolute ``pathlib.Path``): ``project_dir``, ``correcte
 ``particles``, ``half1``, ``half2``, ``map``, ``mask``, ``postprocess``, ``mtf``, ``true_map``,
 ``truth`` (npz), ``truth_star``, ``ground_truth_dir``, ``movies`` / ``movie_stars`` / ``true_tracks``
 (lists, one per micrograph, in order), plus ``angpix``, ``box``, ``frames``, ``params`` (the preset
-values), ``final_resolution_a`` and ``truth_data`` (:func:`polishplugin.programs.simulate.load_truth`).
+values), ``final_resolution_a`` and ``truth_data`` (:func:`polishplugin.io.simulation.read_truth`).
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ _CACHE: dict = {}
 
 def simulated_project(tmp_path_factory, preset: str = "tiny", seed: int = 1, **overrides) -> dict:
     """Simulate (once per session and argument set) and return the paths/truth dict."""
-    from polishplugin.programs.simulate import load_truth, simulate_project
+    from polishplugin.io.simulation import read_truth
+    from polishplugin.programs.simulate import simulate_project
 
     key = (preset, seed, tuple(sorted(overrides.items())))
     if key not in _CACHE:
         out = tmp_path_factory.mktemp(f"sim_{preset}_{seed}")
         res = simulate_project(out, preset=preset, seed=seed, **overrides)
-        res["truth_data"] = load_truth(out)
+        res["truth_data"] = read_truth(out)
         _CACHE[key] = res
     return _CACHE[key]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dose import dose_weights
-from ..fsc import glibc_uniform
+from ..fsc import GLIBC_RAND_MAX, glibc_rand_words
 from . import prepare
 from .cross_correlation import cc_maps, cc_origin
 from .estimate import sigmas_to_pixels
@@ -42,18 +42,8 @@ _ONE_RANK = _OneRank()
 
 
 def _rand_keys(seed: int, n: int) -> np.ndarray:
-    """``rand()/RAND_MAX`` (double) for ``n`` draws after ``srand(seed)``: glibc's own ``rand`` through
-    ctypes (exact, as RELION), else our numpy replica of the glibc stream (float32-rounded keys)."""
-    if n == 0:
-        return np.zeros(0)
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.srand(ctypes.c_uint(seed))
-        return np.array([libc.rand() for _ in range(n)], np.float64) / 2147483647.0
-    except OSError:  # not glibc
-        return glibc_uniform(seed, n, 0.0, 1.0)
+    """``rand()/RAND_MAX`` (double) for ``n`` draws after glibc ``srand(seed)``, as RELION."""
+    return glibc_rand_words(seed, n) / float(GLIBC_RAND_MAX)
 
 
 def select_micrographs(n_particles: list[int], min_p: int, seed: int = 23) -> tuple[list[int], int]:

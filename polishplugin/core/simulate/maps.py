@@ -6,8 +6,11 @@ import numpy as np
 from scipy import ndimage
 
 from polishplugin.core.filters import low_pass_map
+from polishplugin.core.fsc import ShellGrid
+from polishplugin.core.geometry import symmetry_matrices
+from polishplugin.core.mask import soft_edge
 
-__all__ = ["soft_mask_from_map", "smooth_mtf", "expected_particle_map", "noisy_half_maps"]
+__all__ = ["soft_mask_from_map", "smooth_mtf", "expected_particle_map", "noisy_half_maps", "reconstruct_symmetric"]
 
 
 def soft_mask_from_map(volume: np.ndarray, angpix: float, lowpass_a: float = 15.0,
@@ -19,9 +22,7 @@ def soft_mask_from_map(volume: np.ndarray, angpix: float, lowpass_a: float = 15.
     binary = lp > threshold_fraction * lp.max()
     if extend_px > 0:
         binary = ndimage.binary_dilation(binary, iterations=extend_px)
-    dist = ndimage.distance_transform_edt(~binary)
-    mask = np.where(dist <= 0, 1.0, np.where(dist < soft_px, 0.5 + 0.5 * np.cos(np.pi * dist / soft_px), 0.0))
-    return mask.astype(np.float32)
+    return soft_edge(binary, soft_px).astype(np.float32)
 
 
 def smooth_mtf(n_rows: int = 65) -> tuple[np.ndarray, np.ndarray]:
@@ -55,19 +56,30 @@ def noisy_half_maps(rng: np.random.Generator, expected: np.ndarray, angpix: floa
     from polishplugin.core import fourier
     n = expected.shape[0]
     f = fourier.rfft(np.asarray(expected, np.float64))
-    shells = fourier.shell_index(expected.shape)
-    nsh = n // 2 + 1
-    ok = shells < nsh
-    power = np.bincount(shells[ok], weights=np.abs(f[ok]) ** 2, minlength=nsh) / np.maximum(
-        np.bincount(shells[ok], minlength=nsh), 1)
+    grid = ShellGrid(expected.shape)
+    nsh = grid.n
+    power = grid.radial_sum(np.abs(f) ** 2) / np.maximum(grid.count, 1)
     k143 = n * angpix / resolution_a
     k0 = k143 - width_shells * np.log(1 / 0.143 - 1)
     k = np.arange(nsh)
     target = 1.0 / (1.0 + np.exp((k - k0) / width_shells))
     noise_power = power * (1 - target) / np.maximum(target, 1e-6)
-    sig = np.sqrt(noise_power[np.minimum(shells, nsh - 1)])
+    sig = np.sqrt(noise_power[np.minimum(grid.shell, nsh - 1)])
     out = []
     for _ in range(2):
         white = fourier.rfft(rng.normal(size=expected.shape))  # per-coefficient power 1/N^3 on average
         out.append(fourier.irfft(f + white * sig * np.sqrt(n ** 3), expected.shape).astype(np.float32))
     return out[0], out[1]
+
+
+def reconstruct_symmetric(images: np.ndarray, rotations: np.ndarray, ctfs: np.ndarray | None,
+                          symmetry: str = "C1") -> np.ndarray:
+    """``core.projector.reconstruct_from_images`` with the symmetry applied by inserting every image
+    once per operator ``S`` (pose ``A S`` sees the same symmetric map as ``A``); exact for a symmetric
+    object and, for small sets, cheaper than symmetrising the padded grid."""
+    from polishplugin.core.projector import reconstruct_from_images
+    ops = symmetry_matrices(symmetry)
+    k = len(ops)
+    r_sym = np.concatenate([np.asarray(rotations) @ op for op in ops])
+    c_sym = None if ctfs is None else np.tile(ctfs, (k, 1, 1))
+    return reconstruct_from_images(np.tile(images, (k, 1, 1)), r_sym, c_sym, symmetry="C1")

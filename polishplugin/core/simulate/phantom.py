@@ -22,7 +22,7 @@ from polishplugin.core import fourier
 from polishplugin.core.geometry import symmetry_matrices
 
 __all__ = ["pseudo_protein_atoms", "gaussian_atoms_map_rfft", "gaussian_atoms_map",
-           "project_atoms_rfft", "random_rotations"]
+           "project_atoms_rfft", "random_rotations", "splat_atoms_map"]
 
 
 def pseudo_protein_atoms(rng: np.random.Generator, radius_a: float, symmetry: str = "D2",
@@ -129,3 +129,27 @@ def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     tilt = np.rad2deg(np.arccos(rng.uniform(-1.0, 1.0, n)))
     psi = rng.uniform(-180.0, 180.0, n)
     return np.stack([rot, tilt, psi], axis=1)
+
+
+def splat_atoms_map(xyz_a: np.ndarray, weights: np.ndarray, box: int, angpix: float, sigma_a: float) -> np.ndarray:
+    """Real-space Gaussian splatting (for many atoms / big boxes), normalised like the analytic map."""
+    s = sigma_a / angpix
+    rad = int(np.ceil(4 * s))
+    vol = np.zeros((box, box, box), np.float64)
+    pos = xyz_a / angpix + box // 2
+    base = np.floor(pos).astype(np.int64)
+    offs = np.arange(-rad, rad + 1)
+    for i in range(0, len(pos), 2048):
+        p, b, w = pos[i:i + 2048], base[i:i + 2048], weights[i:i + 2048]
+        gx = np.exp(-0.5 * ((b[:, 0, None] + offs) - p[:, 0, None]) ** 2 / s ** 2)
+        gy = np.exp(-0.5 * ((b[:, 1, None] + offs) - p[:, 1, None]) ** 2 / s ** 2)
+        gz = np.exp(-0.5 * ((b[:, 2, None] + offs) - p[:, 2, None]) ** 2 / s ** 2)
+        val = w[:, None, None, None] * gz[:, :, None, None] * gy[:, None, :, None] * gx[:, None, None, :]
+        val /= (2 * np.pi * s ** 2) ** 1.5
+        zi = (b[:, 2, None] + offs)[:, :, None, None]
+        yi = (b[:, 1, None] + offs)[:, None, :, None]
+        xi = (b[:, 0, None] + offs)[:, None, None, :]
+        zi, yi, xi = np.broadcast_arrays(zi, yi, xi)
+        ok = (zi >= 0) & (zi < box) & (yi >= 0) & (yi < box) & (xi >= 0) & (xi < box)
+        np.add.at(vol, (zi[ok], yi[ok], xi[ok]), val[ok])
+    return vol.astype(np.float32)

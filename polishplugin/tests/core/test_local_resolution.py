@@ -7,6 +7,7 @@ from polishplugin.core import local_resolution as lr
 from polishplugin.core.filters import fsc_weight_rfft, low_pass_rfft, raised_cosine_sphere
 from polishplugin.core.fourier import radius_grid, rfft
 from polishplugin.core.fsc import randomize_phases_beyond
+from polishplugin.testing.planted_maps import two_resolution_half_maps
 
 ANGPIX = 1.244
 
@@ -84,10 +85,13 @@ def test_resolution_from_fsc_known_answers():
     assert lr.resolution_from_fsc(np.ones(33), box, ANGPIX, 50.0) == pytest.approx(2 * ANGPIX)
 
 
-def test_randomized_pair_continues_one_glibc_stream():
+def test_randomized_halves_continue_one_glibc_stream():
     rng = np.random.default_rng(5)
     h1, h2 = rng.standard_normal((2, 16, 16, 16))
-    p1, p2 = lr.randomize_phases_pair(h1, h2, 3, seed=0)
+    settings = lr.LocresSettings(sampling_a=6 * ANGPIX, randomize_at_a=16 * ANGPIX / 3.5)
+    engine = lr.LocalResolution(h1, h2, ANGPIX, settings, mode="exact")
+    assert engine.geom.randomize_at == 3
+    p1, p2 = engine.half1p, engine.half2p
     # half 1 draws first from srand(0): identical to the single-map randomisation
     np.testing.assert_allclose(p1, randomize_phases_beyond(h1, 3, 0), atol=1e-10)
     # half 2 continues the stream: differs from a re-seeded randomisation, same amplitudes
@@ -125,7 +129,7 @@ def test_identical_halves_give_nyquist_and_noise_gives_minres(mode):
 
 @pytest.fixture(scope="module")
 def planted():
-    half1, half2, region_a = lr.planted_half_maps(64, ANGPIX, (4.0, 8.0), noise=0.45, seed=1)
+    half1, half2, region_a = two_resolution_half_maps(64, ANGPIX, (4.0, 8.0), noise=0.45, seed=1)
     settings = lr.LocresSettings(sampling_a=15.0, adhoc_bfac=-100.0)
     out = {}
     for mode in ("exact", "fast"):

@@ -3,47 +3,48 @@
 import numpy as np
 import pytest
 
-from polishplugin.core.filters import (apply_bfactor_rfft, centred_radius, fsc_weight_rfft, low_pass_rfft,
-                                       raised_cosine_sphere)
+from polishplugin.core.filters import (apply_bfactor_rfft, bfactor_lut, centred_radius, fsc_weight_per_shell,
+                                       fsc_weight_rfft, low_pass_lut, low_pass_rfft, raised_cosine_sphere)
 from polishplugin.core.fourier import irfft, radius_grid, rfft, round_half_away
-from polishplugin.core.fsc import fsc_rfft, glibc_uniform, resolution_shell
-from polishplugin.core.mtf import divide_by_mtf, mtf_factors, mtf_interpolate, mtf_lookup, validate_mtf_table
+from polishplugin.core.fsc import (ShellGrid, fsc_grid, fsc_rfft, glibc_rand_words, glibc_uniform, irfft_fast,
+                                   randomize_phases_rfft, resolution_shell, rfft_fast)
+from polishplugin.core.mtf import (divide_by_mtf, mtf_factors, mtf_interpolate, mtf_lookup, mtf_lut,
+                                   validate_mtf_table)
+from polishplugin.testing.planted_maps import sphere_half_maps
 from polishplugin.core.postprocess import (
-    GUINIER_MISSING, FscCurves, ShellGrid, bfactor_lut, choose_resolution, fit_straight_line, fsc_grid,
-    fsc_weight_per_shell, glibc_rand_words, glibc_uniform_fast, guinier_curve, irfft_fast, low_pass_lut,
-    mask_fractions, mtf_lut, particle_fraction_fsc, postprocess_fscs, randomize_phases_rfft, rfft_fast,
-    sharpen_rfft)
+    GUINIER_MISSING, FscCurves, choose_resolution, fit_straight_line, guinier_curve, mask_fractions,
+    particle_fraction_fsc, postprocess_fscs, sharpen_rfft)
 
 BOX = 64
 ANGPIX = 1.0
-FSC_0143_SNR = 0.143 / 0.857          # S/N per coefficient where FSC = S/(S+N) = 0.143
-
-
-def _white_field(rng, shape, envelope=None):
-    field = rng.standard_normal(shape)
-    return field if envelope is None else field * envelope
 
 
 def planted_half_maps(rng, bfactor=100.0, k_cross=24.5, box=BOX, angpix=ANGPIX, radius=20.0):
-    """Signal = white noise in a soft sphere blurred by ``bfactor``; white noise per half map set so that
-    the true FSC = S/(S+N) crosses 0.143 at shell ``k_cross`` (so the last shell >= 0.143 is floor)."""
-    shape = (box,) * 3
-    sphere = raised_cosine_sphere(shape, radius, 4.0)
-    s = radius_grid(shape) / (box * angpix)
-    signal = irfft(rfft(_white_field(rng, shape, sphere)) * np.exp(-bfactor / 4 * s * s), shape)
-    p0 = np.mean(sphere ** 2) / sphere.size             # signal power per coefficient before the blur
-    s0 = k_cross / (box * angpix)
-    noise_power = p0 * np.exp(-bfactor / 2 * s0 ** 2) / FSC_0143_SNR
-    sd = np.sqrt(noise_power * sphere.size)            # white noise: |F|^2 = sd^2 / n_voxels
-    return signal, signal + sd * rng.standard_normal(shape), signal + sd * rng.standard_normal(shape)
+    return sphere_half_maps(rng, box, angpix, bfactor, k_cross, radius)
 
 
 # ----------------------------------------------------------------------------------------- RNG
 
+def _reference_glibc_uniform(seed, count, low, high):
+    """Test oracle: glibc TYPE_3 ``srand``/``rand`` one value at a time (the textbook recurrence),
+    then RELION's single-precision ``rnd_unif``."""
+    r = [seed if seed != 0 else 1]
+    for i in range(1, 31):
+        hi, lo = divmod(r[i - 1], 127773)
+        word = 16807 * lo - 2836 * hi
+        r.append(word + 2147483647 if word < 0 else word)
+    r += r[0:3]
+    for i in range(34, 344 + count):
+        r.append((r[i - 31] + r[i - 3]) & 0xFFFFFFFF)
+    words = np.array(r[344:], np.int64) >> 1
+    step = np.float32(np.float32(2147483647) / np.float32(high - low))
+    return low + (words.astype(np.float32) / step).astype(np.float64)
+
+
 @pytest.mark.parametrize("seed,count", [(0, 1), (0, 5000), (1, 12345), (987, 40000)])
 def test_fast_glibc_stream_equals_reference(seed, count):
-    np.testing.assert_array_equal(glibc_uniform_fast(seed, count, 0.0, 2 * np.pi),
-                                  glibc_uniform(seed, count, 0.0, 2 * np.pi))
+    np.testing.assert_array_equal(glibc_uniform(seed, count, 0.0, 2 * np.pi),
+                                  _reference_glibc_uniform(seed, count, 0.0, 2 * np.pi))
 
 
 def test_glibc_words_match_known_rand_values():

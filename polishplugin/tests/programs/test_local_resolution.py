@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
+from polishplugin.io.local_resolution import locres_paths, point_table_name, relion_integer_string
 from polishplugin.io.mrc import read_mrc, write_mrc
 from polishplugin.io.star import read_star
-from polishplugin.core.local_resolution import planted_half_maps
+from polishplugin.testing.planted_maps import two_resolution_half_maps as planted_half_maps
 from polishplugin.programs import local_resolution as prog
 from polishplugin.programs._cli import run_module
 
@@ -43,10 +44,10 @@ def _run(argv):
 
 
 def test_relion_integer_string_and_table_names():
-    assert prog.relion_integer_string(-20) == "-0020"
-    assert prog.relion_integer_string(8) == "00008"
-    assert prog.relion_integer_string(0) == "00000"
-    assert prog.point_table_name((-20, 4, 0)) == "fsc_-0020_00004_00000"
+    assert relion_integer_string(-20) == "-0020"
+    assert relion_integer_string(8) == "00008"
+    assert relion_integer_string(0) == "00000"
+    assert point_table_name((-20, 4, 0)) == "fsc_-0020_00004_00000"
 
 
 def test_full_run_outputs(maps, tmp_path):
@@ -54,7 +55,7 @@ def test_full_run_outputs(maps, tmp_path):
     assert _run(["--i", maps["half1"], "--o", out, "--mask", maps["mask"], "--mtf", maps["mtf"],
                  "--mtf_angpix", "1.0"] + ARGS) == 0
     folder = os.path.dirname(out)
-    paths = prog.output_paths(out)
+    paths = locres_paths(out)
     for path in paths.values():
         assert os.path.exists(path), path
     locres, angpix = read_mrc(paths["locres"])
@@ -74,7 +75,7 @@ def test_full_run_outputs(maps, tmp_path):
     assert names[0] == "locres_points"
     assert len(names) == 1 + len(summary)
     first = summary.iloc[0]
-    expected = prog.point_table_name((int(first["rlnCoordinateX"]), int(first["rlnCoordinateY"]),
+    expected = point_table_name((int(first["rlnCoordinateX"]), int(first["rlnCoordinateY"]),
                                       int(first["rlnCoordinateZ"])))
     assert names[1] == expected
     table = blocks[expected]

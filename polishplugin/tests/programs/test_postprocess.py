@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from polishplugin.io.mrc import write_mrc
+from polishplugin.io.mtf import read_mtf_table
 from polishplugin.core.filters import raised_cosine_sphere
-from polishplugin.core.fourier import irfft, radius_grid, rfft
 from polishplugin.programs import postprocess as prog
+from polishplugin.testing.planted_maps import sphere_half_maps
 from polishplugin.programs._cli import ProgramError, build_parser, run_module
 
 BOX = 48
@@ -20,17 +21,8 @@ BFACTOR = 60.0
 
 
 def _planted(rng, identical=False):
-    """Blurred white signal in a soft sphere + white noise per half (true FSC = S/(S+N) crosses 0.143 at
-    K_CROSS)."""
-    shape = (BOX,) * 3
-    sphere = raised_cosine_sphere(shape, 14.0, 4.0)
-    s = radius_grid(shape) / (BOX * ANGPIX)
-    signal = irfft(rfft(rng.standard_normal(shape) * sphere) * np.exp(-BFACTOR / 4 * s * s), shape)
-    p0 = np.mean(sphere ** 2) / sphere.size
-    noise_power = p0 * np.exp(-BFACTOR / 2 * (K_CROSS / (BOX * ANGPIX)) ** 2) * 0.857 / 0.143
-    sd = np.sqrt(noise_power * sphere.size)
-    n1 = sd * rng.standard_normal(shape)
-    return signal + n1, signal + (n1 if identical else sd * rng.standard_normal(shape))
+    """True FSC crosses 0.143 at K_CROSS (sphere of radius 14 px)."""
+    return sphere_half_maps(rng, BOX, ANGPIX, BFACTOR, K_CROSS, 14.0, identical=identical)[1:]
 
 
 @pytest.fixture
@@ -121,7 +113,7 @@ def test_real_mtf_file_reads():
     data = os.environ.get("POLISHPLUGIN_TEST_DATA")
     if not data:
         pytest.skip("POLISHPLUGIN_TEST_DATA unset")
-    x, y = prog.read_mtf_table(os.path.join(data, "mtf", "mtf_k2_200kV.star"))
+    x, y = read_mtf_table(os.path.join(data, "mtf", "mtf_k2_200kV.star"))
     assert x[0] == 0 and y[0] == 1 and x.size == y.size > 100
 
 

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from polishplugin.io.mrc import read_mrc, read_stack_images
+from polishplugin.io.simulation import read_truth
 from polishplugin.io.star import read_star, split_image_name
 from polishplugin.core import fourier
 from polishplugin.core.ctf import CtfParams, ctf_2d
 from polishplugin.core.fsc import fsc
 from polishplugin.core.geometry import euler_to_matrix
+from polishplugin.core.simulate.maps import reconstruct_symmetric
 from polishplugin.programs import simulate
 from polishplugin.programs._cli import ProgramError, run_module
 from polishplugin.tests.fixtures_simulate import tiny_project
@@ -145,7 +147,7 @@ def test_true_tracks_beat_global_only(tmp_path):
     from polishplugin.core.simulate.frames import extract_tracked, normalize_background
 
     res = simulate.simulate_project(tmp_path / "p", "tiny", seed=3, contrast=0.3, particles_per_movie=16)
-    t = simulate.load_truth(tmp_path / "p")
+    t = read_truth(tmp_path / "p")
     parts = read_star(res["particles"])["particles"]
     box, angpix = res["box"], res["angpix"]
     true_map, _ = read_mrc(res["true_map"])
@@ -165,7 +167,7 @@ def test_true_tracks_beat_global_only(tmp_path):
                 d = t["tracks_a"][sel, f] if mode == "true" else glob
                 acc = acc + extract_tracked(frames_[f], t["coords_px"][sel] + d / angpix, box)
             imgs.append(normalize_background(acc, 0.75 * box / 2))
-        rec = simulate.reconstruct_symmetric(np.concatenate(imgs), rots, ctfs, "D2")
+        rec = reconstruct_symmetric(np.concatenate(imgs), rots, ctfs, "D2")
         curves[mode] = fsc(rec, true_map)
     hi = slice(box // 4, box // 2 + 1)
     assert curves["true"][hi].mean() > curves["global"][hi].mean() + 0.05

@@ -13,7 +13,7 @@ require_scipion()
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from polishplugin.io.mrc import read_mrc, write_mrc  # noqa: E402
-from polishplugin.core.local_resolution import planted_half_maps  # noqa: E402
+from polishplugin.testing.planted_maps import two_resolution_half_maps as planted_half_maps  # noqa: E402
 from polishplugin.protocols import ProtPolishImport, ProtPolishLocalRes  # noqa: E402
 
 BOX = 32
