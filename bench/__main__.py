@@ -101,7 +101,8 @@ def render(results: dict) -> str:
              "Written by `python -m bench` (merged over runs; see bench/README.md). "
              "time = best of `repeats` timed calls; peak MB = tracemalloc peak of the timed call "
              "(host numpy/Python memory only); RSS MB = process maximum resident size at that point.", "",
-             "| case | backend | size | time (s) | peak MB | RSS MB | notes | machine | OpenCL device | command | date |",
+             "| case | backend | size | time (s) | peak MB | RSS MB | notes | machine | OpenCL device | command "
+             "| date |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(results):
         r = results[key]
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
         print(f"warning: could not import {f}", file=sys.stderr)
     if args.list:
         for c in CASES.values():
-            print(f"{c.name:32s} backends={','.join(c.backends):14s} quick={c.sizes} full={c.full_sizes}  {c.description}")
+            print(f"{c.name:32s} backends={','.join(c.backends):14s} quick={c.sizes} full={c.full_sizes}  "
+                  f"{c.description}")
         return 0
     selected = [c for c in CASES.values()
                 if not args.only or any(c.name.startswith(o) for o in args.only)]

@@ -123,7 +123,9 @@ def _kernel_table(box: int = 64, current: int = 40, n_rot: int = 4608, n_rows: i
     proj = NumpyOps().project(grid, rots, k, 2)
     for ops in (NumpyOps(), OpenCLOps(cross="device", min_samples=0)):
         times = []
-        for call in (lambda: ops.project(grid, rots, k, 2), lambda: ops.cross(x, w, proj, shifts, k, box)):
+        # The default argument binds this iteration's ops (the calls run inside the same iteration anyway).
+        for call in (lambda ops=ops: ops.project(grid, rots, k, 2),
+                     lambda ops=ops: ops.cross(x, w, proj, shifts, k, box)):
             call()
             best = float("inf")
             for _ in range(3):

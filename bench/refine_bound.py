@@ -14,7 +14,10 @@ Offsets are sampled at ``--offset_step`` (fine: half): at high SNR a coarse offs
     python bench/refine_bound.py --project demo_output_dir --B 64
 """
 
-import time, argparse, numpy as np
+import argparse
+import time
+
+import numpy as np
 from pathlib import Path
 from polishplugin.io.particles import read_particles
 from polishplugin.io.mrc import read_mrc, read_stack_images
@@ -27,14 +30,21 @@ from polishplugin.core.refine.sampling import OrientationGrid, angular_step_deg
 from polishplugin.core.refine.schedule import symmetry_aware_angle_deg, ssnr_from_fsc, expected_accuracies
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--project", required=True); ap.add_argument("--B", type=int, default=160); ap.add_argument("--orders", default="4,5")
-ap.add_argument("--n", type=int, default=60); ap.add_argument("--sigma", type=float, default=3.0)
-ap.add_argument("--refs", default="other,true"); ap.add_argument("--map", default="",
-    help="also use this map (e.g. a refine's run_it###_half2_class001.mrc) as reference 'map'"); ap.add_argument("--ops", default="opencl")
+ap.add_argument("--project", required=True)
+ap.add_argument("--B", type=int, default=160)
+ap.add_argument("--orders", default="4,5")
+ap.add_argument("--n", type=int, default=60)
+ap.add_argument("--sigma", type=float, default=3.0)
+ap.add_argument("--refs", default="other,true")
+ap.add_argument("--map", default="",
+                help="also use this map (e.g. a refine's run_it###_half2_class001.mrc) as reference 'map'")
+ap.add_argument("--ops", default="opencl")
 ap.add_argument("--offset_step", type=float, default=0.5,
-                help="coarse offset step (px; the fine step is half): the offsets are sampled, so a coarse step limits the angles too")
+                help="coarse offset step (px; the fine step is half): the offsets are sampled, "
+                     "so a coarse step limits the angles too")
 a = ap.parse_args()
-proj = Path(a.project); B = a.B
+proj = Path(a.project)
+B = a.B
 t00 = time.time()
 table = read_particles(proj / "Refine3D/job021/run_data.star")
 a0, b0 = float(table.pixel_sizes_a()[0]), int(table.box_sizes_px()[0])
@@ -61,7 +71,8 @@ for st, rows in by.items():
     images[rows] = crop2(read_stack_images(table.resolve(st), [locs[r][0] for r in rows]))
 print("loaded", len(table), "images cropped to", B, "at %.3f A/px in %.0f s" % (angpix, time.time() - t00), flush=True)
 ctf = ctf_rfft_stack(table.ctf_params(), B, angpix).astype(np.float32)
-ang = table.angles_deg(); mats = euler_to_matrix(*ang.T)
+ang = table.angles_deg()
+mats = euler_to_matrix(*ang.T)
 iy, ix, k = pixel_list(B, B / 2)
 shells = np.rint(np.sqrt((k ** 2).sum(1))).astype(int)
 mask_r = 0.45 * B
@@ -81,26 +92,33 @@ def reconstruct(rows, s2pix):
 
 r1, r2 = np.nonzero(halves == 1)[0], np.nonzero(halves == 2)[0]
 s2pix = np.ones(len(k))
-d1, w1 = reconstruct(r1, s2pix); d2, w2 = reconstruct(r2, s2pix)
+d1, w1 = reconstruct(r1, s2pix)
+d2, w2 = reconstruct(r2, s2pix)
 fsc = halfgrid_fsc(d1, w1, d2, w2, 2, B)
 ssnr = ssnr_from_fsc(fsc)
-ref1 = regularised_grid(d1, w1, ssnr, 2, B).astype(np.complex64); del d1, w1
-ref2 = regularised_grid(d2, w2, ssnr, 2, B).astype(np.complex64); del d2, w2
+ref1 = regularised_grid(d1, w1, ssnr, 2, B).astype(np.complex64)
+del d1, w1
+ref2 = regularised_grid(d2, w2, ssnr, 2, B).astype(np.complex64)
+del d2, w2
 print("FSC(true poses):", " ".join("%.2f" % f for f in fsc[:B // 2 + 1]), flush=True)
 print("0.143 shell", int(np.argmax(fsc[1:] < 0.143)) + 1, "0.5 shell", int(np.argmax(fsc[1:] < 0.5)) + 1,
       "(%.0f s)" % (time.time() - t00), flush=True)
 # noise spectrum: residuals of 400 half-1 particles against the other half's reference
 nz = NoiseAccumulator(B // 2 + 1)
 sub = r1[:400]
-x, c, rnd = prep(sub); frac = true_off[sub] - rnd
+x, c, rnd = prep(sub)
+frac = true_off[sub] - rnd
 xs = x * _phases(frac[:, None, :], k, B)[:, 0]
 p = project_pixels(ref2, mats[sub], k, 2)
 for i in range(len(sub)):
     nz.add(np.abs(xs[i] - c[i] * p[i]) ** 2, shells)
-s2 = nz.sigma2(np.ones(B // 2 + 1)); s2pix = s2[np.minimum(shells, len(s2) - 1)]
+s2 = nz.sigma2(np.ones(B // 2 + 1))
+s2pix = s2[np.minimum(shells, len(s2) - 1)]
 tm, _ = read_mrc(proj / "ground_truth/true_map.mrc")
-f3 = np.fft.rfftn(np.fft.ifftshift(tm.astype(np.float64))); h = B // 2
-f3 = np.concatenate([f3[:h], f3[-h:]], 0); f3 = np.concatenate([f3[:, :h], f3[:, -h:]], 1)[:, :, :h + 1]
+f3 = np.fft.rfftn(np.fft.ifftshift(tm.astype(np.float64)))
+h = B // 2
+f3 = np.concatenate([f3[:h], f3[-h:]], 0)
+f3 = np.concatenate([f3[:, :h], f3[:, -h:]], 1)[:, :, :h + 1]
 tmc = np.fft.fftshift(np.fft.irfftn(f3, s=(B, B, B))) * B ** 3 / b0 ** 3
 tgrid = map_to_grid(tmc, 2)
 pt = project_pixels(tgrid, mats[sub], k, 2) * c
@@ -131,7 +149,8 @@ for refname in a.refs.split(",") + (["map"] if a.map else []):
     for order in [int(o) for o in a.orders.split(",")]:
         fine = angular_step_deg(order, 1)
         st = EStepSettings(box=B, angpix=angpix, pad=2, coarse_radius=B / 2, current_radius=B / 2,
-                           offset_range_px=max(1.0, 2 * a.offset_step), offset_step_px=a.offset_step, sigma_offset_a=2.0, local_sigma_deg=a.sigma,
+                           offset_range_px=max(1.0, 2 * a.offset_step), offset_step_px=a.offset_step,
+                           sigma_offset_a=2.0, local_sigma_deg=a.sigma,
                            max_significant=0, ops=eops)
         t0 = time.time()
         res = expectation(grid, OrientationGrid(order), x, c, s2pix, k, shells, true_off[rows], rnd, mats[rows], st,
@@ -139,5 +158,6 @@ for refname in a.refs.split(",") + (["map"] if a.map else []):
         m = euler_to_matrix(*np.array([r.angles for r in res]).T)
         err = symmetry_aware_angle_deg(m, mats[rows], ops)
         oe = np.sqrt(((np.array([r.origin_px for r in res]) - true_off[rows]) ** 2).sum(1))
-        print(f"ref {refname:5s} order {order} fine {fine:.3f} sigma {a.sigma:.2f}: angle err median {np.median(err):.2f} "
-              f"mean {err.mean():.2f}; offset err median {np.median(oe):.3f} px; {time.time() - t0:.0f} s", flush=True)
+        print(f"ref {refname:5s} order {order} fine {fine:.3f} sigma {a.sigma:.2f}: "
+              f"angle err median {np.median(err):.2f} mean {err.mean():.2f}; "
+              f"offset err median {np.median(oe):.3f} px; {time.time() - t0:.0f} s", flush=True)

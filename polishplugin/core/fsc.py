@@ -53,7 +53,7 @@ class ShellGrid:
         self.shape = tuple(int(v) for v in shape)
         self.box = self.shape[0]
         self.n = n_shells(self.box)
-        r2 = 0
+        r2: np.ndarray | int = 0
         for k in frequency_grid(self.shape):
             r2 = r2 + k.astype(np.intp) ** 2
         self.r2: np.ndarray = np.ascontiguousarray(r2)

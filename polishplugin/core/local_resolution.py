@@ -141,6 +141,12 @@ def mask_centre_index(point: Sequence[int], box: int) -> tuple[int, int, int]:
     return (jj + box // 2, ii + box // 2, kk + box // 2)
 
 
+def point_label(point: Sequence[int]) -> tuple[int, int, int]:
+    """A sampling point ``(kk, ii, jj)`` (a row of :func:`sampling_points`) as a tuple of ints."""
+    kk, ii, jj = (int(v) for v in point)
+    return kk, ii, jj
+
+
 def local_filter_weights(radius_n: np.ndarray, box: int, fsc_curve: np.ndarray, resolution_a: float,
                          angpix: float, edge_shells: int = 2) -> np.ndarray:
     """RELION ``applyFscWeighting`` then ``lowPassFilterMap`` as one weight array.
@@ -278,7 +284,10 @@ class LocalResolution:
         if self.points.shape[0] == 0:
             raise ValueError("no local-resolution sampling point lies inside the box: lower --locres_sampling")
         self.nshell = n_shells(self.box)
-        self.grid = ShellGrid(self.shape)
+        # the full-box shell grid and the sharpened sum's transform: kept by the exact mode only
+        self.grid: ShellGrid | None = ShellGrid(self.shape)
+        self.ftsum: np.ndarray | None
+        self._sumbuf: np.ndarray | None = None    # fast mode: the filtering windows of a batch
         f1 = rfft_fast(np.asarray(half1, np.float64))
         f2 = rfft_fast(np.asarray(half2, np.float64))
         self.fsc_unmasked = fsc_grid(f1, f2, self.grid)
@@ -326,6 +335,7 @@ class LocalResolution:
         self._xi = np.arange(self.nshell) * (w / self.box)   # N-shell i sits at W-shell i*W/N
         self._grid_f = ShellGrid((wf, wf, wf))
         self._radius_f_lut = self._grid_f.radius_lut * (self.box / wf)
+        assert self.ftsum is not None
         total = irfft_fast(self.ftsum, self.shape).astype(np.float32)
         pad = wf // 2 + 1
         self._sum_padded = np.pad(total, pad, mode="wrap")   # periodic windows by slicing
@@ -353,13 +363,13 @@ class LocalResolution:
 
     def in_sampling_order(self, points: Sequence[PointResult]) -> list[PointResult]:
         """``points`` (e.g. gathered from several ranks) sorted in the order of :attr:`points`."""
-        order = {tuple(int(v) for v in pt): k for k, pt in enumerate(self.points)}
+        order = {point_label(pt): k for k, pt in enumerate(self.points)}
         return sorted(points, key=lambda p: order[p.point])
 
     def _record(self, acc: LocresAccumulators, idx: int, fm: np.ndarray, fr: np.ndarray) -> PointResult:
         ft = fsc_true(fm, fr, self.geom.randomize_at)
         res = resolution_from_fsc(ft, self.box, self.angpix, self.settings.minres_a)
-        rec = PointResult(tuple(int(v) for v in self.points[idx]), res, ft, np.asarray(fm, np.float64),
+        rec = PointResult(point_label(self.points[idx]), res, ft, np.asarray(fm, np.float64),
                           np.asarray(fr, np.float64))
         acc.points.append(rec)
         return rec
@@ -389,6 +399,7 @@ class LocalResolution:
         return mask
 
     def _run_exact(self, idx: int, acc: LocresAccumulators) -> None:
+        assert self.grid is not None and self.ftsum is not None   # dropped by the fast mode only
         mask = self._full_box_mask(idx)
         fm = fsc_grid(rfft_fast(self.half1 * mask), rfft_fast(self.half2 * mask), self.grid)
         fr = fsc_grid(rfft_fast(self.half1p * mask), rfft_fast(self.half2p * mask), self.grid)
@@ -453,7 +464,7 @@ class LocalResolution:
         fr = self._fast_fsc(win[2], win[3])
         recs = [self._record(acc, i, fm[p], fr[p]) for p, i in enumerate(idxs)]
         # local filtering in periodic Wf windows of the sharpened sum
-        if getattr(self, "_sumbuf", None) is None or self._sumbuf.shape[0] < len(idxs):
+        if self._sumbuf is None or self._sumbuf.shape[0] < len(idxs):
             self._sumbuf = np.empty((max(len(idxs), self.batch), wf, wf, wf), np.float32)
         sums = self._sumbuf[:len(idxs)]
         for p, i in enumerate(idxs):

@@ -106,6 +106,7 @@ def postprocess_fscs(half1: np.ndarray, half2: np.ndarray, grid: ShellGrid, angp
     if mask is None:
         fixed = _fix_shell0(unmasked)
         return FscCurves(unmasked=fixed, corrected=fixed.copy())
+    randomize_at: int | None
     if randomize_at_a > 0:
         randomize_at = int(angpix * box / randomize_at_a)
     else:

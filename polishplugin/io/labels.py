@@ -82,7 +82,8 @@ FOURIER_SHELL_CORRELATION_PARTICLE_MASK_FRACTION = "rlnFourierShellCorrelationPa
 FOURIER_SHELL_CORRELATION_PARTICLE_MOL_WEIGHT = "rlnFourierShellCorrelationParticleMolWeight"
 FOURIER_SHELL_CORRELATION_UNMASKED_MAPS = "rlnFourierShellCorrelationUnmaskedMaps"
 FOURIER_SHELL_CORRELATION_MASKED_MAPS = "rlnFourierShellCorrelationMaskedMaps"
-CORRECTED_FOURIER_SHELL_CORRELATION_PHASE_RANDOMIZED_MASKED_MAPS = "rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps"
+CORRECTED_FOURIER_SHELL_CORRELATION_PHASE_RANDOMIZED_MASKED_MAPS = (
+    "rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps")
 RESOLUTION_SQUARED = "rlnResolutionSquared"
 LOG_AMPLITUDES_ORIGINAL = "rlnLogAmplitudesOriginal"
 LOG_AMPLITUDES_M_T_F_CORRECTED = "rlnLogAmplitudesMTFCorrected"

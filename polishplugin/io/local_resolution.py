@@ -79,7 +79,7 @@ def read_locres_fscs(path: str | os.PathLike) -> tuple[list[PointResult], np.nda
             raise StarError(f"local-resolution STAR file {path} has no data_{name} block")
         table = blocks[name]
 
-        def column(label: str) -> np.ndarray:
+        def column(label: str, table=table, name=name) -> np.ndarray:  # this point's table and block name
             return _column(table, label, path, name).astype(np.float64)
 
         unmasked = column(L.FOURIER_SHELL_CORRELATION_UNMASKED_MAPS)

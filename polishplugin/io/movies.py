@@ -18,6 +18,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,7 @@ def _read_movie_metadata(path: Path) -> MovieMetadata:
     missing = [c for c in _REQUIRED_GENERAL if c not in general]
     if missing:
         raise StarError(f"movie metadata STAR file {path} lacks required label(s): {', '.join(missing)}")
-    values = {}
+    values: dict[str, Any] = {}  # MovieMetadata's keyword arguments: str, int or float per field
     for label, name in _GENERAL_FIELDS:
         if label in general:
             v = _as_scalar(general[label])
@@ -220,11 +221,11 @@ class MicrographTable:
         first such row)."""
         stamp = (id(self.micrographs), len(self.micrographs))
         if self._index is None or self._index[0] != stamp:  # built once per table: projects have thousands
-            exact: dict = {}
-            keyed: dict = {}
-            for row, name in enumerate(self.names()):
-                exact.setdefault(name, row)
-                keyed.setdefault(micrograph_key(name), row)
+            exact: dict[str, int] = {}
+            keyed: dict[str, int] = {}
+            for i, name in enumerate(self.names()):
+                exact.setdefault(name, i)
+                keyed.setdefault(micrograph_key(name), i)
             self._index = (stamp, exact, keyed)
         _, exact, keyed = self._index
         row = exact.get(micrograph_name, keyed.get(micrograph_key(micrograph_name)))

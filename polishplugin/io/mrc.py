@@ -99,7 +99,7 @@ class MrcStackWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = _tmp_name(self.path)
         dtype = np.float16 if float16 else np.float32
-        height, width = (box_px, box_px) if np.isscalar(box_px) else box_px
+        height, width = box_px if isinstance(box_px, tuple) else (box_px, box_px)
         self._mrc = mrcfile.new_mmap(str(self._tmp), shape=(n_images, height, width),
                                      mrc_mode=12 if float16 else 2, overwrite=True)
         self._mrc.set_image_stack()

@@ -117,8 +117,9 @@ def fsc_table(box: int, angpix: float, curves: Mapping[str, np.ndarray | None]) 
     cols: dict[str, np.ndarray] = {L.SPECTRAL_INDEX: np.arange(n), L.RESOLUTION: 1.0 / res_a,
                                    L.ANGSTROM_RESOLUTION: res_a}
     for name, label in FSC_CURVE_LABELS.items():
-        if curves.get(name) is not None:
-            cols[label] = curves[name]
+        curve = curves.get(name)
+        if curve is not None:
+            cols[label] = curve
     return pd.DataFrame(cols)
 
 
@@ -144,12 +145,19 @@ def write_fsc_xml(path: str | os.PathLike, inv_res: np.ndarray, fsc: np.ndarray,
                             f"{rows}</fsc>\n")
 
 
+def _coordinate(element: ET.Element, tag: str) -> float:
+    text = element.findtext(tag)
+    if text is None:
+        raise ValueError(f"a <coordinate> lacks <{tag}>")
+    return float(text)
+
+
 def read_fsc_xml(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str]:
     """``(inv_res, fsc, title)`` of an EMDB FSC XML file; StarError naming the file when unreadable."""
     try:
         root = ET.parse(str(path)).getroot()
-        x = np.array([float(c.findtext("x")) for c in root.iter("coordinate")])
-        y = np.array([float(c.findtext("y")) for c in root.iter("coordinate")])
+        x = np.array([_coordinate(c, "x") for c in root.iter("coordinate")])
+        y = np.array([_coordinate(c, "y") for c in root.iter("coordinate")])
     except FileNotFoundError:
         raise StarError(f"FSC XML file {path} does not exist") from None
     except (ET.ParseError, TypeError, ValueError) as exc:

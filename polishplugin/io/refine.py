@@ -88,6 +88,9 @@ class RefineModel:
 def write_model(path: str | os.PathLike, m: RefineModel) -> None:
     """Write ``model.star`` atomically (blocks model_general, model_classes, model_class_1, model_groups,
     model_optics_group_1)."""
+    if m.ssnr is None or m.sigma2 is None or m.resolution_per_a is None:
+        raise ValueError("write_model needs the model's ssnr and sigma2 spectra (a model read without them "
+                         "cannot be written back)")
     n = m.box // 2 + 1
     idx = np.arange(n)
     res_a = np.where(idx > 0, m.box * m.angpix / np.maximum(idx, 1), 999.0)

@@ -56,15 +56,15 @@ def read_model_atoms(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         st.remove_ligands_and_waters()
     except RuntimeError:  # files without entity information: keep every atom
         pass
-    xyz, z = [], []
+    positions, z = [], []
     for chain in st[0]:
         for res in chain:
             for atom in res:
-                xyz.append(atom.pos.tolist())
+                positions.append(atom.pos.tolist())
                 z.append(atom.element.atomic_number)
-    if not xyz:
+    if not positions:
         raise ModelError(f"model file {path} contains no atoms")
-    xyz = np.array(xyz, np.float64)
+    xyz = np.array(positions, np.float64)
     w = np.array(z, np.float64)
     return xyz - (xyz * w[:, None]).sum(0) / w.sum(), w
 

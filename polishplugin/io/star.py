@@ -18,7 +18,7 @@ import re
 import shlex
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,7 +120,7 @@ def read_star(path: str | os.PathLike) -> "OrderedDict[str, pd.DataFrame]":
                             f"columns but the row has {len(toks)} values (truncated or corrupt file?)")
                     rows.append(toks)
                 i += 1
-            cols = list(zip(*rows)) if rows else [[] for _ in labels]
+            cols: list[Sequence[str]] = list(zip(*rows)) if rows else [[] for _ in labels]
             blocks[name] = pd.DataFrame(OrderedDict(
                 (lab, _convert_column(list(col))) for lab, col in zip(labels, cols)))
         else:

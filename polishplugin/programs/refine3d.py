@@ -9,10 +9,10 @@ resolution, image size and auto-sampling.  On convergence a final iteration join
 
 Outputs: <o>_class001.mrc, <o>_half1_class001_unfil.mrc, <o>_half2_class001_unfil.mrc, <o>_data.star,
 <o>_model.star, <o>_sampling.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star,
-<o>_it###_model.star, <o>_it###_sampling.star, <o>_it###_optimiser.star (+ .npz with the exact poses, noise spectra, schedule and options; written last,
-so it marks a complete iteration).  A killed run continues with --continue <o>_it###_optimiser.star
-(RELION's option: the original options are reused; give --o, and optionally --iter/--j).
-With several MPI ranks the noise spectra, offset sigmas and accuracy estimates are summed over the
+<o>_it###_model.star, <o>_it###_sampling.star, <o>_it###_optimiser.star (+ .npz with the exact poses, noise
+spectra, schedule and options; written last, so it marks a complete iteration).  A killed run continues with
+--continue <o>_it###_optimiser.star (RELION's option: the original options are reused; give --o, and optionally
+--iter/--j).  With several MPI ranks the noise spectra, offset sigmas and accuracy estimates are summed over the
 ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
 
 Normalisation and scale corrections (--norm, --scale): each particle's image is multiplied by
@@ -21,7 +21,8 @@ deviation of its residual (old/avg x sqrt(2 sum_w |X - a cP|^2), the residual be
 being the image power); unlike RELION the residual is taken with the particle's best model amplitude
 a = sum XA / sum AA, so that an amplitude error is left to the scale correction and not read as noise
 (with the plain residual, a 5 % amplitude error outweighs the noise at high SNR and the corrections run
-away; tests/programs/test_refine3d.py::test_auto_sampling_goes_fine_on_high_snr_data); each group's CTF is multiplied by its rlnGroupScaleCorrection, re-estimated as
+away; tests/programs/test_refine3d.py::test_auto_sampling_goes_fine_on_high_snr_data); each group's CTF is
+multiplied by its rlnGroupScaleCorrection, re-estimated as
 sum XA / sum AA over the shells with SSNR > 3, clipped to [median/5, 5 median] and renormalised to a
 particle-weighted mean of 1.  Groups: rlnGroupNumber, else rlnGroupName, else one per micrograph.
 Neither is updated in a --firstiter_cc iteration.
@@ -331,7 +332,8 @@ def _initial_state(comm, args, inp: Inputs, local: dict, seed: int) -> State:
     return State(seed, {1: start, 2: start}, initial_sigma2(init, box),
                  AutoSampling(args.healpix_order, args.offset_range, args.offset_step, args.auto_local_healpix_order),
                  image_size(maxres, box, INCR_SIZE, 0.0, False), box * angpix / maxres, maxres,
-                 np.ones(len(inp.group_names)), float(inp.norm.mean()))  # so that a set normalised earlier starts unchanged
+                 np.ones(len(inp.group_names)),
+                 float(inp.norm.mean()))  # so that a set normalised earlier starts unchanged
 
 
 def _resumed_state(args, inp: Inputs, local: dict, saved: OptimiserState) -> State:

@@ -51,10 +51,10 @@ def sample_prior_tracks(rng: np.random.Generator, positions_px: np.ndarray, n_f:
     n_steps = n_f - 1
     dmat = np.diff(np.eye(n_steps), axis=0)  # (n_steps-1, n_steps)
     c = np.empty((n_steps, lam.size, 2))
-    for d, l in enumerate(lam):
+    for d, lam_d in enumerate(lam):
         prec = 2.0 * np.eye(n_steps)
         if sig_acc_px > 0:
-            prec += 2.0 * l / sig_acc_px ** 2 * dmat.T @ dmat
+            prec += 2.0 * lam_d / sig_acc_px ** 2 * dmat.T @ dmat
         chol = np.linalg.cholesky(np.linalg.inv(prec))
         c[:, d, :] = chol @ rng.standard_normal((n_steps, 2))
     vel = np.einsum("fdk,pd->pfk", c, basis)

@@ -150,7 +150,7 @@ def polish_tracks(frames_rfft: np.ndarray, pred_own_rfft: np.ndarray, initial_tr
     n = frames_rfft.shape[-2]
     n_f = frames_rfft.shape[1]
     sigma2 = normalize_whiten_inplace(frames_rfft, settings.whiten)
-    pred = whiten(pred_own_rfft, sigma2, n) if settings.whiten else pred_own_rfft
+    pred = whiten(pred_own_rfft, sigma2, n) if sigma2 is not None else pred_own_rfft  # sigma2: settings.whiten
     a, b, c = settings.dmg
     weights = dose_weights(n_f, n, angpix, dose_per_frame, first_frame, a, b, c).astype(np.float32)
     init = initial_tracks_px

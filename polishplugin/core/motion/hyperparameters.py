@@ -123,16 +123,14 @@ def _quadratic_terms(z: np.ndarray) -> np.ndarray:
 def _model_argmax(coef: np.ndarray, n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Maximiser of the quadratic model over the box ``lo <= z <= hi``: dense grid, then a finer grid
     around the best grid point (n <= 3, so this is a few thousand model values)."""
-    best = None
     centre, half = (lo + hi) / 2, (hi - lo) / 2
     for _ in range(3):
         axes = [np.linspace(c - h, c + h, 21) for c, h in zip(centre, half)]
         grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, n)
         grid = np.clip(grid, lo, hi)
         vals = _quadratic_terms(grid) @ coef
-        best = grid[int(np.argmax(vals))]
-        centre, half = best, half / 10
-    return best
+        centre, half = grid[int(np.argmax(vals))], half / 10   # the best point so far
+    return centre
 
 
 def search_sigmas(evaluate: Callable[[tuple[float, ...]], float], start: Sequence[float],

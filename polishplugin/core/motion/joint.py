@@ -75,7 +75,8 @@ class JointFit:
         self.maps, self.origin, self.interp, self.sq_exp = maps, int(origin), interp, sq_exp
         #: (K, 2) shift at each map's index ``origin`` (maps cut around each track's start), or None
         self.map_centres = None if map_centres is None else np.asarray(map_centres, np.float64).reshape(-1, 2)
-        self._eig: dict = {}
+        #: (micrograph, sig_div) -> kernel_eigen's (lam, V)
+        self._eig: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
         self.n_evals = 0
         self.precondition = precondition
 
@@ -145,6 +146,7 @@ class JointFit:
         if self.map_centres is not None:
             xy = xy - self.map_centres
         if self.interp is None:
+            assert self.maps is not None  # the maps live on the host unless a device interpolator holds them
             return catmull_rom(self.maps, xy, self.origin)
         return self.interp(xy, self.origin)
 

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from . import prepare
 from .cross_correlation import cc_maps, cc_origin
 from .estimate import sigmas_to_pixels
 from .tsc import EvalRing, alignment_lowpass, make_eval_ring, tsc_from_terms, tsc_terms
+
+if TYPE_CHECKING:
+    from .joint import JointFit
+    from .tsc_cl import TscCL
 
 __all__ = ["select_micrographs", "fit_groups", "TrainMicrograph", "prepare_micrograph", "TrainingSet"]
 
@@ -91,7 +96,14 @@ class TrainMicrograph:
     coords_angpix: float
     centres: np.ndarray | None = None  # (n_p, n_f, 2) int: shift at each map's cc_origin (None: zero)
     warm_tracks: np.ndarray | None = None
-    tsc_cl: object = None   # device TSC evaluator (OpenCL backend), built on first use
+    tsc_cl: TscCL | None = None   # device TSC evaluator (OpenCL backend), built on first use
+
+
+def _cc_maps(m: TrainMicrograph) -> np.ndarray:
+    """``m.cc``, which a micrograph holds until its joint fit gathers it."""
+    if m.cc is None:
+        raise ValueError(f"training micrograph {m.name!r}: its CC maps are already in a joint fit")
+    return m.cc
 
 
 def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int | None, first_frame: int = 0,
@@ -109,7 +121,7 @@ def prepare_micrograph(md, k_cutoff: int, k_eval: int, k_out: int, crop_px: int 
     n_f = frames.shape[1]
     sigma2 = prepare.normalize_whiten_inplace(frames, whiten)
     pred_own = np.asarray(md.pred_own_rfft)
-    if whiten:
+    if sigma2 is not None:  # whiten
         pred_own = prepare.whiten(pred_own, sigma2, box)
     dw = dose_weights(n_f, box, float(md.angpix), float(md.dose_per_frame), first_frame)
     align_w = dw * alignment_lowpass(box, k_cutoff)[None]
@@ -149,32 +161,37 @@ class TrainingSet:
         self.groups = [list(g) for g in groups] if groups is not None else ([list(range(len(mics)))] if mics else [])
         #: global index of each local group (sets the order of the cross-rank sum)
         self.group_ids = list(group_ids) if group_ids is not None else list(range(len(self.groups)))
-        self.joints: dict[int, object] = {}
+        self.joints: dict[int, JointFit] = {}
 
-    def _joint(self, g: int):
+    def _joint(self, g: int) -> JointFit:
         """Gather group ``g``'s maps (micrograph, particle, frame order) and build its joint fit, once."""
         if g not in self.joints:
             from .joint import JointFit, MicrographFit
 
             mics = [self.mics[i] for i in self.groups[g]]
-            shapes = {m.cc.shape[2:] for m in mics}
+            shapes = {_cc_maps(m).shape[2:] for m in mics}
             origins = {m.cc_origin for m in mics}
             if len(shapes) != 1 or len(origins) != 1:
                 raise ValueError("training micrographs have CC maps of different sizes; use one box size")
-            total = sum(m.cc.shape[0] * m.cc.shape[1] for m in mics)
-            maps = np.empty((total, *shapes.pop()), np.float32)  # pages become resident as they are filled
+            total = sum(_cc_maps(m).shape[0] * _cc_maps(m).shape[1] for m in mics)
+            gathered = np.empty((total, *shapes.pop()), np.float32)  # pages become resident as they are filled
             k = 0
             for m in mics:
-                n = m.cc.shape[0] * m.cc.shape[1]
-                maps[k:k + n] = m.cc.reshape(n, *m.cc.shape[2:])
+                cc = _cc_maps(m)
+                n = cc.shape[0] * cc.shape[1]
+                gathered[k:k + n] = cc.reshape(n, *cc.shape[2:])
                 k += n
                 m.cc = None  # release each micrograph's copy as soon as it is in the joint array
+                del cc
+            maps: np.ndarray | None = None
             interp = None
             if self.backend == "opencl":
                 from .objective_cl import CatmullRomCL
 
-                interp = CatmullRomCL(maps, self.device)
-                maps = None  # the maps live on the device
+                interp = CatmullRomCL(gathered, self.device)  # the maps live on the device
+            else:
+                maps = gathered
+            del gathered
             centres = None
             if any(m.centres is not None for m in mics):
                 centres = np.concatenate([(m.centres if m.centres is not None else np.zeros(

@@ -182,6 +182,7 @@ def tsc_terms(ring: EvalRing, tracks_px: np.ndarray, batch: int = 16) -> np.ndar
     :func:`tsc_terms_reference` (more accurate phases).
     """
     rows = ring.rows
+    assert rows is not None  # EvalRing.__post_init__ derives it when not given
     n_p = ring.x.shape[0]
     if rows.shape[0] == 0 or n_p == 0:
         return np.array([0.0, ring.d1, ring.d2])

@@ -49,7 +49,7 @@ def find_sigma_k(fcc: np.ndarray, env: np.ndarray, k0: int, k1: int, sigma0: flo
     e = np.asarray(env, np.float64)[k0:k1]
     best_sig, best_a = sigma0, 0.0
     lo, hi = sigma0, sigma1
-    for level in range(depth + 1):
+    for _level in range(depth + 1):
         sigs = np.linspace(lo, hi, steps)
         qk = e[None] * np.exp(-0.5 * k[None] ** 2 / sigs[:, None] ** 2)
         qq = (qk * qk).sum(1)
@@ -81,7 +81,8 @@ def fit_bk_factors(fcc: np.ndarray, k0: int, k1: int, iterations: int = 5) -> tu
     return sig, amp, env
 
 
-def bk_to_bfactors(sigma: np.ndarray, amp: np.ndarray, box_ref: int, angpix_ref: float) -> tuple[np.ndarray, np.ndarray]:
+def bk_to_bfactors(sigma: np.ndarray, amp: np.ndarray, box_ref: int,
+                   angpix_ref: float) -> tuple[np.ndarray, np.ndarray]:
     """``(B (n_f,), k = ln a (n_f,))`` with ``B = -8 angpix^2 (s/2+1)^2 / sigma^2``."""
     sh = box_ref // 2 + 1
     b = -8.0 * angpix_ref ** 2 * sh ** 2 / np.asarray(sigma, np.float64) ** 2
@@ -90,7 +91,8 @@ def bk_to_bfactors(sigma: np.ndarray, amp: np.ndarray, box_ref: int, angpix_ref:
     return b, lk
 
 
-def bfactors_to_sigmas(bfac: np.ndarray, kfac: np.ndarray, box_ref: int, angpix_ref: float) -> tuple[np.ndarray, np.ndarray]:
+def bfactors_to_sigmas(bfac: np.ndarray, kfac: np.ndarray, box_ref: int,
+                       angpix_ref: float) -> tuple[np.ndarray, np.ndarray]:
     """External per-frame B/k (``--bfactors``) to ``(sigma, a)``: ``sigma = sqrt(-cf / (B - max B - 1))``."""
     sh = box_ref // 2 + 1
     cf = 8.0 * angpix_ref ** 2 * sh ** 2

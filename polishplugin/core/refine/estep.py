@@ -22,6 +22,7 @@ weight 1 (no marginalisation, no priors; the local-search window still applies).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +38,20 @@ __all__ = [
     "EStepSettings", "ParticleResult", "prepare_images", "squared_differences", "posterior_weights",
     "significant_mask", "expectation", "NoiseAccumulator", "cc_scores", "NumpyOps",
 ]
+
+
+class EStepOps(Protocol):
+    """The E-step's backend: its two dense kernels (the contract is :class:`NumpyOps`' docstring).
+
+    Implemented by :class:`NumpyOps` and ``polishplugin.core.opencl.estep_cl.OpenCLOps``.
+    """
+
+    name: str
+
+    def project(self, grid: np.ndarray, rotations: np.ndarray, k2d: np.ndarray, pad: int) -> np.ndarray: ...
+
+    def cross(self, x: np.ndarray, weight: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
+              box: int) -> np.ndarray: ...
 
 
 @dataclass
@@ -57,7 +72,7 @@ class EStepSettings:
     batch: int = 32
     max_significant: int = 200  # RELION --maxsig (RELION's default is no limit; ours caps the cost)
     cc: bool = False  # --firstiter_cc: score by normalised cross-correlation, best sample only (no priors)
-    ops: "NumpyOps | object" = field(default_factory=lambda: NumpyOps())  # projection + cross-product backend
+    ops: EStepOps = field(default_factory=lambda: NumpyOps())  # projection + cross-product backend
     corrections: bool = False  # also sum each particle's residual power and scale products (--norm/--scale)
     scale_pixels: np.ndarray | None = None  # bool over the pixels: shells used for the scale products
 
@@ -123,7 +138,7 @@ def _phases(shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
 
 
 def squared_differences(x: np.ndarray, ctf: np.ndarray, w: np.ndarray, proj: np.ndarray,
-                        shifts_px: np.ndarray, k2d: np.ndarray, box: int, ops=None) -> np.ndarray:
+                        shifts_px: np.ndarray, k2d: np.ndarray, box: int, ops: EStepOps | None = None) -> np.ndarray:
     """``diff2 (n_part, n_trans, n_rot)`` of images ``x (n_part, n_pix)`` shifted by
     ``shifts_px (n_part, n_trans, 2)`` against projections ``proj (n_rot, n_pix)``.
 
@@ -146,7 +161,7 @@ def _cross_products(x: np.ndarray, weight: np.ndarray, proj: np.ndarray, shifts_
 
 
 def cc_scores(x: np.ndarray, ctf: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
-              box: int, ops=None) -> np.ndarray:
+              box: int, ops: EStepOps | None = None) -> np.ndarray:
     """Minus the normalised cross-correlation ``Re sum X_t conj(c P_r) / sqrt(sum |c P_r|^2 sum |X|^2)``,
     shaped like :func:`squared_differences` (smaller is better): RELION's first-iteration score with
     ``--firstiter_cc``, blind to the reference's absolute scale."""
@@ -156,7 +171,7 @@ def cc_scores(x: np.ndarray, ctf: np.ndarray, proj: np.ndarray, shifts_px: np.nd
     return -cross / np.sqrt(np.maximum(xx[:, None, None] * pp[:, None, :], 1e-300))
 
 
-def _scores(x, ctf, w, proj, shifts_px, k2d, box, cc: bool, ops=None) -> np.ndarray:
+def _scores(x, ctf, w, proj, shifts_px, k2d, box, cc: bool, ops: EStepOps | None = None) -> np.ndarray:
     if cc:
         return cc_scores(x, ctf, proj, shifts_px, k2d, box, ops)
     return squared_differences(x, ctf, w, proj, shifts_px, k2d, box, ops)
@@ -246,6 +261,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     trans = translation_grid(s.offset_range_px, s.offset_step_px)
     perturb = s.perturbation
     glob = s.local_sigma_deg is None
+    local_range_deg = 0.0 if s.local_sigma_deg is None else 3 * s.local_sigma_deg  # local searches: +-3 sigma
     if glob:
         all_idx = np.arange(len(orient))
         global_mats = orient_matrices(orient, all_idx) @ perturb
@@ -263,7 +279,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
             if glob:
                 idx, mats, diff = all_idx, global_mats, d2[j]
             else:
-                idx = local_orientation_indices(orient, prev_mats[i], 3 * s.local_sigma_deg, perturb)
+                idx = local_orientation_indices(orient, prev_mats[i], local_range_deg, perturb)
                 mats = orient_matrices(orient, idx) @ perturb
                 proj = s.ops.project(grid3d, mats, kc, s.pad)
                 diff = _scores(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
@@ -373,8 +389,9 @@ def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s,
     sums ``target = (data, weight, row ids)``) and its weighted residual power to ``noise``.
 
     Returns ``(resid2, xa, aa)`` (zeros unless ``s.corrections``): the posterior-weighted residual
-    power ``sum_k |X - a c P|^2`` with the particle's best amplitude ``a`` and the scale products ``sum_k Re(conj(c P) X)``, ``sum_k |c P|^2``
-    over ``s.scale_pixels`` (RELION ``exp_wsum_norm_correction``, ``exp_wsum_scale_correction_XA/AA``).
+    power ``sum_k |X - a c P|^2`` with the particle's best amplitude ``a`` and the scale products
+    ``sum_k Re(conj(c P) X)``, ``sum_k |c P|^2`` over ``s.scale_pixels`` (RELION ``exp_wsum_norm_correction``,
+    ``exp_wsum_scale_correction_XA/AA``).
     """
     keep_r = np.nonzero(wts.sum(0) > 1e-3 * wts.max())[0]
     keep_t = np.nonzero(wts.sum(1) > 0)[0]

@@ -129,8 +129,10 @@ class AutoSampling:
     def record_changes(self, angle_change_deg: float, offset_change_px: float) -> None:
         """RELION ``updateOverallChangesInHiddenVariables`` (one class)."""
         fine_offset = self.offset_step_px / 2 ** self.oversampling
-        small_off = offset_change_px / fine_offset < 0.40 or 1.03 * offset_change_px >= self.smallest_offset_change
-        small_ang = angle_change_deg / self.fine_step_deg < 0.40 or 1.03 * angle_change_deg >= self.smallest_angle_change
+        small_off = (offset_change_px / fine_offset < 0.40
+                     or 1.03 * offset_change_px >= self.smallest_offset_change)
+        small_ang = (angle_change_deg / self.fine_step_deg < 0.40
+                     or 1.03 * angle_change_deg >= self.smallest_angle_change)
         if small_off and small_ang:
             self.nr_iter_wo_large_changes += 1
         else:

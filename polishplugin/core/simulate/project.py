@@ -9,7 +9,7 @@ frame, the detector noise.  The same seed gives identical numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from polishplugin.core.ctf import CtfParams, ctf_2d
 from polishplugin.core.fsc import SolventCorrectedFscs, resolution_shell, solvent_corrected_fscs
 from polishplugin.core.geometry import euler_to_matrix
 from polishplugin.core.simulate import frames, maps, phantom, tracks
+
+if TYPE_CHECKING:
+    from polishplugin.core.projector import FourierProjector
 
 __all__ = ["PRESETS", "simulation_params", "movie_name", "Phantom", "contrast_scale", "MicrographSimulation",
            "MicrographTruth", "random_subsets", "previous_refine_half_maps", "half_map_fscs", "ground_truth_arrays"]
@@ -97,7 +100,7 @@ class Phantom:
         else:
             self.method = "projector"
             self.map = phantom.splat_atoms_map(self.xyz, self.w, box, angpix, self.sigma)
-        self._projector = None
+        self._projector: FourierProjector | None = None
         self.radius_px = float(np.max(np.linalg.norm(self.xyz, axis=1))) / angpix + 2 * self.sigma / angpix
 
     @classmethod
@@ -173,7 +176,7 @@ class MicrographSimulation:
         sv, sd, sa = tracks.normalized_sigmas(p["s_vel"], p["s_div"], p["s_acc"], p["dose_per_frame"], angpix)
         self.local = tracks.sample_local_tracks(rng, self.pos.astype(np.float64), nf, sv, sd, sa)
         self.disp = self.drift[None] + self.local  # (n, nf, 2) px: position in frame f minus coordinate
-        self._acc = None
+        self._acc: np.ndarray | None = None
 
     @property
     def shifts_px(self) -> np.ndarray:

@@ -55,7 +55,9 @@ def test_joint_fit_matches_one_fit_per_micrograph(prepared):
         assert a.shape == b.shape == m.true_tracks_px.shape
         assert np.abs(a - b).max() < 0.02  # px; both stop on their own tolerance
     # and the fit is real: closer to the planted tracks than the start
-    err = lambda tr: np.sqrt(np.mean([((t - m.true_tracks_px) ** 2).sum(-1).mean() for t, m in zip(tr, mics)]))
+    def err(tr):
+        return np.sqrt(np.mean([((t - m.true_tracks_px) ** 2).sum(-1).mean() for t, m in zip(tr, mics)]))
+
     assert err(joint) < 0.8 * err([m.initial_tracks_px for m in prep])
 
 

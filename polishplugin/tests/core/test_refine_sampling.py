@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from polishplugin.core.geometry import euler_to_matrix, rotation_about, symmetry_matrices
-from polishplugin.core.refine.sampling import (OrientationGrid, angular_step_deg, healpix_directions, local_orientation_indices,
-                                               rotation_angle_deg, translation_children, translation_grid)
+from polishplugin.core.refine.sampling import (OrientationGrid, angular_step_deg, healpix_directions,
+                                               local_orientation_indices, rotation_angle_deg, translation_children,
+                                               translation_grid)
 
 
 def _unit(dirs):

@@ -1,4 +1,5 @@
-"""MTF files and the program-output readers (postprocess.star, bfactors.star, opt_params; model.star: test_refine_files.py)."""
+"""MTF files and the program-output readers (postprocess.star, bfactors.star, opt_params; model.star:
+test_refine_files.py)."""
 
 import re
 

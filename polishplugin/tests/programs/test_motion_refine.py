@@ -311,7 +311,8 @@ def test_bad_movie_pixel_size_mismatch(sim, tmp_path):
 
 def test_bad_optics_group_without_pixel_size(sim, tmp_path):
     p, c = _edited(sim, tmp_path, optics=lambda o: o.drop(columns=[L.IMAGE_PIXEL_SIZE]))
-    with pytest.raises(StarError, match="particle .*STAR file .*particles.star lacks required column.*rlnImagePixelSize"):
+    with pytest.raises(StarError,
+                       match="particle .*STAR file .*particles.star lacks required column.*rlnImagePixelSize"):
         _bad(sim, tmp_path, p, c)
 
 

@@ -191,7 +191,8 @@ def test_molweight_columns(inputs, tmp_path):
     general = star["general"]
     box_volume = BOX ** 3 * ANGPIX ** 3
     assert general["rlnMolecularWeight"] == 50
-    assert general["rlnParticleBoxFractionMolecularWeight"] == pytest.approx(0.476 * box_volume * 0.81 / 50000, rel=1e-5)
+    assert general["rlnParticleBoxFractionMolecularWeight"] == pytest.approx(0.476 * box_volume * 0.81 / 50000,
+                                                                             rel=1e-5)
     cols = list(star["fsc"].columns)
     assert cols[4:6] == ["rlnFourierShellCorrelationParticleMaskFraction",
                          "rlnFourierShellCorrelationParticleMolWeight"]

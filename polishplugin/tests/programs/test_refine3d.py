@@ -253,8 +253,8 @@ def test_accuracy_against_planted_poses(tmp_path):
     ours, best = resolution_shell(fsc(h1, h2), 0.143), resolution_shell(fsc(t1, t2), 0.143)
     assert ours >= best - 1
     err = _angle_errors(tmp_path / "r" / "run_data.star", proj)
-    # measured 2.7-2.9 degrees (3.8 without solvent flattening); a local search with the *true* map and true start poses reaches 1.9 degrees
-    # on these particles (box 32, SNR 1): the error is limited by the data, not by the search
+    # measured 2.7-2.9 degrees (3.8 without solvent flattening); a local search with the *true* map and true start
+    # poses reaches 1.9 degrees on these particles (box 32, SNR 1): the error is limited by the data, not by the search
     assert np.median(err) < 3.5
     off = read_particles(tmp_path / "r" / "run_data.star").origins_px()
     assert np.median(np.abs(off - proj["origins"])) < 0.5
@@ -293,10 +293,10 @@ def test_demo_geometry_at_the_tutorials_sharpness_reaches_under_one_degree(tmp_p
     arguments.
 
     Contrast 0.30 is five times the demo preset's: at 0.06 the same run ends at 4.5 deg, what those
-    particles allow (median Pmax 0.06 at 1.875 deg, bench/README.md).  Realistic means no sharper than the real tutorial's particles: their
-    RELION refine left median rlnMaxValueProbDistribution 0.995 at its final sampling (finer than 1.9
-    deg), ours reach 0.7-0.8 at 1.875 deg - asserted below with the real STAR file when present.
-    Measured: 0.74 deg, offsets 0.07 px, masked FSC shell 25 = true-pose shell 25 at iteration 20
+    particles allow (median Pmax 0.06 at 1.875 deg, bench/README.md).  Realistic means no sharper than the real
+    tutorial's particles: their RELION refine left median rlnMaxValueProbDistribution 0.995 at its final
+    sampling (finer than 1.9 deg), ours reach 0.7-0.8 at 1.875 deg - asserted below with the real STAR file
+    when present.  Measured: 0.74 deg, offsets 0.07 px, masked FSC shell 25 = true-pose shell 25 at iteration 20
     (capped here; uncapped it converges at order 7, 0.70 deg, in 522 s: bench/refine_from_perturbed.py)."""
     import os
 

@@ -128,7 +128,8 @@ def test_issue_11_categories_are_covered():
     ("``polishplugin/tests/reliability/test_bad_input_table.py::test_every_row_names_an_existing_test``", True),
     ("``polishplugin/tests/reliability/test_bad_input_table.py::test_no_such_test``", False),
     ("``polishplugin/tests/reliability/no_such_file.py::test_x``", False),
-    ("``polishplugin/tests/reliability/test_atomic_outputs.py::test_disk_full_keeps_earlier_outputs[refine9d]``", False),
+    ("``polishplugin/tests/reliability/test_atomic_outputs.py::test_disk_full_keeps_earlier_outputs[refine9d]``",
+     False),
     ("no id at all", False),
 ])
 def test_checker_catches_rot(cell, ok):

@@ -4,9 +4,9 @@ Numpy backend: bit-identical data files (MRC/MRCS/STAR/text) for ``simulate --pr
 ``postprocess``, ``local_resolution`` and ``motion_refine`` polishing run twice (the second run in the
 same output folder after the first is moved aside, as the STAR files name their own outputs).  For
 MRC files the voxel values, shape and pixel size are compared bit for bit, not the header labels
-(mrcfile stamps a creation time there).  Plots (PNG/PDF/EPS) are excluded: matplotlib stamps dates.  OpenCL (polishing ``--device 0:0`` vs ``--device
-cpu``): tracks within 0.01 px, shiny particles within 1e-3 (images have unit variance), B-factors within
-0.5 Å^2 -- float32 kernels against float64 numpy.
+(mrcfile stamps a creation time there).  Plots (PNG/PDF/EPS) are excluded: matplotlib stamps dates.  OpenCL
+(polishing ``--device 0:0`` vs ``--device cpu``): tracks within 0.01 px, shiny particles within 1e-3 (images
+have unit variance), B-factors within 0.5 Å^2 -- float32 kernels against float64 numpy.
 """
 
 from __future__ import annotations

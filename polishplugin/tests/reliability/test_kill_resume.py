@@ -101,7 +101,8 @@ def test_polish_killed_then_resumed_matches_uninterrupted(tiny, reference, seed,
     finished = _kill_after(_polish_argv(tiny, out), tiny["project_dir"], kill_at)
     if out.exists():
         _assert_no_half_written(out)
-    print(f"seed {seed}: killed at {kill_at:.1f} s of {duration:.1f} s ({'finished first' if finished == 0 else 'killed'}); "
+    print(f"seed {seed}: killed at {kill_at:.1f} s of {duration:.1f} s "
+          f"({'finished first' if finished == 0 else 'killed'}); "
           f"{len(final_names(snapshot(out))) if out.exists() else 0} files under final names")
     res = cli(_polish_argv(tiny, out), tiny["project_dir"])
     assert res.returncode == 0, res.stderr
