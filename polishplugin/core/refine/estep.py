@@ -36,7 +36,7 @@ SHARED_LIMIT = 16_000_000  # fine orientations x pixels held in memory for a glo
 
 __all__ = [
     "EStepSettings", "ParticleResult", "prepare_images", "squared_differences", "posterior_weights",
-    "significant_mask", "expectation", "NoiseAccumulator", "cc_scores", "NumpyOps",
+    "significant_mask", "expectation", "NoiseAccumulator", "cc_scores", "NumpyOps", "EStepOps",
 ]
 
 
