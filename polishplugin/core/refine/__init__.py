@@ -1,8 +1,9 @@
 """3D auto-refine numerics (RELION ``relion_refine --auto_refine``): sampling, E-step, M-step pieces.
 
 ``sampling``   HEALPix orientation grids, symmetry reduction, oversampling children, local searches.
-``fourier3d``  padded 3D Fourier grids: projection and back-projection of selected Fourier pixels,
-               symmetrisation and regularised reconstruction.
+``fourier3d``  the pixel-list front end to the package's one padded Fourier grid (``core.projector``):
+               projection and back-projection of selected Fourier pixels, symmetrisation and
+               regularised reconstruction.
 ``estep``      squared differences as dense matrix products, posterior weights, significant samples.
 ``schedule``   resolution, image size, auto-sampling and convergence bookkeeping.
 """
