@@ -1,4 +1,5 @@
-"""Benchmark cases of the numeric core: projector, back-projector, reconstruction, frame kernels."""
+"""Benchmark cases of the numeric core: the Fourier grid (projector, back-projector, reconstruction, and
+auto-refine's pixel-list front end)."""
 
 from __future__ import annotations
 
@@ -71,26 +72,21 @@ def round_trip(size, backend):
     return run
 
 
-def _frames(size, p=32, f=24, seed=0):
-    rng = np.random.default_rng(seed)
-    k = (size, size // 2 + 1)
-    a = (rng.normal(size=(p, f) + k) + 1j * rng.normal(size=(p, f) + k)).astype(np.complex64)
-    b = (rng.normal(size=(p,) + k) + 1j * rng.normal(size=(p,) + k)).astype(np.complex64)
-    w = rng.uniform(0, 1, size=(f,) + k).astype(np.float32)
-    return a, b, w
+@register("fourier3d.round_trip", sizes=(32,), full_sizes=(64,), backends=("numpy",), repeats=1)
+def refine_round_trip(size, backend):
+    """Refine's grid: project 500 views (pixel list to N/2), back-project, finalise (D2), regularise, map."""
+    from polishplugin.core.geometry import symmetry_matrices
+    from polishplugin.core.refine import fourier3d as f3
+    vol = _phantom(size)
+    rots = _rotations(500)
+    _, _, k = f3.pixel_list(size, size / 2)
+    ops = symmetry_matrices("D2")
 
-
-@register("frame_ops.frame_cross_sum", sizes=(64,), full_sizes=(128, 256), backends=BOTH)
-def frame_cross(size, backend):
-    """sum_f w[f,k] a[p,f,k] conj(b[p,k]) for 32 particles x 24 frames of size^2 boxes."""
-    from polishplugin.core.kernels.frame_ops import frame_cross_sum
-    a, b, w = _frames(size)
-    return lambda: (frame_cross_sum(a, b, w, backend=backend), None)[1]
-
-
-@register("frame_ops.weighted_frame_sum", sizes=(64,), full_sizes=(128, 256), backends=BOTH)
-def weighted_sum(size, backend):
-    """sum_f W[f,k] X[p,f,k] for 32 particles x 24 frames of size^2 boxes (complex X)."""
-    from polishplugin.core.kernels.frame_ops import weighted_frame_sum
-    a, _, w = _frames(size)
-    return lambda: (weighted_frame_sum(a, w, backend=backend), None)[1]
+    def run():
+        grid = f3.map_to_grid(vol)
+        proj = f3.project_pixels(grid, rots, k)
+        bp = f3.Backprojector(size)
+        bp.insert(proj, np.ones(proj.shape, np.float32), rots, k)
+        d, w = bp.finalised(ops)
+        f3.grid_to_map(f3.regularised_grid(d, w, None, 2, size), size)
+    return run

@@ -24,6 +24,7 @@ from polishplugin.io.mrc import read_mrc, read_stack_images
 from polishplugin.core.ctf import ctf_rfft_stack
 from polishplugin.core.geometry import euler_to_matrix, symmetry_matrices
 from polishplugin.core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images, _phases
+from polishplugin.core.projector import FourierProjector
 from polishplugin.core.refine.fourier3d import (Backprojector, map_to_grid, pixel_list, halfgrid_fsc,
                                                  regularised_grid, project_pixels, grid_shells)
 from polishplugin.core.refine.sampling import OrientationGrid, angular_step_deg
@@ -120,7 +121,7 @@ h = B // 2
 f3 = np.concatenate([f3[:h], f3[-h:]], 0)
 f3 = np.concatenate([f3[:, :h], f3[:, -h:]], 1)[:, :, :h + 1]
 tmc = np.fft.fftshift(np.fft.irfftn(f3, s=(B, B, B))) * B ** 3 / b0 ** 3
-tgrid = map_to_grid(tmc, 2)
+tgrid = map_to_grid(tmc, 2).fourier
 pt = project_pixels(tgrid, mats[sub], k, 2) * c
 num = np.bincount(shells, (xs * np.conj(pt)).real.sum(0), B // 2 + 1)[:B // 2 + 1]
 den = np.bincount(shells, (np.abs(pt) ** 2).sum(0), B // 2 + 1)[:B // 2 + 1]
@@ -139,10 +140,10 @@ if a.ops == "opencl":
 else:
     from polishplugin.core.refine.estep import NumpyOps
     eops = NumpyOps()
-grids = {"other": ref2, "true": tgrid}
+grids = {"other": FourierProjector.from_transform(ref2, B, 2), "true": FourierProjector.from_transform(tgrid, B, 2)}
 if a.map:
     mm, _ = read_mrc(a.map)
-    grids["map"] = map_to_grid(mm.astype(np.float64), 2).astype(np.complex64) if B == b0 else None
+    grids["map"] = map_to_grid(mm.astype(np.float64), 2) if B == b0 else None
     assert grids["map"] is not None, "--map needs --B equal to the particle box"
 for refname in a.refs.split(",") + (["map"] if a.map else []):
     grid = grids[refname]

@@ -1,4 +1,9 @@
-"""Fourier-space projection and back-projection of 3D maps (RELION ``Projector``/``BackProjector`` semantics).
+"""The package's one padded Fourier grid: projection and back-projection of 3D maps (RELION
+``Projector``/``BackProjector`` semantics).
+
+Used by polishing (reference projections, :mod:`polishplugin.core.polish.projection`), by the simulator
+(projections and true-pose reconstructions) and by auto-refine, whose pixel-list front end is
+:mod:`polishplugin.core.refine.fourier3d` (same grid, same interpolation, same gridding correction).
 
 Conventions (all shared with :mod:`polishplugin.core.fourier`):
 
@@ -9,20 +14,26 @@ Conventions (all shared with :mod:`polishplugin.core.fourier`):
   (sum of voxels) along ``z`` of the map rotated by ``A``: ``P(x, y) = sum_z V(A^T (x, y, z))``.  In
   Fourier space the image pixel ``k = (kx, ky)`` samples the 3D transform at ``A^T (kx, ky, 0)``
   (RELION ``Projector::project`` uses ``A.inv()``).
+* The grid (:func:`padded_transform`): the map, zero padded to ``M = pad * N`` with its centre voxel
+  moved to the origin, as numpy's rfftn half transform ``(M, M, M//2+1)`` (frequency ``K`` at index
+  ``K mod M`` on z and y, ``0..M//2`` on x) divided by ``N**2``.  A sample at ``pad * A^T k`` is then
+  the rfft (divided by ``N**2``) of the projection with its centre at pixel 0; back-projected image
+  values (same units) divided by the accumulated weights give the grid back.
+* Interpolation (one for sampling and spreading, :class:`_ExtendedIndex`): trilinear on the half
+  transform; a point with negative x reads (spreads) the Hermitian mate at ``-K``, conjugated; y and z
+  wrap around (the DFT is periodic); x corners beyond ``M//2`` are dropped.  The planes x = 0 and
+  x = M/2 hold both ``K`` and its mate: :func:`hermitian_planes` sums them.
 * Images are returned/accepted as :func:`polishplugin.core.fourier.rfft` arrays ``(n, N, N//2+1)``
   (forward divided by ``N**2``) of real images whose centre is pixel ``N // 2``.
-* Internally the map is zero padded to ``M = pad * N`` with its centre moved to the origin, and
-  transformed with the same /size convention.  With that, ``image_rfft[k] = F3[pad * A^T k] * M**3 / N**2``.
-  Values are read/spread by trilinear interpolation in the padded half-transform; points with
-  negative x use the Hermitian mate (``F(-K) = conj F(K)``).
 * Gridding: trilinear interpolation in Fourier space multiplies real space by ``sinc^2(r / M)``
   (``r`` in voxels from the centre, ``sinc(x) = sin(pi x)/(pi x)``); the projector divides the map by
-  it before transforming, the reconstruction divides the result by it after transforming back.
+  it before transforming (``gridding=True``), the reconstruction divides the result by it after
+  transforming back (:func:`padded_to_map`).
 
 Each heavy loop has a numpy implementation here; :mod:`polishplugin.core.opencl.projector_cl` holds
-the OpenCL twins, selected per call with ``backend="numpy"|"opencl"|"auto"`` (``"auto"`` = OpenCL
-when a device exists, else numpy; the default is ``"numpy"``, programs pass their ``--backend``).
-``bench/README.md`` records which is faster on which machine.
+the OpenCL twins, selected per call with ``backend="numpy"|"opencl"|"auto"`` (resolved by
+:func:`polishplugin.core.opencl.runtime.choose_backend`; the default is ``"numpy"``, programs pass their
+``--device`` choice).  ``bench/README.md`` records which is faster on which machine.
 """
 
 from __future__ import annotations
@@ -34,8 +45,8 @@ from polishplugin.core import fourier, geometry
 
 __all__ = [
     "FourierProjector", "FourierBackprojector", "reconstruct_from_images", "gridding_correction",
-    "soft_mask_outside_map", "sample_trilinear_halfgrid", "spread_trilinear_halfgrid",
-    "project_real_space",
+    "soft_mask_outside_map", "padded_transform", "padded_to_map", "sample_trilinear_halfgrid",
+    "spread_trilinear_halfgrid", "hermitian_planes", "symmetrise_halfgrid", "project_real_space",
 ]
 
 #: images processed per vectorised batch (bounds temporary memory to ~ batch * N * N * 200 bytes)
@@ -81,95 +92,63 @@ def soft_mask_outside_map(volume: np.ndarray, radius: float | None = None, width
     return v * (1.0 - w) + bg * w
 
 
+def _check_volume(volume: np.ndarray) -> np.ndarray:
+    vol = np.asarray(volume, dtype=np.float64)
+    if vol.ndim != 3 or len(set(vol.shape)) != 1:
+        raise ValueError(f"volume must be a cubic (N, N, N) array, got shape {vol.shape}")
+    if not np.all(np.isfinite(vol)):
+        raise ValueError("volume contains NaN or Inf")
+    return vol
+
+
+def padded_transform(volume: np.ndarray, pad: int = 2, gridding: bool = True, double: bool = False) -> np.ndarray:
+    """The grid of ``volume`` (see the module doc): complex64 ``(M, M, M//2+1)``, ``M = pad * N``.
+
+    ``gridding``: divide the map by ``sinc^2(r/M)`` first.  ``double``: transform in float64 (else
+    float32, half the memory of the padded map).
+    """
+    vol = _check_volume(volume)
+    n = vol.shape[0]
+    m = int(pad) * n
+    if gridding:
+        vol = vol / gridding_correction(n, m)
+    padded = np.zeros((m, m, m), dtype=np.float64 if double else np.float32)
+    ii = np.mod(np.arange(n) - n // 2, m)
+    padded[np.ix_(ii, ii, ii)] = vol
+    del vol
+    if double:
+        return (np.fft.rfftn(padded) / (n * n)).astype(np.complex64)
+    f = scipy.fft.rfftn(padded, norm="forward", workers=-1)
+    del padded
+    f *= np.float32(m ** 3 / n ** 2)  # pad^3 N: exact, a power of 2 for power-of-2 boxes
+    return f
+
+
+def padded_to_map(padded: np.ndarray, box: int, soft_mask: bool = True, gridding: bool = True) -> np.ndarray:
+    """The ``(N, N, N)`` float32 map of a padded real-space map with its centre at the origin (the
+    inverse transform of a grid times ``N**2``): crop, RELION's corner soft mask (radius N/2, width 3)
+    and the gridding correction ``/ sinc^2(r/M)`` when asked."""
+    m = padded.shape[0]
+    ii = np.mod(np.arange(box) - box // 2, m)
+    vol = padded[np.ix_(ii, ii, ii)]
+    if soft_mask:
+        vol = soft_mask_outside_map(vol, box / 2.0, 3.0)
+    if gridding:
+        vol = vol / gridding_correction(box, m)
+    return vol.astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------------
-# Trilinear sampling / spreading on a padded half-transform (numpy references of the OpenCL kernels)
+# Trilinear sampling / spreading on the half transform (numpy references of the OpenCL kernels)
 # --------------------------------------------------------------------------------------------------
-
-def _corners(coords: np.ndarray, m: int):
-    """Hermitian-fold ``coords`` (..., 3) (x, y, z in padded voxels) and return the 8 trilinear corners.
-
-    y and z wrap around (the DFT of the padded map is periodic with period ``m``); x corners beyond
-    ``m//2`` (reached only with weight 0, at x = m/2 exactly) are dropped.
-
-    Returns ``(flat_index (8, ...), weight (8, ...), conj_mask (...))`` into an array of shape
-    ``(m, m, m//2+1)`` laid out as numpy's rfftn (frequency ``K`` at index ``K mod m``).
-    """
-    x, y, z = coords[..., 0], coords[..., 1], coords[..., 2]
-    neg = x < 0
-    x = np.where(neg, -x, x)
-    y = np.where(neg, -y, y)
-    z = np.where(neg, -z, z)
-    hx = m // 2 + 1
-    x0 = np.floor(x)
-    y0 = np.floor(y)
-    z0 = np.floor(z)
-    fx, fy, fz = x - x0, y - y0, z - z0
-    x0 = x0.astype(np.int64)
-    y0 = y0.astype(np.int64)
-    z0 = z0.astype(np.int64)
-    idx = []
-    wts = []
-    for dz in (0, 1):
-        wz = fz if dz else 1.0 - fz
-        iz = np.mod(z0 + dz, m)
-        for dy in (0, 1):
-            wy = fy if dy else 1.0 - fy
-            iy = np.mod(y0 + dy, m)
-            for dx in (0, 1):
-                wx = fx if dx else 1.0 - fx
-                ix = x0 + dx
-                ok = ix < hx
-                w = np.where(ok, wz * wy * wx, 0.0)
-                ix = np.minimum(ix, hx - 1)
-                idx.append((iz * m + iy) * hx + ix)
-                wts.append(w)
-    return np.stack(idx), np.stack(wts), neg
-
-
-def sample_trilinear_halfgrid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Trilinear value of the half-transform ``grid`` ``(m, m, m//2+1)`` at ``coords`` ``(..., 3)`` (x,y,z).
-
-    Frequencies are in padded-grid units; negative x reads the Hermitian mate.  Points whose corners
-    fall beyond the stored x range get weight 0 for those corners.
-    """
-    m = grid.shape[0]
-    idx, w, neg = _corners(np.asarray(coords, dtype=np.float64), m)
-    flat = grid.reshape(-1)
-    val = (flat[idx] * w).sum(axis=0)
-    if np.iscomplexobj(grid):
-        val = np.where(neg, np.conj(val), val)
-    return val
-
-
-def spread_trilinear_halfgrid(data: np.ndarray, weight: np.ndarray, coords: np.ndarray,
-                              values: np.ndarray, value_weights: np.ndarray) -> None:
-    """Add ``values`` (complex) and ``value_weights`` (real) at ``coords`` into ``data``/``weight`` in place.
-
-    ``data`` complex ``(m, m, m//2+1)``, ``weight`` real of the same shape; ``coords`` ``(..., 3)`` in
-    padded units (x, y, z); negative x spreads the conjugate at ``-coords``.
-    """
-    m = data.shape[0]
-    idx, w, neg = _corners(np.asarray(coords, dtype=np.float64), m)
-    vals = np.where(neg, np.conj(values), values)
-    size = data.size
-    idx = idx.reshape(8, -1)
-    w = w.reshape(8, -1)
-    vals = vals.reshape(-1)
-    vw = np.asarray(value_weights, dtype=np.float64).reshape(-1)
-    flat_idx = idx.reshape(-1)
-    wv = (w * vals[None, :]).reshape(-1)
-    d = data.reshape(-1)
-    d += np.bincount(flat_idx, weights=wv.real, minlength=size) + \
-        1j * np.bincount(flat_idx, weights=wv.imag, minlength=size)
-    weight.reshape(-1)[:] += np.bincount(flat_idx, weights=(w * vw[None, :]).reshape(-1), minlength=size)
-
 
 class _ExtendedIndex:
     """Margin-extended (z, y, x) box around the padded half-grid, for modulo-free trilinear corners.
 
     Logical coordinates ``-R .. R+1`` on z/y (``R = ceil(reach) + 1``) and ``0 .. R+1`` on x map through
     ``lut`` to flat indices of the periodic half-grid ``(m, m, m//2+1)``; x beyond ``m//2`` maps to a
-    dummy slot ``m*m*(m//2+1)`` (value 0, discarded when spreading), like :func:`_corners`.
+    dummy slot ``m*m*(m//2+1)`` (value 0, discarded when spreading).  Points with ``|coordinate| <=
+    reach`` are accepted; a point with negative x is folded onto its Hermitian mate (all its corners).
     """
 
     def __init__(self, m: int, reach: float):
@@ -197,6 +176,8 @@ class _ExtendedIndex:
         fx, fy, fz = x - x0, y - y0, z - z0
         base = ((z0.astype(np.int64) - self.lo) * self.ny + (y0.astype(np.int64) - self.lo)) * self.nx \
             + x0.astype(np.int64)
+        if base.size and (base.min() < 0 or base.max() + self.offsets[-1] >= len(self.lut)):
+            raise ValueError(f"coordinates beyond the reach {-self.lo - 1} of the grid index")
         gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
         wzy = [gz * gy, gz * fy, fz * gy, fz * fy]
         weights = []
@@ -204,6 +185,108 @@ class _ExtendedIndex:
             weights.append(w * gx)
             weights.append(w * fx)
         return base, weights, neg
+
+    def table(self, grid: np.ndarray) -> np.ndarray:
+        """Values of the half-grid ``grid`` on the extended box (0 in the dummy slot), flat."""
+        return np.append(grid.reshape(-1), np.zeros(1, grid.dtype))[self.lut]
+
+    def sample(self, table: np.ndarray, coords: np.ndarray) -> np.ndarray:
+        """Trilinear values at ``coords`` ``(k, 3)`` of the grid behind ``table`` (:meth:`table`)."""
+        base, weights, neg = self.corners(coords)
+        vals = weights[0] * table[base]
+        for w, off in zip(weights[1:], self.offsets[1:]):
+            vals += w * table[base + off]
+        return np.where(neg, np.conj(vals), vals) if np.iscomplexobj(vals) else vals
+
+    def bincounts(self, coords: np.ndarray, values: np.ndarray, value_weights: np.ndarray):
+        """Trilinear spreading of ``values`` (complex) and ``value_weights`` (real) at ``coords`` ``(k, 3)``:
+        ``(real, imag, weight)`` sums per flat half-grid index, the dummy slot last (length ``dummy + 1``)."""
+        base, weights, neg = self.corners(coords)
+        vals = np.where(neg, np.conj(values), values)
+        idx = np.concatenate([self.lut[base + off] for off in self.offsets])
+        wt = np.concatenate(weights)
+        size = self.dummy + 1
+        return (np.bincount(idx, weights=wt * np.tile(vals.real, 8), minlength=size),
+                np.bincount(idx, weights=wt * np.tile(vals.imag, 8), minlength=size),
+                np.bincount(idx, weights=wt * np.tile(value_weights, 8), minlength=size))
+
+
+def _reach(coords: np.ndarray) -> float:
+    return float(np.abs(coords).max()) if coords.size else 0.0
+
+
+def sample_trilinear_halfgrid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Trilinear value of the half-transform ``grid`` ``(m, m, m//2+1)`` at ``coords`` ``(..., 3)`` (x,y,z).
+
+    Frequencies are in padded-grid units; negative x reads the Hermitian mate.  Points whose corners
+    fall beyond the stored x range get weight 0 for those corners.  (Repeated sampling of one grid:
+    :meth:`FourierProjector.sample` keeps the extended table.)
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    ext = _ExtendedIndex(grid.shape[0], _reach(coords))
+    return ext.sample(ext.table(grid), coords.reshape(-1, 3)).reshape(coords.shape[:-1])
+
+
+def spread_trilinear_halfgrid(data: np.ndarray, weight: np.ndarray, coords: np.ndarray,
+                              values: np.ndarray, value_weights: np.ndarray, reach: float | None = None) -> None:
+    """Add ``values`` (complex) and ``value_weights`` (real) at ``coords`` into ``data``/``weight`` in place.
+
+    ``data`` complex ``(m, m, m//2+1)``, ``weight`` real of the same shape; ``coords`` ``(..., 3)`` in
+    padded units (x, y, z); negative x spreads the conjugate at ``-coords``.  ``reach``: largest
+    ``|coordinate|`` (default: from ``coords``).
+    """
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
+    ext = _ExtendedIndex(data.shape[0], _reach(coords) if reach is None else reach)
+    re, im, w = ext.bincounts(coords, np.asarray(values).reshape(-1),
+                              np.asarray(value_weights, dtype=np.float64).reshape(-1))
+    data += (re[:-1] + 1j * im[:-1]).reshape(data.shape)
+    weight += w[:-1].reshape(weight.shape)
+
+
+def hermitian_planes(data: np.ndarray, weight: np.ndarray) -> dict:
+    """``{ix: (D + conj D(-K), W + W(-K))}`` on the planes ``x = 0`` and (even ``M``) ``x = M/2`` of
+    half-grid accumulators: the planes that hold both a point and its Hermitian mate."""
+    m = data.shape[0]
+    neg = np.mod(-np.arange(m), m)
+    out = {}
+    for ix in ([0, m // 2] if m % 2 == 0 else [0]):
+        d = data[:, :, ix]
+        w = weight[:, :, ix]
+        out[ix] = (d + np.conj(d[np.ix_(neg, neg)]), w + w[np.ix_(neg, neg)])
+    return out
+
+
+def symmetrise_halfgrid(grids: list, operators: np.ndarray, radius: float, coords_fn=None) -> list:
+    """``grid(K) + sum_R grid(R K)`` over ``operators[1:]`` (the first is the identity) for the voxels with
+    ``|K| <= radius`` (trilinear, RELION ``symmetrise``), for each of ``grids`` (half grids, Hermitian
+    planes completed); voxels outside keep their value.  ``coords_fn`` maps the rotated coordinates
+    ``(k, 3)`` to the points sampled (default: themselves).  Returns new complex128/float64 arrays.
+    """
+    m = grids[0].shape[0]
+    kz = fourier.fftfreq_signed(m).astype(np.float64)
+    kx = fourier.fftfreq_signed(m, half=True).astype(np.float64)
+    Z, Y, X = np.meshgrid(kz, kz, kx, indexing="ij")
+    inside = (X ** 2 + Y ** 2 + Z ** 2) <= radius ** 2
+    p = np.stack([X, Y, Z], axis=-1)[inside]
+    del X, Y, Z
+    ext = _ExtendedIndex(m, radius)
+    tables = [ext.table(g) for g in grids]
+    adds = [np.zeros(len(p), dtype=np.complex128 if np.iscomplexobj(g) else np.float64) for g in grids]
+    chunk = 1 << 18  # bounds the 8-corner temporaries to ~40 MB
+    for r in operators[1:]:
+        rt = np.asarray(r, dtype=np.float64).T
+        for s in range(0, len(p), chunk):
+            q = p[s:s + chunk] @ rt  # R K
+            if coords_fn is not None:
+                q = coords_fn(q)
+            for add, table in zip(adds, tables):
+                add[s:s + chunk] += ext.sample(table, q)
+    out = []
+    for g, add in zip(grids, adds):
+        new = np.array(g, dtype=add.dtype)
+        new[inside] += add
+        out.append(new)
+    return out
 
 
 def _slice_coords(rotations: np.ndarray, box: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,14 +306,14 @@ def _image_centre_phase(box: int) -> np.ndarray:
     return fourier.centre_shift_phase((box, box), (c, c))
 
 
-def _resolve_backend(backend: str) -> str:
-    """``"numpy"``/``"opencl"`` as given; ``"auto"`` = OpenCL when a device exists, else numpy."""
-    if backend == "auto":
-        from polishplugin.core.opencl.runtime import opencl_available
-        return "opencl" if opencl_available() else "numpy"
-    if backend not in ("numpy", "opencl"):
+def _use_opencl(backend: str, device) -> bool:
+    """``backend`` ``"numpy"``/``"opencl"``/``"auto"`` (with ``device``) resolved by ``runtime.choose_backend``."""
+    if backend not in ("numpy", "opencl", "auto"):
         raise ValueError(f"unknown backend {backend!r} (expected 'numpy', 'opencl' or 'auto')")
-    return backend
+    if backend == "numpy":
+        return False
+    from polishplugin.core.opencl.runtime import choose_backend
+    return choose_backend(backend if device is None else device)[0] == "opencl"
 
 
 def _check_rotations(rotations: np.ndarray) -> np.ndarray:
@@ -243,7 +326,7 @@ def _check_rotations(rotations: np.ndarray) -> np.ndarray:
 
 
 class FourierProjector:
-    """Projects a map by central slices of its padded Fourier transform.
+    """Projects a map by central slices of its grid (:func:`padded_transform`).
 
     Parameters
     ----------
@@ -253,35 +336,46 @@ class FourierProjector:
         zero; default ``N/2`` (Nyquist).  Compared as ``|k| <= r_max_px``.
     gridding : divide the map by ``sinc^2(r/(N*pad))`` before transforming (trilinear pre-correction,
         RELION default); ``False`` gives exact identity-rotation projections of the raw map.
+    double : transform in float64 (the grid is complex64 either way).
+
+    :meth:`from_transform` wraps an existing grid (e.g. a reconstruction's ``data / weight``).
     """
 
     def __init__(self, volume: np.ndarray, pad: int = 2, r_max_px: float | None = None,
-                 gridding: bool = True):
-        vol = np.asarray(volume, dtype=np.float64)
-        if vol.ndim != 3 or len(set(vol.shape)) != 1:
-            raise ValueError(f"volume must be a cubic (N, N, N) array, got shape {vol.shape}")
-        if not np.all(np.isfinite(vol)):
-            raise ValueError("volume contains NaN or Inf")
-        self.box = n = vol.shape[0]
+                 gridding: bool = True, double: bool = False):
+        grid = padded_transform(volume, pad, gridding, double)
+        self._setup(grid, grid.shape[0] // int(pad), pad, r_max_px)
+
+    @classmethod
+    def from_transform(cls, fourier_grid: np.ndarray, box: int, pad: int = 2,
+                       r_max_px: float | None = None) -> "FourierProjector":
+        """A projector over the grid ``fourier_grid`` ``(M, M, M//2+1)`` (``M = pad * box``) as it is."""
+        m = int(pad) * int(box)
+        if fourier_grid.shape != (m, m, m // 2 + 1):
+            raise ValueError(f"grid shape {fourier_grid.shape} is not the half transform of box {box} "
+                             f"padded {pad}x {(m, m, m // 2 + 1)}")
+        proj = cls.__new__(cls)
+        proj._setup(fourier_grid, int(box), pad, r_max_px)
+        return proj
+
+    def _setup(self, fourier_grid: np.ndarray, box: int, pad: int, r_max_px: float | None) -> None:
+        self.box = n = box
         self.pad = int(pad)
-        self.padded_size = m = self.pad * n
+        self.padded_size = self.pad * n
         self.r_max_px = float(n / 2.0 if r_max_px is None else r_max_px)
-        if gridding:
-            vol = vol / gridding_correction(n, m)
-        c = n // 2
-        padded = np.zeros((m, m, m), dtype=np.float32)
-        ii = np.mod(np.arange(n) - c, m)
-        padded[np.ix_(ii, ii, ii)] = vol
-        del vol
-        #: padded half-transform (m, m, m//2+1) complex64, /m^3 normalised, centre at origin
-        self.fourier = scipy.fft.rfftn(padded, norm="forward", workers=-1)
-        del padded
-        self._scale = m ** 3 / n ** 2
+        #: the grid: padded half-transform (m, m, m//2+1) complex64 divided by N^2, centre at the origin
+        self.fourier = fourier_grid
         self._phase = _image_centre_phase(n)
         ky = fourier.fftfreq_signed(n)
         kx = fourier.fftfreq_signed(n, half=True)
         self._keep = (ky[:, None] ** 2 + kx[None, :] ** 2) <= self.r_max_px ** 2
         self._ext = None
+
+    def sample(self, coords: np.ndarray) -> np.ndarray:
+        """Trilinear values (complex128) of the grid at padded coordinates ``coords`` ``(k, 3)`` (x, y, z),
+        ``|coordinate| <= r_max_px * pad``."""
+        ext, table = self._extended()
+        return ext.sample(table, coords)
 
     def project(self, rotations: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
         """rfft ``(n, N, N//2+1)`` complex64 of the projections for ``rotations`` ``(n, 3, 3)``.
@@ -289,31 +383,25 @@ class FourierProjector:
         ``backend="opencl"`` runs the kernel on ``device`` (see :mod:`polishplugin.core.opencl.runtime`).
         """
         rot = _check_rotations(rotations)
-        if _resolve_backend(backend) == "opencl":
+        if _use_opencl(backend, device):
             from polishplugin.core.opencl import projector_cl
             return projector_cl.project(self, rot, device=device)
         n = self.box
         out = np.zeros((len(rot), n, n // 2 + 1), dtype=np.complex64)
-        ext, table = self._extended()
         keep = self._keep
-        factor = (self._scale * self._phase)[keep]
+        factor = self._phase[keep]
         for start in range(0, len(rot), BATCH_IMAGES):
             r = rot[start:start + BATCH_IMAGES]
             coords, _ = _slice_coords(r, n, self.pad)
-            base, weights, neg = ext.corners(coords[:, keep].reshape(-1, 3))
-            vals = weights[0] * table[base]
-            for w, off in zip(weights[1:], ext.offsets[1:]):
-                vals += w * table[base + off]
-            vals = np.where(neg, np.conj(vals), vals).reshape(len(r), -1)
+            vals = self.sample(coords[:, keep].reshape(-1, 3)).reshape(len(r), -1)
             out[start:start + len(r), keep] = vals * factor
         return out
 
     def _extended(self):
-        """Cached (:class:`_ExtendedIndex`, complex64 table of the padded transform on it)."""
+        """Cached (:class:`_ExtendedIndex`, table of the grid on it)."""
         if getattr(self, "_ext", None) is None:
             ext = _ExtendedIndex(self.padded_size, self.r_max_px * self.pad)
-            flat = np.append(self.fourier.reshape(-1), np.complex64(0))
-            self._ext = (ext, flat[ext.lut])
+            self._ext = (ext, ext.table(self.fourier))
         return self._ext
 
     def project_real(self, rotations: np.ndarray, backend: str = "numpy", device=None) -> np.ndarray:
@@ -329,8 +417,8 @@ class FourierBackprojector:
     As RELION's ``BackProjector``: the caller passes ``data = CTF * image / sigma2`` and
     ``weight = CTF^2 / sigma2`` (both on the image rfft grid); :meth:`reconstruct` divides them
     (plus a regulariser).  Attributes ``data`` (complex128) and ``weight`` (float64), shape
-    ``(M, M, M//2+1)`` with ``M = pad * box``, are the accumulators (numpy rfftn layout, centre at the
-    origin); :meth:`add` merges another accumulator (e.g. from another MPI rank).
+    ``(M, M, M//2+1)`` with ``M = pad * box``, are the accumulators (the grid layout of the module doc);
+    :meth:`add` merges another accumulator (e.g. from another MPI rank).
     """
 
     def __init__(self, box: int, pad: int = 2, r_max_px: float | None = None):
@@ -390,7 +478,7 @@ class FourierBackprojector:
             w_all = np.ones((1, n, n // 2 + 1))
         else:
             w_all = np.broadcast_to(np.asarray(weights, dtype=np.float64), imgs.shape)
-        if _resolve_backend(backend) == "opencl":
+        if _use_opencl(backend, device):
             from polishplugin.core.opencl import projector_cl
             projector_cl.insert(self, imgs, rot, np.ascontiguousarray(np.broadcast_to(w_all, imgs.shape)),
                                 device=device)
@@ -416,13 +504,10 @@ class FourierBackprojector:
             vals = (imgs[start:start + len(r)] * self._phase_inv)[:, keep].reshape(-1)
             w = np.broadcast_to(w_all if len(w_all) == 1 else w_all[start:start + len(r)],
                                 (len(r),) + keep.shape)[:, keep].reshape(-1)
-            base, weights, neg = ext.corners(coords[:, keep].reshape(-1, 3))
-            vals = np.where(neg, np.conj(vals), vals)
-            idx = np.concatenate([ext.lut[base + off] for off in ext.offsets])
-            wt = np.concatenate(weights)
-            d_re += np.bincount(idx, weights=wt * np.tile(vals.real, 8), minlength=size)
-            d_im += np.bincount(idx, weights=wt * np.tile(vals.imag, 8), minlength=size)
-            w_acc += np.bincount(idx, weights=wt * np.tile(w, 8), minlength=size)
+            re, im, wt = ext.bincounts(coords[:, keep].reshape(-1, 3), vals, w)
+            d_re += re
+            d_im += im
+            w_acc += wt
         self._data += (d_re[:-1] + 1j * d_im[:-1]).reshape(self._data.shape)
         self._weight += w_acc[:-1].reshape(self._weight.shape)
         self._hermitian = False
@@ -444,20 +529,16 @@ class FourierBackprojector:
         return new
 
     def enforce_hermitian(self) -> None:
-        """Make the x = 0 (and x = M/2) planes Hermitian: sum each point with the conjugate of its mate.
+        """Make the x = 0 (and x = M/2) planes Hermitian (:func:`hermitian_planes`).
 
         Idempotent (a flag records it); :meth:`insert` clears the flag.
         """
         if self._hermitian:
             return
         self._hermitian = True
-        m = self.padded_size
-        neg = np.mod(-np.arange(m), m)
-        for ix in ([0, m // 2] if m % 2 == 0 else [0]):
-            d = self.data[:, :, ix]
-            w = self.weight[:, :, ix]
-            self.data[:, :, ix] = d + np.conj(d[np.ix_(neg, neg)])
-            self.weight[:, :, ix] = w + w[np.ix_(neg, neg)]
+        for ix, (d, w) in hermitian_planes(self.data, self.weight).items():
+            self.data[:, :, ix] = d
+            self.weight[:, :, ix] = w
 
     def symmetrize(self, symmetry_name: str) -> None:
         """Sum data and weight over the point-group operators (trilinear), as RELION's ``symmetrise``.
@@ -468,46 +549,18 @@ class FourierBackprojector:
         if len(ops) == 1:
             return
         self.enforce_hermitian()
-        m = self.padded_size
-        kz = fourier.fftfreq_signed(m).astype(np.float64)
-        ky = kz
-        kx = fourier.fftfreq_signed(m, half=True).astype(np.float64)
-        Z, Y, X = np.meshgrid(kz, ky, kx, indexing="ij")
-        pts = np.stack([X, Y, Z], axis=-1)
-        rmax = self.r_max_px * self.pad + 2
-        inside = (X ** 2 + Y ** 2 + Z ** 2) <= rmax ** 2
-        p = pts[inside]
-        del pts, X, Y, Z
-        data, weight = self.data, self.weight
-        add_d = np.zeros(len(p), dtype=np.complex128)
-        add_w = np.zeros(len(p), dtype=np.float64)
-        chunk = 1 << 18  # bounds the 8-corner temporaries to ~40 MB
-        for r in ops[1:]:
-            rt = np.asarray(r, dtype=np.float64).T
-            for s in range(0, len(p), chunk):
-                q = p[s:s + chunk] @ rt  # R K
-                add_d[s:s + chunk] += sample_trilinear_halfgrid(data, q)
-                add_w[s:s + chunk] += sample_trilinear_halfgrid(weight, q)
-        new_d = data.copy()
-        new_w = weight.copy()
-        new_d[inside] += add_d
-        new_w[inside] += add_w
-        self.data = new_d
-        self.weight = new_w
+        self.data, self.weight = symmetrise_halfgrid([self.data, self.weight], ops,
+                                                     self.r_max_px * self.pad + 2)
         self._hermitian = True
 
-    def reconstruct(self, tau2: np.ndarray | None = None, wiener_constant: float = 0.0,
-                    tau2_fudge: float = 1.0, minres_shell: int = 0, gridding: bool = True,
+    def reconstruct(self, wiener_constant: float = 0.0, gridding: bool = True,
                     soft_mask_corners: bool = True) -> np.ndarray:
         """Reconstruct the ``(N, N, N)`` float32 map: ``F = data / W``.
 
-        ``W = weight + 1/(pad^3 * tau2_fudge * tau2[shell])`` (RELION units, see
-        :mod:`polishplugin.core.reconstruct`) where ``tau2`` (per image shell ``ROUND(|K|/pad)``) is
-        given (shells ``< minres_shell`` get no regulariser; ``tau2 == 0`` adds ``1000 * weight`` as
-        RELION's ``1/(0.001 weight)``, which suppresses the shell), else
-        ``weight + wiener_constant``; then ``W = max(W, radial_mean(W)/1000)`` (RELION) and ``F = 0``
-        where ``W == 0``.  Inverse FFT, crop, corner soft mask (radius N/2, width 3; RELION QUIRK always
-        applied), gridding correction ``/ sinc^2(r/(N*pad))``.  Does not modify the accumulators.
+        ``W = weight + wiener_constant``, then ``W = max(W, radial_mean(W)/1000)`` (RELION; radial mean
+        over the padded shells ``ROUND(|K|/pad)`` inside ``r_max``) and ``F = 0`` where ``W == 0`` or
+        outside ``r_max``.  Inverse FFT and :func:`padded_to_map` (corner soft mask, RELION QUIRK always
+        applied; gridding correction).  Does not modify the accumulators.
         """
         n, m, pad = self.box, self.padded_size, self.pad
         data, weight = self.data, self.weight
@@ -518,26 +571,10 @@ class FourierBackprojector:
         inside = r <= self.r_max_px * pad
         del r
         w = weight.copy()
-        if not self._hermitian:  # Hermitian x = 0 (and x = M/2) planes, without copying the grid
-            neg = np.mod(-np.arange(m), m)
-            planes = {}
-            for ix in ([0, m // 2] if m % 2 == 0 else [0]):
-                d = data[:, :, ix]
-                planes[ix] = d + np.conj(d[np.ix_(neg, neg)])
-                w[:, :, ix] = weight[:, :, ix] + weight[:, :, ix][np.ix_(neg, neg)]
-        if tau2 is not None:
-            t = np.asarray(tau2, dtype=np.float64)
-            tt = np.zeros(int(shell.max()) + 1)
-            tt[:min(len(t), len(tt))] = t[:len(tt)]
-            ts = tt[shell]
-            # RELION: tau2 == 0 -> 1/(0.001 * weight), i.e. such shells are suppressed
-            reg = np.where(ts > 0, 1.0 / np.maximum(pad ** 3 * tau2_fudge * ts, 1e-300), 1000.0 * w)
-            del ts
-            reg[shell < minres_shell] = 0.0
-            w += reg
-            del reg
-        else:
-            w += wiener_constant
+        planes = {} if self._hermitian else hermitian_planes(data, weight)  # without copying the grid
+        for ix, (_, wp) in planes.items():
+            w[:, :, ix] = wp
+        w += wiener_constant
         n_sh = int(shell.max()) + 1
         sh_in = np.where(inside, shell, n_sh)
         rad = fourier.radial_mean(np.where(inside, w, 0.0), sh_in, n_sh)
@@ -549,22 +586,14 @@ class FourierBackprojector:
         safe_w = np.where(ok, w, 1.0)
         f = np.zeros(data.shape, dtype=np.complex64)
         np.divide(data, safe_w, out=f, where=ok, casting="unsafe")
-        if not self._hermitian:
-            for ix, plane in planes.items():
-                f[:, :, ix] = np.where(ok[:, :, ix], plane / safe_w[:, :, ix], 0.0)
+        for ix, (plane, _) in planes.items():
+            f[:, :, ix] = np.where(ok[:, :, ix], plane / safe_w[:, :, ix], 0.0)
         del safe_w, ok, w
-        # F3pad = F * N^2 / M^3 ; fourier.irfft multiplies by M^3
+        # the padded map is irfft(F) * N^2 (the grid is the transform divided by N^2)
         f *= np.float32(n ** 2)
         padded = scipy.fft.irfftn(f, s=(m, m, m), workers=-1)
         del f
-        c = n // 2
-        ii = np.mod(np.arange(n) - c, m)
-        vol = padded[np.ix_(ii, ii, ii)]
-        if soft_mask_corners:
-            vol = soft_mask_outside_map(vol, n / 2.0, 3.0)
-        if gridding:
-            vol = vol / gridding_correction(n, m)
-        return vol.astype(np.float32)
+        return padded_to_map(padded, n, soft_mask_corners, gridding)
 
 
 def project_real_space(volume: np.ndarray, rotations: np.ndarray) -> np.ndarray:
@@ -589,15 +618,13 @@ def project_real_space(volume: np.ndarray, rotations: np.ndarray) -> np.ndarray:
 
 def reconstruct_from_images(images: np.ndarray, rotations: np.ndarray, ctfs: np.ndarray | None = None,
                             symmetry: str = "C1", shifts_px: np.ndarray | None = None, pad: int = 2,
-                            wiener_constant: float = 0.0, backend: str = "numpy",
-                            tau2: np.ndarray | None = None) -> np.ndarray:
+                            wiener_constant: float = 0.0, backend: str = "numpy") -> np.ndarray:
     """Reconstruct a map ``(N, N, N)`` float32 from real images ``(n, N, N)`` with known poses.
 
     ``ctfs`` ``(n, N, N//2+1)`` multiply the images' transforms (data = CTF*X, weight = CTF^2);
     ``shifts_px`` ``(n, 2)`` (x, y) are RELION origins: the offset that brings the particle to the
     centre, i.e. the image is shifted by ``+shift`` before insertion.  ``wiener_constant`` is added
-    to the weights (0 = plain ratio with RELION's ``radavg/1000`` floor); ``tau2`` (per shell, RELION
-    units, see :mod:`polishplugin.core.reconstruct`) replaces it with a Wiener filter.
+    to the weights (0 = plain ratio with RELION's ``radavg/1000`` floor).
     """
     imgs = np.asarray(images, dtype=np.float64)
     n = imgs.shape[-1]
@@ -614,4 +641,4 @@ def reconstruct_from_images(images: np.ndarray, rotations: np.ndarray, ctfs: np.
         else:
             bp.insert(f, rot[sl], None, backend=backend)
     bp.symmetrize(symmetry)
-    return bp.reconstruct(tau2=tau2, wiener_constant=wiener_constant)
+    return bp.reconstruct(wiener_constant=wiener_constant)

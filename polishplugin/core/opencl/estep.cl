@@ -1,10 +1,11 @@
 /* The two dense kernels of the auto-refine expectation step (twins of
  * polishplugin.core.refine.estep.NumpyOps), float32.
  *
- * project_pixels: trilinear samples of a centred padded complex grid (M^3, [z][y][x], float2) at the
- *   Fourier pixels k = (kx, ky) of slices A^T (kx, ky, 0): the coordinate (x, y, z) of pixel k under
- *   rotation r is kx * rot6[r, 0:3] + ky * rot6[r, 3:6] + M/2 with rot6 = pad * A[0:2, :], clipped
- *   to [0, hi] (hi = M - 1.001), as polishplugin.core.refine.fourier3d._slice_coords/_corners.
+ * project_pixels: trilinear samples (common.h halfgrid_sample) of the padded half transform
+ *   (M, M, M/2+1, float2; polishplugin.core.projector) at the Fourier pixels k = (kx, ky) of slices
+ *   A^T (kx, ky, 0): the coordinate (x, y, z) of pixel k under rotation r is kx * rot6[r, 0:3] +
+ *   ky * rot6[r, 3:6] + M/2 with rot6 = pad * A[0:2, :], clipped to [0, hi] (hi = M - 1.001), then
+ *   M/2 is taken off again, as polishplugin.core.refine.fourier3d._slice_coords.
  *
  * shifted_images: Y[p * T + t, k] = xw[p, k] exp(-2 pi i (k . s[p, t]) / N).
  *
@@ -51,20 +52,19 @@ __kernel void project_pixels(__global const float2 *grid, const int m, const flo
     const float x = clamp(k.x * a[0] + k.y * a[3] + centre, 0.0f, hi);
     const float y = clamp(k.x * a[1] + k.y * a[4] + centre, 0.0f, hi);
     const float z = clamp(k.x * a[2] + k.y * a[5] + centre, 0.0f, hi);
-    const int bx = (int)x, by = (int)y, bz = (int)z;
-    const float fx = x - (float)bx, fy = y - (float)by, fz = z - (float)bz;
-    const float gx = 1.0f - fx, gy = 1.0f - fy, gz = 1.0f - fz;
-    const long mm = (long)m * m;
-    __global const float2 *g = grid + ((long)bz * m + by) * m + bx;
-    float2 acc = (gx * (gy * gz)) * g[0];
-    acc += (fx * (gy * gz)) * g[1];
-    acc += (gx * (fy * gz)) * g[m];
-    acc += (fx * (fy * gz)) * g[m + 1];
-    acc += (gx * (gy * fz)) * g[mm];
-    acc += (fx * (gy * fz)) * g[mm + 1];
-    acc += (gx * (fy * fz)) * g[mm + m];
-    acc += (fx * (fy * fz)) * g[mm + m + 1];
-    out[(long)ir * n_pix + ip] = acc;
+    /* logical coordinate = (base - M/2) + fraction, exactly; a point with x < 0 is folded onto its
+       Hermitian mate: base -> -base - 1, fraction -> 1 - fraction (exact in float32) */
+    const int mc = m / 2;
+    int bx = (int)x, by = (int)y, bz = (int)z;
+    float fx = x - (float)bx, fy = y - (float)by, fz = z - (float)bz;
+    bx -= mc; by -= mc; bz -= mc;
+    const int neg = bx < 0;
+    if (neg) {
+        bx = -bx - 1; by = -by - 1; bz = -bz - 1;
+        fx = 1.0f - fx; fy = 1.0f - fy; fz = 1.0f - fz;
+    }
+    const float2 acc = halfgrid_sample(grid, m, bx, by, bz, fx, fy, fz);
+    out[(long)ir * n_pix + ip] = neg ? cconj(acc) : acc;
 }
 
 /* one work item per (pixel, particle * translation): global size (n_pix, n_part * n_trans) */

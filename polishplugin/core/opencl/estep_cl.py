@@ -2,9 +2,9 @@
 
 :class:`OpenCLOps` has the same two methods and the same contract:
 
-* ``project(grid, rotations, k2d, pad)`` -> ``(n_rot, n_pix)`` complex64, trilinear samples of the centred
-  padded grid (one work item per pixel and rotation).  The grid goes to the device once and stays
-  there while the caller keeps passing the same array (see :meth:`OpenCLOps._grid_buffer`).
+* ``project(grid, rotations, k2d, pad)`` -> ``(n_rot, n_pix)`` complex64, trilinear samples of the padded
+  half transform (one work item per pixel and rotation).  The grid goes to the device once and stays
+  there while the caller keeps passing the same projector or array (see :meth:`OpenCLOps._grid_buffer`).
 * ``cross(x, weight, proj, shifts_px, k2d, box)`` -> ``(n_part, n_trans, n_rot)`` float32: the shifted
   weighted images ``Y[p, t]`` in one kernel, then one tiled real matrix product ``Y P^T`` (complex rows
   read as interleaved floats, so ``Re Y . Re P + Im Y . Im P`` needs no repacking on the host).
@@ -149,19 +149,21 @@ class OpenCLOps:
 
     # -------------------------------------------------------------------------------- kernels
     def project(self, grid: np.ndarray, rotations: np.ndarray, k2d: np.ndarray, pad: int) -> np.ndarray:
-        """See :func:`polishplugin.core.refine.fourier3d.project_pixels`."""
+        """See :func:`polishplugin.core.refine.fourier3d.project_pixels` (``grid``: a projector or its
+        half-grid array)."""
         import pyopencl as cl
         rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
-        grid = np.asarray(grid)
+        host_grid = grid
+        grid = np.asarray(getattr(grid, "fourier", grid))
         m = grid.shape[0]
-        if grid.shape != (m, m, m):
-            raise ValueError(f"grid must be cubic, got {grid.shape}")
+        if grid.shape != (m, m, m // 2 + 1):
+            raise ValueError(f"grid must be a padded half transform (M, M, M//2+1), got {grid.shape}")
         n_rot, n_pix = len(rotations), len(k2d)
         out = np.empty((n_rot, n_pix), np.complex64)
         if out.size == 0:
             return out
         if out.size < self.min_samples:
-            return self._host.project(grid, rotations, k2d, pad)
+            return self._host.project(host_grid, rotations, k2d, pad)
         rot6 = np.ascontiguousarray((rotations[:, :2, :] * pad).astype(np.float32).reshape(n_rot, 6))
         k = np.ascontiguousarray(k2d, np.float32)
         step = max(1, _CHUNK // n_pix)

@@ -1,14 +1,9 @@
-/* Fourier-slice projection and back-projection (trilinear) on a padded half-transform.
- *
- * Grid layout: numpy rfftn of an (M, M, M) array: index [iz][iy][ix], ix < HX = M/2 + 1; logical
- * frequency of index i on a full axis is i if i < M/2 + 1 else i - M. y and z corners wrap
- * around (the DFT is periodic), x corners beyond HX - 1 are dropped, as in the numpy reference
- * polishplugin.core.projector._corners.  Rotations are row-major 3x3 (A), and the image
- * pixel (kx, ky) maps to pad * A^T (kx, ky, 0).
+/* Fourier-slice projection and back-projection (trilinear) of whole rfft images on the padded half
+ * transform (layout and interpolation: halfgrid_sample / halfgrid_spread in common.h, twins of
+ * polishplugin.core.projector).  Rotations are row-major 3x3 (A), and the image pixel (kx, ky) maps to
+ * pad * A^T (kx, ky, 0); a point with x < 0 is folded onto its Hermitian mate (conjugated).
  */
 #include "common.h"
-
-inline int logical_to_index(int k, int m) { k = k % m; return k < 0 ? k + m : k; }
 
 /* ((kx + ky) * (N/2)) mod N for rfft pixel (ix, iy) of an N x N image (ky logical, positive Nyquist) */
 inline int centre_phase_index(int ix, int iy, int box) {
@@ -17,11 +12,25 @@ inline int centre_phase_index(int ix, int iy, int box) {
     return (int)(t < 0 ? t + box : t);
 }
 
+/* slice point of pixel (kx, ky) under rotation a, folded to x >= 0: integer bases, fractions; returns neg */
+inline int slice_point(__global const float *a, const float kx, const float ky, const float pad,
+                       int *bx, int *by, int *bz, float *fx, float *fy, float *fz)
+{
+    float x = pad * (a[0] * kx + a[3] * ky);
+    float y = pad * (a[1] * kx + a[4] * ky);
+    float z = pad * (a[2] * kx + a[5] * ky);
+    const int neg = x < 0.0f;
+    if (neg) { x = -x; y = -y; z = -z; }
+    const float x0 = floor(x), y0 = floor(y), z0 = floor(z);
+    *fx = x - x0; *fy = y - y0; *fz = z - z0;
+    *bx = (int)x0; *by = (int)y0; *bz = (int)z0;
+    return neg;
+}
+
 /* one work item per output pixel (p, iy, ix) of images (n, N, N/2+1) */
 __kernel void project_slices(__global const float2 *grid, const int m,
                              __global const float *rot, const int n_img, const int box,
-                             const float pad, const float rmax2, const float scale,
-                             __global float2 *out)
+                             const float pad, const float rmax2, __global float2 *out)
 {
     const int hxi = box / 2 + 1;
     const int gid = get_global_id(0);
@@ -32,39 +41,15 @@ __kernel void project_slices(__global const float2 *grid, const int m,
     const float kx = (float)ix;
     const float ky = (float)(iy < box / 2 + 1 ? iy : iy - box);
     if (kx * kx + ky * ky > rmax2) { out[gid] = (float2)(0.0f, 0.0f); return; }
-    __global const float *a = rot + 9 * p;
-    float x = pad * (a[0] * kx + a[3] * ky);
-    float y = pad * (a[1] * kx + a[4] * ky);
-    float z = pad * (a[2] * kx + a[5] * ky);
-    int neg = x < 0.0f;
-    if (neg) { x = -x; y = -y; z = -z; }
-    const int hx = m / 2 + 1;
-    const float x0f = floor(x), y0f = floor(y), z0f = floor(z);
-    const float fx = x - x0f, fy = y - y0f, fz = z - z0f;
-    const int x0 = (int)x0f, y0 = (int)y0f, z0 = (int)z0f;
-    float2 acc = (float2)(0.0f, 0.0f);
-    for (int dz = 0; dz < 2; dz++) {
-        const int zz = z0 + dz;
-        const float wz = dz ? fz : 1.0f - fz;
-        const int iz = logical_to_index(zz, m);
-        for (int dy = 0; dy < 2; dy++) {
-            const int yy = y0 + dy;
-            const float wy = dy ? fy : 1.0f - fy;
-            const int jy = logical_to_index(yy, m);
-            for (int dx = 0; dx < 2; dx++) {
-                const int xx = x0 + dx;
-                if (xx >= hx) continue;
-                const float w = wz * wy * (dx ? fx : 1.0f - fx);
-                acc += w * grid[((long)iz * m + jy) * hx + xx];
-            }
-        }
-    }
+    int bx, by, bz;
+    float fx, fy, fz;
+    const int neg = slice_point(rot + 9 * p, kx, ky, pad, &bx, &by, &bz, &fx, &fy, &fz);
+    float2 acc = halfgrid_sample(grid, m, bx, by, bz, fx, fy, fz);
     if (neg) acc.y = -acc.y;
     /* move the content from the origin to pixel box/2: exp(-2 pi i (kx + ky) c / N), with the
        integer product reduced modulo N first (float32 accuracy independent of the box size) */
     const float ph = -2.0f * PP_PI * (float)centre_phase_index(ix, iy, box) / (float)box;
-    const float2 e = (float2)(cos(ph), sin(ph));
-    out[gid] = scale * cmul(acc, e);
+    out[gid] = cmul(acc, (float2)(cos(ph), sin(ph)));
 }
 
 /* one work item per input pixel; scatter with float CAS atomics into data (re, im) and weight */
@@ -85,34 +70,8 @@ __kernel void insert_slices(__global float *data, __global float *weight, const 
     /* undo the image-centre phase: multiply by exp(+2 pi i (kx + ky) c / N) */
     const float ph = 2.0f * PP_PI * (float)centre_phase_index(ix, iy, box) / (float)box;
     float2 v = cmul(img[gid], (float2)(cos(ph), sin(ph)));
-    const float vw = wimg[gid];
-    __global const float *a = rot + 9 * p;
-    float x = pad * (a[0] * kx + a[3] * ky);
-    float y = pad * (a[1] * kx + a[4] * ky);
-    float z = pad * (a[2] * kx + a[5] * ky);
-    if (x < 0.0f) { x = -x; y = -y; z = -z; v.y = -v.y; }
-    const int hx = m / 2 + 1;
-    const float x0f = floor(x), y0f = floor(y), z0f = floor(z);
-    const float fx = x - x0f, fy = y - y0f, fz = z - z0f;
-    const int x0 = (int)x0f, y0 = (int)y0f, z0 = (int)z0f;
-    for (int dz = 0; dz < 2; dz++) {
-        const int zz = z0 + dz;
-        const float wz = dz ? fz : 1.0f - fz;
-        const int iz = logical_to_index(zz, m);
-        for (int dy = 0; dy < 2; dy++) {
-            const int yy = y0 + dy;
-            const float wy = dy ? fy : 1.0f - fy;
-            const int jy = logical_to_index(yy, m);
-            for (int dx = 0; dx < 2; dx++) {
-                const int xx = x0 + dx;
-                if (xx >= hx) continue;
-                const float w = wz * wy * (dx ? fx : 1.0f - fx);
-                if (w == 0.0f) continue;
-                const long q = ((long)iz * m + jy) * hx + xx;
-                atomic_add_float(data + 2 * q, w * v.x);
-                atomic_add_float(data + 2 * q + 1, w * v.y);
-                atomic_add_float(weight + q, w * vw);
-            }
-        }
-    }
+    int bx, by, bz;
+    float fx, fy, fz;
+    if (slice_point(rot + 9 * p, kx, ky, pad, &bx, &by, &bz, &fx, &fy, &fz)) v.y = -v.y;
+    halfgrid_spread(data, weight, m, bx, by, bz, fx, fy, fz, v, wimg[gid]);
 }

@@ -35,7 +35,6 @@ def project(projector, rotations: np.ndarray, device=None) -> np.ndarray:
         projector._cl_grid = cache = (rt.context, buf)
     grid_buf = cache[1]
     out = np.empty((len(rotations), n, hxi), dtype=np.complex64)
-    scale = np.float32(projector._scale)
     for start in range(0, len(rotations), _BATCH):
         rot = np.ascontiguousarray(rotations[start:start + _BATCH], dtype=np.float32)
         nb = len(rot)
@@ -45,7 +44,7 @@ def project(projector, rotations: np.ndarray, device=None) -> np.ndarray:
         total = nb * n * hxi
         rt.kernel("project_slices")(rt.queue, (total,), None, grid_buf, np.int32(projector.padded_size),
                                   rot_buf, np.int32(nb), np.int32(n), np.float32(projector.pad),
-                                  np.float32(projector.r_max_px ** 2), scale, out_buf)
+                                  np.float32(projector.r_max_px ** 2), out_buf)
         cl.enqueue_copy(rt.queue, res, out_buf)
         out[start:start + nb] = res
     return out

@@ -1,28 +1,39 @@
-"""Padded 3D Fourier grids for auto-refine: projection of chosen Fourier pixels, back-projection,
-symmetrisation and the regularised reconstruction (RELION ``Projector``/``BackProjector``).
+"""Auto-refine's front end to the package's one padded Fourier grid (:mod:`polishplugin.core.projector`):
+projection of chosen Fourier pixels, back-projection, symmetrisation and the regularised reconstruction
+(RELION ``Projector``/``BackProjector``).
 
-Unlike :mod:`polishplugin.core.projector` (whole rfft slices on a half grid), the E-step only needs
-the Fourier pixels inside the current image size, so this module works on a *list* of 2D pixels
-``(kx, ky)`` and a full (non-Hermitian-folded) centred complex grid of size ``M = pad * N``:
-``grid[M//2 + pad*kz, M//2 + pad*ky, M//2 + pad*kx]``.
+The grid, its interpolation and its gridding correction are :mod:`polishplugin.core.projector`'s: the
+half transform ``(M, M, M//2+1)`` (numpy rfftn layout, ``M = pad * N``) of the padded map with its centre
+voxel at the origin, divided by ``N**2``, so that trilinear samples of the central slice
+``A^T (kx, ky, 0)`` equal the rfft (divided by ``N**2``, origin at pixel ``N//2``) of the line-integral
+projection (sum over z) of the map rotated by ``A``.  Images are put on the same convention with
+:func:`image_rfft`.  The E-step only needs the Fourier pixels inside the current image size, so this
+module works on a *list* of 2D pixels ``(kx, ky)`` (:func:`pixel_list`) instead of whole rfft images.
 
-Scaling: the grid is ``fftshift(fftn(ifftshift(padded map))) / N**2``, so that trilinear samples of
-the central slice ``A^T (kx, ky, 0)`` equal the rfft (divided by ``N**2``, origin at pixel ``N//2``)
-of the line-integral projection (sum over z) of the map rotated by ``A``.  Images are put on the same
-convention with :func:`image_rfft`.  A back-projection of such images followed by ``data / weight``
-gives the grid back, so :func:`grid_to_map` is the exact inverse of :func:`map_to_grid`.
+What refine does its own way (as it always has; the device kernel ``estep.cl`` repeats it):
+
+* :func:`map_to_grid` transforms the reference in double precision and without the gridding
+  pre-correction (a :class:`~polishplugin.core.projector.FourierProjector` with ``gridding=False``);
+* slice coordinates are ``pad A^T k + M//2`` in float32, clamped to ``[0, M - 1.001]``, then taken back
+  to logical frequencies (:func:`_slice_coords`; symmetrisation clamps the same way);
+* the M-step: :meth:`Backprojector.finalised` (Hermitian planes, symmetrisation for ``|K| <= M/2 - 1``),
+  :func:`regularised_grid` (the SSNR prior), :func:`halfgrid_fsc` (the FSC on the unpadded sub-grid)
+  and :func:`grid_to_map` (double-precision inverse transform).  Shell means and FSC sums count every
+  voxel of the full transform: the half grid's planes ``0 < x < M/2`` twice (:func:`_x_multiplicity`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..fourier import round_half_away
-from ..projector import gridding_correction, soft_mask_outside_map
+from ..fourier import fftfreq_signed, round_half_away
+from ..fsc import fsc_rfft
+from ..projector import (FourierProjector, hermitian_planes, padded_to_map, spread_trilinear_halfgrid,
+                         symmetrise_halfgrid)
 
 __all__ = [
     "image_rfft", "pixel_list", "map_to_grid", "grid_to_map", "project_pixels", "Backprojector",
-    "grid_shells", "symmetrise_grid", "halfgrid_fsc", "regularised_grid", "sample_grid", "project_images",
+    "grid_shells", "symmetrise_grid", "halfgrid_fsc", "regularised_grid", "project_images",
 ]
 
 CHUNK = 1 << 20  # samples per interpolation chunk / back-projection flush
@@ -51,29 +62,32 @@ def pixel_list(box: int, max_radius: float) -> tuple[np.ndarray, np.ndarray, np.
     return iy[sel][order], ix[sel][order], np.column_stack([kxx[sel], kyy[sel]])[order].astype(np.float64)
 
 
-def map_to_grid(volume: np.ndarray, pad: int = 2) -> np.ndarray:
-    """Centred padded complex Fourier grid ``(M, M, M)`` of a cubic map (see module docstring)."""
-    n = volume.shape[0]
-    m = pad * n
-    padded = np.zeros((m, m, m), np.float64)
-    s = m // 2 - n // 2
-    padded[s:s + n, s:s + n, s:s + n] = volume
-    grid = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(padded))) / (n * n)
-    return np.ascontiguousarray(grid, dtype=np.complex64)  # fftn may return a Fortran-ordered array
+def map_to_grid(volume: np.ndarray, pad: int = 2) -> FourierProjector:
+    """The reference's projector (its grid: ``.fourier``, complex64 ``(M, M, M//2+1)``): transformed in
+    float64, no gridding pre-correction (see the module docstring)."""
+    return FourierProjector(volume, pad=pad, gridding=False, double=True)
+
+
+def _projector(grid, pad: int) -> FourierProjector:
+    """``grid`` itself, or a projector over a half-grid array (its extended table is built per call)."""
+    if isinstance(grid, FourierProjector):
+        return grid
+    grid = np.asarray(grid)
+    return FourierProjector.from_transform(grid, grid.shape[0] // pad, pad)
 
 
 def grid_to_map(grid: np.ndarray, box: int, gridding: bool = True, corner_mask: bool = True) -> np.ndarray:
-    """Real map ``(N, N, N)`` of a centred padded grid; sinc^2 gridding correction and RELION's
-    corner soft mask (radius N/2, width 3) when asked."""
+    """Real map ``(N, N, N)`` of a half grid (double-precision inverse transform); sinc^2 gridding
+    correction and RELION's corner soft mask (radius N/2, width 3) when asked."""
     m = grid.shape[0]
-    padded = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(grid))).real * (box * box)
-    s = m // 2 - box // 2
-    vol = padded[s:s + box, s:s + box, s:s + box]
-    if corner_mask:
-        vol = soft_mask_outside_map(vol, box / 2.0, 3.0)
-    if gridding:
-        vol = vol / gridding_correction(box, m)
-    return vol.astype(np.float32)
+    padded = np.fft.irfftn(grid, s=(m, m, m)) * (box * box)
+    return padded_to_map(padded, box, corner_mask, gridding)
+
+
+def _clamped(centred: np.ndarray, m: int) -> np.ndarray:
+    """Logical float64 coordinates of centred ones (``+ M//2``) clamped in float32 to ``[0, M - 1.001]``."""
+    c = np.clip(np.asarray(centred, np.float32), 0.0, m - 1.001)
+    return c.astype(np.float64) - m // 2
 
 
 def _slice_coords(rotations: np.ndarray, k2d: np.ndarray, pad: int, m: int) -> np.ndarray:
@@ -81,91 +95,72 @@ def _slice_coords(rotations: np.ndarray, k2d: np.ndarray, pad: int, m: int) -> n
     # A^T (kx, ky, 0) = kx * A[0, :] + ky * A[1, :]
     r = (rotations[:, :2, :] * pad).astype(np.float32)
     k = k2d.astype(np.float32)
-    return k[None, :, 0, None] * r[:, None, 0, :] + k[None, :, 1, None] * r[:, None, 1, :] + np.float32(m // 2)
+    return _clamped(k[None, :, 0, None] * r[:, None, 0, :] + k[None, :, 1, None] * r[:, None, 1, :]
+                    + np.float32(m // 2), m)
 
 
-def _corners(coords: np.ndarray, m: int):
-    """Yield ``(flat index, weight)`` of the 8 trilinear corners of ``coords (..., 3)`` (x, y, z).
+def project_pixels(grid, rotations: np.ndarray, k2d: np.ndarray, pad: int = 2) -> np.ndarray:
+    """Fourier pixels ``k2d (n_pix, 2)`` of the projections for ``rotations (n, 3, 3)``: ``(n, n_pix)``.
 
-    Coordinates are clipped to ``[0, m-1)`` (pixels used stay inside ``|k| < N/2``, so only the very
-    edge is affected).
-    """
-    c = np.clip(np.asarray(coords, np.float32), 0.0, m - 1.001)
-    base = c.astype(np.int32)
-    frac = c - base
-    i000 = (base[..., 2].astype(np.int64) * m + base[..., 1]) * m + base[..., 0]
-    fx, fy, fz = frac[..., 0], frac[..., 1], frac[..., 2]
-    gx, gy, gz = 1 - fx, 1 - fy, 1 - fz
-    wyz = ((gy * gz, 0), (fy * gz, m), (gy * fz, m * m), (fy * fz, m * m + m))
-    for w_yz, off in wyz:
-        yield i000 + off, gx * w_yz
-        yield i000 + (off + 1), fx * w_yz
-
-
-def sample_grid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Trilinear samples of a centred grid at ``coords (..., 3)`` (x, y, z padded voxels)."""
-    m = grid.shape[0]
-    flat = np.ascontiguousarray(grid).reshape(-1)  # a view for C-ordered grids
-    out = np.zeros(coords.shape[:-1], np.complex64)
-    for idx, w in _corners(coords, m):
-        out += flat[idx] * w
-    return out
-
-
-def project_pixels(grid: np.ndarray, rotations: np.ndarray, k2d: np.ndarray, pad: int = 2) -> np.ndarray:
-    """Fourier pixels ``k2d (n_pix, 2)`` of the projections for ``rotations (n, 3, 3)``: ``(n, n_pix)``."""
+    ``grid``: a :func:`map_to_grid` projector (keeps its interpolation table between calls) or a
+    half-grid array."""
+    proj = _projector(grid, pad)
     rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
-    m = grid.shape[0]
+    m = proj.padded_size
     out = np.empty((len(rotations), len(k2d)), np.complex64)
     step = max(1, CHUNK // max(1, len(k2d)))
     for a in range(0, len(rotations), step):
-        out[a:a + step] = sample_grid(grid, _slice_coords(rotations[a:a + step], k2d, pad, m))
+        coords = _slice_coords(rotations[a:a + step], k2d, pad, m)
+        out[a:a + step] = proj.sample(coords.reshape(-1, 3)).reshape(coords.shape[:2])
     return out
 
 
+def _x_multiplicity(m: int) -> np.ndarray:
+    """How often each x plane of a half grid occurs in the full transform: 1 at x = 0 and (even ``M``)
+    x = M/2, 2 elsewhere (the plane and its Hermitian mate)."""
+    mult = np.full(m // 2 + 1, 2.0)
+    mult[0] = 1.0
+    if m % 2 == 0:
+        mult[-1] = 1.0
+    return mult
+
+
+def _shells(m: int, scale: float) -> np.ndarray:
+    k = fftfreq_signed(m) / scale
+    kx = fftfreq_signed(m, half=True) / scale
+    return round_half_away(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2))
+
+
 def grid_shells(m: int, pad: int) -> np.ndarray:
-    """Shell index (in units of the unpadded box) of every voxel of a centred ``M^3`` grid."""
-    k = (np.arange(m) - m // 2) / pad
-    r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
-    return round_half_away(r)
+    """Shell index (in units of the unpadded box) of every voxel of a half grid ``(M, M, M//2+1)``."""
+    return _shells(m, pad)
 
 
 def symmetrise_grid(grid: np.ndarray, sym_ops: np.ndarray) -> np.ndarray:
-    """``sum_R grid(R k)`` over the point group (trilinear; RELION ``applyPointGroupSymmetry``)."""
+    """``sum_R grid(R k)`` over the point group (trilinear; RELION ``applyPointGroupSymmetry``) for
+    ``|k| <= M/2 - 1`` (where the data lie), with refine's clamped coordinates."""
     if len(sym_ops) <= 1:
         return grid.copy()
     m = grid.shape[0]
-    c = np.arange(m, dtype=np.float64) - m // 2
-    kz, ky, kx = np.meshgrid(c, c, c, indexing="ij")
-    inside = np.nonzero((kx ** 2 + ky ** 2 + kz ** 2).ravel() <= (m // 2 - 1) ** 2)[0]  # data lie inside
-    k = np.stack([kx.ravel()[inside], ky.ravel()[inside], kz.ravel()[inside]], axis=-1)
-    del kx, ky, kz
-    out = np.array(grid, dtype=np.complex128 if np.iscomplexobj(grid) else np.float64, order="C").reshape(-1)
-    flat = np.ascontiguousarray(grid).reshape(-1)
-    for r in sym_ops[1:]:
-        coords = k @ r.T + m // 2
-        for a in range(0, len(k), CHUNK):
-            vals = np.zeros(min(CHUNK, len(k) - a), out.dtype)
-            for idx, w in _corners(coords[a:a + CHUNK], m):
-                vals += flat[idx] * w
-            out[inside[a:a + CHUNK]] += vals
-    return out.reshape(grid.shape)
+    return symmetrise_halfgrid([grid], sym_ops, m // 2 - 1, lambda q: _clamped(q + m // 2, m))[0]
 
 
 class Backprojector:
-    """Accumulates ``sum CTF X / sigma2`` (data) and ``sum CTF^2 / sigma2`` (weight) on a padded grid."""
+    """Accumulates ``sum CTF X / sigma2`` (data) and ``sum CTF^2 / sigma2`` (weight) on the half grid
+    ``(M, M, M//2+1)`` (:mod:`polishplugin.core.projector` layout and interpolation)."""
 
     def __init__(self, box: int, pad: int = 2):
         self.box, self.pad, self.m = box, pad, pad * box
-        self.data = np.zeros(self.m ** 3, np.complex128)
-        self.weight = np.zeros(self.m ** 3, np.float64)
+        shape = (self.m, self.m, self.m // 2 + 1)
+        self.data = np.zeros(shape, np.complex128)
+        self.weight = np.zeros(shape, np.float64)
         self._buf: list = []
         self._n_buf = 0
 
     def insert(self, values: np.ndarray, weights: np.ndarray, rotations: np.ndarray, k2d: np.ndarray) -> None:
         """Add ``values (n_rot, n_pix)`` complex and ``weights (n_rot, n_pix)`` at the slices of ``rotations``.
 
-        Samples are buffered and spread in large blocks (one ``bincount`` per corner and block).
+        Samples are buffered and spread in large blocks (one ``bincount`` per block).
         """
         rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
         coords = _slice_coords(rotations, k2d, self.pad, self.m).reshape(-1, 3)
@@ -181,15 +176,9 @@ class Backprojector:
             return
         coords = np.concatenate([b[0] for b in self._buf])
         vals = np.concatenate([b[1] for b in self._buf])
-        wts = np.concatenate([b[2] for b in self._buf]).astype(np.float64)
+        wts = np.concatenate([b[2] for b in self._buf])
         self._buf, self._n_buf = [], 0
-        n = self.m ** 3
-        corners = list(_corners(coords, self.m))
-        idx = np.concatenate([c[0] for c in corners])
-        w = np.concatenate([c[1] for c in corners]).astype(np.float64)
-        del corners
-        self.data += np.bincount(idx, np.tile(vals.real, 8) * w, n) + 1j * np.bincount(idx, np.tile(vals.imag, 8) * w, n)
-        self.weight += np.bincount(idx, np.tile(wts, 8) * w, n)
+        spread_trilinear_halfgrid(self.data, self.weight, coords, vals, wts, reach=self.m / 2)
 
     def add(self, other: "Backprojector") -> None:
         self.flush()
@@ -198,15 +187,13 @@ class Backprojector:
         self.weight += other.weight
 
     def finalised(self, sym_ops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Hermitian-completed (``D(k) + conj D(-k)``) and symmetrised data and weight grids ``(M,M,M)``."""
+        """Hermitian-completed (:func:`~polishplugin.core.projector.hermitian_planes`) and symmetrised
+        data and weight grids (new arrays)."""
         self.flush()
-        m = self.m
-        d = self.data.reshape(m, m, m)
-        w = self.weight.reshape(m, m, m)
-        # index of -k: (m - i) % m for a centred grid of even size
-        flip = (-np.arange(m)) % m
-        d = d + np.conj(d[np.ix_(flip, flip, flip)])
-        w = w + w[np.ix_(flip, flip, flip)]
+        d, w = self.data.copy(), self.weight.copy()
+        for ix, (dp, wp) in hermitian_planes(self.data, self.weight).items():
+            d[:, :, ix] = dp
+            w[:, :, ix] = wp
         if sym_ops is not None and len(sym_ops) > 1:
             d = symmetrise_grid(d, sym_ops)
             w = symmetrise_grid(w, sym_ops)
@@ -215,19 +202,14 @@ class Backprojector:
 
 def halfgrid_fsc(d1: np.ndarray, w1: np.ndarray, d2: np.ndarray, w2: np.ndarray, pad: int, box: int) -> np.ndarray:
     """FSC between ``d1/w1`` and ``d2/w2`` at the unpadded grid points (RELION ``compareTwoHalves``);
-    ``FSC(0) = 1``; ``N//2 + 1`` shells."""
-    m = d1.shape[0]
-    sub = slice(m // 2 - pad * (box // 2), m // 2 + pad * (box // 2) + 1, pad)
-    f1 = np.where(w1[sub, sub, sub] > 0, d1[sub, sub, sub] / np.maximum(w1[sub, sub, sub], 1e-30), 0)
-    f2 = np.where(w2[sub, sub, sub] > 0, d2[sub, sub, sub] / np.maximum(w2[sub, sub, sub], 1e-30), 0)
-    k = np.arange(f1.shape[0]) - box // 2
-    shells = round_half_away(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2))
-    n = box // 2 + 1
-    sel = shells < n
-    num = np.bincount(shells[sel], (f1 * np.conj(f2)).real[sel], n)
-    a = np.bincount(shells[sel], (np.abs(f1) ** 2)[sel], n)
-    b = np.bincount(shells[sel], (np.abs(f2) ** 2)[sel], n)
-    out = np.where(a * b > 0, num / np.sqrt(np.maximum(a * b, 1e-300)), 0.0)
+    ``FSC(0) = 1``; ``N//2 + 1`` shells; every point of the full transform counted once."""
+    sub = (slice(0, None, pad), slice(0, None, pad), slice(0, pad * (box // 2) + 1, pad))
+    f1 = np.where(w1[sub] > 0, d1[sub] / np.maximum(w1[sub], 1e-30), 0)
+    f2 = np.where(w2[sub] > 0, d2[sub] / np.maximum(w2[sub], 1e-30), 0)
+    shells = _shells(box, 1)
+    twice = slice(1, (box + 1) // 2)  # the x planes that stand for their Hermitian mates too
+    both = [np.concatenate([a, a[..., twice]], axis=-1) for a in (f1, f2, shells)]
+    out = fsc_rfft(*both, n=box // 2 + 1)
     out[0] = 1.0
     return out
 
@@ -242,9 +224,11 @@ def regularised_grid(d: np.ndarray, w: np.ndarray, ssnr: np.ndarray | None, pad:
     shells = grid_shells(m, pad)
     n = box // 2 + 1
     inside = shells < n
-    sh = np.where(inside, shells, n)
-    counts = np.bincount(sh.ravel(), minlength=n + 1)[:n]
-    wmean = np.bincount(sh.ravel(), w.ravel(), n + 1)[:n] / np.maximum(counts, 1)
+    sh = np.where(inside, shells, n).ravel()
+    mult = np.broadcast_to(_x_multiplicity(m), shells.shape).ravel()
+    counts = np.bincount(sh, mult, n + 1)[:n]
+    wmean = np.bincount(sh, (w * _x_multiplicity(m)).ravel(), n + 1)[:n] / np.maximum(counts, 1)
+    sh = sh.reshape(shells.shape)
     big = w.copy()
     if ssnr is not None:
         s = np.asarray(ssnr, np.float64)[:n]
@@ -258,7 +242,7 @@ def regularised_grid(d: np.ndarray, w: np.ndarray, ssnr: np.ndarray | None, pad:
     return np.ascontiguousarray(out, dtype=np.complex64)
 
 
-def project_images(grid: np.ndarray, rotations: np.ndarray, box: int, pad: int = 2,
+def project_images(grid, rotations: np.ndarray, box: int, pad: int = 2,
                    ctf: np.ndarray | None = None, shifts_px: np.ndarray | None = None) -> np.ndarray:
     """Real-space projections ``(n, N, N)`` (origin at ``N//2``) of the map behind ``grid``.
 

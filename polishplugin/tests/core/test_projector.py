@@ -189,68 +189,9 @@ def test_bad_inputs():
         FourierProjector(np.zeros((8, 8, 8))).project(np.eye(4))
 
 
-# ------------------------------------------------------------------ reconstruct.py (M-step helpers)
-def test_sigma2_rec_and_tau2_from_fsc_known_values():
-    from polishplugin.core.reconstruct import sigma2_rec, tau2_from_fsc
-    bp = FourierBackprojector(12)
-    bp.weight[...] = 0.5
-    s2 = sigma2_rec(bp)
-    np.testing.assert_allclose(s2, 1.0 / (8 * 0.5))  # counter / sum(pad^3 w)
-    tau2, ssnr = tau2_from_fsc(np.array([1.0, 0.5, -0.2, 0.0]), np.array([2.0, 2.0, 2.0, 2.0]))
-    np.testing.assert_allclose(ssnr, [999.0, 1.0, 0.001 / 0.999, 0.001 / 0.999])
-    np.testing.assert_allclose(tau2, 2 * ssnr)
-    _, ssnr_j = tau2_from_fsc(np.array([0.5]), np.array([1.0]), tau2_fudge=2.0, joined=True)
-    f = np.sqrt(2 * 0.5 / 1.5)
-    np.testing.assert_allclose(ssnr_j, [2 * f / (1 - f)])
-
-
-def test_join_halves_low_resolution():
-    from polishplugin.core.reconstruct import join_halves_low_resolution, lowres_join_shell, padded_shells
-    assert lowres_join_shell(64, 2.0, 10.0) == 4     # ceil(128/40)
-    assert lowres_join_shell(64, 2.0, 50.0) == 3     # ceil(128/50)
-    a, b = FourierBackprojector(8), FourierBackprojector(8)
-    a.data[...] = 1.0
-    b.data[...] = 3.0
-    a.weight[...] = 2.0
-    join_halves_low_resolution(a, b, 2)
-    r, _ = padded_shells(a)
-    assert np.all(a.data[r <= 4] == 2.0) and np.all(b.data[r <= 4] == 2.0)
-    assert np.all(a.weight[r <= 4] == 1.0) and np.all(b.weight[r <= 4] == 1.0)
-    assert np.all(a.data[r > 4] == 1.0) and np.all(b.data[r > 4] == 3.0)
-
-
-def test_gold_standard_halves_and_wiener_filter(rng):
-    """Noisy halves: the half-set FSC tracks the true one, and tau2 from it beats no regularisation."""
-    from polishplugin.core import fourier
-    from polishplugin.core.reconstruct import fsc_between_halves, sigma2_rec, tau2_from_fsc
-    n = 24
-    vol = blob_map(n, rng, count=25)
-    proj = FourierProjector(vol)
-    halves, recs = [], []
-    noise = 0.15 * np.abs(proj.project_real(np.eye(3)[None])).max()
-    for _ in range(2):
-        rots = random_rotations(300, rng)
-        imgs = proj.project_real(rots) + rng.normal(scale=noise, size=(300, n, n))
-        bp = FourierBackprojector(n)
-        bp.insert(fourier.rfft(imgs, axes=(-2, -1)), rots)
-        halves.append(bp)
-        recs.append(bp.reconstruct())
-    f_half = fsc_between_halves(*halves)
-    f_maps = fsc.fsc(*recs)
-    assert f_half[0] == 1.0 and len(f_half) == n // 2 + 1
-    assert np.abs(f_half[1:-1] - f_maps[1:-1]).max() < 0.1
-    assert f_half[2] > 0.9 and f_half[-2] < f_half[2]  # signal at low, noise at high resolution
-    tau2, _ = tau2_from_fsc(f_half, sigma2_rec(halves[0]))
-    wiener = halves[0].reconstruct(tau2=tau2)
-    plain = recs[0]
-    err_w = np.linalg.norm(wiener - vol)
-    err_p = np.linalg.norm(plain - vol)
-    assert err_w < 0.85 * err_p  # measured 0.75
-
-
 @pytest.mark.parametrize("n", [10, 11])
 def test_fast_paths_equal_generic_trilinear_reference(n, rng):
-    """project/insert (extended-index fast path) == sample/spread_trilinear_halfgrid (modulo path)."""
+    """project/insert (cached table, batched bincounts) == sample/spread_trilinear_halfgrid (one-off calls)."""
     from polishplugin.core import fourier
     from polishplugin.core.projector import (_image_centre_phase, _slice_coords, sample_trilinear_halfgrid,
                                              spread_trilinear_halfgrid)
@@ -258,7 +199,7 @@ def test_fast_paths_equal_generic_trilinear_reference(n, rng):
     rots = random_rotations(7, rng)
     proj = FourierProjector(vol)
     coords, k2d = _slice_coords(rots, n, 2)
-    ref = sample_trilinear_halfgrid(proj.fourier, coords) * proj._scale * _image_centre_phase(n)
+    ref = sample_trilinear_halfgrid(proj.fourier, coords) * _image_centre_phase(n)
     ref[:, k2d > n / 2] = 0
     np.testing.assert_allclose(proj.project(rots), ref, atol=1e-5 * np.abs(ref).max())
     imgs = fourier.rfft(rng.normal(size=(7, n, n)), axes=(-2, -1))
@@ -272,3 +213,42 @@ def test_fast_paths_equal_generic_trilinear_reference(n, rng):
     spread_trilinear_halfgrid(d, wt, coords[:, keep], vals[:, keep], w[:, keep])
     np.testing.assert_allclose(bp.data, d, atol=1e-12)
     np.testing.assert_allclose(bp.weight, wt, atol=1e-12)
+
+
+# ------------------------------------------------------------ auto-refine's pixel-list front end
+def test_refine_pixel_projection_samples_the_same_grid(rng):
+    """fourier3d.project_pixels (refine) and FourierProjector.project (polishing) read one grid."""
+    from polishplugin.core.projector import _image_centre_phase
+    from polishplugin.core.refine import fourier3d
+    n = 16
+    vol = rng.normal(size=(n, n, n))
+    rots = random_rotations(6, rng)
+    iy, ix, k = fourier3d.pixel_list(n, n / 2 - 1)  # refine clamps its coordinates at the very edge
+    grid = fourier3d.map_to_grid(vol)
+    assert grid.fourier.shape == (2 * n, 2 * n, n + 1)
+    got = fourier3d.project_pixels(grid, rots, k)
+    ref = (FourierProjector(vol, gridding=False).project(rots) / _image_centre_phase(n))[:, iy, ix]
+    np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_array_equal(fourier3d.project_pixels(grid.fourier, rots, k), got)  # a bare array
+
+
+@pytest.mark.parametrize("box,pad", [(8, 2), (9, 2), (7, 1)])
+def test_refine_half_grid_fsc_counts_the_full_transform(box, pad, rng):
+    """halfgrid_fsc on half grids == the FSC over the full transform's unpadded sub-grid."""
+    from polishplugin.core import fourier
+    from polishplugin.core.refine.fourier3d import halfgrid_fsc
+    m = pad * box
+    a1, a2 = rng.normal(size=(2, m, m, m))
+    a2 += 0.5 * a1
+    d1, d2 = np.fft.rfftn(a1), np.fft.rfftn(a2)
+    w = np.ones(d1.shape)
+    f1, f2 = np.fft.fftn(a1)[::pad, ::pad, ::pad], np.fft.fftn(a2)[::pad, ::pad, ::pad]
+    k = fourier.fftfreq_signed(box)
+    shells = fourier.round_half_away(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2))
+    n = box // 2 + 1
+    sel = shells < n
+    num = np.bincount(shells[sel], (f1 * np.conj(f2)).real[sel], n)
+    den = np.sqrt(np.bincount(shells[sel], (np.abs(f1) ** 2)[sel], n) * np.bincount(shells[sel], (np.abs(f2) ** 2)[sel], n))
+    ref = num / den
+    ref[0] = 1.0
+    np.testing.assert_allclose(halfgrid_fsc(d1, w, d2, w, pad, box), ref, atol=1e-12)

@@ -123,8 +123,8 @@ def test_estep_recovers_planted_poses(phantom):
 
 def test_halfgrid_fsc_and_ssnr():
     rng = np.random.default_rng(1)
-    d = rng.normal(size=(16, 16, 16)) + 1j * rng.normal(size=(16, 16, 16))
-    w = np.ones((16, 16, 16))
+    d = rng.normal(size=(16, 16, 9)) + 1j * rng.normal(size=(16, 16, 9))
+    w = np.ones((16, 16, 9))
     f = halfgrid_fsc(d, w, d, w, 2, 8)
     assert np.allclose(f, 1.0)
     s = ssnr_from_fsc(np.array([1.0, 0.9, 0.5, 0.2, 0.0]))

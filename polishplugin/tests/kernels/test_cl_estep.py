@@ -33,7 +33,7 @@ def _ops(device):
 
 
 def _grid(box, pad, rng, dtype=np.complex64):
-    return map_to_grid(rng.normal(size=(box, box, box)), pad).astype(dtype)
+    return map_to_grid(rng.normal(size=(box, box, box)), pad).fourier.astype(dtype)
 
 
 def _rel(got, ref):

@@ -37,3 +37,35 @@ def test_missing_platform_is_a_clear_error(monkeypatch):
     assert runtime.opencl_available() is False
     with pytest.raises(runtime.OpenCLUnavailable, match="no OpenCL"):
         runtime.get_context()
+
+
+def test_choose_backend_without_opencl(monkeypatch):
+    assert runtime.choose_backend("cpu") == ("numpy", None)
+    assert runtime.choose_backend(" NumPy ") == ("numpy", None)
+
+    def boom():
+        raise runtime.OpenCLUnavailable("no OpenCL platform found (test)")
+    monkeypatch.setattr(runtime, "_all_devices", boom)
+    assert runtime.choose_backend(None) == ("numpy", None)
+    assert runtime.choose_backend("auto") == ("numpy", None)
+    for named in ("opencl", "0"):
+        with pytest.raises(runtime.OpenCLUnavailable, match="no OpenCL"):
+            runtime.choose_backend(named)
+    # core callers go through it: "auto" falls back to numpy, "opencl" says why it cannot
+    import numpy as np
+    from polishplugin.core.projector import FourierProjector
+    proj = FourierProjector(np.ones((8, 8, 8)))
+    np.testing.assert_array_equal(proj.project(np.eye(3), backend="auto"), proj.project(np.eye(3)))
+    with pytest.raises(runtime.OpenCLUnavailable):
+        proj.project(np.eye(3), backend="opencl")
+
+
+@pytest.mark.opencl
+def test_choose_backend_with_devices():
+    if not runtime.opencl_available():
+        pytest.skip("no OpenCL platform")
+    assert runtime.choose_backend(None) == ("opencl", None)
+    assert runtime.choose_backend("opencl") == ("opencl", None)
+    assert runtime.choose_backend("0") == ("opencl", "0")
+    with pytest.raises(runtime.OpenCLUnavailable, match="out of range"):
+        runtime.choose_backend(str(len(runtime.list_devices()) + 5))

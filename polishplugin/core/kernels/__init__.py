@@ -1,1 +1,0 @@
-"""Small numeric kernels with a numpy reference and an OpenCL twin (``backend="numpy"|"opencl"|"auto"``)."""
