@@ -271,7 +271,8 @@ def symmetrise_halfgrid(grids: list, operators: np.ndarray, radius: float, coord
     del X, Y, Z
     ext = _ExtendedIndex(m, radius)
     tables = [ext.table(g) for g in grids]
-    adds = [np.zeros(len(p), dtype=np.complex128 if np.iscomplexobj(g) else np.float64) for g in grids]
+    adds: list[np.ndarray] = [np.zeros(len(p), dtype=np.complex128 if np.iscomplexobj(g) else np.float64)
+                              for g in grids]
     chunk = 1 << 18  # bounds the 8-corner temporaries to ~40 MB
     for r in operators[1:]:
         rt = np.asarray(r, dtype=np.float64).T
@@ -369,7 +370,7 @@ class FourierProjector:
         ky = fourier.fftfreq_signed(n)
         kx = fourier.fftfreq_signed(n, half=True)
         self._keep = (ky[:, None] ** 2 + kx[None, :] ** 2) <= self.r_max_px ** 2
-        self._ext = None
+        self._ext: tuple[_ExtendedIndex, np.ndarray] | None = None
 
     def sample(self, coords: np.ndarray) -> np.ndarray:
         """Trilinear values (complex128) of the grid at padded coordinates ``coords`` ``(k, 3)`` (x, y, z),
@@ -399,7 +400,7 @@ class FourierProjector:
 
     def _extended(self):
         """Cached (:class:`_ExtendedIndex`, table of the grid on it)."""
-        if getattr(self, "_ext", None) is None:
+        if self._ext is None:
             ext = _ExtendedIndex(self.padded_size, self.r_max_px * self.pad)
             self._ext = (ext, ext.table(self.fourier))
         return self._ext
@@ -429,7 +430,7 @@ class FourierBackprojector:
         self._data = np.zeros((m, m, m // 2 + 1), dtype=np.complex128)
         self._weight = np.zeros((m, m, m // 2 + 1), dtype=np.float64)
         self._cl_acc = None  # device accumulators of the OpenCL backend, added on _sync()
-        self._ext = None
+        self._ext: _ExtendedIndex | None = None
         self._phase_inv = np.conj(_image_centre_phase(n))
         self._hermitian = False
 

@@ -101,7 +101,8 @@ class OpenCLOps:
                                                            else None)  # None: always on the host
         self._local = (tsn // wptn, tsm // wptm)
         self._tiles = (tsn, tsm)
-        self._grid = None  # (weakref to the host grid, key, fingerprint, device buffer)
+        # (weakref to the host grid, key, fingerprint, device buffer)
+        self._grid: tuple[weakref.ref, tuple, bytes, object] | None = None
         self._scratch: dict = {}
         self._host = NumpyOps()
 

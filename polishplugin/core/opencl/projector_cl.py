@@ -63,8 +63,9 @@ def insert(bp, images: np.ndarray, rotations: np.ndarray, weights: np.ndarray, d
         size = m * m * (m // 2 + 1)
         dbuf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, size * 8)
         wbuf = cl.Buffer(rt.context, cl.mem_flags.READ_WRITE, size * 4)
-        cl.enqueue_fill_buffer(rt.queue, dbuf, np.float32(0), 0, size * 8)
-        cl.enqueue_fill_buffer(rt.queue, wbuf, np.float32(0), 0, size * 4)
+        zero = np.zeros(1, np.float32)  # the 4-byte fill pattern
+        cl.enqueue_fill_buffer(rt.queue, dbuf, zero, 0, size * 8)
+        cl.enqueue_fill_buffer(rt.queue, wbuf, zero, 0, size * 4)
         bp._cl_acc = acc = (rt, dbuf, wbuf)
     _, dbuf, wbuf = acc
     for start in range(0, len(rotations), _BATCH):

@@ -208,8 +208,8 @@ def halfgrid_fsc(d1: np.ndarray, w1: np.ndarray, d2: np.ndarray, w2: np.ndarray,
     f2 = np.where(w2[sub] > 0, d2[sub] / np.maximum(w2[sub], 1e-30), 0)
     shells = _shells(box, 1)
     twice = slice(1, (box + 1) // 2)  # the x planes that stand for their Hermitian mates too
-    both = [np.concatenate([a, a[..., twice]], axis=-1) for a in (f1, f2, shells)]
-    out = fsc_rfft(*both, n=box // 2 + 1)
+    g1, g2, s12 = (np.concatenate([a, a[..., twice]], axis=-1) for a in (f1, f2, shells))
+    out = fsc_rfft(g1, g2, s12, n=box // 2 + 1)
     out[0] = 1.0
     return out
 

@@ -248,7 +248,8 @@ def test_refine_half_grid_fsc_counts_the_full_transform(box, pad, rng):
     n = box // 2 + 1
     sel = shells < n
     num = np.bincount(shells[sel], (f1 * np.conj(f2)).real[sel], n)
-    den = np.sqrt(np.bincount(shells[sel], (np.abs(f1) ** 2)[sel], n) * np.bincount(shells[sel], (np.abs(f2) ** 2)[sel], n))
+    den = np.sqrt(np.bincount(shells[sel], (np.abs(f1) ** 2)[sel], n)
+                  * np.bincount(shells[sel], (np.abs(f2) ** 2)[sel], n))
     ref = num / den
     ref[0] = 1.0
     np.testing.assert_allclose(halfgrid_fsc(d1, w, d2, w, pad, box), ref, atol=1e-12)
