@@ -15,4 +15,5 @@ from .protocol_postprocess import ProtPolishPostprocess
 from .protocol_local_resolution import ProtPolishLocalRes
 from .protocol_refine3d import ProtPolishRefine3D
 
-__all__ = ["ProtPolishRefine3D", "ProtPolishLocalRes", "ProtPolishTrain", "ProtPolishMaskCreate", "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]
+__all__ = ["ProtPolishRefine3D", "ProtPolishLocalRes", "ProtPolishTrain", "ProtPolishMaskCreate",
+           "ProtPolishPostprocess", "ProtPolishBase", "ProtPolishImport", "ProtPolishParticles"]

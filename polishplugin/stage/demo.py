@@ -2,8 +2,8 @@
 
 Simulates the dataset (``polishplugin simulate``), then runs, as a user would, each step with the
 tutorial's values (by default as a headless Scipion project made from the workflow template; with
-``--no_scipion`` by calling the programs directly): train (25), polish (26), refine the polished particles (27), post-process (28) and
-local resolution (29).  Prints a summary table (resolution before and after polishing, auto-B,
+``--no_scipion`` by calling the programs directly): train (25), polish (26), refine the polished
+particles (27), post-process (28) and local resolution (29).  Prints a summary table (resolution before and after polishing, auto-B,
 per-frame B-factor range, trained sigmas, local-resolution range, time per step) and writes it to
 ``<o>/summary.txt``; plots land in ``<o>/plots``.  Re-running skips steps whose outputs exist.
 
@@ -154,8 +154,9 @@ def main(args: argparse.Namespace) -> int:
                        "--norm", "--scale", "--random_seed", str(args.seed), "--j", j],
               out / "Refine3D/job027/run_half1_class001_unfil.mrc", out)
 
-    for label, refine_job, post_job in (("28 post-process (before polishing)", "Refine3D/job021", "PostProcess/job023b"),
-                                        ("28 post-process", "Refine3D/job027", "PostProcess/job028")):
+    for label, refine_job, post_job in (
+            ("28 post-process (before polishing)", "Refine3D/job021", "PostProcess/job023b"),
+            ("28 post-process", "Refine3D/job027", "PostProcess/job028")):
         post = StepRecord(label, post_job)
         steps.append(post)
         _run_step(post, ["postprocess", "--i", f"{refine_job}/run_half1_class001_unfil.mrc",
