@@ -180,7 +180,8 @@ def _launch(project, prot, label: str) -> float:
 def launch_in_order(project, protocols: dict, before_each=None) -> dict:
     """Launch ``protocols`` ({template id: protocol}) in template-id order (call with the project
     folder as the current directory, as pyworkflow expects), each waiting for the previous (every input
-    comes from an earlier id); ``before_each(tid, prot)`` may set params from the outputs of earlier runs.  Returns {template id: seconds}."""
+    comes from an earlier id); ``before_each(tid, prot)`` may set params from the outputs of earlier runs.
+    Returns {template id: seconds}."""
     times = {}
     for tid in sorted(protocols, key=int):
         prot = protocols[tid]
