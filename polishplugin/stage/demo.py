@@ -5,7 +5,8 @@ tutorial's values (by default as a headless Scipion project made from the workfl
 ``--no_scipion`` by calling the programs directly): train (25), polish (26), refine the polished
 particles (27), post-process (28) and local resolution (29).  Prints a summary table (resolution
 before and after polishing, auto-B, per-frame B-factor range, trained sigmas, local-resolution range,
-time per step) and writes it to ``<o>/summary.txt``; plots land in ``<o>/plots``.  Re-running skips steps whose outputs exist.
+time per step) and writes it to ``<o>/summary.txt``; plots land in ``<o>/plots``.  Re-running skips
+steps whose outputs exist.
 
 Example:
     polishplugin demo --o demo_output                  # as a Scipion project from the workflow template
