@@ -35,6 +35,7 @@ from ..io.postprocess import read_half_maps
 from ..plots.local_resolution import save_locres_figures
 from ._cli import ProgramError
 from ._mpi import get_comm
+from .postprocess import add_half_map_args, add_mtf_args
 
 __all__ = ["add_args", "main"]
 
@@ -44,10 +45,7 @@ log = logging.getLogger(__name__)
 def add_args(parser: argparse.ArgumentParser) -> None:
     """RELION ``relion_postprocess --locres`` options (names and defaults) plus mode/threads."""
     g = parser.add_argument_group("General options")
-    g.add_argument("--i", required=True, help="Input name of half1, e.g. run_half1_class001_unfil.mrc")
-    g.add_argument("--i2", default="", help="Input name of half2 (default: --i with half1 -> half2)")
-    g.add_argument("--o", default="relion", help="Output rootname, e.g. LocalRes/job031/relion")
-    g.add_argument("--angpix", type=float, default=-1.0, help="Pixel size in Å (-1: from the header)")
+    add_half_map_args(g, "relion", "Output rootname, e.g. LocalRes/job031/relion")
     g.add_argument("--mask", default="", help="Mask for the histogram (voxels > 0.5); not used for the FSCs")
     g.add_argument("--sharpened", default="", help="Sharpened map (e.g. postprocess.mrc) for the ChimeraX script")
     g.add_argument("--random_seed", type=int, default=0, help="Seed for phase randomisation (glibc srand)")
@@ -56,8 +54,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     s = parser.add_argument_group("Sharpening options")
     s.add_argument("--adhoc_bfac", type=float, default=-100.0,
                    help="B-factor (Å^2) for the locally filtered map (GUI default -100)")
-    s.add_argument("--mtf", default="", help="STAR file with the detector MTF")
-    s.add_argument("--mtf_angpix", type=float, default=-1.0, help="Pixel size of the MTF's detector (-1: --angpix)")
+    add_mtf_args(s)
     lr = parser.add_argument_group("Local-resolution options")
     lr.add_argument("--locres_sampling", type=float, default=25.0, help="Sampling of the local-resolution map (Å)")
     lr.add_argument("--locres_maskrad", type=float, default=-1.0,

@@ -32,13 +32,26 @@ __all__ = ["add_args", "main"]
 log = logging.getLogger(__name__)
 
 
+def add_half_map_args(group, out_default: str, out_help: str) -> None:
+    """``--i --i2 --o --angpix``: the half-map inputs and output root of ``relion_postprocess`` (with or
+    without ``--locres``)."""
+    group.add_argument("--i", required=True, help="Input name of half1, e.g. run_half1_class001_unfil.mrc")
+    group.add_argument("--i2", default="", help="Input name of half2 (default: --i with half1 -> half2)")
+    group.add_argument("--o", default=out_default, help=out_help)
+    group.add_argument("--angpix", type=float, default=-1.0, help="Pixel size in Å (-1: from the header)")
+
+
+def add_mtf_args(group) -> None:
+    """``--mtf --mtf_angpix``: the detector MTF used to correct the map."""
+    group.add_argument("--mtf", default="", help="STAR file with the detector MTF")
+    group.add_argument("--mtf_angpix", type=float, default=-1.0,
+                       help="Pixel size of the MTF's detector (-1: --angpix)")
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     """RELION ``relion_postprocess`` options (names and defaults)."""
     g = parser.add_argument_group("General options")
-    g.add_argument("--i", required=True, help="Input name of half1, e.g. run_half1_class001_unfil.mrc")
-    g.add_argument("--i2", default="", help="Input name of half2 (default: --i with half1 -> half2)")
-    g.add_argument("--o", default="postprocess", help="Output rootname (may include a folder)")
-    g.add_argument("--angpix", type=float, default=-1.0, help="Pixel size in Å (-1: from the header)")
+    add_half_map_args(g, "postprocess", "Output rootname (may include a folder)")
     g.add_argument("--half_maps", action="store_true", help="Also write post-processed half maps")
     g.add_argument("--random_seed", type=int, default=0, help="Seed for phase randomisation")
     m = parser.add_argument_group("Masking options")
@@ -46,8 +59,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--force_mask", action="store_true", help="Use the mask even when the masked FSC is worse")
     m.add_argument("--molweight", type=float, default=-1.0, help="Molecular weight (kDa) of the ordered mass")
     s = parser.add_argument_group("Sharpening options")
-    s.add_argument("--mtf", default="", help="STAR file with the detector MTF")
-    s.add_argument("--mtf_angpix", type=float, default=-1.0, help="Pixel size of the MTF's detector (-1: --angpix)")
+    add_mtf_args(s)
     s.add_argument("--auto_bfac", action="store_true", help="Estimate the B-factor from a Guinier fit")
     s.add_argument("--autob_lowres", type=float, default=10.0, help="Lowest resolution (Å) of the B-factor fit")
     s.add_argument("--autob_highres", type=float, default=0.0, help="Highest resolution (Å) of the fit (0: Nyquist)")
