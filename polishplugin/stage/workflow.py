@@ -110,6 +110,11 @@ def stage_protocols(values: dict | None = None, make_mask: bool = False) -> list
     """The filled protocol list.  ``make_mask``: run mask creation and point every mask input at its
     output; else mask creation is dropped and the imported mask is used (as the template says)."""
     protocols = fill_template(values)
+    for prot in protocols:
+        # the template's "_prerequisites" order a scheduled run (`scipion template`); here
+        # launch_in_order runs one protocol after the other, and Project.launchProtocol would
+        # schedule (not run) a protocol that has prerequisites
+        prot.pop("_prerequisites", None)
     if not make_mask:
         return [p for p in protocols if p["object.id"] != MASK]
     for prot in protocols:
@@ -342,6 +347,10 @@ def run_stage_in_scipion(project_dir, preset: str = "demo", seed: int = 1, threa
         fields["refine_max_iter"] = int(max_iterations)
     fields.update(values or {})
     simulated = int(fields["import_from"]) == 1
+    if not simulated:
+        # the template's defaults of these fields are the simulated dataset's files in the import run
+        fields.setdefault("postprocess", "")
+        fields.setdefault("mtf", "")
     has_mask = simulated or bool(fields.get("mask")) or bool(fields.get("postprocess"))
     protocols_json = stage_protocols(fields, make_mask=not has_mask)
     project, prots = create_project(project_dir, protocols_json)

@@ -16,7 +16,7 @@ class PolishLocalResViewer(Viewer):
     """Show the local-resolution histogram and coloured slices of a ``ProtPolishLocalRes`` run."""
 
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
-    _label = "polish - local resolution viewer"
+    _label = "local resolution plots"
 
     _targets = [ProtPolishLocalRes]
 

@@ -15,7 +15,7 @@ class PolishParticlesViewer(Viewer):
     """Per-frame B-factor and scale plots, particle tracks (x30) and logfile.pdf of a polishing run."""
 
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
-    _label = "polish - bayesian polishing viewer"
+    _label = "bayesian polishing plots"
 
     _targets = [ProtPolishParticles]
 

@@ -15,7 +15,7 @@ class PolishTrainViewer(Viewer):
     """TSC over the training evaluations and the chosen sigmas."""
 
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
-    _label = "polish - train viewer"
+    _label = "training plots"
 
     _targets = [ProtPolishTrain]
 

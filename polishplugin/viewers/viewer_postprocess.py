@@ -32,7 +32,7 @@ class PolishPostprocessViewer(ProtocolViewer):
     """FSC curves (corrected, unmasked, masked, phase-randomised) with the 0.143 line, the Guinier
     plot (original, MTF-corrected, weighted, sharpened, fitted line) and central map slices."""
 
-    _label = "viewer post-processing"
+    _label = "post-processing plots"
     _targets = [ProtPolishPostprocess]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 

@@ -15,7 +15,7 @@ from ..plots.refine3d import fsc_per_iteration_figure, progress_figure, angular_
 class PolishRefine3DViewer(ProtocolViewer):
     """FSC per iteration, resolution and sampling per iteration, angular distribution, map slices."""
 
-    _label = "viewer 3D auto-refine"
+    _label = "3D auto-refine plots"
     _targets = [ProtPolishRefine3D]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 

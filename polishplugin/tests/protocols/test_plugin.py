@@ -29,7 +29,7 @@ def test_domain_lists_import_protocol():
     assert "ProtPolishImport" in protocols
     cls = protocols["ProtPolishImport"]
     assert cls.getClassPackageName() == "polishplugin"
-    assert not cls.isBase() and cls._label.startswith("polish")
+    assert not cls.isBase() and cls._label == "import RELION project"
     assert protocols["ProtPolishBase"].isBase()  # the helper base is not offered in the GUI
 
 
@@ -53,6 +53,11 @@ def test_every_existing_protocol_class_is_unique_and_labelled():
     for name, cls in ours.items():
         assert name.startswith("ProtPolish"), name
         assert cls.__dict__.get("_label"), f"{name} has no _label"
+    # short and distinct: Scipion already shows the plugin name ("polishplugin - <label>")
+    labels = [cls.__dict__["_label"] for cls in ours.values()]
+    assert len(set(labels)) == len(labels) == len(ALL_PROTOCOLS), labels
+    assert all(len(label) <= 25 and "polish -" not in label for label in labels), labels
+    assert ours["ProtPolishTrain"].getClassLabel() == "polishplugin - train polishing"
 
 
 def test_citations_parse():

@@ -57,9 +57,13 @@ def test_template_has_the_seed_values_and_dependency_order():
     # step 26: parameters from the training run, B-factor fit 20 / -1
     assert polish["paramsSource"] == 0 and polish["trainingRun"] == train["object.id"]
     assert (polish["bfacMinFreq"], polish["bfacMaxFreq"]) == (20, -1)
-    # step 27: 50 Å, D2, CTF yes/yes/no/no, 200 Å, zeros, solvent FSC, 7.5°, 5, 1, 1.8°
+    # step 27: 50 Å, D2, CTF yes/yes/no/no, zeros, solvent FSC, 7.5°, 5, 1, 1.8°; the mask diameter fits
+    # the embedded demo dataset (0.8 x its 128 Å box, what run_stage_in_scipion sets), not the tutorial's 200 Å
     assert refine["inputParticles"] == f"{polish['object.id']}.outputParticles"
-    assert (refine["initialLowPassFilterA"], refine["symmetryGroup"], refine["maskDiameterA"]) == (50.0, "D2", 200)
+    from polishplugin.programs.simulate import PRESETS
+    demo = PRESETS["demo"]
+    assert (refine["initialLowPassFilterA"], refine["symmetryGroup"], refine["maskDiameterA"]) == \
+        (50.0, "D2", round(0.8 * demo["box"] * demo["angpix"]))
     assert refine["isMapAbsoluteGreyScale"] and refine["doCTF"] and refine["refCtfCorrected"]
     assert not refine["haveDataBeenPhaseFlipped"] and not refine["ignoreCTFUntilFirstPeak"]
     assert refine["maskZero"] and refine["solventFscMask"]
@@ -76,11 +80,49 @@ def test_template_has_the_seed_values_and_dependency_order():
     # step 29: the polished refine's half maps, B -100, coloured on the sharpened map
     assert locres["inputVolume"] == f"{refine['object.id']}.outputVolume" and locres["bfactor"] == -100
     assert locres["sharpenedMap"] == f"{after[0]['object.id']}.outputVolume"
-    # every pointer names an earlier protocol (launch order = id order)
+    # every pointer names an earlier protocol (launch order = id order), and a scheduled run
+    # (`scipion template`) waits for it: each source is among the protocol's "_prerequisites"
     for pid, p in prots.items():
+        waits_for = set(p.get("_prerequisites", "").split(",")) - {""}
         for key, value in p.items():
             if isinstance(value, str) and value.split(".")[0] in prots and key not in ("object.id",):
                 assert int(value.split(".")[0]) < int(pid), (pid, key, value)
+                assert value.split(".")[0] in waits_for, (pid, key, value, waits_for)
+    assert "8" in prots["9"]["_prerequisites"].split(",")  # local resolution waits for the sharpened map
+
+
+def test_template_labels_are_short_and_name_each_role():
+    labels = [p["object.label"] for p in workflow.fill_template()]
+    assert len(set(labels)) == len(labels), labels
+    assert "post-processing before polishing" in labels and "post-processing after polishing" in labels
+    assert not any(label.startswith(("polish -", "polishplugin")) for label in labels), labels
+
+
+def test_template_defaults_wire_the_simulated_files_of_the_import_run():
+    """The raw template (no run_stage_in_scipion) reads the simulated MTF and postprocess.star from the
+    import run's folder, which is Runs/000002_ProtPolishImport in a new project."""
+    from polishplugin.protocols.protocol_import import ProtPolishImport
+
+    prots = {p["object.id"]: p for p in workflow.fill_template()}
+    run = "Runs/000002_ProtPolishImport/extra/"
+    sim = ProtPolishImport.SIMULATED_FILES
+    assert prots["2"]["importFrom"] == 1 and prots["2"]["simPreset"] == 1  # the demo dataset
+    for tid in ("4", "8", "9"):
+        assert prots[tid]["mtfFile"] == run + sim["mtfStar"], tid  # importStep copies it to extra/
+    for tid in ("5", "6"):
+        assert prots[tid]["postprocessStar"] == run + "simulated/" + sim["postprocessStar"], tid
+    # run_stage_in_scipion launches in order itself: no prerequisites (they would schedule the runs)
+    assert not any("_prerequisites" in p for p in workflow.stage_protocols())
+
+
+def test_template_project_keeps_labels_and_import_run_folder(tmp_path):
+    """Loaded as `scipion template` loads it (Project.loadProtocols): the runs keep the template's labels
+    and the import run's folder is the one the defaults name."""
+    prots = workflow.fill_template()
+    project, loaded = workflow.create_project(tmp_path / "labels", prots)
+    assert [loaded[p["object.id"]].getObjLabel() for p in prots] == [p["object.label"] for p in prots]
+    assert loaded["2"].getWorkingDir() == "Runs/000002_ProtPolishImport"
+    assert [int(x) for x in loaded["9"].getPrerequisites()] == [loaded[t].getObjId() for t in ("2", "7", "8")]
 
 
 def test_fill_template_checks_values_and_mask_wiring():
