@@ -12,6 +12,7 @@ require_scipion()
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from polishplugin.protocols import ProtPolishImport, ProtPolishRefine3D  # noqa: E402
+from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 from polishplugin.tests.programs.test_refine3d import write_synthetic_project  # noqa: E402
 
 BOX = 16
@@ -67,3 +68,5 @@ class TestPolishRefine3D(BaseTest):
             self.assertTrue(os.path.exists(half))
         self.assertEqual(prot.outputParticles.getSize(), 8)
         self.assertEqual(prot.outputFSCs.getSize(), 1)
+        opened = open_every_view(self.proj, prot)  # FSC and progress per iteration, angular distribution, slices
+        self.assertEqual(len(opened), 4)
