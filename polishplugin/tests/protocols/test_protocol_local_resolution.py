@@ -10,7 +10,7 @@ from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.io.mrc import read_mrc, write_mrc  # noqa: E402
 from polishplugin.core.local_resolution import planted_half_maps  # noqa: E402
@@ -32,7 +32,7 @@ def _write_maps(root):
     return files
 
 
-class TestPolishLocalRes(BaseTest):
+class TestPolishLocalRes(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)

@@ -11,13 +11,13 @@ from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.protocols import ProtPolishImport, ProtPolishParticles  # noqa: E402
 from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 
 
-class TestPolishParticles(BaseTest):
+class TestPolishParticles(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)

@@ -7,13 +7,13 @@ from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.protocols import ProtPolishParticles, ProtPolishTrain  # noqa: E402
 from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 
 
-class TestPolishTrain(BaseTest):
+class TestPolishTrain(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)

@@ -10,7 +10,7 @@ from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.io.mrc import write_mrc  # noqa: E402
 from polishplugin.io.postprocess import read_postprocess  # noqa: E402
@@ -42,7 +42,7 @@ def _write_maps(root):
     return files
 
 
-class TestPolishPostprocess(BaseTest):
+class TestPolishPostprocess(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)

@@ -9,7 +9,7 @@ from polishplugin.testing.scipion import require_scipion
 
 require_scipion()
 
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.protocols import ProtPolishImport, ProtPolishRefine3D  # noqa: E402
 from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
@@ -19,7 +19,7 @@ BOX = 16
 ANGPIX = 6.0
 
 
-class TestPolishRefine3D(BaseTest):
+class TestPolishRefine3D(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
