@@ -9,18 +9,38 @@ therefore a ``unittest.TestCase``; :class:`PolishTestCase` reports a skip under 
 
 from __future__ import annotations
 
-import logging
+import os
 import shutil
+import sys
 import tempfile
 import unittest
 from pathlib import Path
 
-from pyworkflow.tests import BaseTest, setupTestProject
+from polishplugin.stage.scipion_env import setup_scipion_env
 
-__all__ = ["PolishTestCase", "PolishProjectTestCase", "setupTestProject"]
+setup_scipion_env()  # before the first pyworkflow import
+try:
+    import pwem  # noqa: F401
+    from pyworkflow.tests import BaseTest, setupTestProject
+except ImportError as _exc:  # without Scipion these tests skip (pytest) or are skipped (unittest)
+    _reason = f"Scipion (pyworkflow, pwem) not importable: {_exc}"
+    try:
+        import pytest
+    except ImportError:
+        raise unittest.SkipTest(_reason) from None
+    pytest.skip(_reason, allow_module_level=True)
 
-log = logging.getLogger("polishplugin.tests")
+__all__ = ["PolishTestCase", "PolishProjectTestCase", "setupTestProject", "scipion_launcher", "slow"]
 
+
+def slow(test):
+    """pytest's ``slow`` mark (deselect with -m 'not slow'); a no-op where pytest is not installed
+    (``scipion tests`` in a Scipion installed without it)."""
+    try:
+        import pytest
+    except ImportError:
+        return test
+    return pytest.mark.slow(test)
 
 def _report_skips(result) -> None:
     """Make pyworkflow's GTestResult (``numberTests``, no ``addSkip``) report skips as skips."""
@@ -32,7 +52,6 @@ def _report_skips(result) -> None:
 
     def addSkip(test, reason):
         result.numberTests -= 1  # not run, hence not "passed"
-        log.warning("[  SKIPPED ] %s: %s", test.id(), reason)
         print(f"[  SKIPPED ] {test.id()}: {reason}", flush=True)
         original(test, reason)
 
@@ -61,3 +80,11 @@ class PolishProjectTestCase(BaseTest):
     """pyworkflow's BaseTest (``setupTestProject(cls)`` in ``setUpClass``) that reports skips as skips."""
 
     run = _run
+
+
+def scipion_launcher(test: unittest.TestCase) -> str:
+    """The ``scipion`` console script of scipion-app beside this Python (or on PATH); skips without it."""
+    path = shutil.which("scipion", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    if path is None:
+        test.skipTest("scipion-app (the scipion launcher) not installed")
+    return path

@@ -4,9 +4,7 @@ import json
 from configparser import ConfigParser
 from pathlib import Path
 
-from polishplugin.testing.scipion import require_scipion
-
-require_scipion()
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
 from polishplugin.tests.protocols.base import PolishTestCase  # noqa: E402
 

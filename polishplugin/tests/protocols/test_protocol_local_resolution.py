@@ -6,9 +6,7 @@ import tempfile
 
 import numpy as np
 
-from polishplugin.testing.scipion import require_scipion
-
-require_scipion()
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
 from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 

@@ -7,9 +7,7 @@ argument list (the program itself is tested in tests/programs/test_motion_refine
 
 import tempfile
 
-from polishplugin.testing.scipion import require_scipion
-
-require_scipion()
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
 from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 

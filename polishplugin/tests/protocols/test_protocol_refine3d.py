@@ -5,9 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from polishplugin.testing.scipion import require_scipion
-
-require_scipion()
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
 from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 

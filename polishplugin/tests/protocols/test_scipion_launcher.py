@@ -3,17 +3,21 @@
 * "Analyze results": ``Domain.findViewers(run, DESKTOP_TKINTER)`` gives, for each of the seven
   protocols, one of the plugin's viewers first (no viewer class imported here);
 * ``scipion inspect polishplugin info``: its protocol and viewer tables (the part that needs no PyPI
-  access) show our short labels and non-empty viewer targets.
+  access) show our short labels and non-empty viewer targets;
+* ``scipion tests --grep polishplugin`` lists every protocol test class (it runs unittest classes
+  only, one per process), and ``scipion test NAME`` reports a skipped test as skipped, not passed.
 """
 
 import contextlib
 import io
+import os
+import subprocess
+import unittest
+from pathlib import Path
 
-from polishplugin.testing.scipion import require_scipion
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
-require_scipion()
-
-from polishplugin.tests.protocols.base import PolishTestCase  # noqa: E402
+from polishplugin.tests.protocols.base import PolishTestCase, scipion_launcher  # noqa: E402
 
 ALL_PROTOCOLS = ["ProtPolishImport", "ProtPolishMaskCreate", "ProtPolishTrain", "ProtPolishParticles",
                  "ProtPolishRefine3D", "ProtPolishPostprocess", "ProtPolishLocalRes"]
@@ -57,3 +61,45 @@ class TestScipionLookups(PolishTestCase):
         protocols = _inspect(inspect_plugins.showProtocols, False)
         self.assertIn("polishplugin - train polishing", protocols)
         self.assertNotIn("polish - ", protocols)
+
+
+def _test_classes(folder: Path) -> set:
+    """``module.Class`` of every unittest class in ``folder`` (unittest's discovery, as pw_run_tests uses)."""
+    top = folder.parents[2]  # the folder above the polishplugin package
+    found, todo = set(), [unittest.defaultTestLoader.discover(str(folder), pattern="test*.py", top_level_dir=str(top))]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, unittest.TestSuite):
+            todo.extend(item)
+        else:
+            module, cls, _ = item.id().rsplit(".", 2)
+            assert not module.startswith("unittest.loader"), item.id()  # a module that fails to import
+            found.add(f"{module}.{cls}")
+    return found
+
+
+class TestScipionTestRunner(PolishTestCase):
+    def _run(self, *args, env=None):
+        result = subprocess.run([scipion_launcher(self), *args], capture_output=True, text=True, timeout=600,
+                                env=env, stdin=subprocess.DEVNULL)
+        return result.returncode, result.stdout + result.stderr
+
+    def test_scipion_tests_lists_every_protocol_test_class(self):
+        expected = _test_classes(Path(__file__).parent)
+        self.assertGreaterEqual(len(expected), 12, expected)
+        code, out = self._run("tests", "--grep", "polishplugin")
+        self.assertEqual(code, 0, out[-2000:])
+        listed = {line.split()[-1] for line in out.splitlines() if line.strip().startswith(("/", "scipion"))}
+        self.assertFalse(expected - listed, out[-3000:])
+        self.assertNotIn("Error loading the test", out)
+
+    def test_scipion_test_reports_a_skip_as_a_skip(self):
+        """The import test of the real tutorial particles skips without its data: pyworkflow's runner
+        must not count it among the passed tests."""
+        env = {k: v for k, v in os.environ.items() if k != "POLISHPLUGIN_TEST_DATA"}
+        name = "polishplugin.tests.protocols.test_import.TestPolishImport.test_import_tutorial_particles"
+        code, out = self._run("test", name, env=env)
+        self.assertIn(f"[  SKIPPED ] {name}: POLISHPLUGIN_TEST_DATA unset", out)
+        self.assertIn("run 0 tests", out)
+        self.assertRegex(out, r"PASSED .*0 tests")
+        self.assertEqual(code, 1, out[-2000:])  # nothing passed

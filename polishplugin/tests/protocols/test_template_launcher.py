@@ -19,14 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from polishplugin.testing.scipion import require_scipion
-
-require_scipion()
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
 from polishplugin.stage import workflow  # noqa: E402
-from polishplugin.tests.protocols.base import PolishTestCase  # noqa: E402
+from polishplugin.tests.protocols.base import PolishTestCase, scipion_launcher, slow  # noqa: E402
 
 TEMPLATE_ID = "polishplugin-polishing_stage"
 #: characters a shell evaluates inside double quotes (and the single quote of the first shell)
@@ -103,13 +99,6 @@ class TestTemplateStrings(PolishTestCase):
 
 
 # ------------------------------------------------------------------ the stage through `scipion template`
-def _scipion(test) -> str:
-    path = shutil.which("scipion", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    if path is None:
-        test.skipTest("scipion-app (the scipion launcher) not installed")
-    return path
-
-
 def _when(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(str(value))
 
@@ -146,11 +135,11 @@ def _wait_for_runs(test, project_path: Path, expected: int, timeout_s: float) ->
 
 
 class TestScipionTemplate(PolishTestCase):
-    @pytest.mark.slow
+    @slow
     def test_scipion_template_nogui_runs_the_whole_stage_in_dependency_order(self):
         """`scipion template polishplugin-polishing_stage --nogui alias=value...`: the project is made and
         scheduled by scipion-app itself; all eight runs finish, each after the runs it depends on."""
-        scipion = _scipion(self)
+        scipion = scipion_launcher(self)
         tmp_path = self.tmp
         user_data = tmp_path / "user_data"
         env = dict(os.environ, SCIPION_USER_DATA=str(user_data), SCIPION_LOGS=str(user_data / "logs"))

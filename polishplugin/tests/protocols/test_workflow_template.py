@@ -9,9 +9,7 @@ import os
 
 import numpy as np
 
-from polishplugin.testing.scipion import require_scipion
-
-require_scipion()
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
 from polishplugin.stage import workflow  # noqa: E402
 from polishplugin.tests.protocols.base import PolishTestCase  # noqa: E402
