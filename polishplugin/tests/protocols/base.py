@@ -88,3 +88,22 @@ def scipion_launcher(test: unittest.TestCase) -> str:
     if path is None:
         test.skipTest("scipion-app (the scipion launcher) not installed")
     return path
+
+
+def readme_command(test: unittest.TestCase, start: str) -> list:
+    """The tokens of README.rst's shell command that begins with ``start`` (``\\`` continuations
+    joined), so that a test runs a command exactly as the README writes it; skips without README."""
+    import shlex
+
+    readme = Path(__file__).resolve().parents[3] / "README.rst"
+    if not readme.exists():
+        test.skipTest(f"no README.rst beside the package ({readme}): not a checkout")
+    lines = readme.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(start):
+            text = line.strip()
+            while text.endswith("\\"):
+                i += 1
+                text = text[:-1] + " " + lines[i].strip()
+            return shlex.split(text, comments=True)
+    raise AssertionError(f"README.rst has no command starting with {start!r}")

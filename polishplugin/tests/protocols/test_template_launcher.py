@@ -22,7 +22,7 @@ from pathlib import Path
 from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
 from polishplugin.stage import workflow  # noqa: E402
-from polishplugin.tests.protocols.base import PolishTestCase, scipion_launcher, slow  # noqa: E402
+from polishplugin.tests.protocols.base import PolishTestCase, readme_command, scipion_launcher, slow  # noqa: E402
 
 TEMPLATE_ID = "polishplugin-polishing_stage"
 #: characters a shell evaluates inside double quotes (and the single quote of the first shell)
@@ -97,6 +97,14 @@ class TestTemplateStrings(PolishTestCase):
         aliases = {f["alias"] for f in workflow.template_fields()}
         self.assertEqual(set(TINY_FIELDS), aliases)
 
+    def test_readme_command_is_the_tested_one(self):
+        """README.rst's headless `scipion template` command gives exactly these fields."""
+        tokens = readme_command(self, ".venv/bin/scipion template")
+        self.assertEqual(tokens[1:4], ["template", TEMPLATE_ID, "--nogui"])
+        fields = dict(token.split("=", 1) for token in tokens[4:])
+        self.assertEqual(fields.pop("project_name"), "stage_tiny")
+        self.assertEqual(fields, TINY_FIELDS)
+
 
 # ------------------------------------------------------------------ the stage through `scipion template`
 def _when(value: str) -> datetime.datetime:
@@ -144,9 +152,9 @@ class TestScipionTemplate(PolishTestCase):
         user_data = tmp_path / "user_data"
         env = dict(os.environ, SCIPION_USER_DATA=str(user_data), SCIPION_LOGS=str(user_data / "logs"))
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]  # scipion-app calls `python`
-        name = "polishing_stage_tiny"
-        args = [scipion, "template", TEMPLATE_ID, "--nogui", f"project_name={name}"]
-        args += [f"{alias}={value}" for alias, value in TINY_FIELDS.items()]
+        args = [scipion] + readme_command(self, ".venv/bin/scipion template")[1:]  # as README.rst writes it
+        name = "stage_tiny"
+        self.assertIn(f"project_name={name}", args)
         result = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                                 stdin=subprocess.DEVNULL)
         out = result.stdout + result.stderr
