@@ -3,9 +3,12 @@
 27 refine -> 28 post-process -> 29 local resolution), with every output checked against what the
 simulation planted; then every viewer renders its plots from those outputs."""
 
+import contextlib
+import io
 import json
 import math
 import os
+import time
 
 import numpy as np
 
@@ -153,9 +156,44 @@ class TestStageInScipion(PolishTestCase):
 
         cls.root = Path(tempfile.mkdtemp(prefix="polish_stage_"))
         cls.addClassCleanup(shutil.rmtree, cls.root, True)
-        cls.stage = workflow.run_stage_in_scipion(cls.root / "polishing_stage_tiny", preset="tiny", seed=1,
-                                                  threads=2, mpi=1, max_iterations=REFINE_ITERATIONS)
+        cls.terminal = io.StringIO()  # what `polishplugin demo` shows while the protocols run
+        with contextlib.redirect_stdout(cls.terminal):
+            cls.stage = workflow.run_stage_in_scipion(cls.root / "polishing_stage_tiny", preset="tiny", seed=1,
+                                                      threads=2, mpi=1, max_iterations=REFINE_ITERATIONS)
+        print(cls.terminal.getvalue())
         print(workflow.format_summary(cls.stage))
+
+    def test_progress_of_each_step_reaches_the_terminal(self):
+        lines = self.terminal.getvalue().splitlines()
+        refine = [line for line in lines if line.startswith("[27 refine]") and "iteration" in line]
+        self.assertGreaterEqual(len(refine), REFINE_ITERATIONS - 1, lines[-40:])
+        self.assertTrue(all("resolution" in line for line in refine), refine)
+        self.assertTrue(any("ETA <=" in line and f"at most {REFINE_ITERATIONS} iterations" in line
+                            for line in refine), refine)
+        self.assertTrue(any(line.startswith("[26 polish]") and "ETA" in line for line in lines), lines[-40:])
+
+    def test_a_second_run_keeps_the_finished_runs(self):
+        """`polishplugin demo` run again on the same folder resumes: nothing runs again, same numbers."""
+        from pyworkflow.project import Manager
+
+        start = time.time()
+        again = workflow.run_stage_in_scipion(self.root / "polishing_stage_tiny", preset="tiny", seed=1,
+                                              threads=2, mpi=1, max_iterations=REFINE_ITERATIONS)
+        self.assertLess(time.time() - start, 60)
+        for key in ("resolution_before_a", "resolution_after_a", "bfactor_after_a2", "sigmas"):
+            self.assertEqual(again[key], self.stage[key], key)
+        self.assertEqual(list(again["times_s"]), list(self.stage["times_s"]))
+        # the project is registered under its folder's name: `scipion project polishing_stage_tiny` opens it
+        self.assertTrue(Manager().hasProject("polishing_stage_tiny"))
+
+    def test_a_second_run_with_other_data_or_folder_says_what_to_do(self):
+        with self.assertRaisesRegex(workflow.WorkflowError, "another dataset .*remove it or choose another"):
+            workflow.run_stage_in_scipion(self.root / "polishing_stage_tiny", preset="demo", seed=1)
+        other = self.tmp / "not_a_project"
+        other.mkdir()
+        (other / "notes.txt").write_text("mine")
+        with self.assertRaisesRegex(workflow.WorkflowError, "is not a Scipion project: remove it or choose"):
+            workflow.run_stage_in_scipion(other, preset="tiny")
 
     def test_stage_runs_every_protocol_and_writes_every_output(self):
         assert list(self.stage["times_s"]) == ["import", "post-process before polishing", "25 train", "26 polish",
