@@ -7,7 +7,7 @@ read program outputs through ``convert``.  Each concrete protocol keeps its own 
 The pattern every protocol follows (see ``protocol_import.py`` for a complete example)::
 
     class ProtPolishPostprocess(ProtPolishBase):
-        _label = "polish - post-processing"
+        _label = "post-processing"
         _possibleOutputs = {"outputVolume": Volume}
 
         def _defineParams(self, form): ...
@@ -63,6 +63,15 @@ def addComputeSection(form, threads: int = 0, mpi: int = 1, device: bool = False
 
 class ProtPolishBase(EMProtocol):
     """Helpers shared by every polishplugin protocol; defines no params and no steps."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # pyworkflow 3.11.7's Step.__init__ drops objLabel/objComment, so a workflow template's
+        # "object.label"/"object.comment" (Project.loadProtocols) and newProtocol(objLabel=...) would
+        # be lost and every run would show the class label.
+        for key, setter in (("objLabel", self.setObjLabel), ("objComment", self.setObjComment)):
+            if kwargs.get(key):
+                setter(kwargs[key])
 
     # ---------------------------------------------------------------- running programs
     def _runProgram(self, command: str, args: list) -> None:

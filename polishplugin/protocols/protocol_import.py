@@ -32,7 +32,7 @@ class ProtPolishImport(ProtPolishBase):
     the half maps, the solvent mask and postprocess.star of a previous refinement.  Or simulate a
     small project with known ground truth (``polishplugin simulate``) and import that."""
 
-    _label = "polish - import RELION project"
+    _label = "import RELION project"
     _devStatus = "NEW"
 
     class outputs(Enum):

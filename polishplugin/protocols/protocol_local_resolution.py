@@ -26,7 +26,7 @@ class ProtPolishLocalRes(HalfMapInputs, ProtPolishBase):
     on a grid, local FSC corrected by phase randomisation, FSC 0.143; also writes a locally
     FSC-weighted, low-pass filtered and sharpened map (RELION's LocalRes job, own implementation)."""
 
-    _label = "polish - local resolution"
+    _label = "local resolution"
     _devStatus = "NEW"
 
     OUTPUT_LOCRES = "outputLocalResolution"

@@ -25,7 +25,7 @@ class ProtPolishMaskCreate(ProtPolishBase):
     low-pass filter, initial binarisation threshold, extension by N pixels, soft cosine edge of N
     pixels.  Defaults are the RELION tutorial's values (15 Å, 0.005, 0, 6)."""
 
-    _label = "polish - mask creation"
+    _label = "mask creation"
     _devStatus = "NEW"
 
     class outputs(Enum):

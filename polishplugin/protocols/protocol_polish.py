@@ -26,7 +26,7 @@ class ProtPolishParticles(ProtPolishBase):
     """Per-particle motion tracks (GP prior), per-frame B-factors and scales, and dose-weighted,
     motion-corrected "shiny" particles (RELION relion_motion_refine, polishing mode)."""
 
-    _label = "polish - bayesian polishing"
+    _label = "bayesian polishing"
     _devStatus = "NEW"
 
     class outputs(Enum):

@@ -27,7 +27,7 @@ class ProtPolishTrain(ProtPolishBase):
     """Find the sigmas of the polishing motion prior (velocity, divergence, acceleration) that best
     predict held-out high frequencies (TSC), as RELION's relion_motion_refine --params3."""
 
-    _label = "polish - train"
+    _label = "train polishing"
     _devStatus = "NEW"
 
     # a dict, not an Enum: two Enum members with the same value (EMFile) would be aliases of one name

@@ -32,7 +32,7 @@ class ProtPolishPostprocess(HalfMapInputs, ProtPolishBase):
     randomisation), resolution at FSC 0.143, MTF correction, FSC weighting and B-factor sharpening
     (automatic Guinier fit or your own), as RELION's Post-processing job."""
 
-    _label = "polish - post-processing"
+    _label = "post-processing"
     _devStatus = "NEW"
 
     # a dict, not an Enum: two outputs share the class Volume (an Enum would make them aliases)

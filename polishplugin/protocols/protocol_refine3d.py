@@ -28,7 +28,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
     """3D auto-refine with gold-standard half sets, CTF correction, symmetry and automatic HEALPix
     sampling down to local searches, as RELION's 3D auto-refine job (tutorial step 27)."""
 
-    _label = "polish - 3D auto-refine"
+    _label = "3D auto-refine"
     _devStatus = "NEW"
 
     OUTPUT_VOLUME = "outputVolume"

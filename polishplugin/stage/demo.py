@@ -6,7 +6,9 @@ tutorial's values (by default as a headless Scipion project made from the workfl
 particles (27), post-process (28) and local resolution (29).  Prints a summary table (resolution
 before and after polishing, auto-B, per-frame B-factor range, trained sigmas, local-resolution range,
 time per step) and writes it to ``<o>/summary.txt``; plots land in ``<o>/plots``.  Re-running skips
-steps whose outputs exist.
+steps whose outputs exist (with Scipion: the runs of ``<o>/scipion_project`` that finished; the others
+run again).  While a protocol runs, its program's progress lines (micrographs done and ETA, refine
+iterations with resolution and ETA) are printed as ``[step] line``.
 
 Example:
     polishplugin demo --o demo_output                  # as a Scipion project from the workflow template
@@ -95,10 +97,14 @@ def _optics_angpix(star: Path) -> tuple[float, int]:
 
 
 def _main_scipion(args: argparse.Namespace, out: Path) -> int:
-    from .workflow import format_summary, run_stage_in_scipion, write_plots
+    from .workflow import WorkflowError, format_summary, run_stage_in_scipion, write_plots
 
-    summary = run_stage_in_scipion(out / "scipion_project", preset=args.preset, seed=args.seed,
-                                   threads=args.j, mpi=args.mpi, max_iterations=args.max_iterations)
+    try:
+        # a second run resumes the project: finished runs are kept, the others run again
+        summary = run_stage_in_scipion(out / "scipion_project", preset=args.preset, seed=args.seed,
+                                       threads=args.j, mpi=args.mpi, max_iterations=args.max_iterations)
+    except WorkflowError as exc:
+        raise ProgramError(str(exc)) from None
     text = format_summary(summary)
     print(text)
     (out / "summary.txt").write_text(text + "\n")

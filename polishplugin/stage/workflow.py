@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,8 +33,8 @@ import numpy as np
 log = logging.getLogger("polishplugin.stage.workflow")
 
 __all__ = ["TEMPLATE_NAME", "template_path", "template_fields", "fill_template", "stage_protocols",
-           "create_project", "launch_in_order", "collect_summary", "format_summary",
-           "run_stage_in_scipion", "write_plots", "WorkflowError", "PRESETS"]
+           "create_project", "open_project", "launch_in_order", "collect_summary", "format_summary",
+           "run_stage_in_scipion", "write_plots", "WorkflowError", "PRESETS", "LogTail"]
 
 TEMPLATE_NAME = "polishing_stage.json.template"
 PRESETS = ["tiny", "demo", "tutorial"]
@@ -110,6 +112,11 @@ def stage_protocols(values: dict | None = None, make_mask: bool = False) -> list
     """The filled protocol list.  ``make_mask``: run mask creation and point every mask input at its
     output; else mask creation is dropped and the imported mask is used (as the template says)."""
     protocols = fill_template(values)
+    for prot in protocols:
+        # the template's "_prerequisites" order a scheduled run (`scipion template`); here
+        # launch_in_order runs one protocol after the other, and Project.launchProtocol would
+        # schedule (not run) a protocol that has prerequisites
+        prot.pop("_prerequisites", None)
     if not make_mask:
         return [p for p in protocols if p["object.id"] != MASK]
     for prot in protocols:
@@ -156,39 +163,154 @@ def create_project(project_dir: str | os.PathLike, protocols: list[dict]):
     return project, loaded
 
 
-def _launch(project, prot, label: str) -> float:
+def open_project(project_dir: str | os.PathLike, protocols: list[dict]):
+    """The project an earlier run of the stage left at ``project_dir``, to resume: ``(project,
+    {template id: run})`` with each run found by its template label.  WorkflowError (one sentence
+    saying what to do) when the folder is not such a project, or was made with other import settings."""
+    _ensure_scipion_env()
+    import pyworkflow as pw
+    from pyworkflow.project import Project
+
+    project_dir = Path(project_dir).resolve()
+    again = "remove it or choose another output folder"
+    if not (project_dir / "project.sqlite").exists():
+        raise WorkflowError(f"{project_dir} exists, is not empty and is not a Scipion project: {again}")
+    cwd = os.getcwd()
+    try:
+        project = Project(pw.Config.getDomain(), str(project_dir))
+        project.load()
+        runs = {run.getObjLabel(): run for run in project.getRuns(refresh=True, checkPids=True)}
+    finally:
+        os.chdir(cwd)
+    loaded = {}
+    for prot in protocols:
+        run = runs.get(prot["object.label"])
+        if run is None or run.getClassName() != prot["object.className"]:
+            raise WorkflowError(f"the Scipion project {project_dir} has no run '{prot['object.label']}' of "
+                                f"the stage: {again}")
+        loaded[prot["object.id"]] = run
+    imp, wanted = loaded[IMPORT], next(p for p in protocols if p["object.id"] == IMPORT)
+    for key in ("importFrom", "simPreset", "simSeed", "particlesStar", "micrographsStar", "postprocessStar"):
+        attr = getattr(imp, key, None)
+        if attr is not None and key in wanted and str(attr.get() or "") != str(wanted[key] or ""):
+            raise WorkflowError(f"the Scipion project {project_dir} was made with another dataset ({key} "
+                                f"{attr.get()!r}, now {wanted[key]!r}): {again}")
+    active = [run.getObjLabel() for run in loaded.values() if run.isActive()]
+    if active:
+        raise WorkflowError(f"run(s) {', '.join(active)} of {project_dir} are still running: wait for them "
+                            "to end, or stop them in the Scipion GUI")
+    return project, loaded
+
+
+class LogTail(threading.Thread):
+    """Print, while a protocol runs, the progress lines of its program (``HH:MM:SS ...`` lines of the
+    run's ``logs/run.stdout``) as ``[step] line``; for the 3D auto-refine's iteration lines it adds
+    the time per iteration and an ETA when the iterations are capped."""
+
+    PROGRAM_LINE = re.compile(r"^\d\d:\d\d:\d\d ")
+    ANSI = re.compile(r"\x1b\[[0-9;]*m")
+    ITERATION = re.compile(r"iteration (\d+)")
+
+    def __init__(self, path, label: str, max_iterations: int | None = None, out=None, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.path, self.label, self.max_iterations = Path(path), label, max_iterations
+        self.out, self.interval = out, interval
+        self._stop_event = threading.Event()
+        self._partial, self._start = "", time.time()
+        # a resumed run appends to its log: show only what this launch adds
+        self._offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def run(self):
+        while not self._stop_event.wait(self.interval):
+            self._read()
+        self._read()
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(timeout=10)
+
+    def _read(self):
+        try:
+            if self.path.stat().st_size < self._offset:  # the log was started anew
+                self._offset = 0
+            with open(self.path, errors="replace") as fh:
+                fh.seek(self._offset)
+                text = fh.read()
+                self._offset = fh.tell()
+        except OSError:
+            return
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            line = self.ANSI.sub("", line).rstrip()
+            if self.PROGRAM_LINE.match(line):
+                self.emit(line)
+
+    def emit(self, line: str):
+        m = self.ITERATION.search(line)
+        if m and "final" not in line and "resolution" in line:
+            it = int(m.group(1))
+            per_it = (time.time() - self._start) / max(it, 1)
+            if self.max_iterations and self.max_iterations < 999:
+                left = per_it * max(self.max_iterations - it, 0)
+                eta = f"ETA <= {left:.0f} s (at most {self.max_iterations} iterations)"
+            else:
+                eta = "ETA: until convergence"
+            line = f"{line}  [{per_it:.0f} s/iteration, {eta}]"
+        print(f"[{self.label}] {line}", file=self.out or sys.stdout, flush=True)
+
+
+def _launch(project, prot, label: str, max_iterations: int | None = None) -> float:
     errors = prot.validate()
     if errors:
         raise WorkflowError(f"protocol '{label}' is not valid: {' '.join(errors)}")
     log.info("[%s] launching %s", label, prot.getClassName())
     start = time.time()
-    project.launchProtocol(prot, wait=True)
+    tail = LogTail(prot.getLogPaths()[0], label, max_iterations)
+    tail.start()
+    try:
+        project.launchProtocol(prot, wait=True)
+    finally:
+        tail.stop()
     seconds = time.time() - start
     if not prot.isFinished():
-        tail = ""
-        try:
-            out = Path(project.getPath(prot.getLogPaths()[0]))
-            tail = "\n".join(out.read_text(errors="replace").splitlines()[-15:])
-        except Exception:  # noqa: BLE001 - the log is a courtesy
-            pass
         raise WorkflowError(f"protocol '{label}' ({prot.getRunName()}) ended {prot.getStatus()}: "
-                            f"{prot.getErrorMessage() or 'see its log'}\n{tail}")
+                            f"{_failure_reason(project, prot)}")
     log.info("[%s] finished in %.1f s", label, seconds)
     return seconds
 
 
+def _failure_reason(project, prot) -> str:
+    """The program's own ERROR sentence from the run's stderr log, else pyworkflow's message; and where
+    the logs are."""
+    logs = [Path(project.getPath(path)).resolve() for path in prot.getLogPaths()]
+    reason = LogTail.ANSI.sub("", prot.getErrorMessage() or "").strip() or "see its log"
+    try:
+        errors = [line for line in logs[1].read_text(errors="replace").splitlines() if ": ERROR: " in line]
+        reason = errors[-1] if errors else reason
+    except (OSError, IndexError):
+        pass
+    return f"{reason} (logs: {logs[0].parent})"
+
+
 def launch_in_order(project, protocols: dict, before_each=None) -> dict:
     """Launch ``protocols`` ({template id: protocol}) in template-id order (call with the project
-    folder as the current directory, as pyworkflow expects), each waiting for the previous (every input
-    comes from an earlier id); ``before_each(tid, prot)`` may set params from the outputs of earlier runs.
-    Returns {template id: seconds}."""
+    folder as the current directory, as pyworkflow expects), each waiting for the previous (every
+    input comes from an earlier id); a run that finished before (a resumed project) is kept.
+    ``before_each(tid, prot)`` may set params from the outputs of earlier runs.  Returns {template id:
+    seconds}; the seconds of a kept run are those it took then."""
     times = {}
     for tid in sorted(protocols, key=int):
-        prot = protocols[tid]
+        prot, label = protocols[tid], STEP_NAMES.get(tid, tid)
+        if prot.isFinished():
+            times[tid] = max(prot.getElapsedTime().total_seconds(), 1e-3)
+            log.info("[%s] finished before: kept (%s)", label, prot.getWorkingDir())
+            continue
         if before_each is not None:
             before_each(tid, prot)
             project.saveProtocol(prot)
-        times[tid] = _launch(project, prot, STEP_NAMES.get(tid, tid))
+        max_iterations = prot.maxIterations.get() if hasattr(prot, "maxIterations") else None
+        times[tid] = _launch(project, prot, label, max_iterations)
     return times
 
 
@@ -343,9 +465,18 @@ def run_stage_in_scipion(project_dir, preset: str = "demo", seed: int = 1, threa
         fields["refine_max_iter"] = int(max_iterations)
     fields.update(values or {})
     simulated = int(fields["import_from"]) == 1
+    if not simulated:
+        # the template's defaults of these fields are the simulated dataset's files in the import run
+        fields.setdefault("postprocess", "")
+        fields.setdefault("mtf", "")
     has_mask = simulated or bool(fields.get("mask")) or bool(fields.get("postprocess"))
     protocols_json = stage_protocols(fields, make_mask=not has_mask)
-    project, prots = create_project(project_dir, protocols_json)
+    folder = Path(project_dir)
+    if folder.exists() and any(folder.iterdir()):
+        project, prots = open_project(folder, protocols_json)  # a second run: resume
+        log.info("resuming the Scipion project %s (finished runs are kept)", folder.resolve())
+    else:
+        project, prots = create_project(project_dir, protocols_json)
     imp = prots[IMPORT]
     user_diameter = "mask_diameter" in (values or {})
 

@@ -1,53 +1,60 @@
-"""Scipion viewer: Local-resolution plots: histogram inside the mask, slices coloured by local resolution.
+"""Scipion viewer: Local-resolution plots: histogram inside the mask, slices coloured by local resolution,
+and the ChimeraX script that colours the sharpened map.
 
 The figures are drawn by :mod:`polishplugin.plots.local_resolution`; this module only shows them in Scipion.
 """
 
 import os
 
-from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, Viewer
+from pyworkflow.viewer import TextView
 
-from ..protocols.protocol_local_resolution import ProtPolishLocalRes
+from ..convert.scipion_objects import mrc_path
+from ..plots.local_resolution import histogram_figure, histogram_values, slices_figure
+from ..protocols.protocol_local_resolution import OUTPUT_ROOT, ProtPolishLocalRes
+from ._views import PolishViewerBase
 
-from ..plots.local_resolution import histogram_figure, histogram_values, save_png, slices_figure
 
+class PolishLocalResViewer(PolishViewerBase):
+    """Histogram of the local resolutions inside the mask, central slices coloured by them, ChimeraX script."""
 
-class PolishLocalResViewer(Viewer):
-    """Show the local-resolution histogram and coloured slices of a ``ProtPolishLocalRes`` run."""
-
-    _environments = [DESKTOP_TKINTER, WEB_DJANGO]
-    _label = "polish - local resolution viewer"
-
+    _label = "local resolution plots"
     _targets = [ProtPolishLocalRes]
 
-    def _visualize(self, obj, **kwargs):
+    _buttons = [("displayHistogram", "Histogram of local resolutions", "_showHistogram"),
+                ("displaySlices", "Central slices coloured by local resolution", "_showSlices"),
+                ("displayChimerax", "ChimeraX script (colours the sharpened map)", "_showChimerax")]
+
+    def _root(self) -> str:
+        return self._extraFile(OUTPUT_ROOT)
+
+    def _maps(self):
+        """(local resolution, map shown under it, mask or None)."""
         from ..io.mrc import read_mrc
 
-        prot = obj
-        root = prot._getExtraPath("relion")
-        locres, _ = read_mrc(root + "_locres.mrc")
-        filt, _ = read_mrc(root + "_locres_filtered.mrc")
-        mask = None
-        if prot.solventMask.get() is not None:
-            from ..convert.scipion_objects import mrc_path as _mrc_path
-            mask_path = _mrc_path(prot.solventMask.get())
-            mask = read_mrc(mask_path)[0] if os.path.exists(mask_path) else None
-        values = histogram_values(locres, mask)
-        pngs = []
-        for name, fig in (("histogram", histogram_figure(values)),
-                          ("slices", slices_figure(filt, locres, mask))):
-            path = prot._getExtraPath(f"viewer_{name}.png")
-            save_png(fig, path)
-            pngs.append(path)
-        views = []
-        try:
-            from pwem.viewers import DataView
-            views = [DataView(p) for p in pngs]
-        except Exception:  # pragma: no cover - headless
-            pass
-        script = root + "_chimerax.cxc"
-        if os.path.exists(script):
-            from pyworkflow.viewer import TextView
-            views.append(TextView([script], title="ChimeraX: colour the map by local resolution"))
-        return views
+        locres = read_mrc(self._root() + "_locres.mrc")[0]
+        sharpened = self.protocol.sharpenedMap.get()
+        under = mrc_path(sharpened) if sharpened is not None else self._root() + "_locres_filtered.mrc"
+        if not os.path.exists(under):
+            under = self._root() + "_locres_filtered.mrc"
+        mask = self.protocol.solventMask.get()
+        mask_path = mrc_path(mask) if mask is not None else ""
+        return locres, read_mrc(under)[0], read_mrc(mask_path)[0] if os.path.exists(mask_path) else None
 
+    def _showHistogram(self, param=None):
+        missing = self._missing(self._root() + "_locres.mrc", "local-resolution map")
+        if missing:
+            return missing
+        locres, _, mask = self._maps()
+        return self._figure("Local resolution histogram", histogram_figure(histogram_values(locres, mask)))
+
+    def _showSlices(self, param=None):
+        missing = self._missing(self._root() + "_locres.mrc", "local-resolution map")
+        if missing:
+            return missing
+        locres, density, mask = self._maps()
+        return self._figure("Local resolution slices", slices_figure(density, locres, mask))
+
+    def _showChimerax(self, param=None):
+        script = self._root() + "_chimerax.cxc"
+        return self._missing(script, "ChimeraX script") or \
+            [TextView([script], title="ChimeraX: open with  chimerax " + script)]

@@ -1,45 +1,45 @@
-"""Scipion viewer: Plots of a 3D auto-refine run (``polishplugin refine3d``) and its Scipion viewer.
+"""Scipion viewer of a 3D auto-refine run (``polishplugin refine3d``).
 
 The figures are drawn by :mod:`polishplugin.plots.refine3d`; this module only shows them in Scipion.
 """
 
-import os
+import glob
 
-from pyworkflow.protocol import params
-from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, ProtocolViewer
+from ..plots.refine3d import angular_distribution_figure, fsc_per_iteration_figure, map_slices_figure, progress_figure
 from ..protocols.protocol_refine3d import OUTPUT_ROOT, ProtPolishRefine3D
+from ._views import PolishViewerBase
 
-from ..plots.refine3d import fsc_per_iteration_figure, progress_figure, angular_distribution_figure, map_slices_figure
 
-
-class PolishRefine3DViewer(ProtocolViewer):
+class PolishRefine3DViewer(PolishViewerBase):
     """FSC per iteration, resolution and sampling per iteration, angular distribution, map slices."""
 
-    _label = "viewer 3D auto-refine"
+    _label = "3D auto-refine plots"
     _targets = [ProtPolishRefine3D]
-    _environments = [DESKTOP_TKINTER, WEB_DJANGO]
+    _buttons = [("displayFsc", "Gold-standard FSC per iteration", "_showFsc"),
+                ("displayProgress", "Resolution and sampling per iteration", "_showProgress"),
+                ("displayAngDist", "Angular distribution", "_showAngularDistribution"),
+                ("displaySlices", "Central slices of the map", "_showSlices")]
 
-    def _defineParams(self, form):
-        form.addSection(label="Visualization")
-        form.addParam("displayFsc", params.LabelParam, label="Gold-standard FSC per iteration")
-        form.addParam("displayProgress", params.LabelParam, label="Resolution and sampling per iteration")
-        form.addParam("displayAngDist", params.LabelParam, label="Angular distribution")
-        form.addParam("displaySlices", params.LabelParam, label="Central slices of the map")
+    def _root(self) -> str:
+        return self._extraFile(OUTPUT_ROOT)
 
-    def _getVisualizeDict(self):
-        return {"displayFsc": self._show(fsc_per_iteration_figure, ""),
-                "displayProgress": self._show(progress_figure, ""),
-                "displayAngDist": self._show(angular_distribution_figure, "_data.star"),
-                "displaySlices": self._show(map_slices_figure, "_class001.mrc")}
+    def _perIteration(self, title, func):
+        if not glob.glob(self._root() + "_it[0-9][0-9][0-9]_model.star"):
+            return [self.errorMessage("The 3D auto-refine has no iteration yet.")]
+        return self._figure(title, func(self._root()))
 
-    def _show(self, func, suffix):
-        def show(param=None):
-            from pwem.viewers.plotter import EmPlotter
+    def _final(self, suffix, title, func):
+        path = self._root() + suffix
+        return self._missing(path, "3D auto-refine output") or self._figure(title, func(path))
 
-            root = self.protocol._getExtraPath(OUTPUT_ROOT)
-            if suffix and not os.path.exists(root + suffix):
-                return [self.errorMessage("The 3D auto-refine has no output yet.")]
-            plotter = EmPlotter(windowTitle="3D auto-refine")
-            func(root + suffix, fig=plotter.figure)
-            return [plotter]
-        return show
+    def _showFsc(self, param=None):
+        return self._perIteration("FSC per iteration", fsc_per_iteration_figure)
+
+    def _showProgress(self, param=None):
+        return self._perIteration("Resolution and sampling per iteration", progress_figure)
+
+    def _showAngularDistribution(self, param=None):
+        return self._final("_data.star", "Angular distribution", angular_distribution_figure)
+
+    def _showSlices(self, param=None):
+        return self._final("_class001.mrc", "Central slices", map_slices_figure)

@@ -7,11 +7,9 @@ import tempfile
 
 import numpy as np
 
-from polishplugin.testing.scipion import require_scipion
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
-require_scipion()
-
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.io.particles import read_particles  # noqa: E402
 from polishplugin.convert.scipion_objects import matrix_to_relion  # noqa: E402
@@ -19,7 +17,7 @@ from polishplugin.protocols import ProtPolishImport  # noqa: E402
 from polishplugin.testing.tiny_project import (ANGPIX, N_FRAMES, make_tiny_project)  # noqa: E402
 
 
-class TestPolishImport(BaseTest):
+class TestPolishImport(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)

@@ -6,15 +6,14 @@ import tempfile
 
 import numpy as np
 
-from polishplugin.testing.scipion import require_scipion
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
-require_scipion()
-
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.io.mrc import read_mrc, write_mrc  # noqa: E402
 from polishplugin.testing.planted_maps import two_resolution_half_maps as planted_half_maps  # noqa: E402
 from polishplugin.protocols import ProtPolishImport, ProtPolishLocalRes  # noqa: E402
+from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 
 BOX = 32
 ANGPIX = 1.5
@@ -31,7 +30,7 @@ def _write_maps(root):
     return files
 
 
-class TestPolishLocalRes(BaseTest):
+class TestPolishLocalRes(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -68,14 +67,10 @@ class TestPolishLocalRes(BaseTest):
         self._checkViewer(prot)
 
     def _checkViewer(self, prot):
-        from polishplugin.viewers.viewer_local_resolution import PolishLocalResViewer
-        self.assertTrue(PolishLocalResViewer.can_handle_this(type(prot).mro()))
-        viewer = PolishLocalResViewer(project=self.proj, protocol=prot)
-        views = viewer._visualize(prot)
-        self.assertTrue(any(getattr(v, "getFileList", None) and v.getFileList()[0].endswith("_chimerax.cxc")
-                            for v in views), views)
-        for name in ("histogram", "slices"):
-            self.assertTrue(os.path.exists(prot._getExtraPath(f"viewer_{name}.png")), name)
+        """Histogram, coloured slices and the ChimeraX script through "Analyze results"."""
+        opened = open_every_view(self.proj, prot)
+        script = opened["displayChimerax"][0].getFileList()[0]
+        self.assertTrue(script.endswith("_chimerax.cxc"), script)
 
     def test_validate_sampling_larger_than_box(self):
         prot = self.newProtocol(ProtPolishLocalRes, inputVolume=self.imp.outputVolume, sampling=100.0)

@@ -7,16 +7,15 @@ argument list (the program itself is tested in tests/programs/test_motion_refine
 
 import tempfile
 
-from polishplugin.testing.scipion import require_scipion
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
-require_scipion()
-
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.protocols import ProtPolishImport, ProtPolishParticles  # noqa: E402
+from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 
 
-class TestPolishParticles(BaseTest):
+class TestPolishParticles(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -55,6 +54,8 @@ class TestPolishParticles(BaseTest):
         self.assertAlmostEqual(out.getSamplingRate(), s["angpix"], places=4)
         self.assertTrue(out.hasCTF() and out.hasAlignmentProj())
         self.assertIn("per-frame B-factors", "\n".join(prot.summary()))
+        opened = open_every_view(self.proj, prot)  # B-factors, scales, tracks, logfile.pdf
+        self.assertEqual(sorted(opened), ["displayBfactors", "displayLogfile", "displayScales", "displayTracks"])
 
     def test_validation(self):
         prot = self.newProtocol(ProtPolishParticles, scale=101)

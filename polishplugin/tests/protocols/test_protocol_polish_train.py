@@ -3,16 +3,15 @@
 import os
 import tempfile
 
-from polishplugin.testing.scipion import require_scipion
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
-require_scipion()
-
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.protocols import ProtPolishParticles, ProtPolishTrain  # noqa: E402
+from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 
 
-class TestPolishTrain(BaseTest):
+class TestPolishTrain(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -40,6 +39,8 @@ class TestPolishTrain(BaseTest):
         summary = "\n".join(prot.summary())
         self.assertIn("Optimised parameters: s_vel", summary)
         self.assertIn("evaluations", summary)
+        opened = open_every_view(self.proj, prot)  # TSC trace, titled with the chosen sigmas
+        self.assertIn(f"s_vel {out.sVel.get():g}", opened["displayTsc"][0].figure.axes[0].get_title())
         polish = self.newProtocol(ProtPolishParticles, paramsSource=0, trainingRun=prot)
         self.assertEqual(os.path.realpath(polish._paramsFile()), os.path.realpath(out.getFileName()))
 

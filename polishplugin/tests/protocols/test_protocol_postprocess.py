@@ -6,17 +6,16 @@ import tempfile
 
 import numpy as np
 
-from polishplugin.testing.scipion import require_scipion
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
-require_scipion()
-
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.io.mrc import write_mrc  # noqa: E402
 from polishplugin.io.postprocess import read_postprocess  # noqa: E402
 from polishplugin.core.filters import raised_cosine_sphere  # noqa: E402
 from polishplugin.core.fourier import irfft, radius_grid, rfft  # noqa: E402
 from polishplugin.protocols import ProtPolishImport, ProtPolishMaskCreate, ProtPolishPostprocess  # noqa: E402
+from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 
 BOX = 32
 ANGPIX = 1.5
@@ -41,7 +40,7 @@ def _write_maps(root):
     return files
 
 
-class TestPolishPostprocess(BaseTest):
+class TestPolishPostprocess(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -56,6 +55,8 @@ class TestPolishPostprocess(BaseTest):
         self.assertEqual(mask_prot._programArgs()[-8:], ["--lowpass", "10", "--ini_threshold", "0.5",
                                                          "--extend_inimask", "1", "--width_soft_edge", "3"])
         self.launchProtocol(mask_prot)
+        open_every_view(self.proj, mask_prot)  # mask-creation and import runs: map and mask slices
+        open_every_view(self.proj, self.imp)
         mask = mask_prot.outputMask
         self.assertAlmostEqual(mask.getSamplingRate(), ANGPIX)
         self.assertEqual(mask.getDim(), (BOX, BOX, BOX))
@@ -85,16 +86,14 @@ class TestPolishPostprocess(BaseTest):
         self._checkViewer(prot)
 
     def _checkViewer(self, prot):
+        """Post-processing plots (FSC, Guinier, slices) through "Analyze results"; PNGs without Scipion."""
+        from polishplugin.io.mrc import read_mrc
         from polishplugin.plots.postprocess import save_postprocess_pngs
-        from polishplugin.viewers.viewer_postprocess import PolishPostprocessViewer, postprocess_maps
-        viewer = PolishPostprocessViewer(project=self.proj, protocol=prot)
-        for show in (viewer._showFsc, viewer._showGuinier, viewer._showSlices):
-            views = show()
-            self.assertEqual(len(views), 1)
-            self.assertTrue(views[0].figure.axes, show.__name__)
+        opened = open_every_view(self.proj, prot)
+        self.assertEqual(sorted(opened), ["displayFsc", "displayGuinier", "displaySlices"])
         out = tempfile.mkdtemp(prefix="polish_pp_png_")
         written = save_postprocess_pngs(prot._getExtraPath("postprocess.star"), out,
-                                        postprocess_maps(prot._getExtraPath()))
+                                        {"sharpened": read_mrc(prot._getExtraPath("postprocess.mrc"))[0]})
         self.assertEqual([os.path.basename(p) for p in written], ["fsc.png", "guinier.png", "slices.png"])
 
     def test_program_args_adhoc_and_skip_weighting(self):

@@ -5,20 +5,19 @@ import os
 import tempfile
 from pathlib import Path
 
-from polishplugin.testing.scipion import require_scipion
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
 
-require_scipion()
-
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
 
 from polishplugin.protocols import ProtPolishImport, ProtPolishRefine3D  # noqa: E402
+from polishplugin.tests.protocols.viewer_lookup import open_every_view  # noqa: E402
 from polishplugin.tests.programs.test_refine3d import write_synthetic_project  # noqa: E402
 
 BOX = 16
 ANGPIX = 6.0
 
 
-class TestPolishRefine3D(BaseTest):
+class TestPolishRefine3D(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -67,3 +66,5 @@ class TestPolishRefine3D(BaseTest):
             self.assertTrue(os.path.exists(half))
         self.assertEqual(prot.outputParticles.getSize(), 8)
         self.assertEqual(prot.outputFSCs.getSize(), 1)
+        opened = open_every_view(self.proj, prot)  # FSC and progress per iteration, angular distribution, slices
+        self.assertEqual(len(opened), 4)
