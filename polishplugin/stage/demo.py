@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.star import read_star
+from ..io.particles import read_particles
+from ..io.polish import read_bfactors
+from ..io.postprocess import read_postprocess
 from ..programs._cli import ProgramError
 
 log = logging.getLogger("polishplugin.demo")
@@ -86,14 +88,10 @@ def _run_step(record: StepRecord, args: list[str], done_file: Path, cwd: Path) -
     log.info("[%s] done in %.1f s", record.label, record.seconds)
 
 
-def _general(path: Path) -> dict:
-    table = read_star(path)["general"]
-    return {c: table[c].iloc[0] for c in table.columns}
-
-
 def _optics_angpix(star: Path) -> tuple[float, int]:
-    optics = read_star(star)["optics"]
-    return float(optics["rlnImagePixelSize"].iloc[0]), int(optics["rlnImageSize"].iloc[0])
+    """Pixel size (Å) and box (px) of the first optics group of a particle STAR file."""
+    table = read_particles(star)
+    return float(table.pixel_sizes_a()[0]), int(table.box_sizes_px()[0])
 
 
 def _main_scipion(args: argparse.Namespace, out: Path) -> int:
@@ -189,14 +187,12 @@ def _summary(out: Path, steps: list[StepRecord], skip_train: bool) -> str:
     from ..io.mrc import read_mrc
 
     rows: list[tuple[str, str]] = []
-    before = _general(out / "PostProcess/job023b/postprocess.star")
-    after = _general(out / "PostProcess/job028/postprocess.star")
-    rows.append(("resolution before polishing (A; previous refine's half maps)", f"{before['rlnFinalResolution']:.2f}"))
-    rows.append(("resolution after polishing + 3D auto-refine (A)", f"{after['rlnFinalResolution']:.2f}"))
-    rows.append(("auto B-factor after polishing (A^2)", f"{after['rlnBfactorUsedForSharpening']:.1f}"))
-    bfac = read_star(out / "Polish/job026/bfactors.star")
-    btable = next(iter(bfac.values()))
-    b = btable["rlnBfactorUsedForSharpening"].to_numpy()
+    before = read_postprocess(out / "PostProcess/job023b/postprocess.star")
+    after = read_postprocess(out / "PostProcess/job028/postprocess.star")
+    rows.append(("resolution before polishing (A; previous refine's half maps)", f"{before.final_resolution_a:.2f}"))
+    rows.append(("resolution after polishing + 3D auto-refine (A)", f"{after.final_resolution_a:.2f}"))
+    rows.append(("auto B-factor after polishing (A^2)", f"{after.bfactor_a2:.1f}"))
+    b = read_bfactors(out / "Polish/job026/bfactors.star").bfactor_a2
     rows.append(("per-frame B-factors (A^2, min .. max)", f"{b.min():.1f} .. {b.max():.1f}"))
     if skip_train:
         rows.append(("sigmas (s_vel s_div s_acc)", "0.2 5000 2 (GUI defaults, not trained)"))
