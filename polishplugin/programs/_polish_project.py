@@ -34,7 +34,7 @@ import pandas as pd
 from ..core.geometry import euler_to_matrix
 from ..core.polish.bfactors import fsc_cutoff_shell
 from ..io import labels as L
-from ..io.movies import (MovieMetadata, iter_movie_frames, movie_frame_count, read_corrected_micrographs,
+from ..io.movies import (MovieMetadata, is_eer, iter_raw_frames, movie_frame_count, read_corrected_micrographs,
                          read_movie_metadata)
 from ..io.mrc import read_mrc
 from ..io.particles import ParticleTable, read_particles, resolve_relion_path
@@ -44,7 +44,7 @@ from ._cli import ProgramError
 
 __all__ = ["add_general_args", "add_reference_args", "add_motion_args", "choose_device", "prepare_run",
            "PolishProject", "Reference", "MicrographData", "load_project", "load_micrograph", "predictions",
-           "particle_geometry", "coords_pixel_size"]
+           "particle_geometry", "coords_pixel_size", "movie_frames", "detector_correction", "eer_rendering"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,12 @@ def add_general_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mps", type=float, default=-1.0, help="Movie pixel size (Å; default from the movie metadata)")
     g.add_argument("--cps", type=float, default=-1.0,
                    help="Coordinate pixel size (Å; default movie pixel size x binning)")
+    g.add_argument("--hot", type=float, default=-1.0,
+                   help="Clip raw pixel values above this (hot pixels; <= 0: no clipping)")
+    g.add_argument("--eer_upsampling", type=int, default=-1,
+                   help="EER rendering: 1 (detector size) or 2 (twice it); default from the movie metadata STAR")
+    g.add_argument("--eer_grouping", type=int, default=-1,
+                   help="EER raw frames per fraction; default from the movie metadata STAR")
     g.add_argument("--device", default="",
                    help="'' = fastest measured per step (projections on OpenCL when present, CC maps numpy); "
                         "'cpu' = numpy only; 'P:D' = OpenCL platform P, device D for the OpenCL steps")
@@ -171,7 +177,9 @@ class PolishProject:
     dose_per_frame: float
     cps: float = -1.0
     backend: str = "numpy"               # projector backend ("numpy", "opencl")
+    hot: float = -1.0                    # --hot: raw values above it are clipped (<= 0: none)
     _mtf_cache: dict = field(default_factory=dict)
+    _gain_cache: dict = field(default_factory=dict)
 
     @property
     def particles(self) -> pd.DataFrame:
@@ -342,7 +350,7 @@ def _movie_records(args, table: ParticleTable) -> tuple[list[str], list[np.ndarr
             meta = mics.micrographs[L.MICROGRAPH_METADATA].iloc[row]
             raise ProgramError(f"motion-correction STAR file {meta} of micrograph {name} (named in {cpath}) "
                                f"does not exist")
-        movies.append(_movie_record(read_movie_metadata(mpath), mps, name, table, idx))
+        movies.append(_eer_settings(_movie_record(read_movie_metadata(mpath), mps, name, table, idx), args))
     return names, rows, movies
 
 
@@ -363,7 +371,41 @@ def _movie_record(meta: MovieMetadata, mps: float, name: str, table: ParticleTab
                            f"{table.path}; pixel sizes must match (or give the movie pixel size with --mps)")
     if not meta.movie_path().exists():
         raise ProgramError(f"movie {meta.movie_path()} of micrograph {name} (named in {meta.path}) does not exist")
+    for what, path in (("gain reference", meta.gain_path()), ("defect file", meta.defect_path())):
+        if path is not None and not path.exists():
+            raise ProgramError(f"{what} {path} of micrograph {name} (named in {meta.path}) does not exist")
     return meta
+
+
+def _eer_settings(meta: MovieMetadata, args) -> MovieMetadata:
+    """An EER movie's rendering (rlnEERUpsampling, rlnEERGrouping) from its STAR, else from --eer_upsampling /
+    --eer_grouping, stored in ``extra_general``; missing or changed settings are errors (RELION refuses to
+    polish at another rendering than motion correction's)."""
+    if not is_eer(meta.movie_path()):
+        return meta
+    given = (int(getattr(args, "eer_upsampling", -1) or -1), int(getattr(args, "eer_grouping", -1) or -1))
+    stored = meta.eer_settings()
+    chosen = []
+    for label, option, g, s in zip((L.MICROGRAPH_EER_UPSAMPLING, L.MICROGRAPH_EER_GROUPING),
+                                   ("--eer_upsampling", "--eer_grouping"), given, stored):
+        if s is not None and g > 0 and g != s:
+            raise ProgramError(f"{option} {g} differs from {label} {s} in {meta.path}: polishing must render EER "
+                               "movies as motion correction did")
+        if s is None and g <= 0:
+            raise ProgramError(f"movie {meta.movie_path()} is an EER movie but its metadata STAR file {meta.path} "
+                               f"has no {label}; give {option}")
+        chosen.append(s if s is not None else g)
+    if chosen[0] not in (1, 2):
+        raise ProgramError(f"{L.MICROGRAPH_EER_UPSAMPLING} of {meta.path} must be 1 or 2, got {chosen[0]}")
+    extra = dict(meta.extra_general)
+    extra[L.MICROGRAPH_EER_UPSAMPLING], extra[L.MICROGRAPH_EER_GROUPING] = chosen
+    return dataclasses.replace(meta, extra_general=extra)
+
+
+def eer_rendering(movie: MovieMetadata) -> tuple[int, int]:
+    """``(upsampling, grouping)`` to read ``movie`` with (1, 1 for movies that are not EER)."""
+    up, group = movie.eer_settings()
+    return (up or 1, group or 1) if is_eer(movie.movie_path()) else (1, 1)
 
 
 def _frame_range(args, names: list[str], movies: list[MovieMetadata]) -> tuple[int, int]:
@@ -372,13 +414,13 @@ def _frame_range(args, names: list[str], movies: list[MovieMetadata]) -> tuple[i
     last = int(getattr(args, "last_frame", -1))
     if first < 0:
         raise ProgramError("--first_frame must be >= 1")
-    n_movie = movies[0].n_frames or movie_frame_count(movies[0].movie_path())
+    n_movie = movies[0].n_frames or movie_frame_count(movies[0].movie_path(), *eer_rendering(movies[0]))
     last0 = n_movie - 1 if last < 1 else last - 1
     n_frames = last0 - first + 1
     if n_frames < 2:
         raise ProgramError(f"--first_frame {first + 1} / --last_frame {last} leave fewer than 2 frames")
     for name, meta in zip(names, movies):
-        nf = meta.n_frames or movie_frame_count(meta.movie_path())
+        nf = meta.n_frames or movie_frame_count(meta.movie_path(), *eer_rendering(meta))
         if nf < first + n_frames:
             raise ProgramError(f"movie {meta.movie_path()} of micrograph {name} has {nf} frames, fewer than the "
                                f"{first + n_frames} asked for (--last_frame {last})")
@@ -396,7 +438,7 @@ def load_project(args) -> PolishProject:
     dose = fdose if fdose > 0 else movies[0].dose_per_frame_e_per_a2
     return PolishProject(table=table, mic_names=names, mic_rows=rows, movies=movies, reference=reference,
                          first_frame=first, n_frames=n_frames, dose_per_frame=dose,
-                         cps=float(getattr(args, "cps", -1) or -1))
+                         cps=float(getattr(args, "cps", -1) or -1), hot=float(getattr(args, "hot", -1) or -1))
 
 
 # ----------------------------------------------------------------------------------------- per mic
@@ -455,6 +497,40 @@ def particle_coordinates(project: PolishProject, mic_index: int) -> np.ndarray:
     return np.stack([np.asarray(df[L.COORDINATE_X], np.float64), np.asarray(df[L.COORDINATE_Y], np.float64)], -1)
 
 
+def detector_correction(project: PolishProject, mic_index: int):
+    """The :class:`~polishplugin.core.polish.detector.DetectorCorrection` of micrograph ``mic_index``'s movie:
+    its gain (read once per gain file and rendering), defect file, hot pixels and zero-gain pixels, --hot."""
+    from ..core.polish.detector import DetectorCorrection, plan_defects
+    from ..io.detector import defect_indices, read_gain
+    from ..io.movies import open_movie
+
+    movie = project.movies[mic_index]
+    path = movie.movie_path()
+    up, group = eer_rendering(movie)
+    handle = open_movie(path, up, group)  # errors (MovieError, DetectorFileError) name their file
+    handle.close()
+    shape = (handle.height, handle.width)
+    gain = None
+    if movie.gain_path() is not None:
+        key = (str(movie.gain_path()), shape, up if is_eer(path) else None)
+        if key not in project._gain_cache:
+            project._gain_cache.clear()  # one gain in memory (a K3 gain is 377 MB)
+            project._gain_cache[key] = read_gain(key[0], shape, path, key[2])
+        gain = project._gain_cache[key]
+    defects = defect_indices(shape, movie.defect_path(), movie.hot_pixels_px, gain, movie.path)
+    plan = plan_defects(defects, shape, 4 if is_eer(path) else 2) if defects.size else None
+    return DetectorCorrection(gain=gain, defects=plan, hot=project.hot, seed=mic_index)
+
+
+def movie_frames(project: PolishProject, mic_index: int, first: int, n_frames: int):
+    """Yield ``(f, frame)``: micrograph ``mic_index``'s movie frames ``first .. first+n_frames-1`` (0-based), one
+    at a time, negated, gain-multiplied and with defects replaced (RELION ``MovieLoader``)."""
+    correction = detector_correction(project, mic_index)
+    movie = project.movies[mic_index]
+    for f, raw in iter_raw_frames(movie.movie_path(), first, n_frames, *eer_rendering(movie)):
+        yield f, correction.apply(raw, first + f)
+
+
 _FRAMES: dict = {}
 
 
@@ -497,7 +573,7 @@ def load_micrograph(project: PolishProject, mic_index: int, first_frame: int | N
     corners = box_origins(coords, cps, angpix, movie_angpix, m)
     shape = (len(rows), n_f, box, box // 2 + 1)
     frames = _frames_buffer(shape) if reuse_buffer else np.empty(shape, np.complex64)
-    for f, frame in iter_movie_frames(movie.movie_path(), first, n_f, movie.gain_path()):
+    for f, frame in movie_frames(project, mic_index, first, n_f):
         frames[:, f] = extract_boxes(frame, corners, m, box)
     local = movie.local_coeffs if movie.motion_model_version == 1 else None
     tracks0 = initial_tracks(coords, cps, angpix, first, n_f, movie.global_shifts_px, movie_angpix,
