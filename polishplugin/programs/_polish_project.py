@@ -314,14 +314,19 @@ def _read_particles(path: Path) -> ParticleTable:
     return table
 
 
-def _check_reference_matches(table: ParticleTable, reference: Reference) -> None:
-    for _, row in table.optics.iterrows():
-        ps, box = float(row[L.IMAGE_PIXEL_SIZE]), int(row[L.IMAGE_SIZE])
-        if abs(ps - reference.angpix) > 1e-3 * reference.angpix or box != reference.box:
+def _check_scaling(project: "PolishProject") -> None:
+    """Optics groups may differ from the reference and from each other in pixel size and box (RELION rescales
+    the predictions), but a particle pixel finer than its movie pixel would need upsampling."""
+    for name, rows, meta in zip(project.mic_names, project.mic_rows, project.movies):
+        group = int(project.particles[L.OPTICS_GROUP].iloc[rows[0]])
+        opt = project.optics_row(group)
+        ps, box = float(opt[L.IMAGE_PIXEL_SIZE]), int(opt[L.IMAGE_SIZE])
+        movie_ps = float(meta.original_pixel_size_a)
+        if ps < movie_ps * (1 - 1e-3):
             raise ProgramError(
-                f"particle STAR file {table.path}: optics group {int(row[L.OPTICS_GROUP])} has pixel size {ps:g} Å "
-                f"and box {box}, but the reference half maps have {reference.angpix:g} Å and box {reference.box}; "
-                f"pixel sizes and boxes must match")
+                f"particle STAR file {project.particle_star}: optics group {group} has pixel size {ps:g} Å (box "
+                f"{box}), finer than the {movie_ps:g} Å pixels of its movie {meta.movie_path()} (micrograph {name}); "
+                "polishing cannot scale particles up: pixel sizes and boxes must match the movies")
 
 
 def _movie_records(args, table: ParticleTable) -> tuple[list[str], list[np.ndarray], list[MovieMetadata]]:
@@ -431,14 +436,15 @@ def load_project(args) -> PolishProject:
     """Read particles (--i), reference (--f or --m1/--m2) and motion-correction metadata (--corr_mic)."""
     table = _read_particles(Path(args.i))
     reference = _load_reference(args)
-    _check_reference_matches(table, reference)
     names, rows, movies = _movie_records(args, table)
     first, n_frames = _frame_range(args, names, movies)
     fdose = float(getattr(args, "fdose", -1) or -1)
     dose = fdose if fdose > 0 else movies[0].dose_per_frame_e_per_a2
-    return PolishProject(table=table, mic_names=names, mic_rows=rows, movies=movies, reference=reference,
-                         first_frame=first, n_frames=n_frames, dose_per_frame=dose,
-                         cps=float(getattr(args, "cps", -1) or -1), hot=float(getattr(args, "hot", -1) or -1))
+    project = PolishProject(table=table, mic_names=names, mic_rows=rows, movies=movies, reference=reference,
+                            first_frame=first, n_frames=n_frames, dose_per_frame=dose,
+                            cps=float(getattr(args, "cps", -1) or -1), hot=float(getattr(args, "hot", -1) or -1))
+    _check_scaling(project)
+    return project
 
 
 # ----------------------------------------------------------------------------------------- per mic
@@ -479,7 +485,8 @@ def predictions(project: PolishProject, rows: np.ndarray) -> tuple[np.ndarray, n
     own = np.empty((len(rows), box, box // 2 + 1), np.complex64)
     opp = np.empty_like(own)
     for half in (1, 2):  # one projection call per half map (the OpenCL path copies the map per call)
-        pred = predict_images(project.reference.projector(half), rots, origins, factors, backend=project.backend)
+        pred = predict_images(project.reference.projector(half), rots, origins, factors, backend=project.backend,
+                              box=box, angpix=angpix, angpix_ref=project.reference.angpix)
         mine = subsets == half
         own[mine] = pred[mine]
         opp[~mine] = pred[~mine]

@@ -38,6 +38,8 @@ Detector options (issue 20; core.simulate.detector):
   --hot_pixels N                     N hot pixels (half near particles) and a dead column; half listed in
                                      data_hot_pixels, the rest and the column in Movies/<name>_defects.txt
   --super_resolution                 movies at half the pixel size, rlnMicrographBinning 2
+  --optics_groups K                  K optics groups of different pixel sizes and boxes (same physical extent);
+                                     movie m in group m % K; the half maps at group 1's size
 
 Examples:
   polishplugin simulate --preset tiny --o sim_tiny
@@ -48,6 +50,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -58,9 +61,11 @@ import pandas as pd
 from polishplugin.core.simulate import damage, maps
 from polishplugin.core.simulate.project import (PRESETS, MicrographSimulation, MicrographTruth, Phantom,
                                                 contrast_scale, ground_truth_arrays, half_map_fscs, movie_name,
-                                                previous_refine_half_maps, random_subsets, simulation_params)
+                                                optics_group_params, previous_refine_half_maps, random_subsets,
+                                                simulation_params)
 from polishplugin.io import labels as L
-from polishplugin.core.simulate.detector import DetectorModel, eer_grouping_for, make_detector, split_events
+from polishplugin.core.simulate.detector import (DetectorModel, eer_grouping_for, fourier_resize_rect, make_detector,
+                                                 split_events)
 from polishplugin.io.detector import write_defect_file, write_gain
 from polishplugin.io.eer import write_eer
 from polishplugin.io.movies import (MicrographTable, MovieMetadata, MovieWriter, write_corrected_micrographs,
@@ -117,7 +122,14 @@ def movie_pixel_size(p: dict) -> float:
 
 
 def _optics(p: dict, micrographs: bool) -> pd.DataFrame:
-    row = {L.OPTICS_GROUP_NAME: ["opticsGroup1"], L.OPTICS_GROUP: [1],
+    """The optics table: one row per optics group (--optics_groups)."""
+    return pd.concat([_optics_row(optics_group_params(p, g), micrographs) for g in range(p["optics_groups"])],
+                     ignore_index=True)
+
+
+def _optics_row(p: dict, micrographs: bool) -> pd.DataFrame:
+    g = int(p["optics_group"])
+    row = {L.OPTICS_GROUP_NAME: [f"opticsGroup{g}"], L.OPTICS_GROUP: [g],
            **({L.MTF_FILE_NAME: ["mtf_simulated.star"]} if p["apply_mtf"] else {}),
            L.MICROGRAPH_ORIGINAL_PIXEL_SIZE: [movie_pixel_size(p)], L.VOLTAGE: [float(p["voltage"])],
            L.SPHERICAL_ABERRATION: [float(p["cs"])], L.AMPLITUDE_CONTRAST: [float(p["q0"])]}
@@ -138,7 +150,7 @@ def _particles(p: dict, truths: list[MicrographTruth], subset: np.ndarray) -> Pa
             rows.append({
                 L.COORDINATE_X: float(t.pos[i, 0]), L.COORDINATE_Y: float(t.pos[i, 1]),
                 L.IMAGE_NAME: join_image_name(i + 1, f"{JOB_EXTRACT}/Movies/{t.name}.mrcs", 6),
-                L.MICROGRAPH_NAME: f"{JOB_MOTION}/Movies/{t.name}.mrc", L.OPTICS_GROUP: 1,
+                L.MICROGRAPH_NAME: f"{JOB_MOTION}/Movies/{t.name}.mrc", L.OPTICS_GROUP: t.optics_group,
                 L.DEFOCUS_U: c.defocus_u_a, L.DEFOCUS_V: c.defocus_v_a, L.DEFOCUS_ANGLE: c.defocus_angle_deg,
                 L.CTF_BFACTOR: 0.0, L.CTF_SCALEFACTOR: 1.0, L.PHASE_SHIFT: 0.0, L.GROUP_NUMBER: mi + 1,
                 L.ANGLE_ROT: float(t.angles[i, 0]), L.ANGLE_TILT: float(t.angles[i, 1]),
@@ -153,8 +165,8 @@ def _micrographs(p: dict, truths: list[MicrographTruth]) -> MicrographTable:
     return MicrographTable(_optics(p, True), pd.DataFrame({
         L.MICROGRAPH_NAME: [f"{JOB_MOTION}/Movies/{t.name}.mrc" for t in truths],
         L.MICROGRAPH_METADATA: [f"{JOB_MOTION}/Movies/{t.name}.star" for t in truths],
-        L.OPTICS_GROUP: 1,
-        L.ACCUM_MOTION_TOTAL: [float(np.sum(np.linalg.norm(np.diff(t.drift_px, axis=0), axis=1)) * p["angpix"])
+        L.OPTICS_GROUP: [t.optics_group for t in truths],
+        L.ACCUM_MOTION_TOTAL: [float(np.sum(np.linalg.norm(np.diff(t.drift_px, axis=0), axis=1)) * t.angpix)
                                for t in truths]}))
 
 
@@ -271,6 +283,17 @@ def _simulate_movie(p: dict, ph: Phantom, m: int, out: Path, bfac: np.ndarray, s
     return truth
 
 
+def _on_reference_grid(truths: list[MicrographTruth], box: int) -> list[MicrographTruth]:
+    """The truths with their extracted particles resampled to the reference box (optics groups of another box
+    cover the same extent: a Fourier crop), for the previous refine's reconstruction."""
+    out = []
+    for t in truths:
+        if t.particles is not None and t.particles.shape[-1] != box:
+            t = dataclasses.replace(t, particles=np.stack([fourier_resize_rect(im, (box, box)) for im in t.particles]))
+        out.append(t)
+    return out
+
+
 def _sensitivity(p: dict, gain_path: Path) -> np.ndarray | None:
     """With --gain: the detector's sensitivity (movie grid, one for all movies), and its gain reference
     written (MRC 1/sensitivity; EER: an EPU-style .gain at the detector size)."""
@@ -303,13 +326,18 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
     box, angpix, nf = p["box"], p["angpix"], p["frames"]
     ph = _phantom(p, rng)
     contrast = contrast_scale(ph, p["contrast"])
+    groups = [optics_group_params(p, g) for g in range(p["optics_groups"])]
+    phantoms = [ph] + [Phantom(ph.xyz, ph.w, ph.source, q["box"], q["angpix"], ph.sigma, p["projection"])
+                       for q in groups[1:]]
+    contrasts = [contrast] + [contrast_scale(q, p["contrast"]) for q in phantoms[1:]]
     bfac, scales = damage.planted_bfactors(nf, p["dose_per_frame"], p["bfactor_slope"], p["scale_decay"])
     write_mrc(paths["true_map"], ph.map, angpix)
     sensitivity = _sensitivity(p, paths["gain"])
     truths: list[MicrographTruth] = []
     for m in range(p["n_movies"]):
         tm = time.time()
-        truths.append(_simulate_movie(p, ph, m, out, bfac, scales, contrast, sensitivity))
+        g = m % len(groups)  # movie m belongs to optics group m % K
+        truths.append(_simulate_movie(groups[g], phantoms[g], m, out, bfac, scales, contrasts[g], sensitivity))
         log.info("simulate: movie %d/%d (%s, %d particles) in %.1f s, ETA %.0f s", m + 1, p["n_movies"],
                  truths[-1].name, len(truths[-1].pos), time.time() - tm,
                  (time.time() - t0) / (m + 1) * (p["n_movies"] - m - 1))
@@ -317,8 +345,9 @@ def simulate_project(out_dir, preset: str = "tiny", seed: int = 1, **overrides) 
     subset = random_subsets(rng, n_total)
     write_particles(paths["particles"], _particles(p, truths, subset))
     write_corrected_micrographs(paths["corrected_micrographs"], _micrographs(p, truths))
-    ph.release()
-    h1, h2 = previous_refine_half_maps(p, ph, truths, subset, contrast, bfac, scales)
+    for q in phantoms:
+        q.release()
+    h1, h2 = previous_refine_half_maps(p, ph, _on_reference_grid(truths, p["box"]), subset, contrast, bfac, scales)
     mask = maps.soft_mask_from_map(ph.map, angpix)
     for key, volume in (("half1", h1), ("half2", h2), ("map", 0.5 * (h1 + h2)), ("mask", mask)):
         write_mrc(paths[key], volume, angpix)
@@ -379,13 +408,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                    help="movies at half the pixel size (twice the width and height), rlnMicrographBinning 2")
     d.add_argument("--eer_upsampling", type=int, default=None,
                    help="EER: 1 = the simulation grid is the detector; 2 = it is twice the detector (8K-like)")
+    d.add_argument("--optics_groups", type=int, default=None,
+                   help="K optics groups: movie m in group m %% K; group g has box + 12 g px at a pixel size "
+                        "giving the same extent (48 px at 2.5 Å, 60 at 2.0, 72 at 1.67 ...)")
     d.add_argument("--eer_grouping", type=int, default=None,
                    help="EER raw frames per fraction (default: enough to avoid two events in a pixel)")
 
 
 _OVERRIDES = ("n_movies", "particles_per_movie", "frames", "box", "angpix", "dose_per_frame", "contrast",
               "s_vel", "s_div", "s_acc", "bfactor_slope", "model", "movie_width", "movie_height", "noise",
-              "half_maps", "movie_format", "hot_pixels", "eer_upsampling", "eer_grouping")
+              "half_maps", "movie_format", "hot_pixels", "eer_upsampling", "eer_grouping", "optics_groups")
 
 
 def main(args: argparse.Namespace) -> int:
