@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from polishplugin.core.projector import FourierProjector
     from polishplugin.core.simulate.detector import DetectorModel
 
-__all__ = ["PRESETS", "simulation_params", "optics_group_params", "movie_name", "Phantom", "contrast_scale", "MicrographSimulation",
-           "MicrographTruth", "random_subsets", "previous_refine_half_maps", "half_map_fscs", "ground_truth_arrays"]
+__all__ = ["PRESETS", "simulation_params", "optics_group_params", "movie_name", "Phantom", "contrast_scale",
+           "MicrographSimulation", "MicrographTruth", "random_subsets", "previous_refine_half_maps", "half_map_fscs",
+           "ground_truth_arrays"]
 
 _COMMON = dict(
     seed=1, voltage=200.0, cs=1.4, q0=0.1, dose_per_frame=1.277,
