@@ -459,6 +459,7 @@ def iter_raw_frames(movie_path: str | os.PathLike, first_frame: int, n_frames: i
             if not np.isfinite(frame.sum(dtype=np.float64)):
                 raise MovieError(f"movie {movie_path} frame {first_frame + f + 1} contains NaN or Inf values")
             yield f, frame
+            del frame  # not held while the next frame is read: one frame in memory (377 MB for a K3 frame)
     finally:
         movie.close()
 
@@ -523,7 +524,9 @@ class MovieWriter:
         if self.fmt == "mrc":
             self._mrc[index] = frame
             return
-        data = np.rint(np.asarray(frame)).reshape(self.shape)
+        data = np.asarray(frame).reshape(self.shape)
+        if not np.issubdtype(data.dtype, np.integer):
+            data = np.rint(data)
         if self.fmt == "mrc4":
             b = np.clip(data, 0, 15).astype(np.uint8).ravel()
             self._fh.write((b[0::2] | (b[1::2] << 4)).tobytes())

@@ -44,7 +44,8 @@ from ._cli import ProgramError
 
 __all__ = ["add_general_args", "add_reference_args", "add_motion_args", "choose_device", "prepare_run",
            "PolishProject", "Reference", "MicrographData", "load_project", "load_micrograph", "predictions",
-           "particle_geometry", "coords_pixel_size", "movie_frames", "detector_correction", "eer_rendering"]
+           "particle_geometry", "coords_pixel_size", "movie_frames", "detector_correction", "eer_rendering",
+           "release_buffers"]
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,10 @@ class Reference:
     #: k_out: it never looks at higher frequencies and projects less than half the pixels
     r_max_px: float | None = None
     _projectors: dict = field(default_factory=dict)
+
+    def release(self) -> None:
+        """Drop the projectors (built again on demand): a 256-px reference's two are ~2 GB."""
+        self._projectors.clear()
 
     def projector(self, half: int):
         if half not in self._projectors:
@@ -484,12 +489,15 @@ def predictions(project: PolishProject, rows: np.ndarray) -> tuple[np.ndarray, n
     factors = ctfs if mtf is None else ctfs * mtf[None]
     own = np.empty((len(rows), box, box // 2 + 1), np.complex64)
     opp = np.empty_like(own)
+    low_memory = len(rows) * project.n_frames * box * (box // 2 + 1) * 8 > BIG_MICROGRAPH_BYTES
     for half in (1, 2):  # one projection call per half map (the OpenCL path copies the map per call)
         pred = predict_images(project.reference.projector(half), rots, origins, factors, backend=project.backend,
                               box=box, angpix=angpix, angpix_ref=project.reference.angpix)
         mine = subsets == half
         own[mine] = pred[mine]
         opp[~mine] = pred[~mine]
+        if low_memory:  # a big micrograph: one projector (~1 GB at box 256) in memory at a time
+            project.reference.release()
     return own, opp, ctfs
 
 
@@ -535,10 +543,16 @@ def movie_frames(project: PolishProject, mic_index: int, first: int, n_frames: i
     correction = detector_correction(project, mic_index)
     movie = project.movies[mic_index]
     for f, raw in iter_raw_frames(movie.movie_path(), first, n_frames, *eer_rendering(movie)):
-        yield f, correction.apply(raw, first + f)
+        yield f, correction.apply(raw, first + f, in_place=True)
+        del raw  # one frame in memory at a time
 
 
 _FRAMES: dict = {}
+#: micrographs whose particle frames take more than this (2 GiB: e.g. 300 particles x 27 frames at box 256) keep
+#: one reference projector at a time and none while their frames are extracted and fitted; rebuilding the two
+#: costs ~13 s per micrograph at box 256 (2 cores), ~10 % of such a micrograph's time.  The environment variable
+#: POLISHPLUGIN_LOW_MEMORY_BYTES sets another threshold (bench/k3_memory.py measures short movies with 0).
+BIG_MICROGRAPH_BYTES = int(os.environ.get("POLISHPLUGIN_LOW_MEMORY_BYTES", 2 << 30))
 
 
 def _frames_buffer(shape: tuple[int, ...]) -> np.ndarray:
@@ -550,6 +564,13 @@ def _frames_buffer(shape: tuple[int, ...]) -> np.ndarray:
         _FRAMES.clear()
         buf = _FRAMES["frames"] = np.empty(size, np.complex64)
     return buf[:size].reshape(shape)
+
+
+def release_buffers(project: PolishProject) -> None:
+    """Free what only the motion stage needs (the reused particle-frames array, the projectors) before the
+    recombination pass."""
+    _FRAMES.clear()
+    project.reference.release()
 
 
 def load_micrograph(project: PolishProject, mic_index: int, first_frame: int | None = None,
@@ -579,17 +600,22 @@ def load_micrograph(project: PolishProject, mic_index: int, first_frame: int | N
                            f"particle pixel size {angpix:g} Å (scaling up is not supported)")
     corners = box_origins(coords, cps, angpix, movie_angpix, m)
     shape = (len(rows), n_f, box, box // 2 + 1)
-    frames = _frames_buffer(shape) if reuse_buffer else np.empty(shape, np.complex64)
-    for f, frame in movie_frames(project, mic_index, first, n_f):
-        frames[:, f] = extract_boxes(frame, corners, m, box)
-    local = movie.local_coeffs if movie.motion_model_version == 1 else None
-    tracks0 = initial_tracks(coords, cps, angpix, first, n_f, movie.global_shifts_px, movie_angpix,
-                             movie.start_frame, local, (movie.width_px, movie.height_px))
+    # predictions first: for big micrographs the projectors are dropped before the frames are extracted, so
+    # that the two never share the memory (a K3 movie's 300 particles x 40 frames at box 256 are 3.2 GB)
     if with_predictions:
         own, opp, ctfs = predictions(project, rows)
     else:
         own = opp = np.zeros((len(rows), box, box // 2 + 1), np.complex64)
         ctfs = None
+    if np.prod(shape) * 8 > BIG_MICROGRAPH_BYTES:
+        project.reference.release()
+    frames = _frames_buffer(shape) if reuse_buffer else np.empty(shape, np.complex64)
+    for f, frame in movie_frames(project, mic_index, first, n_f):
+        extract_boxes(frame, corners, m, box, out=frames[:, f])
+        del frame
+    local = movie.local_coeffs if movie.motion_model_version == 1 else None
+    tracks0 = initial_tracks(coords, cps, angpix, first, n_f, movie.global_shifts_px, movie_angpix,
+                             movie.start_frame, local, (movie.width_px, movie.height_px))
     return MicrographData(name=project.mic_names[mic_index], particle_rows=rows, positions_px=coords,
                           frames_rfft=frames, pred_own_rfft=own, pred_opposite_rfft=opp,
                           initial_tracks_px=tracks0, dose_per_frame=project.dose_per_frame, angpix=angpix,

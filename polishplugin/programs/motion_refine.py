@@ -39,7 +39,8 @@ from ..io.polish import (FrameBfactors, micrograph_root, read_bfactors, read_fcc
 from ._cli import ProgramError
 from ._mpi import get_comm, partition
 from ._polish_project import (add_general_args, add_motion_args, add_reference_args, choose_device,
-                              coords_pixel_size, load_micrograph, movie_frames, particle_coordinates, prepare_run)
+                              coords_pixel_size, load_micrograph, movie_frames, particle_coordinates, prepare_run,
+                              release_buffers)
 from .motion_train import add_training_args
 
 log = logging.getLogger(__name__)
@@ -334,6 +335,7 @@ def main(args) -> int:
         if comm.is_leader:
             log.info("tracks written (no --combine_frames: no shiny particles)")
         return 0
+    release_buffers(project)  # the recombination pass needs neither the particle frames nor the projectors
     sig, amp = _shared_frame_weights(comm, args, project, names, out_dir)
     todo_rec = [i for i in mine if not (args.only_do_unfinished and os.path.exists(
         str(micrograph_root(out_dir, project.mic_names[i])) + f"_shiny{suffix}.star") and i not in todo_motion)]
