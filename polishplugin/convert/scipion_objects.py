@@ -37,7 +37,8 @@ from ..io.star import StarError, join_image_name, split_image_name
 
 __all__ = [
     "scipion_file_path", "mrc_path", "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
-    "micrographs_to_movies", "movies_to_micrographs", "make_volume", "make_mask", "make_fsc",
+    "micrographs_to_movies", "movies_to_micrographs", "detector_settings", "DETECTOR_KEYS", "make_volume",
+    "make_mask", "make_fsc",
 ]
 
 # Columns mapped onto Scipion fields (everything else travels as an _rln<Label> attribute).
@@ -47,6 +48,11 @@ _MAPPED = {L.IMAGE_NAME, L.MICROGRAPH_NAME, L.COORDINATE_X, L.COORDINATE_Y, L.DE
            L.CTF_FIGURE_OF_MERIT, L.CLASS_NUMBER}
 _MOTION_COEFFS_ATTR = "_rlnMotionModelCoeffs"
 _METADATA_ATTR = "_rlnMicrographMetadata"
+#: detector settings of a movie (its per-movie STAR's labels): gain, defects, binning, EER rendering
+DETECTOR_KEYS = ("gain", "defect_file", "binning", "eer_upsampling", "eer_grouping")
+_DETECTOR_ATTRS = {"gain": "_rlnMicrographGainName", "defect_file": "_rlnMicrographDefectFile",
+                   "binning": "_rlnMicrographBinning", "eer_upsampling": "_rlnEERUpsampling",
+                   "eer_grouping": "_rlnEERGrouping"}
 _OPTICS_ATTR = "_polishOpticsTable"
 _GROUP_ATTR = "_rlnOpticsGroup"
 _COORD_X_ATTR = "_rlnCoordinateX"
@@ -296,14 +302,70 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
 
 
 # ------------------------------------------------------------------ movies
+def detector_settings(meta: MovieMetadata | None, overrides: dict | None = None) -> dict:
+    """A movie's detector settings (``DETECTOR_KEYS``: gain and defect file as absolute paths or None, binning,
+    EER upsampling and grouping or None) from its per-movie STAR, with the non-empty ``overrides`` (a protocol's
+    form: empty strings and values <= 0 mean "keep the STAR's") applied."""
+    out: dict = dict.fromkeys(DETECTOR_KEYS)
+    out["binning"] = 1.0
+    if meta is not None:
+        gain, defect = meta.gain_path(), meta.defect_path()
+        out.update(gain=str(gain.resolve()) if gain else None, defect_file=str(defect.resolve()) if defect else None,
+                   binning=float(meta.binning))
+        out["eer_upsampling"], out["eer_grouping"] = meta.eer_settings()
+    for key, value in (overrides or {}).items():
+        if key not in out:
+            raise KeyError(f"unknown detector setting {key!r} (expected one of {', '.join(DETECTOR_KEYS)})")
+        if value not in (None, "") and not (isinstance(value, (int, float)) and value <= 0):
+            out[key] = os.path.abspath(str(value)) if key in ("gain", "defect_file") else value
+    return out
+
+
+def _set_detector_attrs(movie, settings: dict) -> None:
+    for key, attr in _DETECTOR_ATTRS.items():
+        value = settings.get(key)
+        if key in ("gain", "defect_file"):
+            setattr(movie, attr, pwobj.String(value or ""))
+        elif key == "binning":
+            setattr(movie, attr, pwobj.Float(float(value or 1.0)))
+        else:
+            setattr(movie, attr, pwobj.Integer(int(value) if value else 0))
+
+
+def _detector_attrs(movie, movie_set) -> dict:
+    """The settings stored on a movie (empty/0 values are absent); the set's gain when the movie has none."""
+    out = {}
+    for key, attr in _DETECTOR_ATTRS.items():
+        obj = getattr(movie, attr, None)
+        value = obj.get() if obj is not None else None
+        if value not in (None, "", 0, 0.0):
+            out[key] = value
+    if "gain" not in out and movie_set.getGain():
+        out["gain"] = movie_set.getGain()
+    return out
+
+
+def _apply_detector(meta: MovieMetadata, settings: dict) -> None:
+    """Write ``settings`` into a per-movie record (gain, defect file, binning, EER labels)."""
+    meta.gain_name = settings.get("gain") or None
+    meta.defect_file = settings.get("defect_file") or None
+    meta.binning = float(settings.get("binning") or 1.0)
+    for key, label in (("eer_upsampling", L.MICROGRAPH_EER_UPSAMPLING), ("eer_grouping", L.MICROGRAPH_EER_GROUPING)):
+        if settings.get(key):
+            meta.extra_general[label] = int(settings[key])
+
+
 def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.Acquisition | None = None,
-                          movie_root: str | os.PathLike | None = None) -> list[MovieMetadata]:
+                          movie_root: str | os.PathLike | None = None,
+                          detector: dict | None = None) -> list[MovieMetadata]:
     """Fill an empty ``SetOfMovies`` from ``corrected_micrographs.star`` and its per-movie STARs.
 
     Each movie gets its file (``rlnMicrographMovieName``, resolved against the project folder or
     ``movie_root``), micName (``rlnMicrographName``), frames range, ``MovieAlignment`` (global
-    shifts) and the attributes ``_rlnMicrographMetadata`` and ``_rlnMotionModelCoeffs``.
-    Returns the metadata read, in table order.
+    shifts) and the attributes ``_rlnMicrographMetadata``, ``_rlnMotionModelCoeffs`` and its detector settings
+    (``_rlnMicrographGainName``, ``_rlnMicrographDefectFile``, ``_rlnMicrographBinning``, ``_rlnEERUpsampling``,
+    ``_rlnEERGrouping``: :func:`detector_settings` with ``detector`` overrides); the set's gain is the movies'
+    when they share one.  Returns the metadata read, in table order.
     """
     metas = [read_movie_metadata(table.metadata_path(i)) for i in range(len(table))]
     first = metas[0]
@@ -326,6 +388,10 @@ def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.
     acquisition.setDoseInitial(float(first.pre_exposure_e_per_a2))
     movie_set.setAcquisition(acquisition)
     movie_set.setFramesRange([1, first.n_frames, 1])
+    settings = [detector_settings(meta, detector) for meta in metas]
+    gains = {st["gain"] for st in settings}
+    if len(gains) == 1 and None not in gains:
+        movie_set.setGain(gains.pop())
     for i, meta in enumerate(metas):
         movie = emobj.Movie()
         path = Path(meta.movie_name)
@@ -344,6 +410,7 @@ def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.
         coeffs = pwobj.CsvList(pType=float)  # on every movie (empty: no local model): the set's columns
         coeffs.set([] if meta.local_coeffs is None else [float(c) for c in meta.local_coeffs])
         setattr(movie, _MOTION_COEFFS_ATTR, coeffs)
+        _set_detector_attrs(movie, settings[i])
         movie_set.append(movie)
     return metas
 
@@ -353,18 +420,22 @@ def _movie_path(table: MicrographTable, meta: MovieMetadata) -> Path:
     return resolve_relion_path(meta.movie_name, table.path, table.project_dir)
 
 
-def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str = "corrected_micrographs.star"
-                          ) -> MicrographTable:
+def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str = "corrected_micrographs.star",
+                          detector: dict | None = None) -> MicrographTable:
     """Write ``corrected_micrographs.star`` and one per-movie STAR per movie into ``out_dir``.
 
     The per-movie STAR starts from the movie's original one (``_rlnMicrographMetadata``) when it
     exists, so hot pixels and EER fields are kept; shifts always come from the ``MovieAlignment``.
-    Paths are written absolute.
+    Detector settings: the original STAR's, then the movie's attributes (or the set's gain), then
+    ``detector`` (a protocol's form values; see :func:`detector_settings`).  Paths are written absolute.
     """
+    from ..io.movies import is_eer
+
     out_dir = Path(out_dir).resolve()
     acq = movie_set.getAcquisition()
     angpix = float(movie_set.getSamplingRate())
-    rows = []
+    rows: list = []
+    binnings: list = []
     for movie in movie_set.iterItems(orderBy="id"):
         base = None
         meta_attr = getattr(movie, _METADATA_ATTR, None)
@@ -372,7 +443,8 @@ def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str 
             base = read_movie_metadata(meta_attr.get())
         xs, ys = movie.getAlignment().getShifts() if movie.hasAlignment() else ([], [])
         first, last = movie.getAlignment().getRange() if movie.hasAlignment() else (1, 0)
-        dim = movie.getDim()
+        # an EER movie's size is its rendering's (the per-movie STAR's), not the detector's
+        dim = None if base is not None and is_eer(scipion_file_path(movie)) else movie.getDim()
         if dim is None and base is not None:
             dim = (base.width_px, base.height_px, base.n_frames)
         if dim is None:
@@ -397,6 +469,11 @@ def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str 
             start_frame=base.start_frame if base else 1, motion_model_version=1 if coeffs is not None else 0,
             local_coeffs=coeffs, hot_pixels_px=base.hot_pixels_px if base else None,
             extra_general=dict(base.extra_general) if base else {})
+        settings = detector_settings(base)
+        settings.update(_detector_attrs(movie, movie_set))
+        settings = detector_settings(None, {**settings, **{k: v for k, v in (detector or {}).items() if v}})
+        _apply_detector(meta, settings)
+        binnings.append(meta.binning)
         star_path = out_dir / (Path(movie.getMicName() or movie.getFileName()).stem + ".star")
         write_movie_metadata(star_path, meta)
         rows.append({L.MICROGRAPH_NAME: movie.getMicName() or movie.getFileName(),
@@ -405,7 +482,8 @@ def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str 
         L.OPTICS_GROUP_NAME: ["opticsGroup1"], L.OPTICS_GROUP: [1],
         L.MICROGRAPH_ORIGINAL_PIXEL_SIZE: [angpix], L.VOLTAGE: [float(acq.getVoltage())],
         L.SPHERICAL_ABERRATION: [float(acq.getSphericalAberration())],
-        L.AMPLITUDE_CONTRAST: [float(acq.getAmplitudeContrast())], L.MICROGRAPH_PIXEL_SIZE: [angpix]})
+        L.AMPLITUDE_CONTRAST: [float(acq.getAmplitudeContrast())],
+        L.MICROGRAPH_PIXEL_SIZE: [angpix * (binnings[0] if binnings else 1.0)]})
     table = MicrographTable(optics, pd.DataFrame(rows), out_dir / star_name, out_dir)
     write_corrected_micrographs(table.path, table)
     return table

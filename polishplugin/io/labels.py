@@ -194,3 +194,7 @@ MTF_APPLIED = "rlnMtfApplied"
 SIMULATION_PHANTOM = "rlnSimulationPhantom"
 SIMULATION_PRESET = "rlnSimulationPreset"
 RANDOM_SEED = "rlnRandomSeed"
+
+# --- detector data (EER rendering in the per-movie STAR; RELION's own labels) ---
+MICROGRAPH_EER_UPSAMPLING = "rlnEERUpsampling"
+MICROGRAPH_EER_GROUPING = "rlnEERGrouping"

@@ -24,14 +24,15 @@ import numpy as np
 import pandas as pd
 
 from . import labels as L
-from .mrc import MrcError, read_mrc
+from .mrc import MrcError
 from .particles import resolve_relion_path
 from .star import StarError, read_star, write_star
 
 __all__ = [
     "MovieMetadata", "MicrographTable", "read_movie_metadata", "write_movie_metadata",
     "read_corrected_micrographs", "write_corrected_micrographs", "micrograph_key",
-    "N_LOCAL_COEFFS", "NOT_OBSERVED", "MovieError", "open_movie", "movie_frame_count", "iter_movie_frames",
+    "N_LOCAL_COEFFS", "NOT_OBSERVED", "MovieError", "MovieFile", "open_movie", "movie_frame_count",
+    "iter_raw_frames", "iter_movie_frames", "MovieWriter", "is_eer", "TIFF_SUFFIXES", "EER_SUFFIXES",
 ]
 
 #: Number of coefficients of RELION's third-order polynomial local motion model (18 x + 18 y).
@@ -94,6 +95,20 @@ class MovieMetadata:
         if self.gain_name in (None, "", "None"):
             return None
         return resolve_relion_path(str(self.gain_name), self.path)
+
+    def defect_path(self) -> Path | None:
+        """The defect file (``rlnMicrographDefectFile``), resolved; ``None`` when the movie has none."""
+        if self.defect_file in (None, "", "None"):
+            return None
+        return resolve_relion_path(str(self.defect_file), self.path)
+
+    def eer_settings(self) -> tuple[int | None, int | None]:
+        """``(rlnEERUpsampling, rlnEERGrouping)`` of ``data_general`` (``None`` where absent)."""
+        values = []
+        for label in (L.MICROGRAPH_EER_UPSAMPLING, L.MICROGRAPH_EER_GROUPING):
+            v = self.extra_general.get(label)
+            values.append(None if v is None or str(v) in ("", "None") or int(v) < 1 else int(v))
+        return values[0], values[1]
 
 
 def _as_scalar(value):
@@ -271,17 +286,70 @@ def write_corrected_micrographs(path: str | os.PathLike, table: MicrographTable)
 
 # ------------------------------------------------------------------ movie frames
 class MovieError(MrcError):
-    """A movie (MRC or TIFF) that does not exist, cannot be read or holds NaN/Inf; names the file."""
+    """A movie (MRC, TIFF or EER) that does not exist, cannot be read or holds NaN/Inf; names the file."""
 
 
-def open_movie(path: str | os.PathLike):
-    """``(n_frames, height, width, frame(i) -> float32 array, close())`` of a movie file (MRC memory-mapped,
-    TIFF page by page)."""
+#: movie file extensions read as TIFF and as EER (RELION ``EERRenderer::isEER``)
+TIFF_SUFFIXES = (".tif", ".tiff")
+EER_SUFFIXES = (".eer", ".ecc")
+_MRC_HEADER = 1024
+_MODE_4BIT = 101
+
+
+def is_eer(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in EER_SUFFIXES
+
+
+@dataclass
+class MovieFile:
+    """An open movie: ``n_frames``, ``height`` x ``width`` (the rendering size for EER), ``frame(i)`` (the raw
+    frame ``i`` as float32: counts, not negated, no gain) and ``close()``."""
+
+    path: Path
+    n_frames: int
+    height: int
+    width: int
+    _frame: Any
+    _close: Any
+
+    def frame(self, i: int) -> np.ndarray:
+        return self._frame(i)
+
+    def close(self) -> None:
+        self._close()
+
+    # the old tuple interface: n, h, w, frame, close = open_movie(...)
+    def __iter__(self):
+        return iter((self.n_frames, self.height, self.width, self._frame, self._close))
+
+
+def open_movie(path: str | os.PathLike, eer_upsampling: int = 1, eer_grouping: int = 1) -> MovieFile:
+    """Open a movie for reading frame by frame: MRC (modes 0, 1, 2, 6, 12 memory-mapped; mode 101, 4-bit,
+    unpacked per frame), TIFF (page by page, flipped along y as RELION reads them) or EER (fractions of
+    ``eer_grouping`` raw frames rendered at ``eer_upsampling``, :mod:`polishplugin.io.eer`)."""
     path = Path(path)
     if not path.exists():
         raise MovieError(f"movie {path} does not exist")
-    if path.suffix.lower() in (".tif", ".tiff"):
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
         return _open_tiff(path)
+    if suffix in EER_SUFFIXES:
+        from .eer import EerError, EerMovie
+
+        try:
+            eer = EerMovie(path, eer_upsampling, eer_grouping)
+        except EerError as exc:
+            raise MovieError(str(exc)) from None
+
+        def eer_frame(i):
+            try:
+                return eer.frame(i).astype(np.float32)
+            except EerError as exc:
+                raise MovieError(str(exc)) from None
+
+        return MovieFile(path, eer.n_frames, eer.height, eer.width, eer_frame, eer.close)
+    if _mrc_mode(path) == _MODE_4BIT:
+        return _open_mrc_4bit(path)
     import mrcfile
 
     try:
@@ -289,21 +357,65 @@ def open_movie(path: str | os.PathLike):
             warnings.simplefilter("ignore")
             m = mrcfile.mmap(str(path), mode="r", permissive=True)
     except (ValueError, OSError, EOFError) as exc:
-        raise MovieError(f"movie {path} cannot be read ({exc})") from None
+        raise MovieError(f"movie {path} cannot be read ({exc}); is it truncated or not an MRC file?") from None
     data = m.data
     if data is None:
         m.close()
-        raise MovieError(f"movie {path} cannot be read (truncated MRC file?)")
+        raise MovieError(f"movie {path} cannot be read (truncated MRC file, or an unsupported MRC mode?)")
     if data.ndim == 2:
         data = data[None]
 
     def frame(i):
         return np.asarray(data[i], np.float32)
 
-    return data.shape[0], data.shape[1], data.shape[2], frame, m.close
+    return MovieFile(path, data.shape[0], data.shape[1], data.shape[2], frame, m.close)
 
 
-def _open_tiff(path: Path):
+def _mrc_mode(path: Path) -> int:
+    """The MRC header's mode word (-1 when the file is too short to tell)."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if len(head) < 16:
+        return -1
+    mode = int(np.frombuffer(head, "<i4", 4)[3])
+    return mode if 0 <= mode < 1 << 16 else int(np.frombuffer(head, ">i4", 4)[3])
+
+
+def _mrc_4bit_geometry(path: Path) -> tuple[int, int, int, int]:
+    """``(nx, ny, nz, data offset)`` of a mode-101 MRC file (little-endian, as SerialEM writes them)."""
+    with open(path, "rb") as fh:
+        head = fh.read(_MRC_HEADER)
+    if len(head) < _MRC_HEADER:
+        raise MovieError(f"movie {path} cannot be read (MRC header truncated)")
+    nx, ny, nz = (int(v) for v in np.frombuffer(head, "<i4", 3))
+    nsymbt = int(np.frombuffer(head, "<i4", 1, 92)[0])
+    return nx, ny, nz, _MRC_HEADER + nsymbt
+
+
+def _open_mrc_4bit(path: Path) -> MovieFile:
+    """Mode 101: 4-bit unsigned pixels, two per byte, the first in the low nibble, packed over the whole
+    frame (RELION and IMOD; ``nx * ny`` must be even)."""
+    nx, ny, nz, offset = _mrc_4bit_geometry(path)
+    if nx < 1 or ny < 1 or nz < 1 or (nx * ny) % 2:
+        raise MovieError(f"movie {path}: a 4-bit MRC (mode 101) needs nx * ny even, got {nx} x {ny} x {nz}")
+    frame_bytes = nx * ny // 2
+    if path.stat().st_size < offset + nz * frame_bytes:
+        raise MovieError(f"movie {path} cannot be read: the 4-bit MRC file is truncated "
+                         f"({path.stat().st_size} bytes for {nz} frames of {nx} x {ny})")
+    fh = open(path, "rb")
+
+    def frame(i):
+        fh.seek(offset + i * frame_bytes)
+        b = np.frombuffer(fh.read(frame_bytes), np.uint8)
+        out = np.empty(2 * frame_bytes, np.float32)
+        out[0::2] = b & 15
+        out[1::2] = b >> 4
+        return out.reshape(ny, nx)
+
+    return MovieFile(path, nz, ny, nx, frame, fh.close)
+
+
+def _open_tiff(path: Path) -> MovieFile:
     import tifffile
 
     try:
@@ -318,41 +430,141 @@ def _open_tiff(path: Path):
         try:
             return np.asarray(pages[i].asarray(), np.float32)[::-1]
         except Exception as exc:  # noqa: BLE001
-            raise MovieError(f"movie {path} cannot be read at frame {i + 1} ({exc}); is it truncated?") from None
+            raise MovieError(f"movie {path} cannot be read at frame {i + 1} ({exc}); is it truncated, or "
+                             "compressed without the imagecodecs package?") from None
 
-    return n_pages, h, w, frame, tif.close
-
-
-def movie_frame_count(path: str | os.PathLike) -> int:
-    """Number of frames of a movie file (header only)."""
-    total, _, _, _, close = open_movie(path)
-    close()
-    return int(total)
+    return MovieFile(path, n_pages, h, w, frame, tif.close)
 
 
-def iter_movie_frames(movie_path: str | os.PathLike, first_frame: int, n_frames: int,
-                      gain_path: str | os.PathLike | None = None):
-    """Yield ``(f, -gain * frame)`` for frames ``first_frame .. first_frame+n_frames-1`` (0-based), one
-    frame in memory at a time (RELION ``MovieLoader::readDense``: contrast inverted).  The gain is applied
-    when ``gain_path`` is an existing MRC file of the frame's shape."""
+def movie_frame_count(path: str | os.PathLike, eer_upsampling: int = 1, eer_grouping: int = 1) -> int:
+    """Number of frames (EER: fractions) of a movie file (header only)."""
+    movie = open_movie(path, eer_upsampling, eer_grouping)
+    movie.close()
+    return int(movie.n_frames)
+
+
+def iter_raw_frames(movie_path: str | os.PathLike, first_frame: int, n_frames: int, eer_upsampling: int = 1,
+                    eer_grouping: int = 1):
+    """Yield ``(f, frame)`` for frames ``first_frame .. first_frame+n_frames-1`` (0-based) as stored (float32
+    counts, TIFF flipped, EER rendered), one frame in memory at a time; NaN/Inf is a :class:`MovieError`."""
     movie_path = Path(movie_path)
-    total, _, _, get, close = open_movie(movie_path)
+    movie = open_movie(movie_path, eer_upsampling, eer_grouping)
     try:
-        if first_frame + n_frames > total:
-            raise MovieError(f"movie {movie_path} has {total} frames; frames {first_frame + 1} to "
+        if first_frame + n_frames > movie.n_frames:
+            raise MovieError(f"movie {movie_path} has {movie.n_frames} frames; frames {first_frame + 1} to "
                              f"{first_frame + n_frames} were asked for (--first_frame/--last_frame)")
-        gain = None
-        gain_path = None if gain_path is None else Path(gain_path)
-        if gain_path is not None and gain_path.exists() and gain_path.suffix.lower() in (".mrc", ".mrcs"):
-            gain, _ = read_mrc(gain_path)
-            gain = gain.reshape(gain.shape[-2:])
         for f in range(n_frames):
-            frame = np.negative(get(first_frame + f), dtype=np.float32)  # one pass: float16 -> float32, negated
+            frame = movie.frame(first_frame + f)
             # a float64 sum of float32 values is finite unless a value is NaN or Inf (one pass, no mask)
             if not np.isfinite(frame.sum(dtype=np.float64)):
                 raise MovieError(f"movie {movie_path} frame {first_frame + f + 1} contains NaN or Inf values")
-            if gain is not None and gain.shape == frame.shape:
-                frame *= gain
             yield f, frame
+            del frame  # not held while the next frame is read: one frame in memory (377 MB for a K3 frame)
     finally:
-        close()
+        movie.close()
+
+
+def iter_movie_frames(movie_path: str | os.PathLike, first_frame: int, n_frames: int,
+                      gain_path: str | os.PathLike | None = None, eer_upsampling: int = 1, eer_grouping: int = 1):
+    """Yield ``(f, -gain * frame)`` for frames ``first_frame .. first_frame+n_frames-1`` (0-based), one frame
+    in memory at a time (RELION ``MovieLoader::readDense``: contrast inverted).  ``gain_path``: a gain
+    reference read by :func:`polishplugin.io.detector.read_gain` (its shape must fit the movie).  Polishing
+    applies gain and defects in ``core.polish.detector`` on :func:`iter_raw_frames` instead."""
+    gain = None
+    if gain_path is not None:
+        from .detector import read_gain
+
+        movie = open_movie(movie_path, eer_upsampling, eer_grouping)
+        movie.close()
+        gain = read_gain(gain_path, (movie.height, movie.width), movie_path,
+                         eer_upsampling if is_eer(movie_path) else None)
+    for f, frame in iter_raw_frames(movie_path, first_frame, n_frames, eer_upsampling, eer_grouping):
+        frame = np.negative(frame, dtype=np.float32)
+        if gain is not None:
+            frame *= gain
+        yield f, frame
+
+
+# ------------------------------------------------------------------ movie writers
+class MovieWriter:
+    """Write a movie frame by frame (memory stays one frame) and rename it into place on close.
+
+    ``fmt``: ``"mrc"`` (float32, or float16 with ``float16``), ``"mrc4"`` (mode 101: integers 0..15),
+    ``"tiff"`` (8-bit LZW, one page per frame, stored flipped along y so that RELION's reader and
+    :func:`open_movie` give the frames back).  EER movies are written by :func:`polishplugin.io.eer.write_eer`.
+    """
+
+    def __init__(self, path: str | os.PathLike, fmt: str, n_frames: int, shape: tuple[int, int], angpix: float,
+                 float16: bool = False):
+        self.path = Path(path)
+        self.fmt = fmt
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.n_frames = int(n_frames)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "mrc":
+            from .mrc import MrcStackWriter
+
+            self._mrc = MrcStackWriter(self.path, n_frames, self.shape, angpix, float16=float16)
+        elif fmt == "mrc4":
+            h, w = self.shape
+            if (h * w) % 2:
+                raise ValueError(f"a 4-bit MRC movie needs an even number of pixels per frame, got {w} x {h}")
+            self._fh = open(self._tmp, "wb")
+            self._fh.write(_mrc_4bit_header(w, h, n_frames, angpix))
+        elif fmt == "tiff":
+            import tifffile
+
+            self._tif = tifffile.TiffWriter(str(self._tmp))
+        else:
+            raise ValueError(f"unknown movie format {fmt!r} (mrc, mrc4, tiff)")
+
+    def __setitem__(self, index: int, frame: np.ndarray) -> None:
+        """Frame ``index``; frames of 4-bit and TIFF movies come in order (they are appended)."""
+        if self.fmt == "mrc":
+            self._mrc[index] = frame
+            return
+        data = np.asarray(frame).reshape(self.shape)
+        if not np.issubdtype(data.dtype, np.integer):
+            data = np.rint(data)
+        if self.fmt == "mrc4":
+            b = np.clip(data, 0, 15).astype(np.uint8).ravel()
+            self._fh.write((b[0::2] | (b[1::2] << 4)).tobytes())
+        else:
+            self._tif.write(np.clip(data, 0, 255).astype(np.uint8)[::-1], compression="lzw",
+                            photometric="minisblack", contiguous=False)
+
+    def close(self) -> None:
+        if self.fmt == "mrc":
+            self._mrc.close()
+            return
+        (self._fh if self.fmt == "mrc4" else self._tif).close()
+        os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> "MovieWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self.fmt == "mrc":
+            self._mrc.__exit__(exc_type, exc, tb)
+        else:
+            (self._fh if self.fmt == "mrc4" else self._tif).close()
+            self._tmp.unlink(missing_ok=True)
+
+
+def _mrc_4bit_header(nx: int, ny: int, nz: int, angpix: float) -> bytes:
+    """An MRC2014 header of a mode-101 image stack (little-endian)."""
+    head = np.zeros(256, "<i4")
+    head[0:4] = (nx, ny, nz, _MODE_4BIT)
+    head[7:10] = (nx, ny, nz)                                    # mx, my, mz
+    head[10:13] = np.array([nx * angpix, ny * angpix, nz * angpix], "<f4").view("<i4")
+    head[13:16] = np.array([90.0, 90.0, 90.0], "<f4").view("<i4")
+    head[16:19] = (1, 2, 3)
+    head[22] = 0                                                 # ispg 0: image stack
+    head[27] = 20140                                             # nversion
+    raw = bytearray(head.tobytes())
+    raw[208:212] = b"MAP "
+    raw[212:216] = bytes((0x44, 0x44, 0, 0))                     # machine stamp: little-endian
+    return bytes(raw)

@@ -34,7 +34,7 @@ import pandas as pd
 from ..core.geometry import euler_to_matrix
 from ..core.polish.bfactors import fsc_cutoff_shell
 from ..io import labels as L
-from ..io.movies import (MovieMetadata, iter_movie_frames, movie_frame_count, read_corrected_micrographs,
+from ..io.movies import (MovieMetadata, is_eer, iter_raw_frames, movie_frame_count, read_corrected_micrographs,
                          read_movie_metadata)
 from ..io.mrc import read_mrc
 from ..io.particles import ParticleTable, read_particles, resolve_relion_path
@@ -44,7 +44,8 @@ from ._cli import ProgramError
 
 __all__ = ["add_general_args", "add_reference_args", "add_motion_args", "choose_device", "prepare_run",
            "PolishProject", "Reference", "MicrographData", "load_project", "load_micrograph", "predictions",
-           "particle_geometry", "coords_pixel_size"]
+           "particle_geometry", "coords_pixel_size", "movie_frames", "detector_correction", "eer_rendering",
+           "release_buffers"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,12 @@ def add_general_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mps", type=float, default=-1.0, help="Movie pixel size (Å; default from the movie metadata)")
     g.add_argument("--cps", type=float, default=-1.0,
                    help="Coordinate pixel size (Å; default movie pixel size x binning)")
+    g.add_argument("--hot", type=float, default=-1.0,
+                   help="Clip raw pixel values above this (hot pixels; <= 0: no clipping)")
+    g.add_argument("--eer_upsampling", type=int, default=-1,
+                   help="EER rendering: 1 (detector size) or 2 (twice it); default from the movie metadata STAR")
+    g.add_argument("--eer_grouping", type=int, default=-1,
+                   help="EER raw frames per fraction; default from the movie metadata STAR")
     g.add_argument("--device", default="",
                    help="'' = fastest measured per step (projections on OpenCL when present, CC maps numpy); "
                         "'cpu' = numpy only; 'P:D' = OpenCL platform P, device D for the OpenCL steps")
@@ -148,6 +155,10 @@ class Reference:
     r_max_px: float | None = None
     _projectors: dict = field(default_factory=dict)
 
+    def release(self) -> None:
+        """Drop the projectors (built again on demand): a 256-px reference's two are ~2 GB."""
+        self._projectors.clear()
+
     def projector(self, half: int):
         if half not in self._projectors:
             from ..core.polish.projection import make_projector
@@ -171,7 +182,9 @@ class PolishProject:
     dose_per_frame: float
     cps: float = -1.0
     backend: str = "numpy"               # projector backend ("numpy", "opencl")
+    hot: float = -1.0                    # --hot: raw values above it are clipped (<= 0: none)
     _mtf_cache: dict = field(default_factory=dict)
+    _gain_cache: dict = field(default_factory=dict)
 
     @property
     def particles(self) -> pd.DataFrame:
@@ -306,14 +319,19 @@ def _read_particles(path: Path) -> ParticleTable:
     return table
 
 
-def _check_reference_matches(table: ParticleTable, reference: Reference) -> None:
-    for _, row in table.optics.iterrows():
-        ps, box = float(row[L.IMAGE_PIXEL_SIZE]), int(row[L.IMAGE_SIZE])
-        if abs(ps - reference.angpix) > 1e-3 * reference.angpix or box != reference.box:
+def _check_scaling(project: "PolishProject") -> None:
+    """Optics groups may differ from the reference and from each other in pixel size and box (RELION rescales
+    the predictions), but a particle pixel finer than its movie pixel would need upsampling."""
+    for name, rows, meta in zip(project.mic_names, project.mic_rows, project.movies):
+        group = int(project.particles[L.OPTICS_GROUP].iloc[rows[0]])
+        opt = project.optics_row(group)
+        ps, box = float(opt[L.IMAGE_PIXEL_SIZE]), int(opt[L.IMAGE_SIZE])
+        movie_ps = float(meta.original_pixel_size_a)
+        if ps < movie_ps * (1 - 1e-3):
             raise ProgramError(
-                f"particle STAR file {table.path}: optics group {int(row[L.OPTICS_GROUP])} has pixel size {ps:g} Å "
-                f"and box {box}, but the reference half maps have {reference.angpix:g} Å and box {reference.box}; "
-                f"pixel sizes and boxes must match")
+                f"particle STAR file {project.particle_star}: optics group {group} has pixel size {ps:g} Å (box "
+                f"{box}), finer than the {movie_ps:g} Å pixels of its movie {meta.movie_path()} (micrograph {name}); "
+                "polishing cannot scale particles up: pixel sizes and boxes must match the movies")
 
 
 def _movie_records(args, table: ParticleTable) -> tuple[list[str], list[np.ndarray], list[MovieMetadata]]:
@@ -342,7 +360,7 @@ def _movie_records(args, table: ParticleTable) -> tuple[list[str], list[np.ndarr
             meta = mics.micrographs[L.MICROGRAPH_METADATA].iloc[row]
             raise ProgramError(f"motion-correction STAR file {meta} of micrograph {name} (named in {cpath}) "
                                f"does not exist")
-        movies.append(_movie_record(read_movie_metadata(mpath), mps, name, table, idx))
+        movies.append(_eer_settings(_movie_record(read_movie_metadata(mpath), mps, name, table, idx), args))
     return names, rows, movies
 
 
@@ -363,7 +381,41 @@ def _movie_record(meta: MovieMetadata, mps: float, name: str, table: ParticleTab
                            f"{table.path}; pixel sizes must match (or give the movie pixel size with --mps)")
     if not meta.movie_path().exists():
         raise ProgramError(f"movie {meta.movie_path()} of micrograph {name} (named in {meta.path}) does not exist")
+    for what, path in (("gain reference", meta.gain_path()), ("defect file", meta.defect_path())):
+        if path is not None and not path.exists():
+            raise ProgramError(f"{what} {path} of micrograph {name} (named in {meta.path}) does not exist")
     return meta
+
+
+def _eer_settings(meta: MovieMetadata, args) -> MovieMetadata:
+    """An EER movie's rendering (rlnEERUpsampling, rlnEERGrouping) from its STAR, else from --eer_upsampling /
+    --eer_grouping, stored in ``extra_general``; missing or changed settings are errors (RELION refuses to
+    polish at another rendering than motion correction's)."""
+    if not is_eer(meta.movie_path()):
+        return meta
+    given = (int(getattr(args, "eer_upsampling", -1) or -1), int(getattr(args, "eer_grouping", -1) or -1))
+    stored = meta.eer_settings()
+    chosen = []
+    for label, option, g, s in zip((L.MICROGRAPH_EER_UPSAMPLING, L.MICROGRAPH_EER_GROUPING),
+                                   ("--eer_upsampling", "--eer_grouping"), given, stored):
+        if s is not None and g > 0 and g != s:
+            raise ProgramError(f"{option} {g} differs from {label} {s} in {meta.path}: polishing must render EER "
+                               "movies as motion correction did")
+        if s is None and g <= 0:
+            raise ProgramError(f"movie {meta.movie_path()} is an EER movie but its metadata STAR file {meta.path} "
+                               f"has no {label}; give {option}")
+        chosen.append(s if s is not None else g)
+    if chosen[0] not in (1, 2):
+        raise ProgramError(f"{L.MICROGRAPH_EER_UPSAMPLING} of {meta.path} must be 1 or 2, got {chosen[0]}")
+    extra = dict(meta.extra_general)
+    extra[L.MICROGRAPH_EER_UPSAMPLING], extra[L.MICROGRAPH_EER_GROUPING] = chosen
+    return dataclasses.replace(meta, extra_general=extra)
+
+
+def eer_rendering(movie: MovieMetadata) -> tuple[int, int]:
+    """``(upsampling, grouping)`` to read ``movie`` with (1, 1 for movies that are not EER)."""
+    up, group = movie.eer_settings()
+    return (up or 1, group or 1) if is_eer(movie.movie_path()) else (1, 1)
 
 
 def _frame_range(args, names: list[str], movies: list[MovieMetadata]) -> tuple[int, int]:
@@ -372,13 +424,13 @@ def _frame_range(args, names: list[str], movies: list[MovieMetadata]) -> tuple[i
     last = int(getattr(args, "last_frame", -1))
     if first < 0:
         raise ProgramError("--first_frame must be >= 1")
-    n_movie = movies[0].n_frames or movie_frame_count(movies[0].movie_path())
+    n_movie = movies[0].n_frames or movie_frame_count(movies[0].movie_path(), *eer_rendering(movies[0]))
     last0 = n_movie - 1 if last < 1 else last - 1
     n_frames = last0 - first + 1
     if n_frames < 2:
         raise ProgramError(f"--first_frame {first + 1} / --last_frame {last} leave fewer than 2 frames")
     for name, meta in zip(names, movies):
-        nf = meta.n_frames or movie_frame_count(meta.movie_path())
+        nf = meta.n_frames or movie_frame_count(meta.movie_path(), *eer_rendering(meta))
         if nf < first + n_frames:
             raise ProgramError(f"movie {meta.movie_path()} of micrograph {name} has {nf} frames, fewer than the "
                                f"{first + n_frames} asked for (--last_frame {last})")
@@ -389,14 +441,15 @@ def load_project(args) -> PolishProject:
     """Read particles (--i), reference (--f or --m1/--m2) and motion-correction metadata (--corr_mic)."""
     table = _read_particles(Path(args.i))
     reference = _load_reference(args)
-    _check_reference_matches(table, reference)
     names, rows, movies = _movie_records(args, table)
     first, n_frames = _frame_range(args, names, movies)
     fdose = float(getattr(args, "fdose", -1) or -1)
     dose = fdose if fdose > 0 else movies[0].dose_per_frame_e_per_a2
-    return PolishProject(table=table, mic_names=names, mic_rows=rows, movies=movies, reference=reference,
-                         first_frame=first, n_frames=n_frames, dose_per_frame=dose,
-                         cps=float(getattr(args, "cps", -1) or -1))
+    project = PolishProject(table=table, mic_names=names, mic_rows=rows, movies=movies, reference=reference,
+                            first_frame=first, n_frames=n_frames, dose_per_frame=dose,
+                            cps=float(getattr(args, "cps", -1) or -1), hot=float(getattr(args, "hot", -1) or -1))
+    _check_scaling(project)
+    return project
 
 
 # ----------------------------------------------------------------------------------------- per mic
@@ -436,11 +489,15 @@ def predictions(project: PolishProject, rows: np.ndarray) -> tuple[np.ndarray, n
     factors = ctfs if mtf is None else ctfs * mtf[None]
     own = np.empty((len(rows), box, box // 2 + 1), np.complex64)
     opp = np.empty_like(own)
+    low_memory = len(rows) * project.n_frames * box * (box // 2 + 1) * 8 > BIG_MICROGRAPH_BYTES
     for half in (1, 2):  # one projection call per half map (the OpenCL path copies the map per call)
-        pred = predict_images(project.reference.projector(half), rots, origins, factors, backend=project.backend)
+        pred = predict_images(project.reference.projector(half), rots, origins, factors, backend=project.backend,
+                              box=box, angpix=angpix, angpix_ref=project.reference.angpix)
         mine = subsets == half
         own[mine] = pred[mine]
         opp[~mine] = pred[~mine]
+        if low_memory:  # a big micrograph: one projector (~1 GB at box 256) in memory at a time
+            project.reference.release()
     return own, opp, ctfs
 
 
@@ -455,7 +512,47 @@ def particle_coordinates(project: PolishProject, mic_index: int) -> np.ndarray:
     return np.stack([np.asarray(df[L.COORDINATE_X], np.float64), np.asarray(df[L.COORDINATE_Y], np.float64)], -1)
 
 
+def detector_correction(project: PolishProject, mic_index: int):
+    """The :class:`~polishplugin.core.polish.detector.DetectorCorrection` of micrograph ``mic_index``'s movie:
+    its gain (read once per gain file and rendering), defect file, hot pixels and zero-gain pixels, --hot."""
+    from ..core.polish.detector import DetectorCorrection, plan_defects
+    from ..io.detector import defect_indices, read_gain
+    from ..io.movies import open_movie
+
+    movie = project.movies[mic_index]
+    path = movie.movie_path()
+    up, group = eer_rendering(movie)
+    handle = open_movie(path, up, group)  # errors (MovieError, DetectorFileError) name their file
+    handle.close()
+    shape = (handle.height, handle.width)
+    gain = None
+    if movie.gain_path() is not None:
+        key = (str(movie.gain_path()), shape, up if is_eer(path) else None)
+        if key not in project._gain_cache:
+            project._gain_cache.clear()  # one gain in memory (a K3 gain is 377 MB)
+            project._gain_cache[key] = read_gain(key[0], shape, path, key[2])
+        gain = project._gain_cache[key]
+    defects = defect_indices(shape, movie.defect_path(), movie.hot_pixels_px, gain, movie.path)
+    plan = plan_defects(defects, shape, 4 if is_eer(path) else 2) if defects.size else None
+    return DetectorCorrection(gain=gain, defects=plan, hot=project.hot, seed=mic_index)
+
+
+def movie_frames(project: PolishProject, mic_index: int, first: int, n_frames: int):
+    """Yield ``(f, frame)``: micrograph ``mic_index``'s movie frames ``first .. first+n_frames-1`` (0-based), one
+    at a time, negated, gain-multiplied and with defects replaced (RELION ``MovieLoader``)."""
+    correction = detector_correction(project, mic_index)
+    movie = project.movies[mic_index]
+    for f, raw in iter_raw_frames(movie.movie_path(), first, n_frames, *eer_rendering(movie)):
+        yield f, correction.apply(raw, first + f, in_place=True)
+        del raw  # one frame in memory at a time
+
+
 _FRAMES: dict = {}
+#: micrographs whose particle frames take more than this (2 GiB: e.g. 300 particles x 27 frames at box 256) keep
+#: one reference projector at a time and none while their frames are extracted and fitted; rebuilding the two
+#: costs ~13 s per micrograph at box 256 (2 cores), ~10 % of such a micrograph's time.  The environment variable
+#: POLISHPLUGIN_LOW_MEMORY_BYTES sets another threshold (bench/k3_memory.py measures short movies with 0).
+BIG_MICROGRAPH_BYTES = int(os.environ.get("POLISHPLUGIN_LOW_MEMORY_BYTES", 2 << 30))
 
 
 def _frames_buffer(shape: tuple[int, ...]) -> np.ndarray:
@@ -467,6 +564,13 @@ def _frames_buffer(shape: tuple[int, ...]) -> np.ndarray:
         _FRAMES.clear()
         buf = _FRAMES["frames"] = np.empty(size, np.complex64)
     return buf[:size].reshape(shape)
+
+
+def release_buffers(project: PolishProject) -> None:
+    """Free what only the motion stage needs (the reused particle-frames array, the projectors) before the
+    recombination pass."""
+    _FRAMES.clear()
+    project.reference.release()
 
 
 def load_micrograph(project: PolishProject, mic_index: int, first_frame: int | None = None,
@@ -496,17 +600,22 @@ def load_micrograph(project: PolishProject, mic_index: int, first_frame: int | N
                            f"particle pixel size {angpix:g} Å (scaling up is not supported)")
     corners = box_origins(coords, cps, angpix, movie_angpix, m)
     shape = (len(rows), n_f, box, box // 2 + 1)
-    frames = _frames_buffer(shape) if reuse_buffer else np.empty(shape, np.complex64)
-    for f, frame in iter_movie_frames(movie.movie_path(), first, n_f, movie.gain_path()):
-        frames[:, f] = extract_boxes(frame, corners, m, box)
-    local = movie.local_coeffs if movie.motion_model_version == 1 else None
-    tracks0 = initial_tracks(coords, cps, angpix, first, n_f, movie.global_shifts_px, movie_angpix,
-                             movie.start_frame, local, (movie.width_px, movie.height_px))
+    # predictions first: for big micrographs the projectors are dropped before the frames are extracted, so
+    # that the two never share the memory (a K3 movie's 300 particles x 40 frames at box 256 are 3.2 GB)
     if with_predictions:
         own, opp, ctfs = predictions(project, rows)
     else:
         own = opp = np.zeros((len(rows), box, box // 2 + 1), np.complex64)
         ctfs = None
+    if np.prod(shape) * 8 > BIG_MICROGRAPH_BYTES:
+        project.reference.release()
+    frames = _frames_buffer(shape) if reuse_buffer else np.empty(shape, np.complex64)
+    for f, frame in movie_frames(project, mic_index, first, n_f):
+        extract_boxes(frame, corners, m, box, out=frames[:, f])
+        del frame
+    local = movie.local_coeffs if movie.motion_model_version == 1 else None
+    tracks0 = initial_tracks(coords, cps, angpix, first, n_f, movie.global_shifts_px, movie_angpix,
+                             movie.start_frame, local, (movie.width_px, movie.height_px))
     return MicrographData(name=project.mic_names[mic_index], particle_rows=rows, positions_px=coords,
                           frames_rfft=frames, pred_own_rfft=own, pred_opposite_rfft=opp,
                           initial_tracks_px=tracks0, dose_per_frame=project.dose_per_frame, angpix=angpix,

@@ -39,7 +39,8 @@ from ..io.polish import (FrameBfactors, micrograph_root, read_bfactors, read_fcc
 from ._cli import ProgramError
 from ._mpi import get_comm, partition
 from ._polish_project import (add_general_args, add_motion_args, add_reference_args, choose_device,
-                              coords_pixel_size, load_micrograph, particle_coordinates, prepare_run)
+                              coords_pixel_size, load_micrograph, movie_frames, particle_coordinates, prepare_run,
+                              release_buffers)
 from .motion_train import add_training_args
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,6 @@ def recombine_micrograph(project, mic_index: int, out_dir: str, sigma: np.ndarra
     from ..core.fourier import irfft
     from ..core.polish.extract import box_origins
     from ..core.polish.recombine import frame_weights, normalize_shiny, output_geometry, recombine_frames
-    from ..io.movies import iter_movie_frames
 
     ref = project.reference
     movie = project.movies[mic_index]
@@ -187,7 +187,7 @@ def recombine_micrograph(project, mic_index: int, out_dir: str, sigma: np.ndarra
         tracks_out = np.asarray(tracks_px, np.float64) * ref.angpix / angpix_out
     base = box_origins(particle_coordinates(project, mic_index), coords_pixel_size(project, movie), angpix_out,
                        movie_angpix, s_mov)
-    frames = iter_movie_frames(movie.movie_path(), project.first_frame, project.n_frames, movie.gain_path())
+    frames = movie_frames(project, mic_index, project.first_frame, project.n_frames)
     acc = recombine_frames(frames, base, tracks_out, frame_weights(sigma, amp, s_out, angpix_out, ref.box, ref.angpix),
                            s_mov, s_out, angpix_out, movie_angpix)
     Path(root).parent.mkdir(parents=True, exist_ok=True)
@@ -335,6 +335,7 @@ def main(args) -> int:
         if comm.is_leader:
             log.info("tracks written (no --combine_frames: no shiny particles)")
         return 0
+    release_buffers(project)  # the recombination pass needs neither the particle frames nor the projectors
     sig, amp = _shared_frame_weights(comm, args, project, names, out_dir)
     todo_rec = [i for i in mine if not (args.only_do_unfinished and os.path.exists(
         str(micrograph_root(out_dir, project.mic_names[i])) + f"_shiny{suffix}.star") and i not in todo_motion)]

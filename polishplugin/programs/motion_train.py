@@ -148,29 +148,38 @@ def _options(args) -> _Options:
 
 
 def _data_source(data, args, k_out):
-    """(n_particles per micrograph, loader(i), k_out in particle-box px, first_frame, names).
+    """(n_particles per micrograph, loader(i), k_out per micrograph in its particle-box px, first_frame, names,
+    optics group per micrograph).
 
     ``data`` is the :class:`~._polish_project.PolishProject` of ``prepare_run(args)`` (micrographs are loaded
-    with ``load_micrograph``) or, for tests, a sequence of micrograph objects with the ``MicrographData``
-    fields (``positions_px, frames_rfft, pred_own_rfft, pred_opposite_rfft, initial_tracks_px, dose_per_frame,
-    angpix, coords_angpix, box, name``) plus ``k_out=`` (held-out frequency limit in particle-box pixels).
+    with ``load_micrograph``; optics groups may differ in pixel size and box: each micrograph's frequencies are
+    its own; ``--par_group`` keeps one group) or, for tests, a sequence of micrograph objects with the
+    ``MicrographData`` fields (``positions_px, frames_rfft, pred_own_rfft, pred_opposite_rfft,
+    initial_tracks_px, dose_per_frame, angpix, coords_angpix, box, name``) plus ``k_out=`` (held-out frequency
+    limit in particle-box pixels).
     """
     if hasattr(data, "mic_rows"):  # a PolishProject
         project = data
-        counts = [len(r) for r in project.mic_rows]
-        opt = project.optics
-        box = int(opt[L.IMAGE_SIZE].iloc[0])
-        angpix = float(opt[L.IMAGE_PIXEL_SIZE].iloc[0])
-        if (len(set(np.asarray(opt[L.IMAGE_SIZE]).tolist())) > 1
-                or len(set(np.round(np.asarray(opt[L.IMAGE_PIXEL_SIZE], float), 6).tolist())) > 1):
-            raise ProgramError(f"{project.particle_star}: training needs all optics groups to share pixel and box "
-                               "size; train on each group separately")
         ref = project.reference
-        k = k_out if k_out is not None else int(round(ref.k_out * (box * angpix) / (ref.box * ref.angpix)))
+        only = int(_opt(args, "par_group", -1))
+        counts, k_outs, groups, r_max = [], [], [], 0.0
+        for rows in project.mic_rows:
+            group = int(project.particles[L.OPTICS_GROUP].iloc[rows[0]])
+            opt = project.optics_row(group)
+            box, angpix = int(opt[L.IMAGE_SIZE]), float(opt[L.IMAGE_PIXEL_SIZE])
+            ratio = (box * angpix) / (ref.box * ref.angpix)  # reference px -> this group's px
+            k = k_out if k_out is not None else int(round(ref.k_out * ratio))
+            counts.append(len(rows) if only < 0 or group == only else 0)  # < 2 particles: never chosen
+            k_outs.append(int(k))
+            groups.append(group)
+            r_max = max(r_max, k / ratio + 2.0)
+        if only >= 0 and only not in groups:
+            raise ProgramError(f"--par_group {only}: no micrograph of {project.particle_star} is in optics group "
+                               f"{only} (groups {sorted(set(groups))})")
         # training never looks above k_out: project only up to there (in reference pixels, with a margin)
-        ref.r_max_px = min(ref.box / 2.0, k * (ref.box * ref.angpix) / (box * angpix) + 2.0)
-        return (counts, (lambda i: load_micrograph(project, i, reuse_buffer=True)), k, int(project.first_frame),
-                list(project.mic_names))
+        ref.r_max_px = min(ref.box / 2.0, r_max)
+        return (counts, (lambda i: load_micrograph(project, i, reuse_buffer=True)), k_outs, int(project.first_frame),
+                list(project.mic_names), groups)
     mics = list(data)
     if k_out is None:
         k_out = getattr(args, "k_out", None)
@@ -178,7 +187,8 @@ def _data_source(data, args, k_out):
         raise ProgramError("training data: no k_out (FSC cut-off) was given")
     counts = [int(np.asarray(m.positions_px).shape[0]) for m in mics]
     first = int(getattr(mics[0], "first_frame", 0)) if mics else 0
-    return counts, (lambda i: mics[i]), int(k_out), first, [str(getattr(m, "name", i)) for i, m in enumerate(mics)]
+    return (counts, (lambda i: mics[i]), [int(k_out)] * len(mics), first,
+            [str(getattr(m, "name", i)) for i, m in enumerate(mics)], [1] * len(mics))
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -203,22 +213,36 @@ def _choose_micrographs(counts: list[int], opt: _Options) -> tuple[list[int], in
     return chosen, n_total
 
 
-def _frequencies(k_out_px: int, opt: _Options, chosen: list[int], n_total: int) -> tuple[int, int]:
-    """``(k_cutoff, k_eval)``: alignment below k_cutoff, evaluation ``k_eval+2 <= k < k_out``."""
-    k_cutoff, k_eval = frequency_split(k_out_px, opt.align_frac, opt.eval_frac)
-    log.info("training on %d micrographs, %d particles; k_out %d, alignment k < %d, evaluation %d <= k < %d",
-             len(chosen), n_total, k_out_px, k_cutoff, k_eval + 2, k_out_px)
-    if k_eval + 2 >= k_out_px:
-        raise ProgramError(f"the FSC cut-off (k_out = {k_out_px} px) leaves no held-out frequencies; "
-                           "lower --eval_frac or use a better reference")
-    return k_cutoff, k_eval
+def _frequencies(k_outs: list[int], opt: _Options, chosen: list[int], n_total: int) -> list[tuple[int, int, int]]:
+    """``(k_cutoff, k_eval, k_out)`` per micrograph: alignment below k_cutoff, evaluation ``k_eval+2 <= k < k_out``
+    (each in its own particle-box pixels)."""
+    out = []
+    for k_out_px in k_outs:
+        k_cutoff, k_eval = frequency_split(k_out_px, opt.align_frac, opt.eval_frac)
+        out.append((k_cutoff, k_eval, k_out_px))
+    for k_cutoff, k_eval, k_out_px in sorted({out[i] for i in chosen}):
+        log.info("training on %d micrographs, %d particles; k_out %d, alignment k < %d, evaluation %d <= k < %d",
+                 len(chosen), n_total, k_out_px, k_cutoff, k_eval + 2, k_out_px)
+        if k_eval + 2 >= k_out_px:
+            raise ProgramError(f"the FSC cut-off (k_out = {k_out_px} px) leaves no held-out frequencies; "
+                               "lower --eval_frac or use a better reference")
+    return out
+
+
+def _fit_groups(counts: list[int], optics: list[int], chosen: list[int], joint_particles: int) -> list[list[int]]:
+    """Groups of chosen micrographs (positions in ``chosen``) fitted jointly: never across optics groups
+    (their CC maps and sigmas in pixels differ), about ``joint_particles`` particles each."""
+    groups: list[list[int]] = []
+    for g in sorted({optics[i] for i in chosen}):
+        pos = [j for j, i in enumerate(chosen) if optics[i] == g]
+        groups += [[pos[k] for k in grp] for grp in fit_groups([counts[chosen[j]] for j in pos], joint_particles)]
+    return groups
 
 
 def _training_set(args, opt: _Options, comm, chosen: list[int], counts: list[int], load, names: list[str],
-                  k: tuple[int, int, int], first_frame: int, inplace: bool) -> TrainingSet:
+                  ks: list[tuple[int, int, int]], optics: list[int], first_frame: int, inplace: bool) -> TrainingSet:
     """This rank's groups of micrographs, prepared (CC maps and held-out rings), as one TSC objective."""
-    k_cutoff, k_eval, k_out_px = k
-    groups = fit_groups([counts[i] for i in chosen], opt.joint_particles)
+    groups = _fit_groups(counts, optics, chosen, opt.joint_particles)
     my_ids = list(partition(len(groups), comm.size, comm.rank))
     my_groups = [groups[g] for g in my_ids]
     mine = [chosen[i] for g in my_groups for i in g]
@@ -231,6 +255,7 @@ def _training_set(args, opt: _Options, comm, chosen: list[int], counts: list[int
     mics = []
     t0 = time.time()
     for j, i in enumerate(mine):
+        k_cutoff, k_eval, k_out_px = ks[i]
         mics.append(prepare_micrograph(load(i), k_cutoff, k_eval, k_out_px, 2 * opt.mot_range, first_frame,
                                        opt.whiten, inplace=inplace, window_px=opt.window))
         log.info("prepared micrograph %d/%d (%s), ETA %.0f s", j + 1, len(mine), names[i],
@@ -276,10 +301,10 @@ def _run_training(args, data, k_out: int | None = None) -> int:
     t_start = time.time()
     comm = get_comm()
     opt = _options(args)
-    counts, load, k_out_px, first_frame, names = _data_source(data, args, k_out)
+    counts, load, k_outs, first_frame, names, optics = _data_source(data, args, k_out)
     chosen, n_total = _choose_micrographs(counts, opt)
-    k_cutoff, k_eval = _frequencies(k_out_px, opt, chosen, n_total)
-    tset = _training_set(args, opt, comm, chosen, counts, load, names, (k_cutoff, k_eval, k_out_px), first_frame,
+    ks = _frequencies(k_outs, opt, chosen, n_total)
+    tset = _training_set(args, opt, comm, chosen, counts, load, names, ks, optics, first_frame,
                          inplace=hasattr(data, "mic_rows"))  # loaded per call: normalise in place
     # --conv sets RELION's output grid (conv/2 scaled units); --in_step is not used: our search starts
     # with a x2 trust region in log space

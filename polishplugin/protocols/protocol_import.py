@@ -81,6 +81,43 @@ class ProtPolishImport(ProtPolishBase):
                       help="RELION 3.0 or 3.1+ particle STAR file.")
         form.addParam("checkStacks", params.BooleanParam, default=True,
                       label="Particle stacks must exist?")
+        form.addSection(label="Detector")
+        form.addParam("gainFile", params.PathParam, default="", condition="importFrom == 0",
+                      label="Gain reference",
+                      help="MRC, TIFF or EPU .gain file for every movie (empty: each movie's "
+                           "rlnMicrographGainName). Orientation as RELION's motion correction uses it: TIFF "
+                           "gains are flipped along y like TIFF movies; for EER the size of the detector or of the "
+                           "rendering, .gain multiplicative, others the detector's sensitivity.")
+        form.addParam("defectFile", params.PathParam, default="", condition="importFrom == 0",
+                      label="Defect file",
+                      help="MotionCor2 text file of rectangles (x y w h per line) or an MRC mask (non-zero = "
+                           "defect) of the movies' size (empty: each movie's rlnMicrographDefectFile). Defects "
+                           "and hot pixels are replaced by a random good neighbour before particles are cut.")
+        form.addParam("eerUpsampling", params.EnumParam, default=0, condition="importFrom == 0",
+                      choices=["from the movie STAR files", "1 (detector size, 4K)", "2 (twice, 8K)"],
+                      label="EER upsampling",
+                      help="rlnEERUpsampling of EER movies; polishing renders them as motion correction did.")
+        form.addParam("eerGrouping", params.IntParam, default=0, condition="importFrom == 0",
+                      label="EER grouping",
+                      help="Raw EER frames per fraction (rlnEERGrouping); 0: from the movie STAR files.")
+        form.addParam("binning", params.FloatParam, default=0.0, condition="importFrom == 0",
+                      label="Binning of motion correction",
+                      help="rlnMicrographBinning (2 for super-resolution movies binned to the micrographs' "
+                           "pixel size); 0: from the movie STAR files.")
+        form.addParam("simMovieFormat", params.EnumParam, default=0, condition="importFrom == 1",
+                      choices=["MRC", "4-bit MRC (mode 101)", "8-bit LZW TIFF", "EER"],
+                      label="Simulated movie format")
+        form.addParam("simGain", params.BooleanParam, default=False, condition="importFrom == 1",
+                      label="Simulate a gain reference?")
+        form.addParam("simHotPixels", params.IntParam, default=0, condition="importFrom == 1",
+                      label="Hot pixels to plant", help="Half listed in the movie STAR files, half in a defect file.")
+        form.addParam("simSuperResolution", params.BooleanParam, default=False,
+                      condition="importFrom == 1 and simMovieFormat != 3", label="Super-resolution movies?",
+                      help="Movies at half the pixel size, binning 2.")
+        form.addParam("simEerUpsampling", params.IntParam, default=1,
+                      condition="importFrom == 1 and simMovieFormat == 3", label="EER upsampling (1 or 2)")
+        form.addParam("simOpticsGroups", params.IntParam, default=1, condition="importFrom == 1",
+                      label="Optics groups", help="Groups of different pixel sizes and boxes.")
         form.addSection(label="Maps")
         form.addParam("postprocessStar", params.PathParam, default="", condition="importFrom == 0",
                       label="Postprocess STAR file",
@@ -125,7 +162,7 @@ class ProtPolishImport(ProtPolishBase):
     def _importMovies(self, star):
         table = read_corrected_micrographs(star, self._projectDir())
         movies = self._createSetOfMovies()
-        micrographs_to_movies(table, movies)
+        micrographs_to_movies(table, movies, detector=self.detectorSettings())
         self._defineOutputs(**{self.outputs.outputMovies.name: movies})
 
     def _importParticles(self, star):
@@ -156,6 +193,8 @@ class ProtPolishImport(ProtPolishBase):
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         if self._simulated():
+            if self.simGain.get() and self.simOpticsGroups.get() > 1:
+                return ["A simulated gain reference needs a single optics group (one detector)."]
             return []
         errors = []
         given = [self.micrographsStar.get(), self.particlesStar.get(), self.halfMap1.get(),
@@ -166,11 +205,14 @@ class ProtPolishImport(ProtPolishBase):
                             (self.particlesStar, "particles STAR file"),
                             (self.postprocessStar, "postprocess STAR file"),
                             (self.halfMap1, "half map 1"), (self.halfMap2, "half map 2"),
-                            (self.maskFile, "mask"), (self.mtfStar, "MTF STAR file")):
+                            (self.maskFile, "mask"), (self.mtfStar, "MTF STAR file"),
+                            (self.gainFile, "gain reference"), (self.defectFile, "defect file")):
             if param.get() and not os.path.exists(param.get()):
                 errors.append(f"The {what} {param.get()} does not exist.")
         if errors:
             return errors
+        if self.eerGrouping.get() < 0:
+            errors.append("The EER grouping must be >= 1 (0: from the movie STAR files).")
         if bool(self.halfMap1.get()) != bool(self.halfMap2.get()):
             errors.append("Give both half maps, or neither.")
         errors += self._validateContents()
@@ -201,8 +243,9 @@ class ProtPolishImport(ProtPolishBase):
         return errors
 
     def _validateMovies(self):
-        from ..io.movies import read_movie_metadata
+        from ..io.movies import is_eer, read_movie_metadata
         table = read_corrected_micrographs(self.micrographsStar.get(), self._projectDir())
+        form = self.detectorSettings()
         errors = []
         for row in range(len(table)):
             meta_path = table.metadata_path(row)
@@ -214,6 +257,10 @@ class ProtPolishImport(ProtPolishBase):
             movie = resolve_relion_path(meta.movie_name, table.path, table.project_dir)
             if self.requireMovies.get() and not movie.exists():
                 errors.append(f"The movie {movie} (per-movie STAR file {meta_path}) does not exist.")
+            up, group = meta.eer_settings()
+            if is_eer(movie) and not ((up or form["eer_upsampling"]) and (group or form["eer_grouping"])):
+                errors.append(f"The movie {movie} is an EER movie but its per-movie STAR file {meta_path} has no "
+                              "rlnEERUpsampling/rlnEERGrouping: set EER upsampling and grouping (Detector tab).")
         return errors[:10]
 
     def _summary(self):
@@ -235,7 +282,30 @@ class ProtPolishImport(ProtPolishBase):
     def _simulateArgs(self):
         """``polishplugin simulate`` arguments (pure: form values -> tokens)."""
         preset = ["tiny", "demo", "tutorial"][self.simPreset.get()]
-        return ["--preset", preset, "--seed", str(self.simSeed.get()), "--o", self._extra("simulated")]
+        args = ["--preset", preset, "--seed", str(self.simSeed.get()), "--o", self._extra("simulated")]
+        fmt = ["mrc", "mrc4", "tiff", "eer"][self.simMovieFormat.get()]
+        if fmt != "mrc":
+            args += ["--movie_format", fmt]
+        if fmt == "eer" and self.simEerUpsampling.get() == 2:
+            args += ["--eer_upsampling", "2"]
+        if self.simGain.get():
+            args.append("--gain")
+        if self.simHotPixels.get() > 0:
+            args += ["--hot_pixels", str(self.simHotPixels.get())]
+        if self.simSuperResolution.get() and fmt != "eer":
+            args.append("--super_resolution")
+        if self.simOpticsGroups.get() > 1:
+            args += ["--optics_groups", str(self.simOpticsGroups.get())]
+        return args
+
+    def detectorSettings(self):
+        """The Detector tab as :func:`polishplugin.convert.scipion_objects.detector_settings` overrides (empty and
+        0 values keep each movie's own STAR values)."""
+        if self._simulated():
+            return {}
+        return {"gain": self.gainFile.get() or None, "defect_file": self.defectFile.get() or None,
+                "binning": float(self.binning.get() or 0.0), "eer_upsampling": int(self.eerUpsampling.get() or 0),
+                "eer_grouping": int(self.eerGrouping.get() or 0)}
 
     def _inputFiles(self):
         """The STAR/MTF files to import: the form's, or those of the simulated project."""

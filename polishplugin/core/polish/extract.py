@@ -27,27 +27,39 @@ def box_origins(coords_xy: np.ndarray, coords_angpix: float, angpix: float, movi
     return centre.astype(np.int64) - box_movie // 2
 
 
-def extract_boxes(frame: np.ndarray, corners_xy: np.ndarray, box_movie: int, box_out: int) -> np.ndarray:
+#: particles cut and transformed at a time: bounds the scratch memory (a K3 super-resolution movie has
+#: 512-px movie boxes: 32 of them are 34 MB of pixels and 34 MB of transforms)
+EXTRACT_BATCH = 32
+
+
+def extract_boxes(frame: np.ndarray, corners_xy: np.ndarray, box_movie: int, box_out: int,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """Cut ``box_movie`` boxes at integer ``corners_xy`` (n, 2) from ``frame`` (edge-clamped), rfft them
-    (``/M^2``), Fourier-crop to ``box_out`` and zero the DC term.  Returns complex64 (n, N, N//2+1)."""
+    (``/M^2``), Fourier-crop to ``box_out`` and zero the DC term.  Returns complex64 (n, N, N//2+1), written into
+    ``out`` when given (e.g. one frame's slice of a micrograph's frames array)."""
     frame = np.asarray(frame, dtype=np.float32)  # one conversion per frame (float16/memory-mapped movies)
     h, w = frame.shape
     corners = np.asarray(corners_xy, np.int64).reshape(-1, 2)
     n = corners.shape[0]
-    boxes = _box_buffer(n, box_movie)
+    if out is None:
+        out = np.empty((n, box_out, box_out // 2 + 1), np.complex64)
     ar = np.arange(box_movie)
-    for i, (x0, y0) in enumerate(corners):
-        if x0 >= 0 and y0 >= 0 and x0 + box_movie <= w and y0 + box_movie <= h:
-            boxes[i] = frame[y0:y0 + box_movie, x0:x0 + box_movie]
-        else:  # edge-clamped gather only for boxes that leave the micrograph
-            xs = np.clip(x0 + ar, 0, w - 1)
-            ys = np.clip(y0 + ar, 0, h - 1)
-            boxes[i] = frame[np.ix_(ys, xs)]
-    ft = scipy.fft.rfft2(boxes, workers=-1)  # float32 in -> complex64 out
-    ft = np.ascontiguousarray(fourier_crop(ft, box_movie, box_out), dtype=np.complex64)
-    ft *= np.float32(1.0 / (box_movie * box_movie))
-    ft[:, 0, 0] = 0
-    return ft
+    for start in range(0, n, EXTRACT_BATCH):
+        part = corners[start:start + EXTRACT_BATCH]
+        boxes = _box_buffer(len(part), box_movie)
+        for i, (x0, y0) in enumerate(part):
+            if x0 >= 0 and y0 >= 0 and x0 + box_movie <= w and y0 + box_movie <= h:
+                boxes[i] = frame[y0:y0 + box_movie, x0:x0 + box_movie]
+            else:  # edge-clamped gather only for boxes that leave the micrograph
+                xs = np.clip(x0 + ar, 0, w - 1)
+                ys = np.clip(y0 + ar, 0, h - 1)
+                boxes[i] = frame[np.ix_(ys, xs)]
+        ft = scipy.fft.rfft2(boxes, workers=-1)  # float32 in -> complex64 out
+        dest = out[start:start + len(part)]
+        dest[...] = fourier_crop(ft, box_movie, box_out)
+        dest *= np.float32(1.0 / (box_movie * box_movie))
+        dest[:, 0, 0] = 0
+    return out
 
 
 _BOXES: dict = {}

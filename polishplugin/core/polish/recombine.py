@@ -87,4 +87,5 @@ def recombine_frames(frames, corners_xy: np.ndarray, tracks_out_px: np.ndarray, 
         boxes *= shift_phase_2d(box_out, -residual)  # move the sub-pixel rest back
         boxes *= weights[f][None]
         acc += boxes
+        del frame  # released before the next frame is read
     return acc

@@ -21,9 +21,11 @@ from polishplugin.core.simulate import frames, maps, phantom, tracks
 
 if TYPE_CHECKING:
     from polishplugin.core.projector import FourierProjector
+    from polishplugin.core.simulate.detector import DetectorModel
 
-__all__ = ["PRESETS", "simulation_params", "movie_name", "Phantom", "contrast_scale", "MicrographSimulation",
-           "MicrographTruth", "random_subsets", "previous_refine_half_maps", "half_map_fscs", "ground_truth_arrays"]
+__all__ = ["PRESETS", "simulation_params", "optics_group_params", "movie_name", "Phantom", "contrast_scale",
+           "MicrographSimulation", "MicrographTruth", "random_subsets", "previous_refine_half_maps", "half_map_fscs",
+           "ground_truth_arrays"]
 
 _COMMON = dict(
     seed=1, voltage=200.0, cs=1.4, q0=0.1, dose_per_frame=1.277,
@@ -38,6 +40,14 @@ _COMMON = dict(
     half_map_resolution_a=3.6,                     # target FSC=0.143 resolution for "noisy_truth"
     apply_mtf=False,                               # multiply the frames' signal by mtf_simulated.star
     min_distance_fraction=1.0,                     # particles at least this x diameter apart
+    # the detector (issue 20): movie file format, gain, hot pixels, super-resolution, EER rendering
+    movie_format="mrc",                            # mrc | mrc4 (4-bit, mode 101) | tiff (8-bit LZW) | eer
+    gain=False,                                    # non-uniform sensitivity; the gain reference is its inverse
+    hot_pixels=0,                                  # planted hot pixels (+ a dead column) and a defect file
+    super_resolution=False,                        # movies at half the pixel size (binning 2)
+    eer_upsampling=1,                              # EER rendering: 1 = detector size = simulation grid
+    eer_grouping=0,                                # raw EER frames per fraction (0: enough to avoid pile-up)
+    optics_groups=1,                               # K groups: group g has box + 12 g px over the same extent
 )
 
 #: The presets; every key can be overridden (``simulate_project(..., frames=8)`` or ``--frames 8``).
@@ -71,7 +81,32 @@ def simulation_params(preset: str, seed: int, overrides: dict) -> dict:
         raise ValueError(f"--box must be even and >= 16, got {p['box']}")
     if p["frames"] < 2 or p["n_movies"] < 1 or p["particles_per_movie"] < 1:
         raise ValueError("--frames must be >= 2 and --n_movies, --particles_per_movie >= 1")
+    if p["optics_groups"] < 1:
+        raise ValueError(f"--optics_groups must be >= 1, got {p['optics_groups']}")
+    if p["optics_groups"] > 1 and p["gain"]:
+        raise ValueError("--gain with --optics_groups > 1 is not simulated (one gain reference per detector)")
+    if p["movie_format"] not in ("mrc", "mrc4", "tiff", "eer"):
+        raise ValueError(f"--movie_format must be mrc, mrc4, tiff or eer, got {p['movie_format']!r}")
+    if p["movie_format"] == "eer":
+        if p["super_resolution"]:
+            raise ValueError("--super_resolution does not apply to EER movies (use --eer_upsampling 2)")
+        if p["eer_upsampling"] not in (1, 2):
+            raise ValueError(f"--eer_upsampling must be 1 or 2, got {p['eer_upsampling']}")
+        if p["eer_upsampling"] == 2 and (p["movie_width"] % 2 or p["movie_height"] % 2):
+            raise ValueError("--eer_upsampling 2 needs an even movie width and height")
     return p
+
+
+def optics_group_params(p: dict, group: int) -> dict:
+    """The parameters of optics group ``group`` (0-based): box ``box + 12 group`` px over the same physical
+    extent (pixel size ``angpix * box / box_g``), movies over the same area; group 0 is ``p`` itself."""
+    if group == 0:
+        return dict(p, optics_group=1)
+    box = int(p["box"]) + 12 * group
+    f = p["box"] / box
+    even = lambda v: 2 * int(round(v / 2.0))  # noqa: E731
+    return dict(p, box=box, angpix=p["angpix"] * f, movie_width=even(p["movie_width"] / f),
+                movie_height=even(p["movie_height"] / f), optics_group=group + 1)
 
 
 def movie_name(index: int) -> str:
@@ -149,6 +184,8 @@ class MicrographTruth:
     local_px: np.ndarray
     tracks_a: np.ndarray
     particles: np.ndarray | None = None
+    angpix: float = 0.0                  # pixel size of this micrograph's optics group (Å)
+    optics_group: int = 1
 
 
 class MicrographSimulation:
@@ -157,8 +194,9 @@ class MicrographSimulation:
     the particles extracted from it (white protein, normalised background)."""
 
     def __init__(self, p: dict, ph: Phantom, index: int, bfactors: np.ndarray, scales: np.ndarray,
-                 contrast: float):
+                 contrast: float, detector: "DetectorModel | None" = None):
         self.p, self.ph, self.bfactors, self.scales, self.contrast = p, ph, bfactors, scales, contrast
+        self.detector = detector
         self.rng = rng = np.random.default_rng([p["seed"], 1000 + index])
         box, angpix, nf = p["box"], p["angpix"], p["frames"]
         self.width, self.height = p["movie_width"], p["movie_height"]
@@ -197,9 +235,15 @@ class MicrographSimulation:
             pasted = frames.paste_particles(h, w, proj, self.pos + self.disp[:, f])
             damage = frames.bfactor_rect(h, w, angpix, self.bfactors[f], self.scales[f])
             clean = frames.clean_frame(pasted, ctf, damage)
-            counts = frames.detector_counts(self.rng, clean, dose_px, self.contrast, p["noise"])
-            self._acc += frames.align_shift_rfft(counts, -self.drift[f])  # RELION shift = -drift
-            yield counts
+            if self.detector is None:
+                counts = frames.detector_counts(self.rng, clean, dose_px, self.contrast, p["noise"])
+                self._acc += frames.align_shift_rfft(counts, -self.drift[f])  # RELION shift = -drift
+                yield counts
+                continue
+            mean = np.maximum(dose_px * (1.0 - self.contrast * clean), 0.0)
+            written, corrected = self.detector.expose(self.rng, mean, p["noise"])
+            self._acc += frames.align_shift_rfft(corrected, -self.drift[f])
+            yield written
 
     def corrected_sum(self) -> np.ndarray:
         """The global-shift-corrected frame sum (float32), after :meth:`frames` was consumed."""
@@ -217,7 +261,7 @@ class MicrographSimulation:
     def truth(self, particles: np.ndarray | None = None) -> MicrographTruth:
         angpix = self.p["angpix"]
         return MicrographTruth(self.name, self.pos, self.angles, self.rots, self.ctf, self.drift, self.local,
-                               self.disp * angpix, particles)
+                               self.disp * angpix, particles, float(angpix), int(self.p.get("optics_group", 1)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,8 +308,9 @@ def ground_truth_arrays(p: dict, truths: list[MicrographTruth], subset: np.ndarr
     sigmas_px = tracks.normalized_sigmas(p["s_vel"], p["s_div"], p["s_acc"], p["dose_per_frame"], angpix)
     return dict(
         tracks_a=np.concatenate([t.tracks_a for t in truths]),
-        global_drift_a=np.stack([t.drift_px * angpix for t in truths]),
-        local_tracks_a=np.concatenate([t.local_px * angpix for t in truths]),
+        global_drift_a=np.stack([t.drift_px * (t.angpix or angpix) for t in truths]),
+        local_tracks_a=np.concatenate([t.local_px * (t.angpix or angpix) for t in truths]),
+        optics_group=np.concatenate([np.full(len(t.pos), t.optics_group) for t in truths]),
         micrograph_index=np.concatenate([np.full(len(t.pos), i) for i, t in enumerate(truths)]),
         micrograph_names=np.array([t.name for t in truths]), coords_px=np.concatenate([t.pos for t in truths]),
         angles_deg=np.concatenate([t.angles for t in truths]), random_subset=subset,
