@@ -115,7 +115,7 @@ class EerMovie:
                 for data, rows in self._strips(raw):
                     rows = min(rows, self.detector_shape[0] - y)
                     band = out[y * up:(y + rows) * up]
-                    self._decode(data, band.shape, *self._bits, superres=up - 1, out=band)
+                    self._decode(data, (band.shape[0], band.shape[1]), *self._bits, superres=up - 1, out=band)
                     y += rows
             except Exception as exc:  # noqa: BLE001 - imagecodecs/tifffile errors of damaged data
                 raise EerError(f"EER movie {self.path} raw frame {raw + 1} cannot be decoded ({exc}); is the file "
