@@ -7,6 +7,10 @@ oversampling, local searches once the sampling reaches --auto_local_healpix_orde
 (symmetrised reconstruction regularised by the gold-standard FSC), noise and offset-prior update,
 resolution, image size and auto-sampling.  On convergence a final iteration joins the halves.
 
+The final resolution (log, <o>_model.star rlnCurrentResolution and rlnGoldStandardFsc) is the FSC = 0.143
+crossing of the written unfiltered half maps <o>_half1/2_class001_unfil.mrc (solvent-corrected with
+--solvent_correct_fsc), as RELION reports it; earlier iterations use the FSC of the half sets' Fourier grids.
+
 Outputs: <o>_class001.mrc, <o>_half1_class001_unfil.mrc, <o>_half2_class001_unfil.mrc, <o>_data.star,
 <o>_model.star, <o>_sampling.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star,
 <o>_it###_model.star, <o>_it###_sampling.star, <o>_it###_optimiser.star (+ .npz with the exact poses, noise
@@ -67,7 +71,7 @@ from ..io.refine import (OptimiserState, RefinedParticles, RefineModel, RefineSa
 from ..io.star import StarError
 from ..core.ctf import ctf_rfft_stack
 from ..core.filters import low_pass_map, raised_cosine_sphere
-from ..core.fsc import resolution_shell
+from ..core.fsc import fsc as map_fsc, resolution_shell
 from ..core.geometry import SymmetryError, euler_to_matrix, matrix_to_euler, symmetry_matrices
 from ..core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
 from ..core.refine.fourier3d import Backprojector, grid_to_map, map_to_grid, pixel_list, regularised_grid
@@ -485,8 +489,12 @@ def _maximization(comm, args, inp: Inputs, local: dict, st: State, s: Sums) -> d
     st.sigma_off = offsets_sigma_a(s.stats[:, 4].sum(), s.stats[:, 0].sum())
     (d1, w1), (d2, w2) = dw[1], dw[2]
     unfil = {h: grid_to_map(regularised_grid(*dw[h], None, pad, box), box) for h in (1, 2)}
+    if st.final:  # the final FSC is that of the half maps as written (float32), as RELION reports it
+        unfil = {h: m.astype(np.float32) for h, m in unfil.items()}
     if args.solvent_correct_fsc:
         fsc = solvent_corrected_fsc(unfil[1], unfil[2], inp.mask, st.current_size, st.seed + st.iteration)
+    elif st.final:
+        fsc = map_fsc(unfil[1], unfil[2])
     else:
         fsc = gold_standard_fsc(d1, w1, d2, w2, pad, box, st.current_size)
     ssnr = ssnr_from_fsc(fsc, joined=st.final, tau2_fudge=args.tau2_fudge)
@@ -629,8 +637,9 @@ def main(args: argparse.Namespace) -> int:
             _save_state(args, inp, st, it_root, poses, mats)
     comm.barrier()
     if comm.is_leader:
-        log.info("final resolution (FSC 0.143%s): %.2f Å after %d iterations",
-                 ", solvent-corrected" if args.solvent_correct_fsc else "", st.resolution_a, st.iteration)
+        log.info("final resolution (FSC 0.143 of %s_half1/2_class001_unfil.mrc%s): %.2f Å after %d iterations",
+                 out_root.name, ", solvent-corrected" if args.solvent_correct_fsc else "", st.resolution_a,
+                 st.iteration)
     return 0
 
 
