@@ -48,6 +48,10 @@ Example (tutorial step 27):
       --sym D2 --ctf --ctf_corrected_ref --particle_diameter 200 --zero_mask --flatten_solvent \\
       --solvent_correct_fsc --healpix_order 2 --auto_local_healpix_order 4 --offset_range 5 \\
       --offset_step 2 --low_resol_join_halves 40 --norm --scale --j 2
+  polishplugin refine3d ... --healpix_order 5 --auto_local_healpix_order 5 --sigma_ang 1.5
+      (local refinement from the input poses, e.g. of polished particles: RELION's semantics, an initial order
+      at the local order searches locally from the first iteration, +/- 3 x --sigma_ang around each
+      particle's previous orientation; --sigma_ang alone makes every iteration local at any order)
   mpirun -n 2 polishplugin refine3d ...   (one rank per half set; more ranks split the particles)
   polishplugin refine3d --continue Refine3D/job027/run_it005_optimiser.star --o Refine3D/job027/run
 """
@@ -117,7 +121,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--firstiter_cc", action="store_true",
       help="first iteration by normalised cross-correlation (reference not on absolute greyscale)")
     a("--healpix_order", type=int, default=2, help="initial HEALPix order (2 = 15° coarse, 7.5° with oversampling)")
-    a("--auto_local_healpix_order", type=int, default=4, help="local searches from this order (default 4)")
+    a("--auto_local_healpix_order", type=int, default=4,
+      help="local searches from this order (default 4); a --healpix_order at least this high searches locally "
+           "around the input poses from the first iteration (sigma: --sigma_ang, else 2x the oversampled step)")
+    a("--sigma_ang", type=float, default=-1.0,
+      help="prior sigma (degrees) on the three Euler angles: every iteration searches only within +/- 3 sigma "
+           "of the particles' previous orientation (rlnAngleRot/Tilt/Psi of --i at the start), until "
+           "auto-sampling reaches --auto_local_healpix_order (then 2x the step, as RELION); -1: global searches")
     a("--offset_range", type=float, default=6.0, help="initial offset search range (pixels; default 6)")
     a("--offset_step", type=float, default=2.0, help="initial coarse offset step (pixels; default 2)")
     a("--oversampling", type=int, default=1, choices=[1], help="adaptive oversampling order (only 1)")
@@ -334,7 +344,8 @@ def _initial_state(comm, args, inp: Inputs, local: dict, seed: int) -> State:
     start = low_pass_map(inp.ref, args.ini_high, angpix)
     maxres = max(int(round(box * angpix / args.ini_high)), 5)
     return State(seed, {1: start, 2: start}, initial_sigma2(init, box),
-                 AutoSampling(args.healpix_order, args.offset_range, args.offset_step, args.auto_local_healpix_order),
+                 AutoSampling.initial(args.healpix_order, args.offset_range, args.offset_step,
+                                      args.auto_local_healpix_order, args.sigma_ang),
                  image_size(maxres, box, INCR_SIZE, 0.0, False), box * angpix / maxres, maxres,
                  np.ones(len(inp.group_names)),
                  float(inp.norm.mean()))  # so that a set normalised earlier starts unchanged

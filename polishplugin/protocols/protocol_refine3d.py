@@ -66,12 +66,25 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         form.addParam("maskZero", params.BooleanParam, default=True, label="Mask individual particles with zeros?")
         form.addParam("solventFscMask", params.BooleanParam, default=True, label="Use solvent-flattened FSCs?")
         form.addSection(label="Auto-sampling")
+        form.addParam("localAngularSearch", params.BooleanParam, default=False,
+                      label="Perform local angular search?",
+                      help="Yes: every iteration searches only around each particle's previous orientation "
+                           "(at the start: the input particles' alignment), with a Gaussian prior of sigma = "
+                           "1/3 of the range below (--sigma_ang), starting at the sampling of 'Local searches "
+                           "from auto-sampling' (no global search). For refining polished particles from "
+                           "their previous poses.")
+        form.addParam("localAngularSearchRange", params.FloatParam, default=5.0, condition="localAngularSearch",
+                      label="Local angular search range",
+                      help="Orientations within +/- this many degrees of the previous orientation are searched "
+                           "(--sigma_ang = range / 3).")
         form.addParam("angularSamplingDeg", params.EnumParam, choices=ANGULAR_SAMPLING_CHOICES, default=2,
-                      label="Initial angular sampling")
+                      condition="not localAngularSearch", label="Initial angular sampling")
         form.addParam("offsetSearchRangePix", params.FloatParam, default=5.0, label="Initial offset range (pix)")
         form.addParam("offsetSearchStepPix", params.FloatParam, default=1.0, label="Initial offset step (pix)")
         form.addParam("localSearchAutoSamplingDeg", params.EnumParam, choices=ANGULAR_SAMPLING_CHOICES,
-                      default=4, label="Local searches from auto-sampling")
+                      default=4, label="Local searches from auto-sampling",
+                      help="Auto-sampling uses local searches from this sampling on (with a local angular search: "
+                           "the sampling of the first iteration).")
         form.addParam("lowResolJoinHalves", params.FloatParam, default=40.0, expertLevel=params.LEVEL_ADVANCED,
                       label="Join halves below (Å)")
         form.addParam("randomSeed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
@@ -122,13 +135,15 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                 "--ref", _mrc_path(self.referenceVolume.get()), "--auto_refine", "--split_random_halves",
                 "--ini_high", formatFloat(self.initialLowPassFilterA.get()), "--pad", "2",
                 "--particle_diameter", formatFloat(self.maskDiameterA.get()), "--sym", self.symmetryGroup.get(),
-                "--healpix_order", str(int(self.angularSamplingDeg.get())),
+                "--healpix_order", str(self._initialHealpixOrder()),
                 "--auto_local_healpix_order", str(int(self.localSearchAutoSamplingDeg.get())),
                 "--offset_range", formatFloat(self.offsetSearchRangePix.get()),
                 "--offset_step", formatFloat(2 * self.offsetSearchStepPix.get()),
                 "--oversampling", "1", "--low_resol_join_halves", formatFloat(self.lowResolJoinHalves.get()),
                 "--norm", "--scale", "--random_seed", str(int(self.randomSeed.get())),
                 "--iter", str(int(self.maxIterations.get())), "--j", str(self._threadCount())]
+        if self.localAngularSearch.get():
+            args += ["--sigma_ang", formatFloat(self.localAngularSearchRange.get() / 3.0)]
         if not self.isMapAbsoluteGreyScale.get():
             args.append("--firstiter_cc")
         if self.doCTF.get():
@@ -148,6 +163,12 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                 args.append("--solvent_correct_fsc")
         return args + self._deviceArgs()
 
+    def _initialHealpixOrder(self) -> int:
+        """--healpix_order: the initial sampling, or with a local angular search the local searches' order
+        (RELION: an initial order at least --auto_local_healpix_order searches locally from the start)."""
+        field = self.localSearchAutoSamplingDeg if self.localAngularSearch.get() else self.angularSamplingDeg
+        return int(field.get())
+
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         errors = []
@@ -164,6 +185,12 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         mask = self.referenceMask.get()
         if mask is not None and r_box and mask.getXDim() and mask.getXDim() != r_box:
             errors.append(f"The mask {mask.getFileName()} is {mask.getXDim()} px wide, the reference {r_box} px.")
+        if self.localAngularSearch.get():
+            if not parts.hasAlignmentProj():
+                errors.append("A local angular search starts from the particles' orientations, but the input "
+                              "particles have no 3D alignment; refine them with a global search first.")
+            if self.localAngularSearchRange.get() <= 0:
+                errors.append("The local angular search range must be positive (degrees).")
         if self.doCTF.get() and not parts.hasCTF():
             errors.append("CTF correction was asked but the input particles have no CTF.")
         try:

@@ -234,10 +234,14 @@ def _offset_logprior(trans_px: np.ndarray, prior_px: np.ndarray, sigma_a: float,
 
 
 def _rotation_logprior(mats: np.ndarray, prev: np.ndarray, sigma_deg: float | None) -> np.ndarray:
+    """Gaussian log prior on the angle to ``prev``, ``-inf`` beyond ``3 sigma``; when no orientation lies
+    within ``3 sigma`` (a --sigma_ang narrower than the grid), the Gaussian without the cut-off."""
     if sigma_deg is None:
         return np.zeros(len(mats))
     ang = rotation_angle_deg(mats, prev[None])
-    return np.where(ang <= 3 * sigma_deg, -ang ** 2 / (2 * sigma_deg ** 2), -np.inf)
+    inside = ang <= 3 * sigma_deg
+    lp = -ang ** 2 / (2 * sigma_deg ** 2)
+    return np.where(inside, lp, -np.inf) if inside.any() else lp
 
 
 def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, ctf_all: np.ndarray,

@@ -67,3 +67,24 @@ class TestPolishRefine3D(BaseTest):
             self.assertTrue(os.path.exists(half))
         self.assertEqual(prot.outputParticles.getSize(), 8)
         self.assertEqual(prot.outputFSCs.getSize(), 1)
+
+    # ---------------------------------------------------- local angular search (scipion-em-relion's names)
+    def _local_prot(self, **kwargs):
+        return self.newProtocol(ProtPolishRefine3D, inputParticles=self.imp.outputParticles,
+                                referenceVolume=self.imp.outputVolume, referenceMask=self.imp.outputMask, **kwargs)
+
+    def test_local_search_gives_sigma_ang_and_the_local_order(self):
+        """"Perform local angular search?" with "Local angular search range" 4.5 deg -> --sigma_ang 1.5; the
+        first iteration samples at "Local searches from auto-sampling" (0.9 degrees = order 5), which
+        RELION makes local from the start.  Off (the default): no --sigma_ang, the initial sampling."""
+        self.assertNotIn("--sigma_ang", self._local_prot()._programArgs())
+        prot = self._local_prot(localAngularSearch=True, localAngularSearchRange=4.5, localSearchAutoSamplingDeg=5,
+                                angularSamplingDeg=2)
+        args = prot._programArgs()
+        value = {a: args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--")}
+        self.assertEqual(value["--sigma_ang"], "1.5")
+        self.assertEqual(value["--healpix_order"], "5")
+        self.assertEqual(value["--auto_local_healpix_order"], "5")
+        self.assertEqual(prot._validate(), [])  # the imported particles carry their orientations
+        prot.localAngularSearchRange.set(0.0)
+        self.assertTrue(any("range must be positive" in e for e in prot._validate()))
