@@ -19,6 +19,9 @@ spectra, schedule and options; written last, so it marks a complete iteration). 
 --iter/--j).  With several MPI ranks the noise spectra, offset sigmas and accuracy estimates are summed over the
 ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
 
+Within an iteration the log tells, at most every 10 s, how many particles are done (of this rank's) and
+about how long the E-step has left.
+
 Normalisation and scale corrections (--norm, --scale): each particle's image is multiplied by
 avg_norm / rlnNormCorrection before the E-step and its new rlnNormCorrection is the noise standard
 deviation of its residual (old/avg x sqrt(2 sum_w |X - a cP|^2), the residual beyond the current size
@@ -96,6 +99,7 @@ INCR_SIZE = 10
 MASK_EDGE_PX = 5.0
 PERTURB_FACTOR = 0.5  # RELION --perturb
 RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
+PROGRESS_EVERY_S = 10.0  # at most one progress line per this many seconds within an iteration
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -417,9 +421,37 @@ def _sampling(inp: Inputs, st: State, grids: dict) -> Pass:
     return Pass(coarse, iy, ix, k2d, shells, scale_pix, grids[key], perturb_instance, perturb)
 
 
-def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_rows: np.ndarray) -> Sums:
+class IterationProgress:
+    """The E-step's progress on this rank within one iteration: a log line at most every ``every_s`` seconds
+    (default :data:`PROGRESS_EVERY_S`) with the particles done, the total and the time left (from the
+    share of the two passes done).  Called as ``progress(pass, n)`` by :func:`~..core.refine.estep.expectation`."""
+
+    def __init__(self, iteration: int, total: int, every_s: float | None = None, clock=time.monotonic,
+                 where: str = "", enabled: bool = True):
+        self.iteration, self.total, self.where, self.enabled = iteration, max(int(total), 1), where, enabled
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.clock = clock
+        self.start = self.last = clock()
+        self.done = {1: 0, 2: 0}
+
+    def __call__(self, pass_no: int, n: int) -> None:
+        self.done[pass_no] += n
+        now = self.clock()
+        if not self.enabled or now - self.last < self.every_s:
+            return
+        self.last = now
+        frac = (self.done[1] + self.done[2]) / (2.0 * self.total)
+        elapsed = now - self.start
+        left = elapsed * (1.0 - frac) / frac if frac > 0 else float("nan")
+        log.info("iteration %d: %d/%d particles done%s (coarse pass %d/%d), %.0f s, about %.0f s left",
+                 self.iteration, self.done[2], self.total, self.where, self.done[1], self.total, elapsed, left)
+
+
+def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_rows: np.ndarray,
+                 progress: IterationProgress | None = None) -> Sums:
     """E-step of both halves on this rank: new poses (set on ``local``), back-projections, noise and
-    correction sums, accuracy estimates (first 20 particles of half 1)."""
+    correction sums, accuracy estimates (first 20 particles of half 1); ``progress`` is told of each
+    particle's passes."""
     box, pad = inp.box, args.pad
     cc_iter = bool(args.firstiter_cc) and st.iteration == 1
     s = Sums({h: Backprojector(box, pad) for h in (1, 2)}, {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)},
@@ -443,7 +475,7 @@ def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_ro
         s2pix = st.sigma2[np.minimum(p.shells, len(st.sigma2) - 1)]
         # with CC the reference's scale is arbitrary: its residuals say nothing about the noise
         res = expectation(grid3d, p.orient, xs, cs, s2pix, p.k2d, p.shells, hs.offsets_px, rounded, hs.mats,
-                          settings, s.bps[h], None if settings.cc else s.noise[h])
+                          settings, s.bps[h], None if settings.cc else s.noise[h], progress)
         new_mats = euler_to_matrix(*np.array([r.angles for r in res]).T)
         new_off = np.array([r.origin_px for r in res])
         dang = symmetry_aware_angle_deg(new_mats, hs.mats, inp.sym_ops)
@@ -630,7 +662,9 @@ def main(args: argparse.Namespace) -> int:
         st.iteration += 1
         t0 = time.time()
         p = _sampling(inp, st, grids)
-        sums = _expectation(args, inp, local, st, p, ops, acc_rows)
+        progress = IterationProgress(st.iteration, sum(len(hs.rows) for hs in local.values()),
+                                     where=f" on rank {comm.rank}" if comm.size > 1 else "", enabled=comm.is_leader)
+        sums = _expectation(args, inp, local, st, p, ops, acc_rows, progress)
         out = _maximization(comm, args, inp, local, st, sums)
         n_tot = max(sums.stats[:, 0].sum(), 1)
         ave_pmax = float(sums.stats[:, 3].sum() / n_tot)

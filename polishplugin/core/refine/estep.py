@@ -22,7 +22,7 @@ weight 1 (no marginalisation, no priors; the local-search window still applies).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -247,12 +247,14 @@ def _rotation_logprior(mats: np.ndarray, prev: np.ndarray, sigma_deg: float | No
 def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, ctf_all: np.ndarray,
                 sigma2_pix: np.ndarray, k2d: np.ndarray, shells_pix: np.ndarray, old_offsets_px: np.ndarray,
                 rounded_px: np.ndarray, prev_mats: np.ndarray, s: EStepSettings,
-                bp: Backprojector | None, noise: NoiseAccumulator | None) -> list[ParticleResult]:
+                bp: Backprojector | None, noise: NoiseAccumulator | None,
+                progress: Callable[[int, int], None] | None = None) -> list[ParticleResult]:
     """E-step of a set of particles (one half set) against the reference ``grid3d``.
 
     ``x_all``/``ctf_all`` ``(n, n_pix)`` hold the current-size pixels ``k2d`` (sorted by radius);
     ``sigma2_pix (n_pix,)``; ``old_offsets_px``/``rounded_px (n, 2)``; ``prev_mats (n, 3, 3)``.
     Accumulates the back-projection and noise sums when given; returns per-particle results.
+    ``progress(pass, n)``, when given, is told each time ``n`` more particles finished pass 1 or 2.
 
     Pass 1 runs for all particles first.  In a global search, when the particles' significant
     orientations overlap (broad posteriors), the oversampled children are projected once for the
@@ -289,6 +291,8 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
                 diff = _scores(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
                                w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box, s.cc, s.ops)[0]
             firsts.append(_pass1(idx, mats, diff, trans, prev_mats[i], s))
+        if progress is not None:
+            progress(1, len(x_all[sl]))
     shared = None
     if glob:
         union = np.unique(np.concatenate([f[0][f[2]] for f in firsts]))
@@ -305,6 +309,8 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     for i, first in enumerate(firsts):
         results.append(_pass2(grid3d, orient, first, x_all[i], ctf_all[i], w_all, sigma2_pix, k2d, shells_pix,
                               frac_all[i], old_offsets_px[i], prev_mats[i], s, bp, noise, shared))
+        if progress is not None:
+            progress(2, 1)
     if shared is not None and bp is not None:
         fine_mats, _, acc_d, acc_w, _ = shared
         rows = np.nonzero(acc_w.any(axis=1))[0]

@@ -560,3 +560,38 @@ def test_final_resolution_is_the_fsc_of_the_written_half_maps(tmp_path, caplog, 
     assert reported == pytest.approx(20 * apix / max(shell, 1), rel=1e-5)
     final_line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("final resolution")]
     assert final_line and f"{reported:.2f} Å" in final_line[0]
+
+
+# --------------------------------------------------------------------------- progress within an iteration
+def test_progress_lines_at_most_every_ten_seconds(caplog):
+    """IterationProgress: a line at most every 10 s of the clock, with particles done / total, the coarse
+    pass and the time left from the share of both passes done."""
+    import logging
+
+    now = [0.0]
+    prog = refine3d.IterationProgress(3, 100, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="polishplugin.programs.refine3d"):
+        for _ in range(10):  # coarse pass: 10 batches of 10 particles, one a second
+            now[0] += 1.0
+            prog(1, 10)
+        for _ in range(100):  # fine pass: a particle every 0.3 s
+            now[0] += 0.3
+            prog(2, 1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert 3 <= len(lines) <= 4 and all(m.startswith("iteration 3: ") for m in lines)
+    # the first line at 10 s: the coarse pass done (half the work), so as long again to go
+    assert lines[0] == "iteration 3: 0/100 particles done (coarse pass 100/100), 10 s, about 10 s left"
+    assert "particles done" in lines[-1] and int(lines[-1].split()[2].split("/")[0]) > 60
+
+
+def test_refine_logs_progress_within_iterations(tmp_path, caplog, monkeypatch):
+    """With the interval set to 0 every particle's passes are logged: counts up to the total (both halves)."""
+    import logging
+
+    monkeypatch.setattr(refine3d, "PROGRESS_EVERY_S", 0.0)
+    proj = write_synthetic_project(tmp_path / "p", box=16, n=8, sym="C1", snr=1.0, angpix=6.0)
+    with caplog.at_level(logging.INFO, logger="polishplugin.programs.refine3d"):
+        assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "2"]) == 0
+    lines = [r.getMessage() for r in caplog.records if "particles done" in r.getMessage()]
+    assert any(m.startswith("iteration 1: 8/8 particles done (coarse pass 8/8)") for m in lines)
+    assert any(m.startswith("iteration 2: 1/8 particles done") for m in lines)
