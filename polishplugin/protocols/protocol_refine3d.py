@@ -4,13 +4,14 @@ particles and the gold-standard FSC."""
 
 from __future__ import annotations
 
+import glob
 import os
 
 from pwem.objects import SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
 
-from ..io.refine import read_model
+from ..io.refine import read_model, read_run_arguments, write_run_arguments
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import ProtPolishBase, addComputeSection, formatFloat
 from .protocol_mask_create import _mrc_path
@@ -22,11 +23,30 @@ ANGULAR_SAMPLING_CHOICES = ["30 degrees", "15 degrees", "7.5 degrees", "3.7 degr
                             "0.9 degrees", "0.5 degrees", "0.2 degrees", "0.1 degrees"]
 #: output root inside extra/ (RELION: Refine3D/jobNNN/run)
 OUTPUT_ROOT = "run"
+#: in extra/: the arguments the refine started with (Scipion's "Continue" goes on only from the same run)
+ARGUMENTS_FILE = "refine3d_arguments.json"
+#: options that a continued refine may change (refine3d --continue takes them again)
+RESUME_FREE_OPTIONS = ("--iter", "--j", "--device")
+
+
+def _split_free(args: list) -> tuple[list, list]:
+    """``args`` without the RESUME_FREE_OPTIONS (each with its value), and those options alone."""
+    kept, free, i = [], [], 0
+    while i < len(args):
+        if args[i] in RESUME_FREE_OPTIONS and i + 1 < len(args):
+            free += args[i:i + 2]
+            i += 2
+        else:
+            kept.append(args[i])
+            i += 1
+    return kept, free
 
 
 class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
     """3D auto-refine with gold-standard half sets, CTF correction, symmetry and automatic HEALPix
-    sampling down to local searches, as RELION's 3D auto-refine job (tutorial step 27)."""
+    sampling down to local searches, as RELION's 3D auto-refine job (tutorial step 27); or local searches
+    only, around the input particles' orientations.  A stopped or failed run goes on from its last complete
+    iteration when executed again in Scipion's "Continue" mode (RELION's --continue)."""
 
     _label = "polish - 3D auto-refine"
     _devStatus = "NEW"
@@ -96,7 +116,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
         self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.runProgramStep)
+        self._insertFunctionStep(self.runProgramStep, self._programArgs())
         self._insertFunctionStep(self.createOutputStep)
 
     # --------------------------- STEPS functions -----------------------------
@@ -106,8 +126,27 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
 
         write_particles(self._extra("input_particles.star"), particles_to_table(self.inputParticles.get()))
 
-    def runProgramStep(self):
-        self._runProgram("refine3d", self._programArgs())
+    def runProgramStep(self, args=None):
+        """Run ``refine3d`` with ``args`` (the form's :meth:`_programArgs`).  When Scipion's "Continue" runs
+        this step again after a stop (or a failure), the refine goes on from its last complete iteration (the
+        newest ``run_itNNN_optimiser.star``: RELION's ``--continue``) if it started with the same arguments
+        (maximum iterations, threads and device aside); otherwise it starts again from iteration 1."""
+        args = [str(a) for a in (self._programArgs() if args is None else args)]
+        fixed, free = _split_free(args)
+        last = self._lastOptimiser()
+        if last is not None and read_run_arguments(self._extra(ARGUMENTS_FILE)) == fixed:
+            self.info(f"Continuing the refine from {last} (its last complete iteration)")
+            args = ["--continue", last, "--o", self._extra(OUTPUT_ROOT)] + free
+        else:
+            for old in glob.glob(self._extra(f"{OUTPUT_ROOT}_*")):  # an earlier run with other arguments
+                os.remove(old)
+            write_run_arguments(self._extra(ARGUMENTS_FILE), fixed)
+        self._runProgram("refine3d", args)
+
+    def _lastOptimiser(self) -> str | None:
+        """The newest ``extra/run_itNNN_optimiser.star`` (a complete iteration), or None."""
+        found = sorted(glob.glob(self._extra(f"{OUTPUT_ROOT}_it[0-9][0-9][0-9]_optimiser.star")))
+        return found[-1] if found else None
 
     def createOutputStep(self):
         from ..io.particles import read_particles
