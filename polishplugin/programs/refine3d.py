@@ -38,7 +38,10 @@ Differences from RELION (documented choices): with --firstiter_cc the first iter
 by normalised cross-correlation with the best sample only and keeps the initial noise spectra; the
 accuracy estimate behind auto-sampling uses a log-likelihood drop of 1 (RELION: 4.605, P = 0.01), so
 the sampling is refined somewhat further than RELION would; significant samples are capped by --maxsig
-200.  As in RELION the two half sets share the noise spectra, the offsets' sigma and the corrections;
+200; --relax_sym acts on the local searches (their window and prior take the nearest of the previous
+orientation's mates), while RELION, given --relax_sym without --sigma_ang, searches from the first iteration
+with a prior sigma of 0.0033 deg around the mates only (our global iterations see every mate anyway).
+As in RELION the two half sets share the noise spectra, the offsets' sigma and the corrections;
 only their reconstructions are kept apart until the final iteration.
 
 E-step backend (--gpu/--device, ``polishplugin.core.opencl.estep_cl.select_ops``): projections on the
@@ -113,6 +116,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
            "--device the original run's E-step device is used again)")
     a("--ini_high", type=float, default=60.0, help="initial low-pass filter of the reference (Å; default 60)")
     a("--sym", default="C1", help="point group: C1, Cn, Dn, T, O, I (default C1)")
+    a("--relax_sym", default="",
+      help="relax this point group (RELION --relax_sym; e.g. --sym C1 --relax_sym C2 for a pseudo-symmetric "
+           "dimer): local searches also explore the previous orientation's mates under it and keep the best; "
+           "applies where the searches are local (--sigma_ang, a local initial order, or from "
+           "--auto_local_healpix_order on)")
     a("--particle_diameter", type=float, default=-1.0, help="mask diameter (Å); -1: 80%% of the box")
     a("--zero_mask", action="store_true", help="mask the particle background with zeros (else noise-free mean)")
     a("--flatten_solvent", action="store_true", help="mask the references (solvent mask or particle sphere)")
@@ -166,6 +174,7 @@ class Inputs:
     angpix: float
     box: int
     sym_ops: np.ndarray
+    relax_ops: np.ndarray | None  # --relax_sym operators (None: no relaxation)
     ref: np.ndarray  # float64
     mask: np.ndarray | None  # --solvent_mask
     solvent: np.ndarray  # the mask that flattens the references (the solvent mask or the particle sphere)
@@ -261,6 +270,12 @@ def _read_inputs(args) -> Inputs:
         sym_ops = symmetry_matrices(args.sym)
     except SymmetryError as exc:
         raise ProgramError(f"--sym {args.sym}: {exc}") from exc
+    try:
+        relax_ops = symmetry_matrices(args.relax_sym) if args.relax_sym else None
+    except SymmetryError as exc:
+        raise ProgramError(f"--relax_sym {args.relax_sym}: {exc}") from exc
+    if relax_ops is not None and len(relax_ops) == 1:
+        relax_ops = None  # C1: nothing to relax
     if args.ctf:
         try:
             ctf_params = table.ctf_params()
@@ -283,8 +298,8 @@ def _read_inputs(args) -> Inputs:
     solvent = mask if mask is not None else raised_cosine_sphere((box,) * 3, mask_radius, MASK_EDGE_PX)
     group_idx, group_names = particle_groups(table)
     group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
-    return Inputs(table, angpix, box, sym_ops, ref.astype(np.float64), mask, solvent, mask_radius, diameter,
-                  halves, ctf_all, group_idx, group_names, group_counts, norm)
+    return Inputs(table, angpix, box, sym_ops, relax_ops, ref.astype(np.float64), mask, solvent, mask_radius,
+                  diameter, halves, ctf_all, group_idx, group_names, group_counts, norm)
 
 
 def _read_maps(args, box: int, angpix: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -464,7 +479,8 @@ def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_ro
                                  offset_step_px=st.sched.offset_step_px, sigma_offset_a=st.sigma_off,
                                  local_sigma_deg=st.sched.local_sigma_deg if st.sched.local else None,
                                  perturbation=p.perturb, max_significant=args.maxsig, cc=cc_iter,
-                                 corrections=s.corrections, scale_pixels=p.scale_pix, ops=ops)
+                                 corrections=s.corrections, scale_pixels=p.scale_pix, ops=ops,
+                                 relax_ops=inp.relax_ops)
         x, rounded = prepare_images(hs.images, hs.offsets_px, inp.mask_radius, MASK_EDGE_PX, args.zero_mask)
         xs, cs = x[:, p.iy, p.ix], hs.ctf[:, p.iy, p.ix]
         norm_factor = st.avg_norm / hs.norm if args.norm else np.ones(len(hs.rows))

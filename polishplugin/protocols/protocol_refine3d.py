@@ -97,6 +97,11 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                       label="Local angular search range",
                       help="Orientations within +/- this many degrees of the previous orientation are searched "
                            "(--sigma_ang = range / 3).")
+        form.addParam("relaxSym", params.StringParam, default="", label="Relax symmetry",
+                      help="A point group whose mates of each particle's orientation the local searches also "
+                           "explore (--relax_sym), e.g. C2 with symmetry C1 for a pseudo-symmetric dimer A-A': "
+                           "each particle can move to the mate that tells A from A'.  The reference must follow "
+                           "the point group's axis conventions.  Empty or C1: off.")
         form.addParam("angularSamplingDeg", params.EnumParam, choices=ANGULAR_SAMPLING_CHOICES, default=2,
                       condition="not localAngularSearch", label="Initial angular sampling")
         form.addParam("offsetSearchRangePix", params.FloatParam, default=5.0, label="Initial offset range (pix)")
@@ -183,6 +188,9 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                 "--iter", str(int(self.maxIterations.get())), "--j", str(self._threadCount())]
         if self.localAngularSearch.get():
             args += ["--sigma_ang", formatFloat(self.localAngularSearchRange.get() / 3.0)]
+        relax = (self.relaxSym.get() or "").strip()
+        if relax and relax.upper() != "C1":
+            args += ["--relax_sym", relax]
         if not self.isMapAbsoluteGreyScale.get():
             args.append("--firstiter_cc")
         if self.doCTF.get():
@@ -232,12 +240,14 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                 errors.append("The local angular search range must be positive (degrees).")
         if self.doCTF.get() and not parts.hasCTF():
             errors.append("CTF correction was asked but the input particles have no CTF.")
-        try:
-            from ..core.geometry import symmetry_matrices
+        from ..core.geometry import symmetry_matrices
 
-            symmetry_matrices(self.symmetryGroup.get())
-        except ValueError as exc:
-            errors.append(f"Symmetry {self.symmetryGroup.get()}: {exc}.")
+        relax = (self.relaxSym.get() or "").strip()
+        for label, group in [("Symmetry", self.symmetryGroup.get())] + ([("Relax symmetry", relax)] if relax else []):
+            try:
+                symmetry_matrices(group)
+            except ValueError as exc:
+                errors.append(f"{label} {group}: {exc}.")
         return errors
 
     def _summary(self):

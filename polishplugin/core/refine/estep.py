@@ -29,8 +29,8 @@ import numpy as np
 from ..filters import raised_cosine_sphere
 from ..geometry import euler_to_matrix, matrix_to_euler
 from .fourier3d import Backprojector, image_rfft, project_pixels
-from .sampling import (OrientationGrid, local_orientation_indices, rotation_angle_deg, translation_children,
-                       translation_grid)
+from .sampling import (OrientationGrid, local_orientation_indices, relaxed_mates, rotation_angle_deg,
+                       translation_children, translation_grid)
 
 SHARED_LIMIT = 16_000_000  # fine orientations x pixels held in memory for a global search (complex64)
 
@@ -75,6 +75,7 @@ class EStepSettings:
     ops: EStepOps = field(default_factory=lambda: NumpyOps())  # projection + cross-product backend
     corrections: bool = False  # also sum each particle's residual power and scale products (--norm/--scale)
     scale_pixels: np.ndarray | None = None  # bool over the pixels: shells used for the scale products
+    relax_ops: np.ndarray | None = None  # --relax_sym: local searches around every mate of the previous pose
 
 
 class NumpyOps:
@@ -234,11 +235,15 @@ def _offset_logprior(trans_px: np.ndarray, prior_px: np.ndarray, sigma_a: float,
 
 
 def _rotation_logprior(mats: np.ndarray, prev: np.ndarray, sigma_deg: float | None) -> np.ndarray:
-    """Gaussian log prior on the angle to ``prev``, ``-inf`` beyond ``3 sigma``; when no orientation lies
+    """Gaussian log prior on the angle to ``prev`` ``(3, 3)`` (or to the nearest of several centres
+    ``(k, 3, 3)``: :func:`~.sampling.relaxed_mates`), ``-inf`` beyond ``3 sigma``; when no orientation lies
     within ``3 sigma`` (a --sigma_ang narrower than the grid), the Gaussian without the cut-off."""
     if sigma_deg is None:
         return np.zeros(len(mats))
-    ang = rotation_angle_deg(mats, prev[None])
+    if prev.ndim == 3:
+        ang = np.min([rotation_angle_deg(mats, c[None]) for c in prev], axis=0)
+    else:
+        ang = rotation_angle_deg(mats, prev[None])
     inside = ang <= 3 * sigma_deg
     lp = -ang ** 2 / (2 * sigma_deg ** 2)
     return np.where(inside, lp, -np.inf) if inside.any() else lp
@@ -274,6 +279,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
         global_proj = s.ops.project(grid3d, global_mats, kc, s.pad)
     frac_all = old_offsets_px - rounded_px
     firsts = []
+    centres = [relaxed_mates(m, s.relax_ops) for m in prev_mats] if not glob else prev_mats
     for a in range(0, len(x_all), s.batch):
         sl = slice(a, a + s.batch)
         shifts = frac_all[sl, None, :] + trans[None]  # residual shift applied to the pre-shifted image
@@ -285,12 +291,12 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
             if glob:
                 idx, mats, diff = all_idx, global_mats, d2[j]
             else:
-                idx = local_orientation_indices(orient, prev_mats[i], local_range_deg, perturb)
+                idx = local_orientation_indices(orient, centres[i], local_range_deg, perturb)
                 mats = orient_matrices(orient, idx) @ perturb
                 proj = s.ops.project(grid3d, mats, kc, s.pad)
                 diff = _scores(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
                                w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box, s.cc, s.ops)[0]
-            firsts.append(_pass1(idx, mats, diff, trans, prev_mats[i], s))
+            firsts.append(_pass1(idx, mats, diff, trans, centres[i], s))
         if progress is not None:
             progress(1, len(x_all[sl]))
     shared = None
@@ -308,7 +314,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     results = []
     for i, first in enumerate(firsts):
         results.append(_pass2(grid3d, orient, first, x_all[i], ctf_all[i], w_all, sigma2_pix, k2d, shells_pix,
-                              frac_all[i], old_offsets_px[i], prev_mats[i], s, bp, noise, shared))
+                              frac_all[i], old_offsets_px[i], centres[i], s, bp, noise, shared))
         if progress is not None:
             progress(2, 1)
     if shared is not None and bp is not None:

@@ -89,6 +89,16 @@ class TestPolishRefine3D(BaseTest):
         prot.localAngularSearchRange.set(0.0)
         self.assertTrue(any("range must be positive" in e for e in prot._validate()))
 
+    def test_relax_symmetry_field(self):
+        """"Relax symmetry" D2 -> --relax_sym D2 (empty or C1: none); an unknown group is a form error."""
+        self.assertNotIn("--relax_sym", self._local_prot(relaxSym="C1")._programArgs())
+        prot = self._local_prot(relaxSym="D2", symmetryGroup="C2", localAngularSearch=True)
+        args = prot._programArgs()
+        self.assertEqual(args[args.index("--relax_sym") + 1], "D2")
+        self.assertEqual(prot._validate(), [])
+        prot.relaxSym.set("Q3")
+        self.assertTrue(any(e.startswith("Relax symmetry Q3") for e in prot._validate()))
+
     # ------------------------------------------------------------- Scipion's "Continue" after a stop
     def test_continue_after_stop_reaches_the_uninterrupted_result(self):
         """A refine stopped after its first complete iteration and run again in Scipion's "Continue" mode
