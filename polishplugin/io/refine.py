@@ -8,7 +8,9 @@
 * ``<o>[_itNNN]_data.star``: the input particles with the refined poses, :func:`refined_particles`,
   written with :func:`polishplugin.io.particles.write_particles` and read with ``read_particles``;
 * the refine's view of the input particles: :func:`particle_groups`, :func:`norm_corrections`,
-  :func:`read_particle_images`.
+  :func:`read_particle_images`;
+* ``refine3d_arguments.json`` (the protocol's record of the arguments a run started with, so that Scipion's
+  "Continue" goes on only from the same run): :func:`write_run_arguments`, :func:`read_run_arguments`.
 
 Readers raise :class:`StarError` with a sentence naming the file.
 """
@@ -26,12 +28,13 @@ import pandas as pd
 from . import labels as L
 from .mrc import read_mrc, read_stack_images
 from .particles import ParticleTable
-from .star import read_star, required_column as _column, StarError, write_star
+from .star import atomic_write_text, read_star, required_column as _column, StarError, write_star
 
 __all__ = [
     "RefineModel", "write_model", "read_model", "RefineSampling", "write_sampling", "read_sampling",
     "OPTIMISER_VERSION", "OptimiserState", "write_optimiser", "read_optimiser", "RefinedParticles",
-    "refined_particles", "particle_groups", "norm_corrections", "read_particle_images",
+    "refined_particles", "particle_groups", "norm_corrections", "read_particle_images", "write_run_arguments",
+    "read_run_arguments",
 ]
 
 
@@ -403,3 +406,24 @@ def read_particle_images(table: ParticleTable, rows: np.ndarray, box: int) -> np
             raise StarError(f"particle STAR file {table.path}: image stack {spath} contains NaN or Inf values "
                             f"(image {first}, {int(bad.sum())} image(s) in this half set)")
     return images
+
+
+# ------------------------------------------------------------------- the arguments a run started with
+def write_run_arguments(path: str | os.PathLike, tokens: list[str]) -> None:
+    """``tokens`` (a program's command-line arguments) as a JSON list, atomically."""
+    atomic_write_text(path, json.dumps([str(t) for t in tokens]) + "\n")
+
+
+def read_run_arguments(path: str | os.PathLike) -> list[str] | None:
+    """The tokens :func:`write_run_arguments` wrote, or None when ``path`` does not exist (StarError naming
+    the file when it is not such a list)."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        tokens = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise StarError(f"arguments file {p} cannot be read ({exc})") from exc
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise StarError(f"arguments file {p} does not hold a list of arguments")
+    return tokens

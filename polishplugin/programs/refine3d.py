@@ -7,6 +7,10 @@ oversampling, local searches once the sampling reaches --auto_local_healpix_orde
 (symmetrised reconstruction regularised by the gold-standard FSC), noise and offset-prior update,
 resolution, image size and auto-sampling.  On convergence a final iteration joins the halves.
 
+The final resolution (log, <o>_model.star rlnCurrentResolution and rlnGoldStandardFsc) is the FSC = 0.143
+crossing of the written unfiltered half maps <o>_half1/2_class001_unfil.mrc (solvent-corrected with
+--solvent_correct_fsc), as RELION reports it; earlier iterations use the FSC of the half sets' Fourier grids.
+
 Outputs: <o>_class001.mrc, <o>_half1_class001_unfil.mrc, <o>_half2_class001_unfil.mrc, <o>_data.star,
 <o>_model.star, <o>_sampling.star and per iteration <o>_it###_half{1,2}_class001.mrc, <o>_it###_data.star,
 <o>_it###_model.star, <o>_it###_sampling.star, <o>_it###_optimiser.star (+ .npz with the exact poses, noise
@@ -14,6 +18,9 @@ spectra, schedule and options; written last, so it marks a complete iteration). 
 --continue <o>_it###_optimiser.star (RELION's option: the original options are reused; give --o, and optionally
 --iter/--j).  With several MPI ranks the noise spectra, offset sigmas and accuracy estimates are summed over the
 ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
+
+Within an iteration the log tells, at most every 10 s, how many particles are done (of this rank's) and
+about how long the E-step has left.
 
 Normalisation and scale corrections (--norm, --scale): each particle's image is multiplied by
 avg_norm / rlnNormCorrection before the E-step and its new rlnNormCorrection is the noise standard
@@ -31,7 +38,10 @@ Differences from RELION (documented choices): with --firstiter_cc the first iter
 by normalised cross-correlation with the best sample only and keeps the initial noise spectra; the
 accuracy estimate behind auto-sampling uses a log-likelihood drop of 1 (RELION: 4.605, P = 0.01), so
 the sampling is refined somewhat further than RELION would; significant samples are capped by --maxsig
-200.  As in RELION the two half sets share the noise spectra, the offsets' sigma and the corrections;
+200; --relax_sym acts on the local searches (their window and prior take the nearest of the previous
+orientation's mates), while RELION, given --relax_sym without --sigma_ang, searches from the first iteration
+with a prior sigma of 0.0033 deg around the mates only (our global iterations see every mate anyway).
+As in RELION the two half sets share the noise spectra, the offsets' sigma and the corrections;
 only their reconstructions are kept apart until the final iteration.
 
 E-step backend (--gpu/--device, ``polishplugin.core.opencl.estep_cl.select_ops``): projections on the
@@ -44,6 +54,10 @@ Example (tutorial step 27):
       --sym D2 --ctf --ctf_corrected_ref --particle_diameter 200 --zero_mask --flatten_solvent \\
       --solvent_correct_fsc --healpix_order 2 --auto_local_healpix_order 4 --offset_range 5 \\
       --offset_step 2 --low_resol_join_halves 40 --norm --scale --j 2
+  polishplugin refine3d ... --healpix_order 5 --auto_local_healpix_order 5 --sigma_ang 1.5
+      (local refinement from the input poses, e.g. of polished particles: RELION's semantics, an initial order
+      at the local order searches locally from the first iteration, +/- 3 x --sigma_ang around each
+      particle's previous orientation; --sigma_ang alone makes every iteration local at any order)
   mpirun -n 2 polishplugin refine3d ...   (one rank per half set; more ranks split the particles)
   polishplugin refine3d --continue Refine3D/job027/run_it005_optimiser.star --o Refine3D/job027/run
 """
@@ -67,7 +81,7 @@ from ..io.refine import (OptimiserState, RefinedParticles, RefineModel, RefineSa
 from ..io.star import StarError
 from ..core.ctf import ctf_rfft_stack
 from ..core.filters import low_pass_map, raised_cosine_sphere
-from ..core.fsc import resolution_shell
+from ..core.fsc import fsc as map_fsc, resolution_shell
 from ..core.geometry import SymmetryError, euler_to_matrix, matrix_to_euler, symmetry_matrices
 from ..core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
 from ..core.refine.fourier3d import Backprojector, grid_to_map, map_to_grid, pixel_list, regularised_grid
@@ -88,6 +102,7 @@ INCR_SIZE = 10
 MASK_EDGE_PX = 5.0
 PERTURB_FACTOR = 0.5  # RELION --perturb
 RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
+PROGRESS_EVERY_S = 10.0  # at most one progress line per this many seconds within an iteration
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -101,6 +116,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
            "--device the original run's E-step device is used again)")
     a("--ini_high", type=float, default=60.0, help="initial low-pass filter of the reference (Å; default 60)")
     a("--sym", default="C1", help="point group: C1, Cn, Dn, T, O, I (default C1)")
+    a("--relax_sym", default="",
+      help="relax this point group (RELION --relax_sym; e.g. --sym C1 --relax_sym C2 for a pseudo-symmetric "
+           "dimer): local searches also explore the previous orientation's mates under it and keep the best; "
+           "applies where the searches are local (--sigma_ang, a local initial order, or from "
+           "--auto_local_healpix_order on)")
     a("--particle_diameter", type=float, default=-1.0, help="mask diameter (Å); -1: 80%% of the box")
     a("--zero_mask", action="store_true", help="mask the particle background with zeros (else noise-free mean)")
     a("--flatten_solvent", action="store_true", help="mask the references (solvent mask or particle sphere)")
@@ -113,7 +133,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--firstiter_cc", action="store_true",
       help="first iteration by normalised cross-correlation (reference not on absolute greyscale)")
     a("--healpix_order", type=int, default=2, help="initial HEALPix order (2 = 15° coarse, 7.5° with oversampling)")
-    a("--auto_local_healpix_order", type=int, default=4, help="local searches from this order (default 4)")
+    a("--auto_local_healpix_order", type=int, default=4,
+      help="local searches from this order (default 4); a --healpix_order at least this high searches locally "
+           "around the input poses from the first iteration (sigma: --sigma_ang, else 2x the oversampled step)")
+    a("--sigma_ang", type=float, default=-1.0,
+      help="prior sigma (degrees) on the three Euler angles: every iteration searches only within +/- 3 sigma "
+           "of the particles' previous orientation (rlnAngleRot/Tilt/Psi of --i at the start), until "
+           "auto-sampling reaches --auto_local_healpix_order (then 2x the step, as RELION); -1: global searches")
     a("--offset_range", type=float, default=6.0, help="initial offset search range (pixels; default 6)")
     a("--offset_step", type=float, default=2.0, help="initial coarse offset step (pixels; default 2)")
     a("--oversampling", type=int, default=1, choices=[1], help="adaptive oversampling order (only 1)")
@@ -148,6 +174,7 @@ class Inputs:
     angpix: float
     box: int
     sym_ops: np.ndarray
+    relax_ops: np.ndarray | None  # --relax_sym operators (None: no relaxation)
     ref: np.ndarray  # float64
     mask: np.ndarray | None  # --solvent_mask
     solvent: np.ndarray  # the mask that flattens the references (the solvent mask or the particle sphere)
@@ -243,6 +270,12 @@ def _read_inputs(args) -> Inputs:
         sym_ops = symmetry_matrices(args.sym)
     except SymmetryError as exc:
         raise ProgramError(f"--sym {args.sym}: {exc}") from exc
+    try:
+        relax_ops = symmetry_matrices(args.relax_sym) if args.relax_sym else None
+    except SymmetryError as exc:
+        raise ProgramError(f"--relax_sym {args.relax_sym}: {exc}") from exc
+    if relax_ops is not None and len(relax_ops) == 1:
+        relax_ops = None  # C1: nothing to relax
     if args.ctf:
         try:
             ctf_params = table.ctf_params()
@@ -265,8 +298,8 @@ def _read_inputs(args) -> Inputs:
     solvent = mask if mask is not None else raised_cosine_sphere((box,) * 3, mask_radius, MASK_EDGE_PX)
     group_idx, group_names = particle_groups(table)
     group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
-    return Inputs(table, angpix, box, sym_ops, ref.astype(np.float64), mask, solvent, mask_radius, diameter,
-                  halves, ctf_all, group_idx, group_names, group_counts, norm)
+    return Inputs(table, angpix, box, sym_ops, relax_ops, ref.astype(np.float64), mask, solvent, mask_radius,
+                  diameter, halves, ctf_all, group_idx, group_names, group_counts, norm)
 
 
 def _read_maps(args, box: int, angpix: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -330,7 +363,8 @@ def _initial_state(comm, args, inp: Inputs, local: dict, seed: int) -> State:
     start = low_pass_map(inp.ref, args.ini_high, angpix)
     maxres = max(int(round(box * angpix / args.ini_high)), 5)
     return State(seed, {1: start, 2: start}, initial_sigma2(init, box),
-                 AutoSampling(args.healpix_order, args.offset_range, args.offset_step, args.auto_local_healpix_order),
+                 AutoSampling.initial(args.healpix_order, args.offset_range, args.offset_step,
+                                      args.auto_local_healpix_order, args.sigma_ang),
                  image_size(maxres, box, INCR_SIZE, 0.0, False), box * angpix / maxres, maxres,
                  np.ones(len(inp.group_names)),
                  float(inp.norm.mean()))  # so that a set normalised earlier starts unchanged
@@ -402,9 +436,37 @@ def _sampling(inp: Inputs, st: State, grids: dict) -> Pass:
     return Pass(coarse, iy, ix, k2d, shells, scale_pix, grids[key], perturb_instance, perturb)
 
 
-def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_rows: np.ndarray) -> Sums:
+class IterationProgress:
+    """The E-step's progress on this rank within one iteration: a log line at most every ``every_s`` seconds
+    (default :data:`PROGRESS_EVERY_S`) with the particles done, the total and the time left (from the
+    share of the two passes done).  Called as ``progress(pass, n)`` by :func:`~..core.refine.estep.expectation`."""
+
+    def __init__(self, iteration: int, total: int, every_s: float | None = None, clock=time.monotonic,
+                 where: str = "", enabled: bool = True):
+        self.iteration, self.total, self.where, self.enabled = iteration, max(int(total), 1), where, enabled
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.clock = clock
+        self.start = self.last = clock()
+        self.done = {1: 0, 2: 0}
+
+    def __call__(self, pass_no: int, n: int) -> None:
+        self.done[pass_no] += n
+        now = self.clock()
+        if not self.enabled or now - self.last < self.every_s:
+            return
+        self.last = now
+        frac = (self.done[1] + self.done[2]) / (2.0 * self.total)
+        elapsed = now - self.start
+        left = elapsed * (1.0 - frac) / frac if frac > 0 else float("nan")
+        log.info("iteration %d: %d/%d particles done%s (coarse pass %d/%d), %.0f s, about %.0f s left",
+                 self.iteration, self.done[2], self.total, self.where, self.done[1], self.total, elapsed, left)
+
+
+def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_rows: np.ndarray,
+                 progress: IterationProgress | None = None) -> Sums:
     """E-step of both halves on this rank: new poses (set on ``local``), back-projections, noise and
-    correction sums, accuracy estimates (first 20 particles of half 1)."""
+    correction sums, accuracy estimates (first 20 particles of half 1); ``progress`` is told of each
+    particle's passes."""
     box, pad = inp.box, args.pad
     cc_iter = bool(args.firstiter_cc) and st.iteration == 1
     s = Sums({h: Backprojector(box, pad) for h in (1, 2)}, {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)},
@@ -417,7 +479,8 @@ def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_ro
                                  offset_step_px=st.sched.offset_step_px, sigma_offset_a=st.sigma_off,
                                  local_sigma_deg=st.sched.local_sigma_deg if st.sched.local else None,
                                  perturbation=p.perturb, max_significant=args.maxsig, cc=cc_iter,
-                                 corrections=s.corrections, scale_pixels=p.scale_pix, ops=ops)
+                                 corrections=s.corrections, scale_pixels=p.scale_pix, ops=ops,
+                                 relax_ops=inp.relax_ops)
         x, rounded = prepare_images(hs.images, hs.offsets_px, inp.mask_radius, MASK_EDGE_PX, args.zero_mask)
         xs, cs = x[:, p.iy, p.ix], hs.ctf[:, p.iy, p.ix]
         norm_factor = st.avg_norm / hs.norm if args.norm else np.ones(len(hs.rows))
@@ -428,7 +491,7 @@ def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_ro
         s2pix = st.sigma2[np.minimum(p.shells, len(st.sigma2) - 1)]
         # with CC the reference's scale is arbitrary: its residuals say nothing about the noise
         res = expectation(grid3d, p.orient, xs, cs, s2pix, p.k2d, p.shells, hs.offsets_px, rounded, hs.mats,
-                          settings, s.bps[h], None if settings.cc else s.noise[h])
+                          settings, s.bps[h], None if settings.cc else s.noise[h], progress)
         new_mats = euler_to_matrix(*np.array([r.angles for r in res]).T)
         new_off = np.array([r.origin_px for r in res])
         dang = symmetry_aware_angle_deg(new_mats, hs.mats, inp.sym_ops)
@@ -485,8 +548,12 @@ def _maximization(comm, args, inp: Inputs, local: dict, st: State, s: Sums) -> d
     st.sigma_off = offsets_sigma_a(s.stats[:, 4].sum(), s.stats[:, 0].sum())
     (d1, w1), (d2, w2) = dw[1], dw[2]
     unfil = {h: grid_to_map(regularised_grid(*dw[h], None, pad, box), box) for h in (1, 2)}
+    if st.final:  # the final FSC is that of the half maps as written (float32), as RELION reports it
+        unfil = {h: m.astype(np.float32) for h, m in unfil.items()}
     if args.solvent_correct_fsc:
         fsc = solvent_corrected_fsc(unfil[1], unfil[2], inp.mask, st.current_size, st.seed + st.iteration)
+    elif st.final:
+        fsc = map_fsc(unfil[1], unfil[2])
     else:
         fsc = gold_standard_fsc(d1, w1, d2, w2, pad, box, st.current_size)
     ssnr = ssnr_from_fsc(fsc, joined=st.final, tau2_fudge=args.tau2_fudge)
@@ -611,7 +678,9 @@ def main(args: argparse.Namespace) -> int:
         st.iteration += 1
         t0 = time.time()
         p = _sampling(inp, st, grids)
-        sums = _expectation(args, inp, local, st, p, ops, acc_rows)
+        progress = IterationProgress(st.iteration, sum(len(hs.rows) for hs in local.values()),
+                                     where=f" on rank {comm.rank}" if comm.size > 1 else "", enabled=comm.is_leader)
+        sums = _expectation(args, inp, local, st, p, ops, acc_rows, progress)
         out = _maximization(comm, args, inp, local, st, sums)
         n_tot = max(sums.stats[:, 0].sum(), 1)
         ave_pmax = float(sums.stats[:, 3].sum() / n_tot)
@@ -629,8 +698,9 @@ def main(args: argparse.Namespace) -> int:
             _save_state(args, inp, st, it_root, poses, mats)
     comm.barrier()
     if comm.is_leader:
-        log.info("final resolution (FSC 0.143%s): %.2f Å after %d iterations",
-                 ", solvent-corrected" if args.solvent_correct_fsc else "", st.resolution_a, st.iteration)
+        log.info("final resolution (FSC 0.143 of %s_half1/2_class001_unfil.mrc%s): %.2f Å after %d iterations",
+                 out_root.name, ", solvent-corrected" if args.solvent_correct_fsc else "", st.resolution_a,
+                 st.iteration)
     return 0
 
 

@@ -4,13 +4,14 @@ particles and the gold-standard FSC."""
 
 from __future__ import annotations
 
+import glob
 import os
 
 from pwem.objects import SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow.protocol import params
 
-from ..io.refine import read_model
+from ..io.refine import read_model, read_run_arguments, write_run_arguments
 from ..convert.scipion_objects import make_fsc, make_volume
 from ._base import ProtPolishBase, addComputeSection, formatFloat
 from .protocol_mask_create import _mrc_path
@@ -22,11 +23,30 @@ ANGULAR_SAMPLING_CHOICES = ["30 degrees", "15 degrees", "7.5 degrees", "3.7 degr
                             "0.9 degrees", "0.5 degrees", "0.2 degrees", "0.1 degrees"]
 #: output root inside extra/ (RELION: Refine3D/jobNNN/run)
 OUTPUT_ROOT = "run"
+#: in extra/: the arguments the refine started with (Scipion's "Continue" goes on only from the same run)
+ARGUMENTS_FILE = "refine3d_arguments.json"
+#: options that a continued refine may change (refine3d --continue takes them again)
+RESUME_FREE_OPTIONS = ("--iter", "--j", "--device")
+
+
+def _split_free(args: list) -> tuple[list, list]:
+    """``args`` without the RESUME_FREE_OPTIONS (each with its value), and those options alone."""
+    kept, free, i = [], [], 0
+    while i < len(args):
+        if args[i] in RESUME_FREE_OPTIONS and i + 1 < len(args):
+            free += args[i:i + 2]
+            i += 2
+        else:
+            kept.append(args[i])
+            i += 1
+    return kept, free
 
 
 class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
     """3D auto-refine with gold-standard half sets, CTF correction, symmetry and automatic HEALPix
-    sampling down to local searches, as RELION's 3D auto-refine job (tutorial step 27)."""
+    sampling down to local searches, as RELION's 3D auto-refine job (tutorial step 27); or local searches
+    only, around the input particles' orientations.  A stopped or failed run goes on from its last complete
+    iteration when executed again in Scipion's "Continue" mode (RELION's --continue)."""
 
     _label = "3D auto-refine"
     _devStatus = "NEW"
@@ -66,12 +86,30 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         form.addParam("maskZero", params.BooleanParam, default=True, label="Mask individual particles with zeros?")
         form.addParam("solventFscMask", params.BooleanParam, default=True, label="Use solvent-flattened FSCs?")
         form.addSection(label="Auto-sampling")
+        form.addParam("localAngularSearch", params.BooleanParam, default=False,
+                      label="Perform local angular search?",
+                      help="Yes: every iteration searches only around each particle's previous orientation "
+                           "(at the start: the input particles' alignment), with a Gaussian prior of sigma = "
+                           "1/3 of the range below (--sigma_ang), starting at the sampling of 'Local searches "
+                           "from auto-sampling' (no global search). For refining polished particles from "
+                           "their previous poses.")
+        form.addParam("localAngularSearchRange", params.FloatParam, default=5.0, condition="localAngularSearch",
+                      label="Local angular search range",
+                      help="Orientations within +/- this many degrees of the previous orientation are searched "
+                           "(--sigma_ang = range / 3).")
+        form.addParam("relaxSym", params.StringParam, default="", label="Relax symmetry",
+                      help="A point group whose mates of each particle's orientation the local searches also "
+                           "explore (--relax_sym), e.g. C2 with symmetry C1 for a pseudo-symmetric dimer A-A': "
+                           "each particle can move to the mate that tells A from A'.  The reference must follow "
+                           "the point group's axis conventions.  Empty or C1: off.")
         form.addParam("angularSamplingDeg", params.EnumParam, choices=ANGULAR_SAMPLING_CHOICES, default=2,
-                      label="Initial angular sampling")
+                      condition="not localAngularSearch", label="Initial angular sampling")
         form.addParam("offsetSearchRangePix", params.FloatParam, default=5.0, label="Initial offset range (pix)")
         form.addParam("offsetSearchStepPix", params.FloatParam, default=1.0, label="Initial offset step (pix)")
         form.addParam("localSearchAutoSamplingDeg", params.EnumParam, choices=ANGULAR_SAMPLING_CHOICES,
-                      default=4, label="Local searches from auto-sampling")
+                      default=4, label="Local searches from auto-sampling",
+                      help="Auto-sampling uses local searches from this sampling on (with a local angular search: "
+                           "the sampling of the first iteration).")
         form.addParam("lowResolJoinHalves", params.FloatParam, default=40.0, expertLevel=params.LEVEL_ADVANCED,
                       label="Join halves below (Å)")
         form.addParam("randomSeed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
@@ -83,7 +121,7 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
         self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.runProgramStep)
+        self._insertFunctionStep(self.runProgramStep, self._programArgs())
         self._insertFunctionStep(self.createOutputStep)
 
     # --------------------------- STEPS functions -----------------------------
@@ -93,8 +131,27 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
 
         write_particles(self._extra("input_particles.star"), particles_to_table(self.inputParticles.get()))
 
-    def runProgramStep(self):
-        self._runProgram("refine3d", self._programArgs())
+    def runProgramStep(self, args=None):
+        """Run ``refine3d`` with ``args`` (the form's :meth:`_programArgs`).  When Scipion's "Continue" runs
+        this step again after a stop (or a failure), the refine goes on from its last complete iteration (the
+        newest ``run_itNNN_optimiser.star``: RELION's ``--continue``) if it started with the same arguments
+        (maximum iterations, threads and device aside); otherwise it starts again from iteration 1."""
+        args = [str(a) for a in (self._programArgs() if args is None else args)]
+        fixed, free = _split_free(args)
+        last = self._lastOptimiser()
+        if last is not None and read_run_arguments(self._extra(ARGUMENTS_FILE)) == fixed:
+            self.info(f"Continuing the refine from {last} (its last complete iteration)")
+            args = ["--continue", last, "--o", self._extra(OUTPUT_ROOT)] + free
+        else:
+            for old in glob.glob(self._extra(f"{OUTPUT_ROOT}_*")):  # an earlier run with other arguments
+                os.remove(old)
+            write_run_arguments(self._extra(ARGUMENTS_FILE), fixed)
+        self._runProgram("refine3d", args)
+
+    def _lastOptimiser(self) -> str | None:
+        """The newest ``extra/run_itNNN_optimiser.star`` (a complete iteration), or None."""
+        found = sorted(glob.glob(self._extra(f"{OUTPUT_ROOT}_it[0-9][0-9][0-9]_optimiser.star")))
+        return found[-1] if found else None
 
     def createOutputStep(self):
         from ..io.particles import read_particles
@@ -122,13 +179,18 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                 "--ref", _mrc_path(self.referenceVolume.get()), "--auto_refine", "--split_random_halves",
                 "--ini_high", formatFloat(self.initialLowPassFilterA.get()), "--pad", "2",
                 "--particle_diameter", formatFloat(self.maskDiameterA.get()), "--sym", self.symmetryGroup.get(),
-                "--healpix_order", str(int(self.angularSamplingDeg.get())),
+                "--healpix_order", str(self._initialHealpixOrder()),
                 "--auto_local_healpix_order", str(int(self.localSearchAutoSamplingDeg.get())),
                 "--offset_range", formatFloat(self.offsetSearchRangePix.get()),
                 "--offset_step", formatFloat(2 * self.offsetSearchStepPix.get()),
                 "--oversampling", "1", "--low_resol_join_halves", formatFloat(self.lowResolJoinHalves.get()),
                 "--norm", "--scale", "--random_seed", str(int(self.randomSeed.get())),
                 "--iter", str(int(self.maxIterations.get())), "--j", str(self._threadCount())]
+        if self.localAngularSearch.get():
+            args += ["--sigma_ang", formatFloat(self.localAngularSearchRange.get() / 3.0)]
+        relax = (self.relaxSym.get() or "").strip()
+        if relax and relax.upper() != "C1":
+            args += ["--relax_sym", relax]
         if not self.isMapAbsoluteGreyScale.get():
             args.append("--firstiter_cc")
         if self.doCTF.get():
@@ -148,6 +210,12 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                 args.append("--solvent_correct_fsc")
         return args + self._deviceArgs()
 
+    def _initialHealpixOrder(self) -> int:
+        """--healpix_order: the initial sampling, or with a local angular search the local searches' order
+        (RELION: an initial order at least --auto_local_healpix_order searches locally from the start)."""
+        field = self.localSearchAutoSamplingDeg if self.localAngularSearch.get() else self.angularSamplingDeg
+        return int(field.get())
+
     # --------------------------- INFO functions ------------------------------
     def _validate(self):
         errors = []
@@ -164,14 +232,22 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         mask = self.referenceMask.get()
         if mask is not None and r_box and mask.getXDim() and mask.getXDim() != r_box:
             errors.append(f"The mask {mask.getFileName()} is {mask.getXDim()} px wide, the reference {r_box} px.")
+        if self.localAngularSearch.get():
+            if not parts.hasAlignmentProj():
+                errors.append("A local angular search starts from the particles' orientations, but the input "
+                              "particles have no 3D alignment; refine them with a global search first.")
+            if self.localAngularSearchRange.get() <= 0:
+                errors.append("The local angular search range must be positive (degrees).")
         if self.doCTF.get() and not parts.hasCTF():
             errors.append("CTF correction was asked but the input particles have no CTF.")
-        try:
-            from ..core.geometry import symmetry_matrices
+        from ..core.geometry import symmetry_matrices
 
-            symmetry_matrices(self.symmetryGroup.get())
-        except ValueError as exc:
-            errors.append(f"Symmetry {self.symmetryGroup.get()}: {exc}.")
+        relax = (self.relaxSym.get() or "").strip()
+        for label, group in [("Symmetry", self.symmetryGroup.get())] + ([("Relax symmetry", relax)] if relax else []):
+            try:
+                symmetry_matrices(group)
+            except ValueError as exc:
+                errors.append(f"{label} {group}: {exc}.")
         return errors
 
     def _summary(self):

@@ -22,15 +22,15 @@ weight 1 (no marginalisation, no priors; the local-search window still applies).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from ..filters import raised_cosine_sphere
 from ..geometry import euler_to_matrix, matrix_to_euler
 from .fourier3d import Backprojector, image_rfft, project_pixels
-from .sampling import (OrientationGrid, local_orientation_indices, rotation_angle_deg, translation_children,
-                       translation_grid)
+from .sampling import (OrientationGrid, local_orientation_indices, relaxed_mates, rotation_angle_deg,
+                       translation_children, translation_grid)
 
 SHARED_LIMIT = 16_000_000  # fine orientations x pixels held in memory for a global search (complex64)
 
@@ -75,6 +75,7 @@ class EStepSettings:
     ops: EStepOps = field(default_factory=lambda: NumpyOps())  # projection + cross-product backend
     corrections: bool = False  # also sum each particle's residual power and scale products (--norm/--scale)
     scale_pixels: np.ndarray | None = None  # bool over the pixels: shells used for the scale products
+    relax_ops: np.ndarray | None = None  # --relax_sym: local searches around every mate of the previous pose
 
 
 class NumpyOps:
@@ -234,21 +235,31 @@ def _offset_logprior(trans_px: np.ndarray, prior_px: np.ndarray, sigma_a: float,
 
 
 def _rotation_logprior(mats: np.ndarray, prev: np.ndarray, sigma_deg: float | None) -> np.ndarray:
+    """Gaussian log prior on the angle to ``prev`` ``(3, 3)`` (or to the nearest of several centres
+    ``(k, 3, 3)``: :func:`~.sampling.relaxed_mates`), ``-inf`` beyond ``3 sigma``; when no orientation lies
+    within ``3 sigma`` (a --sigma_ang narrower than the grid), the Gaussian without the cut-off."""
     if sigma_deg is None:
         return np.zeros(len(mats))
-    ang = rotation_angle_deg(mats, prev[None])
-    return np.where(ang <= 3 * sigma_deg, -ang ** 2 / (2 * sigma_deg ** 2), -np.inf)
+    if prev.ndim == 3:
+        ang = np.min([rotation_angle_deg(mats, c[None]) for c in prev], axis=0)
+    else:
+        ang = rotation_angle_deg(mats, prev[None])
+    inside = ang <= 3 * sigma_deg
+    lp = -ang ** 2 / (2 * sigma_deg ** 2)
+    return np.where(inside, lp, -np.inf) if inside.any() else lp
 
 
 def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, ctf_all: np.ndarray,
                 sigma2_pix: np.ndarray, k2d: np.ndarray, shells_pix: np.ndarray, old_offsets_px: np.ndarray,
                 rounded_px: np.ndarray, prev_mats: np.ndarray, s: EStepSettings,
-                bp: Backprojector | None, noise: NoiseAccumulator | None) -> list[ParticleResult]:
+                bp: Backprojector | None, noise: NoiseAccumulator | None,
+                progress: Callable[[int, int], None] | None = None) -> list[ParticleResult]:
     """E-step of a set of particles (one half set) against the reference ``grid3d``.
 
     ``x_all``/``ctf_all`` ``(n, n_pix)`` hold the current-size pixels ``k2d`` (sorted by radius);
     ``sigma2_pix (n_pix,)``; ``old_offsets_px``/``rounded_px (n, 2)``; ``prev_mats (n, 3, 3)``.
     Accumulates the back-projection and noise sums when given; returns per-particle results.
+    ``progress(pass, n)``, when given, is told each time ``n`` more particles finished pass 1 or 2.
 
     Pass 1 runs for all particles first.  In a global search, when the particles' significant
     orientations overlap (broad posteriors), the oversampled children are projected once for the
@@ -268,6 +279,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
         global_proj = s.ops.project(grid3d, global_mats, kc, s.pad)
     frac_all = old_offsets_px - rounded_px
     firsts = []
+    centres = [relaxed_mates(m, s.relax_ops) for m in prev_mats] if not glob else prev_mats
     for a in range(0, len(x_all), s.batch):
         sl = slice(a, a + s.batch)
         shifts = frac_all[sl, None, :] + trans[None]  # residual shift applied to the pre-shifted image
@@ -279,12 +291,14 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
             if glob:
                 idx, mats, diff = all_idx, global_mats, d2[j]
             else:
-                idx = local_orientation_indices(orient, prev_mats[i], local_range_deg, perturb)
+                idx = local_orientation_indices(orient, centres[i], local_range_deg, perturb)
                 mats = orient_matrices(orient, idx) @ perturb
                 proj = s.ops.project(grid3d, mats, kc, s.pad)
                 diff = _scores(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse],
                                w_all[None, :n_coarse], proj, shifts[j:j + 1], kc, s.box, s.cc, s.ops)[0]
-            firsts.append(_pass1(idx, mats, diff, trans, prev_mats[i], s))
+            firsts.append(_pass1(idx, mats, diff, trans, centres[i], s))
+        if progress is not None:
+            progress(1, len(x_all[sl]))
     shared = None
     if glob:
         union = np.unique(np.concatenate([f[0][f[2]] for f in firsts]))
@@ -300,7 +314,9 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     results = []
     for i, first in enumerate(firsts):
         results.append(_pass2(grid3d, orient, first, x_all[i], ctf_all[i], w_all, sigma2_pix, k2d, shells_pix,
-                              frac_all[i], old_offsets_px[i], prev_mats[i], s, bp, noise, shared))
+                              frac_all[i], old_offsets_px[i], centres[i], s, bp, noise, shared))
+        if progress is not None:
+            progress(2, 1)
     if shared is not None and bp is not None:
         fine_mats, _, acc_d, acc_w, _ = shared
         rows = np.nonzero(acc_w.any(axis=1))[0]

@@ -22,7 +22,7 @@ from ..geometry import euler_to_matrix
 __all__ = [
     "healpix_directions", "psi_step_deg", "angular_step_deg", "asymmetric_unit_mask", "OrientationGrid",
     "translation_grid", "translation_children", "rotation_angle_deg", "perturbation_matrix",
-    "local_orientation_indices",
+    "local_orientation_indices", "relaxed_mates",
 ]
 
 _JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4])
@@ -132,7 +132,14 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def local_orientation_indices(grid: OrientationGrid, prev_matrix: np.ndarray, max_angle_deg: float,
                               perturbation: np.ndarray | None = None) -> np.ndarray:
-    """Indices of ``grid`` orientations (times ``perturbation``) within ``max_angle_deg`` of ``prev_matrix``."""
+    """Indices of ``grid`` orientations (times ``perturbation``) within ``max_angle_deg`` of ``prev_matrix``
+    ``(3, 3)``, or of any of several centres ``(k, 3, 3)`` (the previous orientation and its mates under a
+    relaxed symmetry: the union, sorted)."""
+    if prev_matrix.ndim == 3:
+        if len(prev_matrix) > 1:
+            return np.unique(np.concatenate([local_orientation_indices(grid, c, max_angle_deg, perturbation)
+                                             for c in prev_matrix]))
+        prev_matrix = prev_matrix[0]
     perturbation = np.eye(3) if perturbation is None else perturbation
     v_prev = prev_matrix[2]
     cos_lim = np.cos(np.deg2rad(min(max_angle_deg + 2 * grid.psi_step, 180.0)))
@@ -144,6 +151,15 @@ def local_orientation_indices(grid: OrientationGrid, prev_matrix: np.ndarray, ma
     if not keep.any():  # always search at least the nearest orientation
         keep[np.argmin(rotation_angle_deg(mats, prev_matrix[None]))] = True
     return idx[keep]
+
+
+def relaxed_mates(prev_matrix: np.ndarray, relax_ops: np.ndarray | None) -> np.ndarray:
+    """The orientations a local search is centred on: ``prev_matrix`` ``(3, 3)`` alone (``relax_ops`` None),
+    else its mates ``prev R^T`` under every operator ``R`` of the relaxed point group, ``(k, 3, 3)``: for a
+    map with that symmetry they give the same projection (RELION ``--relax_sym``)."""
+    if relax_ops is None:
+        return prev_matrix
+    return prev_matrix[None] @ np.transpose(relax_ops, (0, 2, 1))
 
 
 def perturbation_matrix(instance: float, step_deg: float) -> np.ndarray:

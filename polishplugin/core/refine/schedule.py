@@ -115,6 +115,19 @@ class AutoSampling:
     best_resolution_inv_a: float = 0.0
     has_fine_enough_sampling: bool = False
 
+    @classmethod
+    def initial(cls, healpix_order: int, offset_range_px: float, offset_step_px: float, auto_local_order: int,
+                sigma_ang_deg: float = -1.0) -> "AutoSampling":
+        """The schedule before iteration 1 (RELION ``parseInitial``/``initialiseGeneral``): local searches
+        around the input poses from the start when ``sigma_ang_deg > 0`` (``--sigma_ang``: prior sigma on
+        the three angles, search +/- 3 sigma) or when ``healpix_order >= auto_local_order`` (sigma
+        ``sigma_ang_deg`` if given, else 2x the oversampled step); otherwise global searches."""
+        s = cls(healpix_order, offset_range_px, offset_step_px, auto_local_order)
+        if sigma_ang_deg > 0 or healpix_order >= auto_local_order:
+            s.local = True
+            s.local_sigma_deg = float(sigma_ang_deg) if sigma_ang_deg > 0 else 2.0 * s.fine_step_deg
+        return s
+
     @property
     def fine_step_deg(self) -> float:
         return angular_step_deg(self.healpix_order, self.oversampling)

@@ -185,3 +185,19 @@ def test_read_particle_images(tmp_path):
     write_mrc(tmp_path / "stack.mrcs", stack, 2.0)
     with pytest.raises(StarError, match=r"contains NaN or Inf values \(image 2"):
         read_particle_images(table, np.arange(4), 8)
+
+
+def test_run_arguments_round_trip(tmp_path):
+    from polishplugin.io.refine import read_run_arguments, write_run_arguments
+
+    path = tmp_path / "refine3d_arguments.json"
+    assert read_run_arguments(path) is None
+    tokens = ["--i", "Runs/000012_Prot/extra/input particles.star", "--ini_high", "50", "--sigma_ang", "1.5"]
+    write_run_arguments(path, tokens)
+    assert read_run_arguments(path) == tokens
+    path.write_text('{"not": "a list"}')
+    with pytest.raises(StarError, match="does not hold a list"):
+        read_run_arguments(path)
+    path.write_text("[1, 2")
+    with pytest.raises(StarError, match="cannot be read"):
+        read_run_arguments(path)

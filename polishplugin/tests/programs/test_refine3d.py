@@ -520,3 +520,78 @@ def test_non_positive_norm_correction_is_a_clear_error(tmp_path):
     with pytest.raises(ProgramError, match=f"particles.star: {L.NORM_CORRECTION} must be positive"):
         run_refine(proj, tmp_path / "r" / "run", ["--iter", "2", "--norm"])
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # nothing written
+
+
+# ------------------------------------------------------------------------------- reported resolution
+@pytest.mark.parametrize("solvent", [False, True])
+def test_final_resolution_is_the_fsc_of_the_written_half_maps(tmp_path, caplog, solvent):
+    """The final resolution in the log and in run_model.star (rlnCurrentResolution, rlnGoldStandardFsc)
+    is the FSC = 0.143 crossing of run_half1/2_class001_unfil.mrc as written, as RELION reports it: an
+    independent FSC of the files read back (core.fsc.fsc; masked and phase-randomised with
+    --solvent_correct_fsc: core.fsc.solvent_corrected_fscs' masked curve where no correction applies)."""
+    import logging
+
+    proj = write_synthetic_project(tmp_path / "p", box=20, n=16, sym="D2", snr=1.0, angpix=5.0)
+    extra = ["--iter", "2"] + (["--solvent_mask", str(proj["mask"]), "--solvent_correct_fsc"] if solvent else [])
+    with caplog.at_level(logging.INFO, logger="polishplugin.programs.refine3d"):
+        assert run_refine(proj, tmp_path / "r" / "run", extra) == 0
+    root = tmp_path / "r" / "run"
+    h1, apix = read_mrc(f"{root}_half1_class001_unfil.mrc")
+    h2, _ = read_mrc(f"{root}_half2_class001_unfil.mrc")
+    model = read_star(f"{root}_model.star")
+    reported = float(model["model_general"][L.CURRENT_RESOLUTION].iloc[0])
+    written_fsc = model["model_class_1"][L.GOLD_STANDARD_FSC].to_numpy(float)
+    if solvent:
+        from polishplugin.core.fsc import solvent_corrected_fscs
+
+        mask, _ = read_mrc(proj["mask"])
+        curves = solvent_corrected_fscs(h1, h2, mask)
+        # beyond the phase-randomisation shell the correction depends on the random phases: compare the
+        # shells before it, where the corrected FSC is the masked FSC of the files
+        at = curves.randomize_at if curves.randomize_at is not None else len(curves.masked)
+        np.testing.assert_allclose(written_fsc[1:at + 2], curves.masked[1:at + 2], atol=1e-5)
+        independent = curves.corrected
+        shell = resolution_shell(written_fsc, 0.143)
+        assert shell == pytest.approx(resolution_shell(independent, 0.143), abs=1)
+    else:
+        independent = fsc(h1, h2)
+        np.testing.assert_allclose(written_fsc, independent, atol=1e-5)
+        shell = resolution_shell(independent, 0.143)
+    assert reported == pytest.approx(20 * apix / max(shell, 1), rel=1e-5)
+    final_line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("final resolution")]
+    assert final_line and f"{reported:.2f} Å" in final_line[0]
+
+
+# --------------------------------------------------------------------------- progress within an iteration
+def test_progress_lines_at_most_every_ten_seconds(caplog):
+    """IterationProgress: a line at most every 10 s of the clock, with particles done / total, the coarse
+    pass and the time left from the share of both passes done."""
+    import logging
+
+    now = [0.0]
+    prog = refine3d.IterationProgress(3, 100, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="polishplugin.programs.refine3d"):
+        for _ in range(10):  # coarse pass: 10 batches of 10 particles, one a second
+            now[0] += 1.0
+            prog(1, 10)
+        for _ in range(100):  # fine pass: a particle every 0.3 s
+            now[0] += 0.3
+            prog(2, 1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert 3 <= len(lines) <= 4 and all(m.startswith("iteration 3: ") for m in lines)
+    # the first line at 10 s: the coarse pass done (half the work), so as long again to go
+    assert lines[0] == "iteration 3: 0/100 particles done (coarse pass 100/100), 10 s, about 10 s left"
+    assert "particles done" in lines[-1] and int(lines[-1].split()[2].split("/")[0]) > 60
+
+
+def test_refine_logs_progress_within_iterations(tmp_path, caplog, monkeypatch):
+    """With the interval set to 0 every particle's passes are logged: counts up to the total (both halves)."""
+    import logging
+
+    monkeypatch.setattr(refine3d, "PROGRESS_EVERY_S", 0.0)
+    proj = write_synthetic_project(tmp_path / "p", box=16, n=8, sym="C1", snr=1.0, angpix=6.0)
+    with caplog.at_level(logging.INFO, logger="polishplugin.programs.refine3d"):
+        assert run_refine(proj, tmp_path / "r" / "run", ["--iter", "2"]) == 0
+    lines = [r.getMessage() for r in caplog.records if "particles done" in r.getMessage()]
+    assert any(m.startswith("iteration 1: 8/8 particles done (coarse pass 8/8)") for m in lines)
+    assert any(m.startswith("iteration 2: 1/8 particles done") for m in lines)

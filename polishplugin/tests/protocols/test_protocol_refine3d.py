@@ -68,3 +68,111 @@ class TestPolishRefine3D(PolishProjectTestCase):
         self.assertEqual(prot.outputFSCs.getSize(), 1)
         opened = open_every_view(self.proj, prot)  # FSC and progress per iteration, angular distribution, slices
         self.assertEqual(len(opened), 4)
+
+
+    # ---------------------------------------------------- local angular search (scipion-em-relion's names)
+    def _local_prot(self, **kwargs):
+        return self.newProtocol(ProtPolishRefine3D, inputParticles=self.imp.outputParticles,
+                                referenceVolume=self.imp.outputVolume, referenceMask=self.imp.outputMask, **kwargs)
+
+    def test_local_search_gives_sigma_ang_and_the_local_order(self):
+        """"Perform local angular search?" with "Local angular search range" 4.5 deg -> --sigma_ang 1.5; the
+        first iteration samples at "Local searches from auto-sampling" (0.9 degrees = order 5), which
+        RELION makes local from the start.  Off (the default): no --sigma_ang, the initial sampling."""
+        self.assertNotIn("--sigma_ang", self._local_prot()._programArgs())
+        prot = self._local_prot(localAngularSearch=True, localAngularSearchRange=4.5, localSearchAutoSamplingDeg=5,
+                                angularSamplingDeg=2)
+        args = prot._programArgs()
+        value = {a: args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--")}
+        self.assertEqual(value["--sigma_ang"], "1.5")
+        self.assertEqual(value["--healpix_order"], "5")
+        self.assertEqual(value["--auto_local_healpix_order"], "5")
+        self.assertEqual(prot._validate(), [])  # the imported particles carry their orientations
+        prot.localAngularSearchRange.set(0.0)
+        self.assertTrue(any("range must be positive" in e for e in prot._validate()))
+
+    def test_relax_symmetry_field(self):
+        """"Relax symmetry" D2 -> --relax_sym D2 (empty or C1: none); an unknown group is a form error."""
+        self.assertNotIn("--relax_sym", self._local_prot(relaxSym="C1")._programArgs())
+        prot = self._local_prot(relaxSym="D2", symmetryGroup="C2", localAngularSearch=True)
+        args = prot._programArgs()
+        self.assertEqual(args[args.index("--relax_sym") + 1], "D2")
+        self.assertEqual(prot._validate(), [])
+        prot.relaxSym.set("Q3")
+        self.assertTrue(any(e.startswith("Relax symmetry Q3") for e in prot._validate()))
+
+    # ------------------------------------------------------------- Scipion's "Continue" after a stop
+    def test_continue_after_stop_reaches_the_uninterrupted_result(self):
+        """A refine stopped after its first complete iteration and run again in Scipion's "Continue" mode
+        goes on from run_it001_optimiser.star (or a later one) and ends with the maps and poses of the same
+        refine run without interruption."""
+        import time
+
+        import numpy as np
+        from pyworkflow.protocol.constants import MODE_RESUME
+
+        from polishplugin.io import labels as L
+        from polishplugin.io.mrc import read_mrc
+        from polishplugin.io.star import read_star
+
+        synth = write_synthetic_project(Path(tempfile.mkdtemp(prefix="polish_r3d_cont_")), box=32, n=40, sym="D2",
+                                        snr=1.0, angpix=3.0)
+        imp = self.newProtocol(ProtPolishImport, objLabel="import 40 particles", projectDir=str(synth["dir"]),
+                               particlesStar=str(synth["star"]), requireMovies=False, checkStacks=True,
+                               halfMap1=str(synth["ref"]), halfMap2=str(synth["ref"]), maskFile=str(synth["mask"]),
+                               samplingRate=3.0)
+        self.launchProtocol(imp)
+        form = dict(inputParticles=imp.outputParticles, referenceVolume=imp.outputVolume,
+                    referenceMask=imp.outputMask, maskDiameterA=76.8, initialLowPassFilterA=30.0,
+                    offsetSearchRangePix=3.0, maxIterations=6, numberOfMpi=1)
+        full = self.newProtocol(ProtPolishRefine3D, objLabel="uninterrupted", **form)
+        self.launchProtocol(full)
+        stopped = self.newProtocol(ProtPolishRefine3D, objLabel="stopped, then continued", **form)
+        self.proj.launchProtocol(stopped, wait=False)
+        deadline = time.time() + 300
+        while not os.path.exists(stopped._getExtraPath("run_it001_optimiser.star")):
+            self.assertLess(time.time(), deadline, "the refine wrote no iteration")
+            time.sleep(0.05)
+        self.proj.stopProtocol(stopped)
+        self.assertFalse(os.path.exists(stopped._getExtraPath("run_class001.mrc")), "stopped too late to test")
+        done = sorted(p.name for p in Path(stopped._getExtraPath()).glob("run_it*_optimiser.star"))
+        stopped.runMode.set(MODE_RESUME)
+        self.launchProtocol(stopped)
+        with open(stopped.getLogPaths()[0]) as f:
+            self.assertIn(f"Continuing the refine from {stopped._getExtraPath(done[-1])}", f.read())
+        for name in ("run_class001.mrc", "run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc"):
+            a, b = (read_mrc(p._getExtraPath(name))[0] for p in (full, stopped))
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max(), err_msg=name)
+        da, db = (read_star(p._getExtraPath("run_data.star"))["particles"] for p in (full, stopped))
+        for col in (L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI, L.ORIGIN_X_ANGST, L.ORIGIN_Y_ANGST):
+            np.testing.assert_allclose(db[col].to_numpy(float), da[col].to_numpy(float), atol=1e-4, err_msg=col)
+        self.assertEqual(stopped.outputParticles.getSize(), 40)
+
+    def test_run_step_continues_only_the_same_refine(self):
+        """runProgramStep: with a complete iteration in extra/ and the same arguments (threads, device and
+        maximum iterations may differ) it continues from the newest optimiser file; with other arguments, or
+        none recorded, it starts again and removes the earlier run's files."""
+        prot = self._local_prot()
+        extra = Path(prot._getExtraPath())
+        extra.mkdir(parents=True, exist_ok=True)
+        calls = []
+        prot._runProgram = lambda command, args: calls.append((command, list(args)))
+        args = prot._programArgs()
+        for it in (1, 2):
+            (extra / f"run_it00{it}_optimiser.star").write_text("data_\n")
+        prot.runProgramStep(args)  # nothing recorded: a fresh start, the stale files removed
+        self.assertEqual(calls[-1], ("refine3d", args))
+        self.assertFalse(list(extra.glob("run_*")))
+        (extra / "run_it001_optimiser.star").write_text("data_\n")
+        (extra / "run_it002_optimiser.star").write_text("data_\n")
+        more = list(args)
+        more[more.index("--j") + 1] = "8"
+        prot.runProgramStep(more)
+        self.assertEqual(calls[-1][1][:4], ["--continue", prot._getExtraPath("run_it002_optimiser.star"), "--o",
+                                            prot._getExtraPath("run")])
+        self.assertEqual(calls[-1][1][4:], ["--iter", "999", "--j", "8"])
+        changed = list(args)
+        changed[changed.index("--ini_high") + 1] = "40"
+        prot.runProgramStep(changed)
+        self.assertEqual(calls[-1][1], changed)
+        self.assertFalse(list(extra.glob("run_*")))
