@@ -1,0 +1,132 @@
+"""Our Scipion objects through scipion-em-relion 5.0.2's conversion code, read back by our readers and by the
+polishing program's project loading: same micrographs, motion models (global shifts, local coefficients,
+hot pixels) and optics (pixel sizes, MTF).  No RELION binaries: only the conversion step of its Bayesian
+polishing protocol (``convertInputStep``) and its particle writer run."""
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from polishplugin.tests.protocols import base  # noqa: F401 - skips without Scipion
+
+from polishplugin.tests.protocols.base import PolishProjectTestCase, setupTestProject  # noqa: E402
+
+relion = pytest.importorskip("relion", reason="scipion-em-relion not installed")
+
+from relion import convert as rconvert  # noqa: E402
+from relion.protocols import ProtRelionBayesianPolishing  # noqa: E402
+
+from polishplugin.io import labels as L  # noqa: E402
+from polishplugin.io.movies import read_corrected_micrographs, read_movie_metadata  # noqa: E402
+from polishplugin.io.particles import read_particles, write_particles  # noqa: E402
+from polishplugin.programs import motion_refine  # noqa: E402
+from polishplugin.programs._polish_project import load_project  # noqa: E402
+from polishplugin.protocols import ProtPolishImport  # noqa: E402
+from polishplugin.testing.tiny_project import ANGPIX, MOVIE_ANGPIX, make_tiny_project  # noqa: E402
+
+REFINE_COLUMNS = ["rlnNormCorrection", "rlnMaxValueProbDistribution", "rlnLogLikeliContribution",
+                  "rlnNrOfSignificantSamples"]
+
+
+class TestRelionConversionRoundTrip(PolishProjectTestCase):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.tmp = tempfile.mkdtemp(prefix="polish_relion_interop_")
+        cls.files = make_tiny_project(cls.tmp)
+        f = cls.files
+        table = read_particles(f["particles_star"])  # the detector's MTF in the optics table, as RELION has it
+        table.optics[L.MTF_FILE_NAME] = str(f["mtf_star"].relative_to(f["root"]))
+        write_particles(f["particles_star"], table)
+        cls.imp = cls.newProtocol(ProtPolishImport, objLabel="import tiny project",
+                                  micrographsStar=str(f["micrographs_star"]),
+                                  particlesStar=str(f["particles_star"]),
+                                  postprocessStar=str(f["postprocess_star"]), mtfStar=str(f["mtf_star"]))
+        cls.launchProtocol(cls.imp)
+        # scipion-em-relion's Bayesian polishing input conversion, without running relion_motion_refine
+        prot = cls.newProtocol(ProtRelionBayesianPolishing, objLabel="relion polishing (conversion only)")
+        prot.inputMovies.set(cls.imp.outputMovies)
+        prot.inputParticles.set(cls.imp.outputParticles)
+        cls.proj.saveProtocol(prot)
+        prot._createFilenameTemplates()
+        prot.makePathsAndClean()
+        prot.convertInputStep(1, 2, 3)
+        cls.relion_prot = prot
+        cls.mics_star = Path(prot._getFileName("input_mics"))
+        cls.parts_star = Path(prot._getFileName("input_particles"))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_micrographs_and_motion_models(self):
+        original = read_corrected_micrographs(self.files["micrographs_star"])
+        written = read_corrected_micrographs(self.mics_star)
+        self.assertEqual(len(written), len(original))
+        for i in range(len(original)):
+            meta0 = read_movie_metadata(original.metadata_path(i))
+            meta = read_movie_metadata(written.metadata_path(i))
+            self.assertEqual(Path(meta.movie_name).name, Path(meta0.movie_name).name)
+            self.assertTrue(meta.movie_path().exists())
+            self.assertEqual(meta.n_frames, meta0.n_frames)
+            self.assertAlmostEqual(meta.original_pixel_size_a, meta0.original_pixel_size_a, places=5)
+            # its polishing protocol writes rlnMicrographBinning = particle / movie sampling (Scipion's
+            # coordinates are taken to be in particle pixels); ours are in micrograph pixels: see --cps below
+            self.assertAlmostEqual(meta.binning, ANGPIX / MOVIE_ANGPIX, places=5)
+            # scipion-em-relion writes the shifts relative to the first frame
+            np.testing.assert_allclose(meta.global_shifts_px,
+                                       meta0.global_shifts_px - meta0.global_shifts_px[0], atol=1e-4)
+            self.assertIsNotNone(meta.local_coeffs)
+            # its STAR tables print 6 significant digits
+            np.testing.assert_allclose(meta.local_coeffs, meta0.local_coeffs, rtol=5e-6, atol=5e-7)
+            if meta0.hot_pixels_px is not None:
+                np.testing.assert_allclose(meta.hot_pixels_px, meta0.hot_pixels_px)
+            self.assertIsNone(meta.gain_path())
+        self.assertAlmostEqual(written.pixel_size_a(0), original.pixel_size_a(0), places=5)
+
+    def test_particles_optics(self):
+        original = read_particles(self.files["particles_star"])
+        written = read_particles(self.parts_star)
+        self.assertEqual(len(written.particles), len(original.particles))
+        o0, o1 = original.optics.iloc[0], written.optics.iloc[0]
+        for label in (L.MICROGRAPH_ORIGINAL_PIXEL_SIZE, L.IMAGE_PIXEL_SIZE, L.VOLTAGE, L.SPHERICAL_ABERRATION,
+                      L.AMPLITUDE_CONTRAST):
+            self.assertAlmostEqual(float(o1[label]), float(o0[label]), places=5, msg=label)
+        self.assertEqual(int(o1[L.IMAGE_SIZE]), int(o0[L.IMAGE_SIZE]))
+        self.assertIn(L.MTF_FILE_NAME, written.optics.columns)
+        self.assertTrue(Path(str(o1[L.MTF_FILE_NAME])).exists())
+        self.assertEqual(Path(str(o1[L.MTF_FILE_NAME])).read_text(),
+                         original.resolve(str(o0[L.MTF_FILE_NAME])).read_text())
+        def defoci(table):  # Scipion keeps U >= V (angle + 90 when swapped)
+            uv = table.particles[[L.DEFOCUS_U, L.DEFOCUS_V]].to_numpy(dtype=float)
+            return np.sort(uv, axis=1)
+        np.testing.assert_allclose(defoci(written), defoci(original), atol=1e-2)
+
+    def test_refine_columns_travel_with_extra_labels(self):
+        out = Path(self.tmp) / "refine_particles.star"
+        rconvert.writeSetOfParticles(self.imp.outputParticles, str(out), extraLabels=list(REFINE_COLUMNS))
+        original = read_particles(self.files["particles_star"])
+        written = read_particles(out)
+        for label in REFINE_COLUMNS:
+            if label in original.particles.columns:
+                np.testing.assert_allclose(written.particles[label].to_numpy(dtype=float),
+                                           original.particles[label].to_numpy(dtype=float), rtol=1e-5)
+
+    def test_polishing_project_loads(self):
+        parser = argparse.ArgumentParser()
+        motion_refine.add_args(parser)
+        out = Path(self.tmp) / "polish_out"
+        args = parser.parse_args(["--i", str(self.parts_star), "--corr_mic", str(self.mics_star),
+                                  "--f", str(self.files["postprocess_star"]), "--o", str(out),
+                                  "--cps", str(MOVIE_ANGPIX)])  # coordinates in micrograph pixels
+        project = load_project(args)
+        original = read_corrected_micrographs(self.files["micrographs_star"])
+        self.assertEqual(len(project.mic_names), len(original))
+        self.assertEqual(sorted(Path(n).name for n in project.mic_names),
+                         sorted(Path(n).name for n in original.names()))
+        for meta in project.movies:
+            self.assertIsNotNone(meta.local_coeffs)
