@@ -315,8 +315,12 @@ def _optics_table(part_set, angpix: float, acq, image_size_px: int) -> pd.DataFr
         L.IMAGE_SIZE: [int(image_size_px)], L.IMAGE_DIMENSIONALITY: [2]})
 
 
-def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTable:
+def particles_to_table(part_set, image_size_px: int | None = None, movie_set=None) -> ParticleTable:
     """A RELION 3.1+ particle table from a ``SetOfParticles``.
+
+    ``rlnMicrographName`` is a coordinate's RELION name (``_polishMicrographName``), else its micName; with
+    ``movie_set``, a micName that is a movie's Scipion name (base name) becomes that movie's RELION name, the
+    one :func:`movies_to_micrographs` writes (particles registered by another plugin, movies by ours).
 
     The optics table is the one the set was imported with (``table_to_particles`` keeps it), else
     one group made from the set's acquisition.
@@ -330,6 +334,7 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
         dim = part_set.getDim()
         image_size_px = int(dim[0]) if dim and dim[0] else 0
     optics = _optics_table(part_set, angpix, acq, int(image_size_px))
+    relion_names = {} if movie_set is None else {m.getMicName(): _relion_mic_name(m) for m in movie_set}
     rows = []
     for particle in part_set.iterItems(orderBy="id"):
         row: dict = {}
@@ -341,7 +346,8 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
             row[L.CLASS_NUMBER] = int(particle.getClassId())
         row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), scipion_file_path(particle), padding=6)
         if particle.hasCoordinate() and _relion_mic_name(particle.getCoordinate()):
-            row[L.MICROGRAPH_NAME] = _relion_mic_name(particle.getCoordinate())
+            name = _relion_mic_name(particle.getCoordinate())
+            row[L.MICROGRAPH_NAME] = relion_names.get(name, name)
         group = getattr(particle, _GROUP_ATTR, None)
         row[L.OPTICS_GROUP] = int(group.get()) if group is not None and group.get() else 1
         if particle.hasCTF():

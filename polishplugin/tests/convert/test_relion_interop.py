@@ -32,21 +32,25 @@ REFINE_COLUMNS = ["rlnNormCorrection", "rlnMaxValueProbDistribution", "rlnLogLik
                   "rlnNrOfSignificantSamples"]
 
 
+def import_tiny_project(cls) -> None:
+    """A Scipion test project for ``cls`` with the tiny project (its particles' optics naming the MTF, as
+    RELION's do) imported by ProtPolishImport: ``cls.tmp``, ``cls.files``, ``cls.imp``."""
+    setupTestProject(cls)
+    cls.tmp = tempfile.mkdtemp(prefix="polish_relion_interop_")
+    cls.files = f = make_tiny_project(cls.tmp)
+    table = read_particles(f["particles_star"])
+    table.optics[L.MTF_FILE_NAME] = str(f["mtf_star"].relative_to(f["root"]))
+    write_particles(f["particles_star"], table)
+    cls.imp = cls.newProtocol(ProtPolishImport, objLabel="import tiny project",
+                              micrographsStar=str(f["micrographs_star"]), particlesStar=str(f["particles_star"]),
+                              postprocessStar=str(f["postprocess_star"]), mtfStar=str(f["mtf_star"]))
+    cls.launchProtocol(cls.imp)
+
+
 class TestRelionConversionRoundTrip(PolishProjectTestCase):
     @classmethod
     def setUpClass(cls):
-        setupTestProject(cls)
-        cls.tmp = tempfile.mkdtemp(prefix="polish_relion_interop_")
-        cls.files = make_tiny_project(cls.tmp)
-        f = cls.files
-        table = read_particles(f["particles_star"])  # the detector's MTF in the optics table, as RELION has it
-        table.optics[L.MTF_FILE_NAME] = str(f["mtf_star"].relative_to(f["root"]))
-        write_particles(f["particles_star"], table)
-        cls.imp = cls.newProtocol(ProtPolishImport, objLabel="import tiny project",
-                                  micrographsStar=str(f["micrographs_star"]),
-                                  particlesStar=str(f["particles_star"]),
-                                  postprocessStar=str(f["postprocess_star"]), mtfStar=str(f["mtf_star"]))
-        cls.launchProtocol(cls.imp)
+        import_tiny_project(cls)
         # scipion-em-relion's Bayesian polishing input conversion, without running relion_motion_refine
         prot = cls.newProtocol(ProtRelionBayesianPolishing, objLabel="relion polishing (conversion only)")
         prot.inputMovies.set(cls.imp.outputMovies)
@@ -130,3 +134,21 @@ class TestRelionConversionRoundTrip(PolishProjectTestCase):
                          sorted(Path(n).name for n in original.names()))
         for meta in project.movies:
             self.assertIsNotNone(meta.local_coeffs)
+
+    def test_particles_read_by_relion_with_our_movies(self):
+        # particles as its reader registers them (Scipion's micName: base name, no RELION name beside it)
+        # polished with our imported movies: the names written on both sides still match
+        from pwem.constants import ALIGN_PROJ
+        from pwem.objects import SetOfParticles
+
+        from polishplugin.convert.scipion_objects import movies_to_micrographs, particles_to_table
+
+        parts = SetOfParticles(filename=str(Path(self.tmp) / "relion_read.sqlite"))
+        rconvert.readSetOfParticles(str(self.files["particles_star"]), parts, alignType=ALIGN_PROJ)
+        parts.write()
+        self.assertEqual(parts.getFirstItem().getCoordinate().getMicName(), "mic_001.mrc")
+        out = Path(self.tmp) / "relion_read"
+        mics = movies_to_micrographs(self.imp.outputMovies, out / "motion")
+        table = particles_to_table(parts, movie_set=self.imp.outputMovies)  # as ProtPolishParticles does
+        for name, _ in table.group_by_micrograph():
+            mics.row_of(name)
