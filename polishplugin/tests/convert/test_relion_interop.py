@@ -87,8 +87,8 @@ class TestRelionConversionRoundTrip(PolishProjectTestCase):
             self.assertIsNotNone(meta.local_coeffs)
             # its STAR tables print 6 significant digits
             np.testing.assert_allclose(meta.local_coeffs, meta0.local_coeffs, rtol=5e-6, atol=5e-7)
-            if meta0.hot_pixels_px is not None:
-                np.testing.assert_allclose(meta.hot_pixels_px, meta0.hot_pixels_px)
+            self.assertIsNotNone(meta0.hot_pixels_px)
+            np.testing.assert_allclose(meta.hot_pixels_px, meta0.hot_pixels_px)
             self.assertIsNone(meta.gain_path())
         self.assertAlmostEqual(written.pixel_size_a(0), original.pixel_size_a(0), places=5)
 
@@ -152,3 +152,57 @@ class TestRelionConversionRoundTrip(PolishProjectTestCase):
         table = particles_to_table(parts, movie_set=self.imp.outputMovies)  # as ProtPolishParticles does
         for name, _ in table.group_by_micrograph():
             mics.row_of(name)
+
+
+def test_older_attribute_names_still_read(tmp_path):
+    """Sets stored before (local model as the CSV list ``_rlnMotionModelCoeffs``, optics as the JSON
+    ``_polishOpticsTable``, full micName) give the same STAR files as the current attributes."""
+    import pyworkflow.object as pwobj
+    from pwem.objects import Acquisition, SetOfMovies, SetOfParticles
+
+    from polishplugin.convert.scipion_objects import (micrographs_to_movies, movies_to_micrographs,
+                                                      particles_to_table, table_to_particles)
+
+    f = make_tiny_project(tmp_path / "tiny")
+    mics = read_corrected_micrographs(f["micrographs_star"])
+    movies = SetOfMovies(filename=str(tmp_path / "movies.sqlite"))
+    metas = micrographs_to_movies(mics, movies)
+    parts = SetOfParticles(filename=str(tmp_path / "particles.sqlite"))
+    table_to_particles(read_particles(f["particles_star"]), parts)
+    new_mics = movies_to_micrographs(movies, tmp_path / "new")
+    new_parts = particles_to_table(parts)
+
+    old_movies = SetOfMovies(filename=str(tmp_path / "old_movies.sqlite"))
+    old_movies.copyInfo(movies)
+    for movie, meta in zip(movies.iterItems(orderBy="id"), metas):
+        old = movie.clone()
+        old.setMicName(old._polishMicrographName.get())
+        for name in ("_polishMicrographName", "_rlnMotionModelCoeff", "_rlnHotPixels"):
+            delattr(old, name)
+        old._rlnMotionModelCoeffs = pwobj.CsvList(pType=float)
+        old._rlnMotionModelCoeffs.set([float(c) for c in meta.local_coeffs])
+        old._rlnMicrographMetadata.set("")  # no per-movie STAR to fall back on
+        old_movies.append(old)
+    old_mics = movies_to_micrographs(old_movies, tmp_path / "old")
+    assert old_mics.names() == new_mics.names()
+    for i in range(len(new_mics)):
+        a, b = read_movie_metadata(old_mics.metadata_path(i)), read_movie_metadata(new_mics.metadata_path(i))
+        np.testing.assert_array_equal(a.local_coeffs, b.local_coeffs)
+        np.testing.assert_array_equal(a.global_shifts_px, b.global_shifts_px)
+
+    old_parts = SetOfParticles(filename=str(tmp_path / "old_particles.sqlite"))
+    old_parts.copyInfo(parts)
+    old_parts.setAcquisition(Acquisition())
+    old_parts.getAcquisition().copy(parts.getAcquisition())
+    old_parts.getAcquisition().opticsGroupInfo.set("")
+    old_parts._polishOpticsTable = pwobj.String(read_particles(f["particles_star"]).optics.to_json(orient="split"))
+    for particle in parts.iterItems(orderBy="id"):
+        old = particle.clone()
+        coord = old.getCoordinate()
+        coord.setMicName(coord._polishMicrographName.get())
+        delattr(coord, "_polishMicrographName")
+        old_parts.append(old)
+    old_table = particles_to_table(old_parts)
+    assert list(old_table.particles[L.MICROGRAPH_NAME]) == list(new_parts.particles[L.MICROGRAPH_NAME])
+    for label in (L.MICROGRAPH_ORIGINAL_PIXEL_SIZE, L.IMAGE_PIXEL_SIZE, L.VOLTAGE):
+        assert float(old_table.optics[label].iloc[0]) == float(new_parts.optics[label].iloc[0])
