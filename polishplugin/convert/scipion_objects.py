@@ -145,13 +145,27 @@ def _extra_attrs(obj) -> dict:
 
 
 # ------------------------------------------------------------------ particles
-def _precise(particle, attr_name: str, integer_value) -> float:
-    """RELION's float coordinate kept beside Scipion's integer one, unless Scipion moved it."""
+def _precise(particle, attr_name: str, integer_value, scale: float = 1.0) -> float:
+    """RELION's float coordinate (micrograph pixels) kept beside Scipion's integer one (particle pixels:
+    RELION's times ``scale``), unless Scipion moved it; else Scipion's divided by ``scale``."""
     attr = getattr(particle, attr_name, None)
     value = attr.get() if attr is not None else None
-    if value is not None and abs(value - float(integer_value)) <= 0.5 + 1e-9:
+    if value is not None and abs(value * scale - float(integer_value)) <= 0.5 + 1e-6:
         return float(value)
-    return float(integer_value)
+    return float(integer_value) / scale
+
+
+def _coordinate_scale(optics_row, angpix: float) -> float:
+    """Scipion's particle coordinates are in particle pixels (its extraction scales them, and
+    scipion-em-relion's polishing takes them so: binning = particle / movie pixel size); RELION's are in
+    micrograph pixels, taken as the movies' (``rlnMicrographOriginalPixelSize``, unbinned micrographs).
+    Returns particle coordinate / RELION coordinate; 1 where the optics row gives no movie pixel size."""
+    mic_px = optics_row.get(L.MICROGRAPH_ORIGINAL_PIXEL_SIZE, None)
+    try:
+        mic_px = float(mic_px)
+    except (TypeError, ValueError):
+        return 1.0
+    return mic_px / float(angpix) if mic_px > 0 and angpix > 0 else 1.0
 
 
 def _acquisition(optics_row: pd.Series) -> emobj.Acquisition:
@@ -247,7 +261,9 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
     part_set.setAcquisition(_acquisition(optics))
     # the optics table travels with the set (MTF names, groups, aberrations) where scipion-em-relion reads it
     _store_optics(part_set, _optics_with_absolute_mtf(table))
-    acquisitions = {int(g): _acquisition(table.optics.iloc[r]) for r, g in enumerate(table.optics[L.OPTICS_GROUP])}
+    groups = [int(g) for g in table.optics[L.OPTICS_GROUP]]
+    acquisitions = {g: _acquisition(table.optics.iloc[r]) for r, g in enumerate(groups)}
+    scales = {g: _coordinate_scale(table.optics.iloc[r], angpix) for r, g in enumerate(groups)}
     cols = table.particles.columns
     has_ctf = L.DEFOCUS_U in cols
     has_pose = L.ANGLE_ROT in cols and L.ANGLE_TILT in cols
@@ -283,7 +299,8 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
             particle.setTransform(transform)
         if L.COORDINATE_X in row:
             coord = emobj.Coordinate()  # Scipion coordinates are integers: keep RELION's floats too
-            coord.setPosition(int(round(row[L.COORDINATE_X])), int(round(row[L.COORDINATE_Y])))
+            scale = scales[group]  # in particle pixels, as Scipion's extraction leaves them
+            coord.setPosition(int(round(row[L.COORDINATE_X] * scale)), int(round(row[L.COORDINATE_Y] * scale)))
             setattr(particle, _COORD_X_ATTR, pwobj.Float(float(row[L.COORDINATE_X])))
             setattr(particle, _COORD_Y_ATTR, pwobj.Float(float(row[L.COORDINATE_Y])))
             if L.MICROGRAPH_NAME in row:
@@ -335,21 +352,24 @@ def particles_to_table(part_set, image_size_px: int | None = None, movie_set=Non
         image_size_px = int(dim[0]) if dim and dim[0] else 0
     optics = _optics_table(part_set, angpix, acq, int(image_size_px))
     relion_names = {} if movie_set is None else {m.getMicName(): _relion_mic_name(m) for m in movie_set}
+    scales = {int(g): _coordinate_scale(optics.iloc[r], angpix) for r, g in enumerate(optics[L.OPTICS_GROUP])}
     rows = []
     for particle in part_set.iterItems(orderBy="id"):
         row: dict = {}
+        group = getattr(particle, _GROUP_ATTR, None)
+        group = int(group.get()) if group is not None and group.get() else 1
         if particle.hasCoordinate():
             coord = particle.getCoordinate()
-            row[L.COORDINATE_X] = _precise(particle, _COORD_X_ATTR, coord.getX())
-            row[L.COORDINATE_Y] = _precise(particle, _COORD_Y_ATTR, coord.getY())
+            scale = scales.get(group, 1.0)
+            row[L.COORDINATE_X] = _precise(particle, _COORD_X_ATTR, coord.getX(), scale)
+            row[L.COORDINATE_Y] = _precise(particle, _COORD_Y_ATTR, coord.getY(), scale)
         if particle.hasClassId():
             row[L.CLASS_NUMBER] = int(particle.getClassId())
         row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), scipion_file_path(particle), padding=6)
         if particle.hasCoordinate() and _relion_mic_name(particle.getCoordinate()):
             name = _relion_mic_name(particle.getCoordinate())
             row[L.MICROGRAPH_NAME] = relion_names.get(name, name)
-        group = getattr(particle, _GROUP_ATTR, None)
-        row[L.OPTICS_GROUP] = int(group.get()) if group is not None and group.get() else 1
+        row[L.OPTICS_GROUP] = group
         if particle.hasCTF():
             ctf = particle.getCTF()
             row[L.DEFOCUS_U] = float(ctf.getDefocusU())

@@ -78,8 +78,8 @@ class TestRelionConversionRoundTrip(PolishProjectTestCase):
             self.assertTrue(meta.movie_path().exists())
             self.assertEqual(meta.n_frames, meta0.n_frames)
             self.assertAlmostEqual(meta.original_pixel_size_a, meta0.original_pixel_size_a, places=5)
-            # its polishing protocol writes rlnMicrographBinning = particle / movie sampling (Scipion's
-            # coordinates are taken to be in particle pixels); ours are in micrograph pixels: see --cps below
+            # its polishing protocol writes rlnMicrographBinning = particle / movie sampling: Scipion's particle
+            # coordinates are in particle pixels (its extraction scales them), as ours are
             self.assertAlmostEqual(meta.binning, ANGPIX / MOVIE_ANGPIX, places=5)
             # scipion-em-relion writes the shifts relative to the first frame
             np.testing.assert_allclose(meta.global_shifts_px,
@@ -110,6 +110,13 @@ class TestRelionConversionRoundTrip(PolishProjectTestCase):
             return np.sort(uv, axis=1)
         np.testing.assert_allclose(defoci(written), defoci(original), atol=1e-2)
 
+    def test_coordinates_in_particle_pixels(self):
+        original = read_particles(self.files["particles_star"]).particles
+        for particle, (_, row) in zip(self.imp.outputParticles.iterItems(orderBy="id"), original.iterrows()):
+            self.assertEqual(particle.getCoordinate().getPosition(),
+                             (round(row[L.COORDINATE_X] * MOVIE_ANGPIX / ANGPIX),
+                              round(row[L.COORDINATE_Y] * MOVIE_ANGPIX / ANGPIX)))
+
     def test_refine_columns_travel_with_extra_labels(self):
         out = Path(self.tmp) / "refine_particles.star"
         rconvert.writeSetOfParticles(self.imp.outputParticles, str(out), extraLabels=list(REFINE_COLUMNS))
@@ -125,15 +132,23 @@ class TestRelionConversionRoundTrip(PolishProjectTestCase):
         motion_refine.add_args(parser)
         out = Path(self.tmp) / "polish_out"
         args = parser.parse_args(["--i", str(self.parts_star), "--corr_mic", str(self.mics_star),
-                                  "--f", str(self.files["postprocess_star"]), "--o", str(out),
-                                  "--cps", str(MOVIE_ANGPIX)])  # coordinates in micrograph pixels
+                                  "--f", str(self.files["postprocess_star"]), "--o", str(out)])
         project = load_project(args)
+        original_particles = read_particles(self.files["particles_star"]).particles
         original = read_corrected_micrographs(self.files["micrographs_star"])
         self.assertEqual(len(project.mic_names), len(original))
         self.assertEqual(sorted(Path(n).name for n in project.mic_names),
                          sorted(Path(n).name for n in original.names()))
         for meta in project.movies:
             self.assertIsNotNone(meta.local_coeffs)
+        # the same particle positions (Å) within one particle pixel (Scipion's coordinates are integers)
+        written = read_particles(self.parts_star).particles
+        cps = float(project.movies[0].original_pixel_size_a) * float(project.movies[0].binning)
+        self.assertAlmostEqual(cps, ANGPIX, places=5)
+        for label in (L.COORDINATE_X, L.COORDINATE_Y):
+            np.testing.assert_allclose(written[label].to_numpy(dtype=float) * cps,
+                                       original_particles[label].to_numpy(dtype=float) * MOVIE_ANGPIX,
+                                       atol=ANGPIX / 2 + 1e-6)
 
     def test_particles_read_by_relion_with_our_movies(self):
         # particles as its reader registers them (Scipion's micName: base name, no RELION name beside it)
