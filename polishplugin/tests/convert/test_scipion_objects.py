@@ -1,5 +1,6 @@
 """Scipion objects <-> STAR: known-answer pose conversions and round trips (needs pyworkflow/pwem)."""
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,7 +73,9 @@ def test_particles_round_trip(tiny, tmp_path):
     first = parts.getFirstItem()
     assert first.getFileName() == str(tiny["root"] / "Extract/job010/Movies/mic_001.mrcs")
     assert first.getIndex() == 1
-    assert first.getCoordinate().getMicName() == "MotionCorr/job002/Movies/mic_001.mrc"
+    # Scipion's micName (base name, as scipion-em-relion writes micrographs); the RELION name beside it
+    assert first.getCoordinate().getMicName() == "mic_001.mrc"
+    assert first.getCoordinate()._polishMicrographName.get() == "MotionCorr/job002/Movies/mic_001.mrc"
 
     back = particles_to_table(parts)
     assert back.optics[L.IMAGE_SIZE].iloc[0] == 16
@@ -202,7 +205,7 @@ def test_movies_mixed_local_models_persist(tiny, tmp_path):
     movies.write()
     movies.close()
     reopened = SetOfMovies(filename=str(tmp_path / "mixed.sqlite"))
-    coeffs = [len(m._rlnMotionModelCoeffs) for m in reopened.iterItems(orderBy="id")]
+    coeffs = [len(json.loads(m._rlnMotionModelCoeff.get())) for m in reopened.iterItems(orderBy="id")]
     assert coeffs == [0, 36, 36]
 
 

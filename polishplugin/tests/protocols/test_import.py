@@ -102,7 +102,8 @@ class TestPolishImport(PolishProjectTestCase):
         self.assertAlmostEqual(particles.getSamplingRate(), 1.244531, places=6)
         self.assertAlmostEqual(particles.getAcquisition().getVoltage(), 200.0)
         first = particles.getFirstItem()
-        self.assertEqual(first.getCoordinate().getMicName(),
+        self.assertEqual(first.getCoordinate().getMicName(), "20170629_00021_frameImage.mrc")  # Scipion's
+        self.assertEqual(first.getCoordinate()._polishMicrographName.get(),
                          "MotionCorr/job002/Movies/20170629_00021_frameImage.mrc")
         self.assertAlmostEqual(first._rlnCoordinateX.get(), 675.717651, places=5)
         rot, tilt, psi, sx, sy, _ = matrix_to_relion(first.getTransform().getMatrix())
