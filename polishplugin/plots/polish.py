@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .postprocess import save_figure
+
 __all__ = ["plot_bfactors", "plot_scales", "plot_tracks", "tracks_figure", "TracksPage", "write_logfile",
            "polish_figures", "write_viewer_pngs", "TRACK_SCALE"]
 
@@ -115,8 +117,8 @@ def write_logfile(out_dir: str | os.PathLike, pages: list[TracksPage]) -> Path:
     out = Path(out_dir)
     figs = _bfactor_figures(out)
     for stem, fig in figs:
-        fig.savefig(out / f"{stem}.png", dpi=100)
-        fig.savefig(out / f"{stem}.eps")
+        save_figure(fig, out / f"{stem}.png")
+        save_figure(fig, out / f"{stem}.eps")
     pdf_path = out / "logfile.pdf"
     tmp = out / f".logfile.pdf.tmp{os.getpid()}"
     with PdfPages(str(tmp)) as pdf:
@@ -127,7 +129,7 @@ def write_logfile(out_dir: str | os.PathLike, pages: list[TracksPage]) -> Path:
             if not tpath.exists():
                 continue
             fig = tracks_figure(tpath, page.coords_px, page.coords_angpix, page.title, page.mic_size_px)
-            fig.savefig(page.root + "_tracks.eps")  # RELION's per-micrograph EPS
+            save_figure(fig, page.root + "_tracks.eps")  # RELION's per-micrograph EPS
             pdf.savefig(fig)
     os.replace(tmp, pdf_path)
     return pdf_path
@@ -161,8 +163,6 @@ def write_viewer_pngs(out_dir: str | os.PathLike, dest: str | os.PathLike, max_m
     paths = []
     for name, fig in polish_figures(out_dir, max_micrographs):
         path = dest / f"viewer_{name}.png"
-        tmp = dest / f".viewer_{name}.tmp.png"
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
+        save_figure(fig, path)
         paths.append(str(path))
     return paths

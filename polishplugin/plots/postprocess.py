@@ -19,7 +19,7 @@ from ..io.postprocess import PostprocessResult, read_postprocess
 
 __all__ = ["fsc_figure", "guinier_figure", "slices_figure", "fsc_figure_from_result", "guinier_figure_from_result",
            "fsc_figure_from_star", "guinier_figure_from_star", "figures_from_star", "save_postprocess_pngs",
-           "save_postprocess_figures", "save_png", "save_pdf"]
+           "save_postprocess_figures", "save_png", "save_pdf", "save_figure"]
 
 # column -> (legend, colour, style) of the FSC plot; RELION: corrected black, unmasked green,
 # masked blue, phase-randomised red
@@ -167,10 +167,16 @@ def save_postprocess_figures(post: PostprocessResult, paths: dict[str, str],
 
 def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
     """Save a figure as PNG atomically (temporary name, then rename)."""
+    save_figure(fig, path, dpi)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Save a figure atomically (temporary name, then rename) in the format its suffix names (png, eps, pdf)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     FigureCanvasAgg(fig)
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=dpi, format="png")
+    fmt = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
+    tmp = f"{path}.tmp{os.getpid()}.{fmt}"
+    fig.savefig(tmp, dpi=dpi, format=fmt)
     os.replace(tmp, path)
 
 

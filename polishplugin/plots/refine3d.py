@@ -14,6 +14,7 @@ import re
 from ..io.mrc import read_mrc
 from ..io.particles import read_particles
 from ..io.refine import RefineModel, read_model
+from .postprocess import save_figure
 
 __all__ = ["iteration_models", "fsc_per_iteration_figure", "progress_figure", "angular_distribution_figure",
            "map_slices_figure", "save_all_plots"]
@@ -111,6 +112,6 @@ def save_all_plots(root: str, out_dir: str | None = None) -> list[str]:
     for suffix, func, arg in jobs:
         fig = func(arg)
         fig.tight_layout()
-        fig.savefig(base + suffix, dpi=90)
+        save_figure(fig, base + suffix, dpi=90)
         paths.append(base + suffix)
     return paths
