@@ -194,3 +194,9 @@ MTF_APPLIED = "rlnMtfApplied"
 SIMULATION_PHANTOM = "rlnSimulationPhantom"
 SIMULATION_PRESET = "rlnSimulationPreset"
 RANDOM_SEED = "rlnRandomSeed"
+
+# --- post-processing (postprocess.star data_general: the auto-B fit's extent; our own labels) ---
+POLISH_AUTOB_FIT_SHELLS = "rlnPolishAutobFitShells"
+POLISH_AUTOB_FIT_LOWRES = "rlnPolishAutobFitLowres"
+POLISH_AUTOB_FIT_HIGHRES = "rlnPolishAutobFitHighres"
+POLISH_AUTOB_TOO_FEW_SHELLS = "rlnPolishAutobTooFewShells"

@@ -42,7 +42,8 @@ def plot_tsc_trace(trace_star: str | os.PathLike, params: tuple[float, float, fl
         ax2.plot(ev, values, ".-", label=name)
     ax2.set_yscale("log")
     ax2.set_xlabel("evaluation")
-    ax2.set_ylabel("parameter")
+    ax2.set_ylabel("sigma (unit in legend)")
+    ax2.set_title("sigmas tried per evaluation", fontsize=10)
     ax2.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig

@@ -419,15 +419,17 @@ def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True)
     out = summary["outputs"]
     paths = []
-    for key, sub in (("postprocess_after", "postprocess"), ("postprocess_before", "postprocess_before")):
-        for path in plots_postprocess.save_postprocess_pngs(out[key], dest / sub):
+    for key, sub, title in (("postprocess_after", "postprocess", "after polishing"),
+                            ("postprocess_before", "postprocess_before", "before polishing")):
+        for path in plots_postprocess.save_postprocess_pngs(out[key], dest / sub, title=title):
             target = dest / f"{sub}_{Path(path).name}"
             os.replace(path, target)
             paths.append(str(target))
         shutil.rmtree(dest / sub, ignore_errors=True)
     paths += plots_polish.write_viewer_pngs(Path(out["bfactors_star"]).parent, dest, 2)
     paths.append(plots_train.write_train_png(out["tsc_trace"], dest / "train_tsc.png"))
-    paths += plots_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(dest))
+    paths += plots_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(dest),
+                                           title="3D auto-refine of the polished particles")
     locres, _ = read_mrc(out["locres_map"])
     density, _ = read_mrc(out["postprocess_map"])
     mask = None
