@@ -17,7 +17,8 @@ from ..core.postprocess import AUTOB_MIN_SHELLS, GUINIER_MISSING
 from ..io import labels as L
 from ..io.postprocess import PostprocessResult, read_postprocess
 
-__all__ = ["fsc_figure", "guinier_figure", "slices_figure", "fsc_figure_from_result", "guinier_figure_from_result",
+__all__ = ["fsc_figure", "fsc_comparison_figure",
+           "guinier_figure", "slices_figure", "fsc_figure_from_result", "guinier_figure_from_result",
            "fsc_figure_from_star", "guinier_figure_from_star", "autob_fit_extent", "guinier_fit_span",
            "figures_from_star", "save_postprocess_pngs",
            "save_postprocess_figures", "save_png", "save_pdf"]
@@ -60,6 +61,25 @@ def fsc_figure(inv_res: np.ndarray, curves: dict[str, np.ndarray], resolution_a:
     ax.set_title(head)
     ax.set_xlabel("resolution (1/Å)")
     ax.set_ylabel("Fourier shell correlation")
+    ax.set_ylim(-0.1, 1.05)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def fsc_comparison_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str,
+                          fig: Figure | None = None) -> Figure:
+    """Corrected FSC curves of several maps in one plot: ``curves`` maps a legend to ``(1/Å, FSC,
+    FSC-0.143 resolution in Å)``; the 0.143 line is labelled and each resolution marked."""
+    fig = Figure(figsize=(7, 4.5)) if fig is None else fig
+    ax = fig.add_subplot(111)
+    for (name, (inv_res, fsc, res)), colour in zip(curves.items(), ("tab:blue", "tab:red", "black", "tab:green")):
+        ax.plot(inv_res, fsc, color=colour, linewidth=1.5, label=f"{name}: {res:.2f} Å")
+        ax.axvline(1.0 / res, color=colour, linestyle=":", linewidth=0.8)
+    ax.axhline(0.143, color="grey", linestyle="--", linewidth=0.8, label="FSC = 0.143")
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("resolution (1/Å)")
+    ax.set_ylabel("Fourier shell correlation (corrected)")
     ax.set_ylim(-0.1, 1.05)
     ax.legend(fontsize=8)
     return fig
