@@ -59,7 +59,19 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="run the stage as a headless Scipion project from the workflow template (default)")
     parser.add_argument("--mpi", type=int, default=1, help="MPI processes per protocol (with --scipion)")
     parser.add_argument("--max_iterations", type=int, default=None,
-                        help="cap on the refine's iterations (with --scipion; default: until convergence)")
+                        help="cap on the 3D auto-refine's iterations (default: "
+                             + ", ".join(f"{n} for the {p} preset" for p, n in REFINE_ITERATIONS.items())
+                             + ", where the refine is within one Fourier shell of the true-pose resolution "
+                               "(bench/README.md, 'demo design'); 999: until convergence)")
+
+
+#: the refine's iteration cap per preset (None: until convergence); see bench/README.md, "demo design"
+REFINE_ITERATIONS = {"demo": 12}
+
+
+def refine_iterations(args: argparse.Namespace) -> int | None:
+    """The refine's iteration cap: ``--max_iterations``, else the preset's (None: until convergence)."""
+    return args.max_iterations if args.max_iterations is not None else REFINE_ITERATIONS.get(args.preset)
 
 
 @dataclass
@@ -102,10 +114,11 @@ def _main_scipion(args: argparse.Namespace, out: Path, start: float) -> int:
     try:
         # a second run resumes the project: finished runs are kept, the others run again
         summary = run_stage_in_scipion(out / "scipion_project", preset=args.preset, seed=args.seed,
-                                       threads=args.j, mpi=args.mpi, max_iterations=args.max_iterations)
+                                       threads=args.j, mpi=args.mpi, max_iterations=refine_iterations(args))
     except WorkflowError as exc:
         raise ProgramError(str(exc)) from None
     add_truth(summary, out / "truth_comparison", args.j)
+    summary["refine_max_iterations"] = refine_iterations(args)
     summary["seconds_total"] = time.time() - start
     text = format_summary(summary)
     print(text)
@@ -154,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
               out / "Polish/job026/shiny.star", out)
 
     diameter = f"{0.8 * box * angpix:.0f}"
+    iters = refine_iterations(args)
     refine = StepRecord("27 refine", "Refine3D/job027")
     steps.append(refine)
     _run_step(refine, ["refine3d", "--i", "Polish/job026/shiny.star", "--o", "Refine3D/job027/run",
@@ -162,7 +176,8 @@ def main(args: argparse.Namespace) -> int:
                        "--particle_diameter", diameter, "--zero_mask", "--flatten_solvent",
                        "--solvent_correct_fsc", "--healpix_order", "2", "--auto_local_healpix_order", "4",
                        "--offset_range", "5", "--offset_step", "2", "--low_resol_join_halves", "40",
-                       "--norm", "--scale", "--random_seed", str(args.seed), "--j", j],
+                       "--norm", "--scale", "--random_seed", str(args.seed), "--j", j,
+                       *(["--iter", str(iters)] if iters else [])],
               out / "Refine3D/job027/run_half1_class001_unfil.mrc", out)
 
     for label, refine_job, post_job in (
@@ -183,6 +198,7 @@ def main(args: argparse.Namespace) -> int:
               out / "LocalRes/job029/relion_locres.mrc", out)
 
     summary = _summary(out, steps, args.skip_train, int(args.j))
+    summary["refine_max_iterations"] = iters
     summary["seconds_total"] = time.time() - start
     from .workflow import format_summary, write_summary_files
 

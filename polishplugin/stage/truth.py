@@ -411,7 +411,7 @@ def write_truth_plots(c: dict, refine_postprocess: str | os.PathLike, dest: str 
              "after polishing (same true poses)": read_postprocess(c["postprocess_after"]),
              "3D auto-refine of the polished particles (own poses)": read_postprocess(refine_postprocess)}
     curves = {name: (*pp.fsc_curve(), pp.final_resolution_a) for name, pp in posts.items()}
-    save(plots_pp.fsc_comparison_figure(curves, "polishing, fair comparison: " + gain_sentence(c).split(":")[0]),
+    save(plots_pp.fsc_comparison_figure(curves, "fair comparison (same true poses): " + gain_sentence(c).split(":")[0]),
          "truth_fsc_before_after.png")
     for key, name in (("before", "before polishing (true poses)"), ("after", "after polishing (same true poses)")):
         save(plots_pp.fsc_figure_from_result(posts[name], title=name), f"truth_{key}_fsc.png")
@@ -420,7 +420,7 @@ def write_truth_plots(c: dict, refine_postprocess: str | os.PathLike, dest: str 
             save(fig, f"truth_{key}_guinier.png")
     b = c["bfactors"]
     save(plots_polish.plot_bfactors(np.asarray(b["fitted_rel_A2"]), planted=np.asarray(b["planted_rel_A2"]),
-                                    title=f"per-frame B-factors, relative to the maximum (median |fitted - planted| "
+                                    title=f"per-frame B-factors relative to the maximum\n(median |fitted - planted| "
                                           f"{b['median_abs_diff_A2']:.1f} Å²)"), "truth_bfactors.png")
     return paths
 

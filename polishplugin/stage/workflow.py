@@ -426,6 +426,9 @@ def format_summary(summary: dict, title: str = "polishplugin stage in Scipion: s
         rows.append(("per-frame B-factors (A^2, min .. max)", f"{min(b):.1f} .. {max(b):.1f}"))
         rows.append(("trained sigmas (s_vel s_div s_acc)", " ".join(f"{v:.4g}" for v in summary["sigmas"])))
     rows.append(("-- stage outputs", ""))
+    cap = summary.get("refine_max_iterations")
+    if cap and cap < 999:
+        rows.append(("3D auto-refine iterations", f"at most {cap} (the demo's cap; 999: until convergence)"))
     rows.append(("auto B-factor after polishing (A^2)",
                  f"{summary['bfactor_after_a2']:.1f}{autob_note(summary.get('autob_fit_shells_after'))}"))
     if "locres_percentiles_a" in summary:
@@ -517,8 +520,8 @@ def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True)
     out = summary["outputs"]
     paths = []
-    for key, sub, title in (("postprocess_after", "postprocess", "after polishing"),
-                            ("postprocess_before", "postprocess_before", "before polishing")):
+    for key, sub, title in (("postprocess_after", "postprocess", "after polishing + 3D auto-refine"),
+                            ("postprocess_before", "postprocess_before", "before polishing (previous refine)")):
         for path in plots_postprocess.save_postprocess_pngs(out[key], dest / sub, title=title):
             target = dest / f"{sub}_{Path(path).name}"
             os.replace(path, target)
