@@ -32,12 +32,17 @@ from .mtf import mtf_lut
 __all__ = [
     "GUINIER_MISSING", "mask_fractions", "particle_fraction_fsc", "FscCurves",
     "postprocess_fscs", "choose_resolution", "Guinier", "guinier_curve", "fit_straight_line",
-    "SharpenResult", "sharpen_rfft",
+    "SharpenResult", "sharpen_rfft", "AUTOB_MIN_SHELLS", "autob_fit_span", "autob_warning",
     "resolution_a", "SharpenedMaps", "sharpen_maps",
 ]
 
 #: RELION writes this log-amplitude for shells whose amplitude sum is 0.
 GUINIER_MISSING = -99.0
+#: Fewest Fourier shells an auto-B Guinier fit should span to mean much (RELION fits with 2).  The slope's
+#: error is ~ sigma / (sqrt(N) * span of 1/res^2): the spherically averaged amplitude of a protein ripples by
+#: ~0.1-0.2 in ln between 10 and 4 Å (secondary structure); over 5 shells (10 -> 7.5 Å, the demo's range)
+#: such a ripple alone moves B by ~100 Å^2, while 10 shells double the span and halve the error.
+AUTOB_MIN_SHELLS = 10
 #: protein density (Da/Å^3) used to turn a mask volume into a molecular weight (RELION)
 _PROTEIN_DALTON_PER_A3 = 0.81
 #: RELION's/cisTEM's factor in the particle fraction ``f = 0.476 / (fraction of the box in the mask)``
@@ -217,6 +222,26 @@ class SharpenResult:
     factor_lut: np.ndarray                        # per-|k|^2 factor applied (reuse for half maps)
     guinier: dict[str, Guinier] = field(default_factory=dict)   # original/mtf/weighted/sharpened
     fit: tuple[float, float, float] | None = None               # slope, intercept, corr (auto-B)
+    fit_shells: int = 0                                         # shells the auto-B fit used
+    fit_range_a: tuple[float, float] | None = None              # their lowest, highest resolution (Å)
+
+
+def autob_fit_span(g: Guinier) -> tuple[int, tuple[float, float] | None]:
+    """Shells of a Guinier curve that a fit uses (``w > 0``) and their lowest, highest resolution (Å)."""
+    used = (np.asarray(g.w) > 0) & (np.asarray(g.x) > 0)
+    if not used.any():
+        return 0, None
+    x = np.asarray(g.x)[used]
+    return int(used.sum()), (float(1.0 / np.sqrt(x.min())), float(1.0 / np.sqrt(x.max())))
+
+
+def autob_warning(fit_shells: int, fit_range_a: tuple[float, float] | None) -> str | None:
+    """One sentence when an auto-B fit spans fewer than :data:`AUTOB_MIN_SHELLS` shells, else None."""
+    if fit_shells >= AUTOB_MIN_SHELLS:
+        return None
+    span = f" ({fit_range_a[0]:.1f} -> {fit_range_a[1]:.1f} Å)" if fit_range_a else ""
+    return (f"the auto-B Guinier fit spans only {fit_shells} Fourier shells{span}, fewer than "
+            f"{AUTOB_MIN_SHELLS}: the B-factor is poorly determined (lower --autob_lowres, or use --adhoc_bfac)")
 
 
 def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: np.ndarray | None,
@@ -244,17 +269,19 @@ def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: n
         guinier["weighted"] = curve()
     fit = None
     bfactor = adhoc_bfac_a2
+    fit_shells, fit_range = 0, None
     if auto_bfac:
         last = list(guinier.values())[-1]
         fit = fit_straight_line(last.x, last.y, last.w)
         bfactor = 4.0 * fit[0]
+        fit_shells, fit_range = autob_fit_span(last)
     lut = lut * bfactor_lut(grid, angpix, bfactor)
     if auto_bfac or bfactor != 0:
         guinier["sharpened"] = curve()
     if low_pass_a > 0:
         lut = lut * low_pass_lut(grid, angpix, low_pass_a, filter_edge_width)
     return SharpenResult(f=f * grid.gather(lut).astype(f.real.dtype), bfactor_a2=float(bfactor),
-                         factor_lut=lut, guinier=guinier, fit=fit)
+                         factor_lut=lut, guinier=guinier, fit=fit, fit_shells=fit_shells, fit_range_a=fit_range)
 
 
 @dataclass

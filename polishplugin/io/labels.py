@@ -198,3 +198,9 @@ RANDOM_SEED = "rlnRandomSeed"
 # --- detector data (EER rendering in the per-movie STAR; RELION's own labels) ---
 MICROGRAPH_EER_UPSAMPLING = "rlnEERUpsampling"
 MICROGRAPH_EER_GROUPING = "rlnEERGrouping"
+
+# --- post-processing (postprocess.star data_general: the auto-B fit's extent; our own labels) ---
+POLISH_AUTOB_FIT_SHELLS = "rlnPolishAutobFitShells"
+POLISH_AUTOB_FIT_LOWRES = "rlnPolishAutobFitLowres"
+POLISH_AUTOB_FIT_HIGHRES = "rlnPolishAutobFitHighres"
+POLISH_AUTOB_TOO_FEW_SHELLS = "rlnPolishAutobTooFewShells"

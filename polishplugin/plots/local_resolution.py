@@ -50,7 +50,8 @@ def histogram_figure(values: np.ndarray, title: str = "Local resolution") -> Fig
 
 
 def slices_figure(density: np.ndarray, locres: np.ndarray, mask: np.ndarray | None = None,
-                  vrange: tuple[float, float] | None = None) -> Figure:
+                  vrange: tuple[float, float] | None = None,
+                  title: str = "Local resolution on the map (central slices)") -> Figure:
     """Central z, y, x slices of ``density`` in grey with the local resolution overlaid in colour
     (where ``mask > 0.5``, or ``locres > 0``), and a colour bar in Å."""
     box = density.shape[0]
@@ -71,6 +72,7 @@ def slices_figure(density: np.ndarray, locres: np.ndarray, mask: np.ndarray | No
         ax.set_yticks([])
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="local resolution (Å)")
+    fig.suptitle(title)
     return fig
 
 

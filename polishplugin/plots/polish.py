@@ -16,7 +16,7 @@ import numpy as np
 from .postprocess import save_figure
 
 __all__ = ["plot_bfactors", "plot_scales", "plot_tracks", "tracks_figure", "TracksPage", "write_logfile",
-           "polish_figures", "write_viewer_pngs", "TRACK_SCALE"]
+           "polish_figures", "write_viewer_pngs", "TRACK_SCALE", "FRAME_AXIS"]
 
 TRACK_SCALE = 30.0
 
@@ -30,26 +30,37 @@ def _figure(size=(6.0, 4.0)):
     return Figure(figsize=size)
 
 
-def plot_bfactors(bfac: np.ndarray, fig=None):
+FRAME_AXIS = "movie frame (1 = first frame used)"
+
+
+def _frame_numbers(n: int) -> np.ndarray:
+    """1-based frame numbers for the x axis (bfactors.star counts frames from 0)."""
+    return np.arange(1, n + 1)
+
+
+def _per_frame(values: np.ndarray, fig, planted: np.ndarray | None, title: str, ylabel: str, colour: str):
     fig = fig or _figure()
     ax = fig.add_subplot(111)
-    ax.plot(np.arange(len(bfac)), bfac, "o-", color="tab:blue")
-    ax.set_title("Polishing B-factors")
-    ax.set_xlabel("movie frame")
-    ax.set_ylabel("B-factor")
+    ax.plot(_frame_numbers(len(values)), values, "o-", color=colour, label="fitted")
+    if planted is not None:
+        ax.plot(_frame_numbers(len(planted)), planted, "s--", color="black", ms=3, label="planted (simulation)")
+        ax.legend(fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel(FRAME_AXIS)
+    ax.set_ylabel(ylabel)
     ax.grid(color="0.85")
     return fig
 
 
-def plot_scales(lnk: np.ndarray, fig=None):
-    fig = fig or _figure()
-    ax = fig.add_subplot(111)
-    ax.plot(np.arange(len(lnk)), lnk, "o-", color="tab:red")
-    ax.set_title("Polishing scale-factors")
-    ax.set_xlabel("movie frame")
-    ax.set_ylabel("Scale-factor")
-    ax.grid(color="0.85")
-    return fig
+def plot_bfactors(bfac: np.ndarray, fig=None, planted: np.ndarray | None = None, title: str = "Polishing B-factors"):
+    """Per-frame B-factors (Å²) against the movie frame; ``planted`` (a simulation's truth) drawn beside."""
+    return _per_frame(bfac, fig, planted, title, "B-factor (Å²)", "tab:blue")
+
+
+def plot_scales(lnk: np.ndarray, fig=None, planted: np.ndarray | None = None,
+                title: str = "Polishing scale-factors"):
+    """Per-frame ln(scale) (the Guinier intercept of each frame's fit) against the movie frame."""
+    return _per_frame(lnk, fig, planted, title, "ln(scale-factor) (no unit)", "tab:red")
 
 
 def plot_tracks(coords_px: np.ndarray, tracks_a: np.ndarray, coords_angpix: float, title: str = "",
@@ -71,7 +82,8 @@ def plot_tracks(coords_px: np.ndarray, tracks_a: np.ndarray, coords_angpix: floa
     ax.plot([cx], [cy], "r.", ms=6)
     ax.set_xlabel(f"X (in pixels; trajectory scaled by {TRACK_SCALE:g})")
     ax.set_ylabel(f"Y (in pixels; trajectory scaled by {TRACK_SCALE:g})")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(f"particle tracks{': ' + title if title else ''} (scaled x{TRACK_SCALE:g}; red dot: mean track start)",
+                 fontsize=8)
     ax.set_aspect("equal", adjustable="datalim")
     ax.invert_yaxis()
     return fig

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .postprocess import save_figure
+
 __all__ = ["plot_tsc_trace", "write_train_png"]
 
 
@@ -42,7 +44,8 @@ def plot_tsc_trace(trace_star: str | os.PathLike, params: tuple[float, float, fl
         ax2.plot(ev, values, ".-", label=name)
     ax2.set_yscale("log")
     ax2.set_xlabel("evaluation")
-    ax2.set_ylabel("parameter")
+    ax2.set_ylabel("sigma (unit in legend)")
+    ax2.set_title("sigmas tried per evaluation", fontsize=10)
     ax2.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
@@ -52,7 +55,5 @@ def write_train_png(trace_star: str | os.PathLike, png: str | os.PathLike) -> st
     """Save :func:`plot_tsc_trace` as a PNG (atomic); returns the path."""
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name("." + png.name + ".tmp.png")
-    plot_tsc_trace(trace_star).savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, png)
+    save_figure(plot_tsc_trace(trace_star), png)
     return str(png)

@@ -17,8 +17,8 @@ import logging
 import time
 
 from ..core.fsc import ShellGrid, rfft_fast
-from ..core.postprocess import (FscCurves, SharpenResult, choose_resolution, postprocess_fscs, resolution_a,
-                                sharpen_maps)
+from ..core.postprocess import (FscCurves, SharpenResult, autob_warning, choose_resolution, postprocess_fscs,
+                                resolution_a, sharpen_maps)
 from ..io import labels as L
 from ..io.mrc import write_mrc
 from ..io.mtf import read_mtf_table
@@ -100,6 +100,10 @@ def _result(args, half2_name: str, curves: FscCurves, sharp: SharpenResult, reso
         general[L.FITTED_SLOPE_GUINIER_PLOT] = sharp.fit[0]
         general[L.FITTED_INTERCEPT_GUINIER_PLOT] = sharp.fit[1]
         general[L.CORRELATION_FIT_GUINIER_PLOT] = sharp.fit[2]
+        general[L.POLISH_AUTOB_FIT_SHELLS] = sharp.fit_shells
+        if sharp.fit_range_a is not None:
+            general[L.POLISH_AUTOB_FIT_LOWRES], general[L.POLISH_AUTOB_FIT_HIGHRES] = sharp.fit_range_a
+        general[L.POLISH_AUTOB_TOO_FEW_SHELLS] = int(autob_warning(sharp.fit_shells, sharp.fit_range_a) is not None)
     guinier = guinier_table(sharp.guinier["original"].x, {k: g.y for k, g in sharp.guinier.items()},
                             None if sharp.fit is None else sharp.fit[1])
     return PostprocessResult(general, fsc, guinier)
@@ -126,8 +130,11 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _log_bfactor(sharp: SharpenResult) -> None:
     if sharp.fit is not None:
-        log.info("Guinier fit: slope %.4f intercept %.4f corr %.4f -> B = %.2f Å^2",
-                 sharp.fit[0], sharp.fit[1], sharp.fit[2], sharp.bfactor_a2)
+        log.info("Guinier fit over %d shells: slope %.4f intercept %.4f corr %.4f -> B = %.2f Å^2",
+                 sharp.fit_shells, sharp.fit[0], sharp.fit[1], sharp.fit[2], sharp.bfactor_a2)
+        warning = autob_warning(sharp.fit_shells, sharp.fit_range_a)
+        if warning:
+            log.warning("WARNING: %s", warning)
     elif sharp.bfactor_a2 > 0:
         log.warning("WARNING: a positive B-factor (%.2f) blurs the map", sharp.bfactor_a2)
     elif sharp.bfactor_a2 == 0:

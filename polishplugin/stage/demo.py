@@ -3,9 +3,12 @@
 Simulates the dataset (``polishplugin simulate``), then runs, as a user would, each step with the
 tutorial's values (by default as a headless Scipion project made from the workflow template; with
 ``--no_scipion`` by calling the programs directly): train (25), polish (26), refine the polished
-particles (27), post-process (28) and local resolution (29).  Prints a summary table (resolution
-before and after polishing, auto-B, per-frame B-factor range, trained sigmas, local-resolution range,
-time per step) and writes it to ``<o>/summary.txt``; plots land in ``<o>/plots``.  Re-running skips
+particles (27), post-process (28) and local resolution (29).  Then compares every estimate with the
+simulation's truth (:mod:`polishplugin.stage.truth`, in ``<o>/truth_comparison``): polishing's gain with
+the particles before and after it reconstructed at the same true poses, fitted vs planted per-frame
+B-factors, trained vs planted sigmas with the track RMS each gives, the refine's pose errors and its
+resolution beside the true-pose one.  Prints the summary table and writes it to ``<o>/summary.txt``
+(numbers in ``<o>/summary.json``); plots land in ``<o>/plots``.  Re-running skips
 steps whose outputs exist (with Scipion: the runs of ``<o>/scipion_project`` that finished; the others
 run again).  While a protocol runs, its program's progress lines (micrographs done and ETA, refine
 iterations with resolution and ETA) are printed as ``[step] line``.
@@ -23,7 +26,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +36,12 @@ from ..io.particles import read_particles
 from ..io.polish import read_bfactors
 from ..io.postprocess import read_postprocess
 from ..programs._cli import ProgramError
+from .truth import TruthInputs, compare_with_truth, polishplugin_command
 
 log = logging.getLogger("polishplugin.demo")
+
+#: the GUI's default sigmas (s_vel, s_div, s_acc), used with --skip_train
+DEFAULT_SIGMAS = (0.2, 5000.0, 2.0)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +59,19 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="run the stage as a headless Scipion project from the workflow template (default)")
     parser.add_argument("--mpi", type=int, default=1, help="MPI processes per protocol (with --scipion)")
     parser.add_argument("--max_iterations", type=int, default=None,
-                        help="cap on the refine's iterations (with --scipion; default: until convergence)")
+                        help="cap on the 3D auto-refine's iterations (default: "
+                             + ", ".join(f"{n} for the {p} preset" for p, n in REFINE_ITERATIONS.items())
+                             + ", where the refine is within one Fourier shell of the true-pose resolution "
+                               "(bench/README.md, 'demo design'); 999: until convergence)")
+
+
+#: the refine's iteration cap per preset (None: until convergence); see bench/README.md, "demo design"
+REFINE_ITERATIONS = {"demo": 12}
+
+
+def refine_iterations(args: argparse.Namespace) -> int | None:
+    """The refine's iteration cap: ``--max_iterations``, else the preset's (None: until convergence)."""
+    return args.max_iterations if args.max_iterations is not None else REFINE_ITERATIONS.get(args.preset)
 
 
 @dataclass
@@ -67,11 +85,6 @@ class StepRecord:
     notes: dict = field(default_factory=dict)
 
 
-def _program() -> list[str]:
-    exe = shutil.which("polishplugin")
-    return [exe] if exe else [sys.executable, "-m", "polishplugin"]
-
-
 def _run_step(record: StepRecord, args: list[str], done_file: Path, cwd: Path) -> None:
     if done_file.exists():
         record.skipped = True
@@ -79,7 +92,7 @@ def _run_step(record: StepRecord, args: list[str], done_file: Path, cwd: Path) -
         return
     log.info("[%s] polishplugin %s", record.label, " ".join(args))
     start = time.time()
-    proc = subprocess.run(_program() + args, cwd=cwd)
+    proc = subprocess.run(polishplugin_command() + args, cwd=cwd)
     record.seconds = time.time() - start
     if proc.returncode != 0:
         raise ProgramError(f"step '{record.label}' failed (exit code {proc.returncode}); see its log above")
@@ -94,28 +107,33 @@ def _optics_angpix(star: Path) -> tuple[float, int]:
     return float(table.pixel_sizes_a()[0]), int(table.box_sizes_px()[0])
 
 
-def _main_scipion(args: argparse.Namespace, out: Path) -> int:
-    from .workflow import WorkflowError, format_summary, run_stage_in_scipion, write_plots
+def _main_scipion(args: argparse.Namespace, out: Path, start: float) -> int:
+    from .workflow import (WorkflowError, add_truth, format_summary, run_stage_in_scipion, write_plots,
+                           write_summary_files)
 
     try:
         # a second run resumes the project: finished runs are kept, the others run again
         summary = run_stage_in_scipion(out / "scipion_project", preset=args.preset, seed=args.seed,
-                                       threads=args.j, mpi=args.mpi, max_iterations=args.max_iterations)
+                                       threads=args.j, mpi=args.mpi, max_iterations=refine_iterations(args))
     except WorkflowError as exc:
         raise ProgramError(str(exc)) from None
+    add_truth(summary, out / "truth_comparison", args.j)
+    summary["refine_max_iterations"] = refine_iterations(args)
+    summary["seconds_total"] = time.time() - start
     text = format_summary(summary)
     print(text)
-    (out / "summary.txt").write_text(text + "\n")
+    write_summary_files(summary, out, text)
     written = write_plots(summary, out / "plots")
     log.info("%d plots and logfiles written to %s", len(written), out / "plots")
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
+    start = time.time()
     out = Path(args.o).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.scipion:
-        return _main_scipion(args, out)
+        return _main_scipion(args, out, start)
     steps: list[StepRecord] = []
     j = str(args.j)
 
@@ -132,7 +150,8 @@ def main(args: argparse.Namespace) -> int:
               "--first_frame", "1", "--last_frame", "-1", "--j", j]
 
     if args.skip_train:
-        sigma_args = ["--s_vel", "0.2", "--s_div", "5000", "--s_acc", "2"]
+        sigma_args = ["--s_vel", f"{DEFAULT_SIGMAS[0]:g}", "--s_div", f"{DEFAULT_SIGMAS[1]:g}",
+                      "--s_acc", f"{DEFAULT_SIGMAS[2]:g}"]
     else:
         train = StepRecord("25 train", "Polish/job025")
         steps.append(train)
@@ -148,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
               out / "Polish/job026/shiny.star", out)
 
     diameter = f"{0.8 * box * angpix:.0f}"
+    iters = refine_iterations(args)
     refine = StepRecord("27 refine", "Refine3D/job027")
     steps.append(refine)
     _run_step(refine, ["refine3d", "--i", "Polish/job026/shiny.star", "--o", "Refine3D/job027/run",
@@ -156,7 +176,8 @@ def main(args: argparse.Namespace) -> int:
                        "--particle_diameter", diameter, "--zero_mask", "--flatten_solvent",
                        "--solvent_correct_fsc", "--healpix_order", "2", "--auto_local_healpix_order", "4",
                        "--offset_range", "5", "--offset_step", "2", "--low_resol_join_halves", "40",
-                       "--norm", "--scale", "--random_seed", str(args.seed), "--j", j],
+                       "--norm", "--scale", "--random_seed", str(args.seed), "--j", j,
+                       *(["--iter", str(iters)] if iters else [])],
               out / "Refine3D/job027/run_half1_class001_unfil.mrc", out)
 
     for label, refine_job, post_job in (
@@ -176,48 +197,66 @@ def main(args: argparse.Namespace) -> int:
                        "--mtf", mtf, "--mask", mask, "--j", j],
               out / "LocalRes/job029/relion_locres.mrc", out)
 
-    summary = _summary(out, steps, args.skip_train)
-    print(summary)
-    (out / "summary.txt").write_text(summary + "\n")
-    _collect_plots(out)
+    summary = _summary(out, steps, args.skip_train, int(args.j))
+    summary["refine_max_iterations"] = iters
+    summary["seconds_total"] = time.time() - start
+    from .workflow import format_summary, write_summary_files
+
+    text = format_summary(summary, "polishplugin demo: summary")
+    print(text)
+    write_summary_files(summary, out, text)
+    _collect_plots(out, summary)
     return 0
 
 
-def _summary(out: Path, steps: list[StepRecord], skip_train: bool) -> str:
+def _summary(out: Path, steps: list[StepRecord], skip_train: bool, threads: int) -> dict:
+    """The numbers of the finished chain (the keys of :func:`polishplugin.stage.workflow.collect_summary`)
+    and ``truth``: the comparison with the simulated truth."""
+    from ..io import labels as L
     from ..io.mrc import read_mrc
+    from ..io.polish import read_opt_params
 
-    rows: list[tuple[str, str]] = []
     before = read_postprocess(out / "PostProcess/job023b/postprocess.star")
     after = read_postprocess(out / "PostProcess/job028/postprocess.star")
-    rows.append(("resolution before polishing (A; previous refine's half maps)", f"{before.final_resolution_a:.2f}"))
-    rows.append(("resolution after polishing + 3D auto-refine (A)", f"{after.final_resolution_a:.2f}"))
-    rows.append(("auto B-factor after polishing (A^2)", f"{after.bfactor_a2:.1f}"))
-    b = read_bfactors(out / "Polish/job026/bfactors.star").bfactor_a2
-    rows.append(("per-frame B-factors (A^2, min .. max)", f"{b.min():.1f} .. {b.max():.1f}"))
-    if skip_train:
-        rows.append(("sigmas (s_vel s_div s_acc)", "0.2 5000 2 (GUI defaults, not trained)"))
-    else:
-        rows.append(("trained sigmas (s_vel s_div s_acc)",
-                     (out / "Polish/job025/opt_params_all_groups.txt").read_text().strip()))
+    shells = after.general.get(L.POLISH_AUTOB_FIT_SHELLS)
+    params = out / "Polish/job025/opt_params_all_groups.txt"
+    sigmas = DEFAULT_SIGMAS if skip_train else read_opt_params(params)
+    summary: dict = {
+        "resolution_before_a": before.final_resolution_a, "resolution_after_a": after.final_resolution_a,
+        "bfactor_after_a2": float(after.bfactor_a2 or 0.0),
+        "autob_fit_shells_after": None if shells is None else int(shells),
+        "frame_bfactors_a2": [float(b) for b in read_bfactors(out / "Polish/job026/bfactors.star").bfactor_a2],
+        "sigmas": tuple(float(v) for v in (sigmas if skip_train else (sigmas.s_vel, sigmas.s_div, sigmas.s_acc))),
+        "times_s": {s.label: ("skipped (done before)" if s.skipped else s.seconds) for s in steps}}
     locres, _ = read_mrc(out / "LocalRes/job029/relion_locres.mrc")
     mask, _ = read_mrc(out / "MaskCreate/job022/mask.mrc")
     inside = locres[(mask > 0.5) & (locres > 0)]
     if inside.size:
-        rows.append(("local resolution in mask (A, 5th .. 95th pct)",
-                     f"{np.percentile(inside, 5):.2f} .. {np.percentile(inside, 95):.2f}"))
-    for s in steps:
-        rows.append((f"time: {s.label} (s)", "skipped (done before)" if s.skipped else f"{s.seconds:.1f}"))
-    width = max(len(k) for k, _ in rows)
-    lines = ["", "polishplugin demo: summary", "=" * (width + 24)]
-    lines += [f"{k:<{width}}  {v}" for k, v in rows]
-    lines.append("=" * (width + 24))
-    return "\n".join(lines)
+        summary["locres_percentiles_a"] = tuple(float(np.percentile(inside, q)) for q in (5, 50, 95))
+    t0 = time.time()
+    summary["truth"] = compare_with_truth(TruthInputs(
+        project=out, polish_dir=out / "Polish/job026", refine_root=str(out / "Refine3D/job027/run"),
+        refine_postprocess=out / "PostProcess/job028/postprocess.star", work=out / "truth_comparison",
+        opt_params=None if skip_train else params, sigmas_used=DEFAULT_SIGMAS if skip_train else None,
+        threads=threads))
+    summary["truth_seconds"] = time.time() - t0
+    return summary
 
 
-def _collect_plots(out: Path) -> None:
+def _collect_plots(out: Path, summary: dict) -> None:
+    from .truth import write_truth_plots
+
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    for pattern in ("PostProcess/job028/*.png", "PostProcess/job028/logfile.pdf", "Polish/job026/*.png",
+    from ..plots.postprocess import save_postprocess_pngs
+
+    write_truth_plots(summary["truth"], out / "PostProcess/job028/postprocess.star", plots)
+    for job, title in (("job023b", "before polishing (previous refine)"),
+                       ("job028", "after polishing + 3D auto-refine")):
+        for png in save_postprocess_pngs(out / "PostProcess" / job / "postprocess.star", plots / job, title=title):
+            os.replace(png, plots / f"PostProcess_{job}_postprocess_{Path(png).name}")
+        (plots / job).rmdir()
+    for pattern in ("PostProcess/job028/logfile.pdf", "Polish/job026/*.png",
                     "Polish/job026/logfile.pdf", "Polish/job025/*.png", "Refine3D/job027/*.png",
                     "LocalRes/job029/*.png", "LocalRes/job029/*.pdf"):
         for f in out.glob(pattern):

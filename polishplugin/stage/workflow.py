@@ -4,7 +4,8 @@ Pure helpers around the workflow template ``templates/polishing_stage.json.templ
 its fields, create a Scipion project with pyworkflow's API (``Manager().createProject`` +
 ``project.loadProtocols``), launch the protocols one after the other in dependency order (each runs
 in its own process, as in the GUI), and collect a summary (resolution before/after polishing, auto-B,
-per-frame B-factor range, trained sigmas, local-resolution range, time per protocol).  No GUI.
+per-frame B-factors, trained sigmas, local-resolution range, time per protocol); :func:`add_truth` adds
+the comparison with a simulated dataset's truth (:mod:`polishplugin.stage.truth`).  No GUI.
 
 pyworkflow reads its configuration from the environment when first imported: call
 :func:`polishplugin.stage.scipion_env.setup_scipion_env` (or source ``scripts/scipion_env.sh``)
@@ -24,6 +25,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -34,7 +36,8 @@ log = logging.getLogger("polishplugin.stage.workflow")
 
 __all__ = ["TEMPLATE_NAME", "template_path", "template_fields", "fill_template", "stage_protocols",
            "create_project", "open_project", "launch_in_order", "collect_summary", "format_summary",
-           "run_stage_in_scipion", "write_plots", "WorkflowError", "PRESETS", "LogTail"]
+           "run_stage_in_scipion", "write_plots", "WorkflowError", "PRESETS", "LogTail", "format_table",
+           "autob_note", "truth_inputs", "add_truth", "write_summary_files", "FAIRNESS_NOTE"]
 
 TEMPLATE_NAME = "polishing_stage.json.template"
 PRESETS = ["tiny", "demo", "tutorial"]
@@ -327,6 +330,7 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     inside the mask), locres_range_a (min, max inside the mask), times_s ({step name: seconds}),
     run_dirs ({step name: folder}), outputs ({name: path}).
     """
+    from ..io import labels as L
     from ..io.mrc import read_mrc
     from ..io.postprocess import read_postprocess
     from ..io.polish import read_bfactors, read_opt_params
@@ -343,6 +347,8 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     summary["resolution_after_a"] = float(after.final_resolution_a)
     summary["bfactor_before_a2"] = float(before.bfactor_a2)
     summary["bfactor_after_a2"] = float(after.bfactor_a2)
+    shells = after.general.get(L.POLISH_AUTOB_FIT_SHELLS)
+    summary["autob_fit_shells_after"] = None if shells is None else int(shells)
     bfac = read_bfactors(_extra(protocols[POLISH], "Polish", "bfactors.star")).bfactor_a2
     summary["frame_bfactors_a2"] = [float(b) for b in bfac]
     params = _extra(protocols[TRAIN], "Train", "opt_params.txt")
@@ -378,24 +384,119 @@ def collect_summary(protocols: dict, times: dict | None = None) -> dict:
     return summary
 
 
-def format_summary(summary: dict) -> str:
-    """The summary as the table ``polishplugin demo`` prints."""
-    rows = [("resolution before polishing (A; previous refine's half maps)", f"{summary['resolution_before_a']:.2f}"),
-            ("resolution after polishing + 3D auto-refine (A)", f"{summary['resolution_after_a']:.2f}"),
-            ("auto B-factor after polishing (A^2)", f"{summary['bfactor_after_a2']:.1f}")]
-    b = summary["frame_bfactors_a2"]
-    rows.append(("per-frame B-factors (A^2, min .. max)", f"{min(b):.1f} .. {max(b):.1f}"))
-    rows.append(("trained sigmas (s_vel s_div s_acc)", " ".join(f"{v:.4g}" for v in summary["sigmas"])))
+def autob_note(fit_shells: int | None) -> str:
+    """How many shells the auto-B fit used, with a warning below :data:`AUTOB_MIN_SHELLS`."""
+    from ..core.postprocess import AUTOB_MIN_SHELLS
+
+    if fit_shells is None:
+        return ""
+    if fit_shells < AUTOB_MIN_SHELLS:
+        return f" (fit over {fit_shells} shells: WARNING, fewer than {AUTOB_MIN_SHELLS}, poorly determined)"
+    return f" (fit over {fit_shells} shells)"
+
+
+def format_table(title: str, rows: list[tuple[str, str]], notes: list[str] = ()) -> str:
+    """``rows`` as the demo's table (a label starting with ``--`` is a section heading) and ``notes`` below."""
+    width = max(len(k) for k, _ in rows)
+    rule = "=" * (width + 24)
+    lines = ["", title, rule]
+    lines += [(f"{k[3:]}" if k.startswith("-- ") else f"  {k:<{width}}  {v}").rstrip() for k, v in rows]
+    lines.append(rule)
+    lines += notes
+    return "\n".join(lines)
+
+
+def format_summary(summary: dict, title: str = "polishplugin stage in Scipion: summary") -> str:
+    """The summary as the table ``polishplugin demo`` prints: with a simulated dataset's truth
+    (``summary["truth"]``, :func:`polishplugin.stage.truth.compare_with_truth`) each estimate stands
+    beside it and polishing's gain is the fair before/after comparison."""
+    from .truth import gain_sentence, summary_rows
+
+    truth = summary.get("truth")
+    notes: list[str] = []
+    if truth is not None:
+        rows = summary_rows(truth)
+        notes = ["", *textwrap.wrap(gain_sentence(truth) + ".", 110), "", *textwrap.wrap(FAIRNESS_NOTE, 110)]
+    else:
+        rows = [("resolution before polishing (A; previous refine's half maps)",
+                 f"{summary['resolution_before_a']:.2f}"),
+                ("resolution after polishing + 3D auto-refine (A; its own poses, not comparable)",
+                 f"{summary['resolution_after_a']:.2f}")]
+        b = summary["frame_bfactors_a2"]
+        rows.append(("per-frame B-factors (A^2, min .. max)", f"{min(b):.1f} .. {max(b):.1f}"))
+        rows.append(("trained sigmas (s_vel s_div s_acc)", " ".join(f"{v:.4g}" for v in summary["sigmas"])))
+    rows.append(("-- stage outputs", ""))
+    cap = summary.get("refine_max_iterations")
+    if cap and cap < 999:
+        rows.append(("3D auto-refine iterations", f"at most {cap} (the demo's cap; 999: until convergence)"))
+    rows.append(("auto B-factor after polishing (A^2)",
+                 f"{summary['bfactor_after_a2']:.1f}{autob_note(summary.get('autob_fit_shells_after'))}"))
     if "locres_percentiles_a" in summary:
         p5, p50, p95 = summary["locres_percentiles_a"]
         rows.append(("local resolution in mask (A, 5th / 50th / 95th pct)", f"{p5:.2f} / {p50:.2f} / {p95:.2f}"))
     for name, seconds in summary["times_s"].items():
-        rows.append((f"time: {name} (s)", f"{seconds:.1f}"))
-    width = max(len(k) for k, _ in rows)
-    lines = ["", "polishplugin stage in Scipion: summary", "=" * (width + 24)]
-    lines += [f"{k:<{width}}  {v}" for k, v in rows]
-    lines.append("=" * (width + 24))
-    return "\n".join(lines)
+        rows.append((f"time: {name} (s)", f"{seconds:.1f}" if isinstance(seconds, (int, float)) else str(seconds)))
+    if "truth_seconds" in summary:
+        rows.append(("time: comparison with the truth (s)", f"{summary['truth_seconds']:.1f}"))
+    if "seconds_total" in summary:
+        rows.append(("time: total (s)", f"{summary['seconds_total']:.1f}"))
+    return format_table(title, rows, notes)
+
+
+def truth_inputs(summary: dict, work: str | os.PathLike, threads: int = 1):
+    """What :func:`polishplugin.stage.truth.compare_with_truth` reads of a finished stage (None when the
+    stage did not run on a simulated dataset)."""
+    from .truth import TruthInputs
+
+    out = summary["outputs"]
+    if not summary.get("simulated_project"):
+        return None
+    return TruthInputs(project=Path(summary["simulated_project"]), polish_dir=Path(out["bfactors_star"]).parent,
+                       refine_root=out["refine_model"][: -len("_model.star")],
+                       refine_postprocess=Path(out["postprocess_after"]),
+                       work=Path(work), opt_params=Path(out["opt_params"]), threads=threads)
+
+
+def add_truth(summary: dict, work: str | os.PathLike, threads: int = 1) -> dict:
+    """``summary["truth"]``: the comparison with the simulated truth (nothing for real data)."""
+    from .truth import compare_with_truth
+
+    inputs = truth_inputs(summary, work, threads)
+    if inputs is not None:
+        start = time.time()
+        summary["truth"] = compare_with_truth(inputs)
+        summary["truth_seconds"] = time.time() - start
+    return summary
+
+
+def write_summary_files(summary: dict, out_dir: str | os.PathLike, text: str) -> None:
+    """``summary.txt`` (the table) and ``summary.json`` (its numbers) in ``out_dir``, atomically."""
+    from .truth import summary_json, write_json
+
+    out_dir = Path(out_dir)
+    tmp = out_dir / f".summary.txt.tmp{os.getpid()}"
+    tmp.write_text(text + "\n")
+    os.replace(tmp, out_dir / "summary.txt")
+    data = summary_json(summary["truth"], summary.get("seconds_total")) if "truth" in summary else {
+        "resolution_before_A": summary["resolution_before_a"], "resolution_after_A": summary["resolution_after_a"],
+        "seconds_total": summary.get("seconds_total")}
+    data.update({"bfactor_after_A2": summary["bfactor_after_a2"],
+                 "autob_fit_shells_after": summary.get("autob_fit_shells_after"),
+                 "frame_bfactors_A2": summary["frame_bfactors_a2"], "sigmas": list(summary["sigmas"]),
+                 "locres_percentiles_A": list(summary.get("locres_percentiles_a", [])),
+                 "times_s": summary["times_s"]})
+    write_json(out_dir / "summary.json", data)
+
+
+#: how the before/after numbers of the summary were obtained (printed under the table)
+FAIRNESS_NOTE = (
+    "How the numbers were obtained: 'before' and 'after' are the particles before polishing (extracted from the "
+    "motion-corrected micrographs) and after it (shiny particles), each reconstructed at the simulator's true "
+    "poses into the same half sets and post-processed with the same mask, MTF and auto-B: only the particle "
+    "images differ.  The 3D auto-refine of the polished particles finds its own poses; its own half maps give "
+    "its resolution, and its poses, reconstructed exactly as the true poses were, give the number comparable "
+    "with the true-pose resolution.  B-factors are relative to each curve's maximum (the planted ones on "
+    "RELION's ((s/2+1)/(s/2))^2 scale); track RMS is over all particles and frames.")
 
 
 def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
@@ -419,15 +520,17 @@ def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True)
     out = summary["outputs"]
     paths = []
-    for key, sub in (("postprocess_after", "postprocess"), ("postprocess_before", "postprocess_before")):
-        for path in plots_postprocess.save_postprocess_pngs(out[key], dest / sub):
+    for key, sub, title in (("postprocess_after", "postprocess", "after polishing + 3D auto-refine"),
+                            ("postprocess_before", "postprocess_before", "before polishing (previous refine)")):
+        for path in plots_postprocess.save_postprocess_pngs(out[key], dest / sub, title=title):
             target = dest / f"{sub}_{Path(path).name}"
             os.replace(path, target)
             paths.append(str(target))
         shutil.rmtree(dest / sub, ignore_errors=True)
     paths += plots_polish.write_viewer_pngs(Path(out["bfactors_star"]).parent, dest, 2)
     paths.append(plots_train.write_train_png(out["tsc_trace"], dest / "train_tsc.png"))
-    paths += plots_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(dest))
+    paths += plots_refine3d.save_all_plots(out["refine_model"][: -len("_model.star")], str(dest),
+                                           title="3D auto-refine of the polished particles")
     locres, _ = read_mrc(out["locres_map"])
     density, _ = read_mrc(out["postprocess_map"])
     mask = None
@@ -437,6 +540,10 @@ def write_plots(summary: dict, dest: str | os.PathLike) -> list[str]:
                       ("slices", vl.slices_figure(density, locres, mask))):
         vl.save_png(fig, dest / f"locres_{name}.png")
         paths.append(str(dest / f"locres_{name}.png"))
+    if "truth" in summary:
+        from .truth import write_truth_plots
+
+        paths += write_truth_plots(summary["truth"], out["postprocess_after"], dest)
     for step, run_dir in summary["run_dirs"].items():
         for pdf in sorted(Path(run_dir).rglob("logfile.pdf")):
             target = dest / f"{step.replace(' ', '_')}_logfile.pdf"
@@ -505,6 +612,8 @@ def run_stage_in_scipion(project_dir, preset: str = "demo", seed: int = 1, threa
     try:
         times = launch_in_order(project, prots, before_each)
         summary = collect_summary(prots, times)
+        if simulated:
+            summary["simulated_project"] = str(_extra(imp, "simulated"))
     finally:
         os.chdir(cwd)
     summary["project_path"] = str(Path(project.getPath()).resolve())

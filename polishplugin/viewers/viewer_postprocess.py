@@ -39,15 +39,19 @@ class PolishPostprocessViewer(PolishViewerBase):
     def _star(self) -> str:
         return self._extraFile(OUTPUT_ROOT + ".star")
 
+    def _title(self) -> str:
+        """The run's label (e.g. "post-process before polishing") heads its plots."""
+        return self.protocol.getObjLabel() or ""
+
     def _showFsc(self, param=None):
         return self._missing(self._star(), "postprocess.star") or \
-            self._figure("FSC", fsc_figure_from_star(self._star()))
+            self._figure("FSC", fsc_figure_from_star(self._star(), title=self._title()))
 
     def _showGuinier(self, param=None):
         missing = self._missing(self._star(), "postprocess.star")
         if missing:
             return missing
-        figure = guinier_figure_from_star(self._star())
+        figure = guinier_figure_from_star(self._star(), title=self._title())
         if figure is None:
             return [self.errorMessage(f"{self._star()} has no Guinier table.")]
         return self._figure("Guinier plot", figure)

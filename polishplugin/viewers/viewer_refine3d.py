@@ -4,6 +4,7 @@ The figures are drawn by :mod:`polishplugin.plots.refine3d`; this module only sh
 """
 
 import glob
+from functools import partial
 
 from ..plots.refine3d import angular_distribution_figure, fsc_per_iteration_figure, map_slices_figure, progress_figure
 from ..protocols.protocol_refine3d import OUTPUT_ROOT, ProtPolishRefine3D
@@ -39,7 +40,9 @@ class PolishRefine3DViewer(PolishViewerBase):
         return self._perIteration("Resolution and sampling per iteration", progress_figure)
 
     def _showAngularDistribution(self, param=None):
-        return self._final("_data.star", "Angular distribution", angular_distribution_figure)
+        symmetry = self.protocol.symmetryGroup.get() if hasattr(self.protocol, "symmetryGroup") else None
+        return self._final("_data.star", "Angular distribution",
+                           partial(angular_distribution_figure, symmetry=symmetry))
 
     def _showSlices(self, param=None):
         return self._final("_class001.mrc", "Central slices", map_slices_figure)

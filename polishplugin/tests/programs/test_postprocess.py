@@ -109,6 +109,35 @@ def test_adhoc_bfactor_and_low_pass(inputs, tmp_path):
                                              "rlnLogAmplitudesSharpened"]
 
 
+def test_autob_fit_over_few_shells_is_flagged(inputs, tmp_path, caplog):
+    """10 -> 7 Å on a 48 px, 1 Å box: shells 5..6, 2 points (RELION fits them); the log warns and
+    postprocess.star records the shell count, its range and the flag; 10 Å -> Nyquist does not warn."""
+    import logging
+
+    import starfile
+
+    from polishplugin.core.postprocess import AUTOB_MIN_SHELLS
+
+    caplog.set_level(logging.INFO)
+    few = str(tmp_path / "few")
+    assert _run(["--i", inputs["half1"], "--o", few, "--auto_bfac", "--autob_lowres", "10",
+                 "--autob_highres", "7"]) == 0
+    general = starfile.read(few + ".star")["general"]
+    assert general["rlnPolishAutobFitShells"] == 2 < AUTOB_MIN_SHELLS
+    assert general["rlnPolishAutobFitLowres"] == pytest.approx(48 / 5)
+    assert general["rlnPolishAutobFitHighres"] == pytest.approx(48 / 6)
+    assert general["rlnPolishAutobTooFewShells"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("spans only 2 Fourier shells" in w for w in warnings), warnings
+    caplog.clear()
+    many = str(tmp_path / "many")
+    assert _run(["--i", inputs["half1"], "--o", many, "--auto_bfac", "--autob_lowres", "10"]) == 0
+    general = starfile.read(many + ".star")["general"]
+    assert general["rlnPolishAutobFitShells"] >= AUTOB_MIN_SHELLS
+    assert general["rlnPolishAutobTooFewShells"] == 0
+    assert not any("Fourier shells" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
 def test_real_mtf_file_reads():
     data = os.environ.get("POLISHPLUGIN_TEST_DATA")
     if not data:

@@ -226,6 +226,29 @@ class TestStageInScipion(PolishTestCase):
         assert "polishplugin stage in Scipion" in workflow.format_summary(self.stage)
 
 
+    def test_estimates_stand_beside_the_simulated_truth(self):
+        """The comparison with the truth reads the Scipion project's runs: summary table, summary.json, plots."""
+        import copy
+        import json
+
+        from polishplugin.stage.truth import JSON_KEYS
+
+        summary = workflow.add_truth(copy.deepcopy(self.stage), self.tmp / "truth", threads=2)
+        truth = summary["truth"]
+        for key in ("resolution_before_A", "resolution_after_A", "track_rms_trained_A", "track_rms_planted_sigmas_A",
+                    "track_rms_initial_A", "refine_angle_error_deg", "refine_resolution_A", "true_pose_resolution_A"):
+            self.assertTrue(math.isfinite(truth[key]), key)
+        self.assertEqual(len(truth["bfactors"]["fitted_rel_A2"]), len(self.stage["frame_bfactors_a2"]))
+        self.assertLess(truth["refine_angle_error_deg"], 20.0)
+        text = workflow.format_summary(summary)
+        for words in ("same true poses", "planted", "track RMS", "How the numbers were obtained"):
+            self.assertIn(words, text)
+        workflow.write_summary_files(summary, self.tmp, text)
+        data = json.loads((self.tmp / "summary.json").read_text())
+        self.assertTrue(set(JSON_KEYS) <= set(data))
+        paths = workflow.write_plots(summary, self.tmp / "plots_truth")
+        self.assertTrue(any(p.endswith("truth_fsc_before_after.png") for p in paths))
+
     def test_viewers_render_the_stage_outputs(self):
         """Each viewer's PNG functions on the stage's outputs give non-blank images (workflow.write_plots)."""
         from PIL import Image
