@@ -36,6 +36,7 @@ from ..io.particles import read_particles
 from ..io.polish import read_bfactors
 from ..io.postprocess import read_postprocess
 from ..programs._cli import ProgramError
+from .report import write_report
 from .truth import TruthInputs, compare_with_truth, polishplugin_command
 
 log = logging.getLogger("polishplugin.demo")
@@ -125,6 +126,7 @@ def _main_scipion(args: argparse.Namespace, out: Path, start: float) -> int:
     write_summary_files(summary, out, text)
     written = write_plots(summary, out / "plots")
     log.info("%d plots and logfiles written to %s", len(written), out / "plots")
+    log.info("report page (open it in a browser): %s", write_report(out, text, out / "plots"))
     return 0
 
 
@@ -206,6 +208,7 @@ def main(args: argparse.Namespace) -> int:
     print(text)
     write_summary_files(summary, out, text)
     _collect_plots(out, summary)
+    log.info("report page (open it in a browser): %s", write_report(out, text, out / "plots"))
     return 0
 
 

@@ -40,3 +40,12 @@ def test_demo_preset_shows_polishing_helps_and_estimates_match_the_truth(tmp_pat
     text = (out / "summary.txt").read_text()
     assert "polishing improved the map by" in text and "How the numbers were obtained" in text
     assert (out / "plots" / "truth_fsc_before_after.png").stat().st_size > 1000
+    # the report page the demo wrote, opened in a real headless browser: every image decoded, the numbers there
+    from polishplugin.testing.browser import dump_dom, screenshot
+
+    dom = dump_dom(out / "report.html", tmp_path / "profile")
+    n_png = len(list((out / "plots").glob("*.png")))
+    assert n_png >= 10 and f"images loaded: {n_png} of {n_png}" in dom
+    assert f"{s['resolution_before_A']:.2f}" in dom and f"{s['resolution_after_A']:.2f}" in dom
+    assert "polishing improved the map by" in dom
+    assert screenshot(out / "report.html", tmp_path / "report.png", tmp_path / "profile").stat().st_size > 10000
