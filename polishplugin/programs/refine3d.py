@@ -35,9 +35,10 @@ particle-weighted mean of 1.  Groups: rlnGroupNumber, else rlnGroupName, else on
 Neither is updated in a --firstiter_cc iteration.
 
 Differences from RELION (documented choices): with --firstiter_cc the first iteration scores
-by normalised cross-correlation with the best sample only and keeps the initial noise spectra; the
-accuracy estimate behind auto-sampling uses a log-likelihood drop of 1 (RELION: 4.605, P = 0.01), so
-the sampling is refined somewhat further than RELION would; significant samples are capped by --maxsig
+by normalised cross-correlation with the best sample only and keeps the initial noise spectra; global
+searches at HEALPix order 3 or finer run a coarse pre-pass one order coarser that picks each particle's
+regions of the grid (``core.refine.estep.CoarsePrepass``; --exhaustive_global scores the whole grid as RELION
+does: 3-5x slower there, the same poses, bench/README.md); significant samples are capped by --maxsig
 200; --relax_sym acts on the local searches (their window and prior take the nearest of the previous
 orientation's mates), while RELION, given --relax_sym without --sigma_ang, searches from the first iteration
 with a prior sigma of 0.0033 deg around the mates only (our global iterations see every mate anyway).
@@ -151,6 +152,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--maxsig", type=int, default=200,
       help="keep at most this many significant coarse samples per particle (RELION --maxsig; RELION's "
            "default is no limit, ours 200 bounds the cost of the first, broad iterations; <=0: no limit)")
+    a("--exhaustive_global", action="store_true",
+      help="global searches at HEALPix order 3 or finer score every orientation of the grid in the coarse pass "
+           "(as RELION); default: a pre-pass one order coarser, on the coarse image size of that step, picks "
+           "each particle's significant regions and the coarse pass scores only their orientations")
     a("--tau2_fudge", type=float, default=1.0, help="regularisation parameter T (default 1)")
     a("--iter", type=int, default=None,
       help="maximum number of iterations (auto_iter_max; default 999, or the original run's with --continue)")
@@ -232,6 +237,7 @@ class Pass:
     """The sampling of one iteration: image sizes, Fourier pixels, orientations and their perturbation."""
 
     coarse: int
+    prepass: int  # image size of the coarse pre-pass of global searches (one HEALPix order coarser)
     iy: np.ndarray
     ix: np.ndarray
     k2d: np.ndarray
@@ -421,8 +427,9 @@ def _sampling(inp: Inputs, st: State, grids: dict) -> Pass:
     sched = st.sched
     if st.final:
         st.current_size = inp.box
-    coarse = min(st.current_size, max(coarse_image_size(inp.box, inp.angpix, angular_step_deg(sched.healpix_order),
-                                                        inp.diameter), 2 * 5))
+    coarse, prepass = (min(st.current_size, max(coarse_image_size(inp.box, inp.angpix, angular_step_deg(order),
+                                                                  inp.diameter), 2 * 5))
+                       for order in (sched.healpix_order, sched.healpix_order - 1))
     iy, ix, k2d = pixel_list(inp.box, st.current_size / 2.0)
     shells = np.rint(np.sqrt((k2d ** 2).sum(1))).astype(np.int64)
     scale_pix = None if st.ssnr_prev is None else st.ssnr_prev[np.minimum(shells, len(st.ssnr_prev) - 1)] > 3.0
@@ -433,7 +440,7 @@ def _sampling(inp: Inputs, st: State, grids: dict) -> Pass:
     rng = np.random.default_rng(st.seed + st.iteration)
     perturb_instance = float(rng.uniform(-PERTURB_FACTOR, PERTURB_FACTOR))
     perturb = perturbation_matrix(perturb_instance, angular_step_deg(sched.healpix_order))
-    return Pass(coarse, iy, ix, k2d, shells, scale_pix, grids[key], perturb_instance, perturb)
+    return Pass(coarse, prepass, iy, ix, k2d, shells, scale_pix, grids[key], perturb_instance, perturb)
 
 
 class IterationProgress:
@@ -480,7 +487,8 @@ def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_ro
                                  local_sigma_deg=st.sched.local_sigma_deg if st.sched.local else None,
                                  perturbation=p.perturb, max_significant=args.maxsig, cc=cc_iter,
                                  corrections=s.corrections, scale_pixels=p.scale_pix, ops=ops,
-                                 relax_ops=inp.relax_ops)
+                                 relax_ops=inp.relax_ops,
+                                 prepass_radius=None if args.exhaustive_global else p.prepass / 2.0)
         x, rounded = prepare_images(hs.images, hs.offsets_px, inp.mask_radius, MASK_EDGE_PX, args.zero_mask)
         xs, cs = x[:, p.iy, p.ix], hs.ctf[:, p.iy, p.ix]
         norm_factor = st.avg_norm / hs.norm if args.norm else np.ones(len(hs.rows))
@@ -630,7 +638,7 @@ def _next_sampling(args, inp: Inputs, st: State, ang_change: float, off_change: 
     sched.record_resolution(st.resolution_a)
     sched.record_changes(ang_change, off_change)
     if st.iteration > 1:
-        sched.update(st.acc_rot, st.acc_trans, off_change)
+        sched.update(st.acc_rot, st.acc_trans, off_change, max_step_px=1.5 / inp.angpix)
     st.current_size = image_size(st.maxres, inp.box, INCR_SIZE, ave_pmax, st.high_at_limit)
     st.final = sched.converged() or st.iteration + 1 >= args.iter
 

@@ -190,7 +190,7 @@ class OpenCLOps:
         n_rot, n_pix = np.shape(proj)
         n_pt = n_part * n_trans
         if self.cross_rows is None or n_pt < self.cross_rows or n_pt * n_rot * n_pix == 0:
-            return self._host.cross(x, weight, proj, shifts, k2d, box).astype(np.float32)
+            return self._host.cross(x, weight, proj, shifts, k2d, box).astype(np.float32, copy=False)
         xw = np.ascontiguousarray(np.broadcast_to(np.asarray(x) * weight, (n_part, n_pix)), np.complex64)
         s = np.ascontiguousarray(shifts.reshape(-1, 2), np.float32)
         p = np.ascontiguousarray(proj, np.complex64)

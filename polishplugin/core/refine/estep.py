@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+import weakref
+
 import numpy as np
 
 from ..filters import raised_cosine_sphere
@@ -36,7 +38,7 @@ SHARED_LIMIT = 16_000_000  # fine orientations x pixels held in memory for a glo
 
 __all__ = [
     "EStepSettings", "ParticleResult", "prepare_images", "squared_differences", "posterior_weights",
-    "significant_mask", "expectation", "NoiseAccumulator", "cc_scores", "NumpyOps", "EStepOps",
+    "significant_mask", "expectation", "NoiseAccumulator", "cc_scores", "NumpyOps", "EStepOps", "CoarsePrepass",
 ]
 
 
@@ -76,6 +78,7 @@ class EStepSettings:
     corrections: bool = False  # also sum each particle's residual power and scale products (--norm/--scale)
     scale_pixels: np.ndarray | None = None  # bool over the pixels: shells used for the scale products
     relax_ops: np.ndarray | None = None  # --relax_sym: local searches around every mate of the previous pose
+    prepass_radius: float | None = None  # global searches at order >= 3: CoarsePrepass on pixels within this radius
 
 
 class NumpyOps:
@@ -138,6 +141,31 @@ def _phases(shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
     return (np.cos(arg) + 1j * np.sin(arg)).astype(np.complex64)
 
 
+class _ProjectionForms:
+    """The forms of one projection array that every batch of a global search needs again: ``[Re P, Im P]``
+    (float32, the BLAS operand) and ``|P|^2`` (float32).  Kept for the last large array seen (a weak
+    reference, so an array that was freed is never matched): a global search's shared projections are
+    converted once per iteration instead of once per batch of particles."""
+
+    MIN_ROWS = 1024  # smaller arrays (a particle's own local or pass-2 projections) are not kept
+
+    def __init__(self):
+        self._ref: weakref.ref | None = None
+        self._forms: tuple[np.ndarray, np.ndarray] | None = None
+
+    def get(self, proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._ref is not None and self._forms is not None and self._ref() is proj:
+            return self._forms
+        forms = (np.concatenate([proj.real, proj.imag], axis=-1).astype(np.float32, copy=False),
+                 (proj.real ** 2 + proj.imag ** 2).astype(np.float32, copy=False))
+        if len(proj) >= self.MIN_ROWS:
+            self._ref, self._forms = weakref.ref(proj), forms
+        return forms
+
+
+_FORMS = _ProjectionForms()
+
+
 def squared_differences(x: np.ndarray, ctf: np.ndarray, w: np.ndarray, proj: np.ndarray,
                         shifts_px: np.ndarray, k2d: np.ndarray, box: int, ops: EStepOps | None = None) -> np.ndarray:
     """``diff2 (n_part, n_trans, n_rot)`` of images ``x (n_part, n_pix)`` shifted by
@@ -147,8 +175,11 @@ def squared_differences(x: np.ndarray, ctf: np.ndarray, w: np.ndarray, proj: np.
     """
     cross = (ops or _NUMPY).cross(x, ctf * w, proj, shifts_px, k2d, box)
     xx = (w * np.abs(x) ** 2).sum(-1)
-    pp = (w * ctf * ctf) @ (np.abs(proj) ** 2).T.astype(np.float32)  # (p, r)
-    return (xx[:, None, None] - 2.0 * cross + pp[:, None, :]).astype(np.float64)
+    pp = (w * ctf * ctf) @ _FORMS.get(proj)[1].T  # (p, r)
+    out = np.multiply(cross, -2.0, dtype=np.float64)
+    out += xx[:, None, None]
+    out += pp[:, None, :]
+    return out
 
 
 def _cross_products(x: np.ndarray, weight: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
@@ -156,9 +187,8 @@ def _cross_products(x: np.ndarray, weight: np.ndarray, proj: np.ndarray, shifts_
     """``Re sum_k weight X_t conj(P_r)`` as ``(n_part, n_trans, n_rot)``: one real BLAS product."""
     n_part, n_trans = shifts_px.shape[:2]
     y = (x * weight)[:, None, :] * _phases(shifts_px, k2d, box)  # (p, t, k)
-    yr = np.concatenate([y.real, y.imag], axis=-1).reshape(n_part * n_trans, -1).astype(np.float32)
-    pr = np.concatenate([proj.real, proj.imag], axis=-1).astype(np.float32)
-    return (yr @ pr.T).reshape(n_part, n_trans, -1)
+    yr = np.concatenate([y.real, y.imag], axis=-1).reshape(n_part * n_trans, -1).astype(np.float32, copy=False)
+    return (yr @ _FORMS.get(proj)[0].T).reshape(n_part, n_trans, -1)
 
 
 def cc_scores(x: np.ndarray, ctf: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
@@ -168,7 +198,7 @@ def cc_scores(x: np.ndarray, ctf: np.ndarray, proj: np.ndarray, shifts_px: np.nd
     ``--firstiter_cc``, blind to the reference's absolute scale."""
     cross = (ops or _NUMPY).cross(x, ctf, proj, shifts_px, k2d, box).astype(np.float64)
     xx = (np.abs(x) ** 2).sum(-1).astype(np.float64)
-    pp = ((ctf * ctf) @ (np.abs(proj) ** 2).T.astype(np.float32)).astype(np.float64)  # (p, r)
+    pp = ((ctf * ctf) @ _FORMS.get(proj)[1].T).astype(np.float64)  # (p, r)
     return -cross / np.sqrt(np.maximum(xx[:, None, None] * pp[:, None, :], 1e-300))
 
 
@@ -192,15 +222,33 @@ def posterior_weights(log_post: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
-def significant_mask(weights: np.ndarray, fraction: float) -> np.ndarray:
-    """Smallest set of entries whose summed weight reaches ``fraction`` (RELION ``significant_weight``)."""
+def _descending_candidates(flat: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices of the entries of ``flat`` (weights >= 0) that can belong to the smallest set holding
+    ``fraction`` of the total, largest first.
+
+    Entries below ``t = (1 - fraction) total / n`` sum to less than ``(1 - fraction) total``, so the largest
+    entries reach ``fraction`` of the total before any of them is needed: only the entries ``>= t`` are sorted
+    (a global search has ~10^6 entries per particle, of which a few hundred are above ``t``)."""
+    total = float(flat.sum())
+    cand = np.nonzero(flat >= (1.0 - fraction) * total / flat.size)[0] if total > 0 else np.arange(flat.size)
+    return cand[np.argsort(flat[cand], kind="stable")[::-1]]
+
+
+def significant_mask(weights: np.ndarray, fraction: float, limit: int = 0) -> np.ndarray:
+    """Smallest set of entries whose summed weight reaches ``fraction`` (RELION ``significant_weight``);
+    with ``limit > 0`` at most the ``limit`` largest of them."""
+    return _significant(weights, fraction, limit)[0]
+
+
+def _significant(weights: np.ndarray, fraction: float, limit: int = 0) -> tuple[np.ndarray, int]:
+    """:func:`significant_mask` and the size of the set before the ``limit``."""
     flat = weights.ravel()
-    order = np.argsort(flat)[::-1]
+    order = _descending_candidates(flat, fraction)
     csum = np.cumsum(flat[order])
-    n_keep = int(np.searchsorted(csum, fraction * csum[-1]) + 1)
+    n_sig = min(int(np.searchsorted(csum, fraction * float(flat.sum())) + 1), len(order))
     mask = np.zeros(flat.size, bool)
-    mask[order[:n_keep]] = True
-    return mask.reshape(weights.shape)
+    mask[order[:min(n_sig, limit) if limit > 0 else n_sig]] = True
+    return mask.reshape(weights.shape), n_sig
 
 
 class NoiseAccumulator:
@@ -273,22 +321,32 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     perturb = s.perturbation
     glob = s.local_sigma_deg is None
     local_range_deg = 0.0 if s.local_sigma_deg is None else 3 * s.local_sigma_deg  # local searches: +-3 sigma
+    pre = None
     if glob:
         all_idx = np.arange(len(orient))
         global_mats = orient_matrices(orient, all_idx) @ perturb
         global_proj = s.ops.project(grid3d, global_mats, kc, s.pad)
+        if s.prepass_radius is not None and orient.order >= 3 and not s.cc:
+            pre = CoarsePrepass(orient, perturb, grid3d, k2d, s)
     frac_all = old_offsets_px - rounded_px
     firsts = []
     centres = [relaxed_mates(m, s.relax_ops) for m in prev_mats] if not glob else prev_mats
     for a in range(0, len(x_all), s.batch):
         sl = slice(a, a + s.batch)
         shifts = frac_all[sl, None, :] + trans[None]  # residual shift applied to the pre-shifted image
-        if glob:
+        if pre is not None:
+            candidates = pre.candidates(x_all[sl], ctf_all[sl], w_all, shifts, trans, s)
+        elif glob:
             d2 = _scores(x_all[sl, :n_coarse], ctf_all[sl, :n_coarse], w_all[None, :n_coarse],
                          global_proj, shifts, kc, s.box, s.cc, s.ops)
         for j in range(len(x_all[sl])):
             i = a + j
-            if glob:
+            if pre is not None:
+                idx = candidates[j]
+                mats = global_mats[idx]
+                diff = _scores(x_all[i:i + 1, :n_coarse], ctf_all[i:i + 1, :n_coarse], w_all[None, :n_coarse],
+                               global_proj[idx], shifts[j:j + 1], kc, s.box, s.cc, s.ops)[0]
+            elif glob:
                 idx, mats, diff = all_idx, global_mats, d2[j]
             else:
                 idx = local_orientation_indices(orient, centres[i], local_range_deg, perturb)
@@ -329,6 +387,55 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
 _NUMPY = NumpyOps()
 
 
+class CoarsePrepass:
+    """A global search's pre-pass one HEALPix order coarser (``EStepSettings.prepass_radius``).
+
+    Pass 1 of a global search at order ``o >= 3`` scores every orientation of the grid (``12 4^o 6 2^o`` in
+    C1: 36864 at order 3) for every translation; that product is most of a global iteration.  The pre-pass
+    scores the order ``o - 1`` grid (8x fewer orientations) on the pixels within ``prepass_radius`` (the coarse
+    size RELION derives for that step: ``coarse_image_size``), takes each particle's significant parents (the
+    smallest set holding ``adaptive_fraction`` of the pre-pass posterior, with the offset prior) and hands
+    pass 1 only their children on the order-``o`` grid: the 4 nested HEALPix pixels and the 3 in-plane angles
+    ``2q - 1, 2q, 2q + 1`` of parent angle ``q``, which cover the parent's cell.  Parents are the order
+    ``o - 1`` pixels of the grid's own (symmetry-reduced) pixels, so every orientation of the grid has one.
+    """
+
+    MIN_PARENTS = 64  # at least the best parents (a posterior sharper than the grid hides its neighbours)
+
+    def __init__(self, orient: OrientationGrid, perturb: np.ndarray, grid3d: np.ndarray, k2d: np.ndarray,
+                 s: EStepSettings):
+        parents = OrientationGrid(orient.order - 1, pixels=np.unique(orient.pixels // 4))
+        radius = float(s.prepass_radius if s.prepass_radius is not None else np.inf)
+        self.n_pix = max(1, int(np.searchsorted(np.sqrt((k2d ** 2).sum(1)), radius, side="left")))
+        self.k = k2d[:self.n_pix]
+        self.proj = s.ops.project(grid3d, orient_matrices(parents, np.arange(len(parents))) @ perturb, self.k,
+                                  s.pad)
+        # children[parent orientation] = orientation indices of the grid (-1 where a child pixel is not in it)
+        position = np.full(12 * 4 ** orient.order, -1, np.int64)
+        position[orient.pixels] = np.arange(len(orient.pixels))
+        kid_pix = position[parents.pixels[:, None] * 4 + np.arange(4)[None, :]]  # (n_parent_pix, 4)
+        q = np.arange(parents.n_psi)
+        kid_psi = (2 * q[:, None] + np.array([-1, 0, 1])[None, :]) % orient.n_psi  # (n_parent_psi, 3)
+        kids = kid_pix[:, None, :, None] * orient.n_psi + kid_psi[None, :, None, :]
+        kids = np.where(kid_pix[:, None, :, None] >= 0, kids, -1)
+        self.children = kids.reshape(len(parents), -1)
+
+    def candidates(self, x: np.ndarray, ctf: np.ndarray, w: np.ndarray, shifts: np.ndarray, trans: np.ndarray,
+                   s: EStepSettings) -> list[np.ndarray]:
+        """Per particle of the batch, the sorted orientation indices of the grid that pass 1 scores."""
+        n = self.n_pix
+        d2 = _scores(x[:, :n], ctf[:, :n], w[None, :n], self.proj, shifts, self.k, s.box, False, s.ops)
+        lp_t = _offset_logprior(trans, np.zeros(2), s.sigma_offset_a, s.angpix)
+        out = []
+        for diff in d2:
+            post = posterior_weights(-diff + lp_t[:, None]).sum(axis=0)  # per parent orientation
+            keep = significant_mask(post, s.adaptive_fraction)
+            keep[np.argpartition(post, -self.MIN_PARENTS)[-self.MIN_PARENTS:]] = True
+            kids = self.children[np.nonzero(keep)[0]].ravel()
+            out.append(np.unique(kids[kids >= 0]))
+        return out
+
+
 def orient_matrices(orient: OrientationGrid, idx: np.ndarray) -> np.ndarray:
     """Rotation matrices of orientation indices of ``orient``."""
     ang = orient.angles(idx)
@@ -346,13 +453,7 @@ def _pass1(idx, mats, diff, trans, prev_mat, s: EStepSettings):
         weights = _best_only(np.where(np.isfinite(lp_r)[None, :], diff, np.inf))
     else:
         weights = posterior_weights(-diff + lp_t[:, None] + lp_r[None, :])
-    sig = significant_mask(weights, s.adaptive_fraction)
-    n_sig = int(sig.sum())
-    if s.max_significant > 0 and n_sig > s.max_significant:
-        flat = np.argsort(weights.ravel())[::-1][:s.max_significant]
-        sig = np.zeros(weights.size, bool)
-        sig[flat] = True
-        sig = sig.reshape(weights.shape)
+    sig, n_sig = _significant(weights, s.adaptive_fraction, s.max_significant)
     sig_t, sig_r = np.nonzero(sig)
     ut, inv_t = np.unique(sig_t, return_inverse=True)
     ur, inv_r = np.unique(sig_r, return_inverse=True)

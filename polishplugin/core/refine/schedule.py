@@ -68,13 +68,19 @@ def symmetry_aware_angle_deg(a: np.ndarray, b: np.ndarray, sym_ops: np.ndarray) 
     return best
 
 
+#: ``sum c^2 |P - P'|^2 / (2 sigma2)`` at which a pose is told apart from the rotated/shifted one: the
+#: log-likelihood drop of a probability ratio of 0.01 (RELION ``calculateExpectedAngularErrors``: ``pvalue``)
+ACCURACY_LOG_DROP = float(np.log(100.0))
+
+
 def expected_accuracies(grid3d: np.ndarray, mats: np.ndarray, ctf: np.ndarray, sigma2_pix: np.ndarray,
                         k2d: np.ndarray, box: int, pad: int = 2, per_particle: bool = False):
     """``(acc_rot_deg, acc_trans_px)``: rotation/shift at which ``sum c^2 |P - P'|^2 / (2 sigma2)``
-    exceeds 1, averaged over the particles given (RELION ``calculateExpectedAngularErrors``; we
-    rotate about the x, y and z axes and average).  ``per_particle``: two arrays ``(n,)`` instead
-    (mean over the axes), so that sums over MPI ranks give the same mean as one rank."""
-    steps = np.geomspace(0.05, 60.0, 24)
+    exceeds :data:`ACCURACY_LOG_DROP` (4.605), averaged over the particles given (RELION
+    ``calculateExpectedAngularErrors``: at most 30 degrees and 10 pixels; we rotate about the x, y and z axes
+    and average).  ``per_particle``: two arrays ``(n,)`` instead (mean over the axes), so that sums over MPI
+    ranks give the same mean as one rank."""
+    steps = np.geomspace(0.05, 30.0, 24)
     w = 0.5 / sigma2_pix
     p0 = project_pixels(grid3d, mats, k2d, pad)
     acc_rot = []
@@ -83,15 +89,15 @@ def expected_accuracies(grid3d: np.ndarray, mats: np.ndarray, ctf: np.ndarray, s
         for d in steps[::-1]:
             p1 = project_pixels(grid3d, mats @ rotation_about(axis, d), k2d, pad)
             diff = (w * ctf ** 2 * np.abs(p0 - p1) ** 2).sum(1)
-            first = np.where(diff > 1.0, d, first)
+            first = np.where(diff > ACCURACY_LOG_DROP, d, first)
         acc_rot.append(first)
-    shifts = np.geomspace(0.01, box / 2.0, 24)
+    shifts = np.geomspace(0.01, 10.0, 24)
     first_t = np.full(len(mats), shifts[-1])
     kr = np.sqrt((k2d ** 2).sum(1))
     for t in shifts[::-1]:
         ph = 2 - 2 * np.cos(2 * np.pi * kr * t / box)  # |1 - exp(-i phi)|^2 along the gradient direction
         diff = (w * ctf ** 2 * np.abs(p0) ** 2 * ph[None]).sum(1)
-        first_t = np.where(diff > 1.0, t, first_t)
+        first_t = np.where(diff > ACCURACY_LOG_DROP, t, first_t)
     if per_particle:
         return np.mean(acc_rot, axis=0), first_t
     return float(np.mean(acc_rot)), float(np.mean(first_t))
@@ -153,8 +159,11 @@ class AutoSampling:
         self.smallest_angle_change = min(self.smallest_angle_change, angle_change_deg)
         self.smallest_offset_change = min(self.smallest_offset_change, offset_change_px)
 
-    def update(self, acc_rot_deg: float, acc_trans_px: float, offset_change_px: float) -> bool:
-        """RELION ``updateAngularSampling``; True when the sampling was made finer."""
+    def update(self, acc_rot_deg: float, acc_trans_px: float, offset_change_px: float,
+               max_step_px: float = 1.5) -> bool:
+        """RELION ``updateAngularSampling``; True when the sampling was made finer.
+
+        ``max_step_px``: RELION's 1.5 Å cap on the new fine offset step, in pixels (1.5 / pixel size)."""
         if self.has_fine_enough_sampling:
             return False
         if not (self.nr_iter_wo_resol_gain >= 1 and self.nr_iter_wo_large_changes >= 1):
@@ -163,13 +172,14 @@ class AutoSampling:
             self.has_fine_enough_sampling = True
             return False
         self.healpix_order += 1
-        scale = 2 ** self.oversampling
-        new_step = min(1.5, 0.75 * acc_trans_px) * scale
-        new_range = min(1.3 * self.offset_range_px, 5.0 * offset_change_px)
-        new_step = min(new_step, self.offset_step_px)
-        new_range = max(new_range, 1.5 * new_step)
-        if new_range > 4 * new_step:  # keep the grid at most 9x9 coarse steps
+        new_step = min(max_step_px, 0.75 * acc_trans_px) * 2 ** self.oversampling
+        new_range = max(min(1.3 * self.offset_range_px, 5.0 * offset_change_px), 1.5 * new_step)
+        if new_range > 4 * new_step:  # RELION: halve the range first, then widen the step (at most 9x9 steps)
+            new_range /= 2.0
+        if new_range > 4 * new_step:
             new_step = new_range / 4.0
+        if new_step > self.offset_step_px:  # never coarser than before: keep the old grid
+            new_step, new_range = self.offset_step_px, self.offset_range_px
         self.offset_step_px, self.offset_range_px = new_step, new_range
         self.nr_iter_wo_resol_gain = 0
         self.nr_iter_wo_large_changes = 0

@@ -86,6 +86,22 @@ def test_significant_mask_keeps_smallest_set():
     assert np.allclose(p, [0.25, 0, 0.75])
 
 
+@pytest.mark.parametrize("spread", [0.3, 3.0, 30.0, 300.0])
+def test_significant_mask_equals_the_full_sort(spread):
+    """The partial sort (only entries that can matter) gives the same set as sorting all entries, for
+    posteriors from flat to peaked, with and without the --maxsig limit."""
+    rng = np.random.default_rng(int(spread))
+    for _ in range(20):
+        w = posterior_weights(-spread * rng.exponential(size=(21, 3000)))
+        flat = w.ravel()
+        order = np.argsort(flat, kind="stable")[::-1]
+        n_keep = int(np.searchsorted(np.cumsum(flat[order]), 0.999 * flat.sum()) + 1)
+        for limit in (0, 200):
+            ref = np.zeros(flat.size, bool)
+            ref[order[:min(n_keep, limit) if limit else n_keep]] = True
+            assert np.array_equal(significant_mask(w, 0.999, limit).ravel(), ref)
+
+
 def _planted_particles(phantom):
     """24 particles (SNR 2, CTF, shifts) and what the E-step needs of them."""
     sim = simulate_particles(phantom, 24, 4.0, snr=2.0, max_shift_px=1.5, seed=5)
@@ -202,3 +218,39 @@ def test_noise_free_local_search_has_no_pose_bias():
     assert np.median(symmetry_aware_angle_deg(est, true, symmetry_matrices("D2"))) < 0.4
     off = np.array([r.origin_px for r in res])
     assert np.median(np.linalg.norm(off - sim.origins_px, axis=1)) < 0.1
+
+
+def test_prepass_children_cover_the_grid_and_stay_in_the_parents_cell():
+    """Every orientation of an order-3 grid (C1 and the D2 asymmetric unit) is a child of some order-2 parent;
+    each child's viewing direction is one of the parent pixel's 4 nested pixels and its in-plane angle lies
+    within one order-3 step (7.5 deg) of the parent's (15-deg steps at order 2)."""
+    from polishplugin.core.refine.estep import CoarsePrepass
+    for sym in ("C1", "D2"):
+        orient = OrientationGrid(3, symmetry_matrices(sym))
+        s = EStepSettings(box=16, angpix=4.0, prepass_radius=4.0)
+        pre = CoarsePrepass(orient, np.eye(3), map_to_grid(np.zeros((16, 16, 16), np.float32)),
+                            pixel_list(16, 8)[2], s)
+        kids = pre.children[pre.children >= 0]
+        assert np.array_equal(np.unique(kids), np.arange(len(orient)))
+        parents = OrientationGrid(2, pixels=np.unique(orient.pixels // 4))
+        par = np.repeat(np.arange(len(parents)), pre.children.shape[1])[pre.children.ravel() >= 0]
+        assert np.array_equal(orient.pixels[kids // orient.n_psi] // 4, parents.pixels[par // parents.n_psi])
+        dpsi = (orient.angles(kids)[:, 2] - parents.angles(par)[:, 2] + 180.0) % 360.0 - 180.0
+        assert np.abs(dpsi).max() == pytest.approx(7.5)
+
+
+def test_prepass_global_search_finds_the_exhaustive_poses(phantom):
+    """Order-3 global search on the planted particles: the coarse pre-pass (order 2 on fewer pixels) picks the
+    regions where the exhaustive coarse pass finds its poses; both recover the planted poses alike."""
+    sim, iy, ix, k, shells, ctf, old, x, rounded, sigma2, true = _planted_particles(phantom)
+    out = {}
+    for name, radius in (("exhaustive", None), ("prepass", 4.0)):
+        settings = EStepSettings(box=N, angpix=4.0, coarse_radius=8, current_radius=N / 2, offset_range_px=2,
+                                 offset_step_px=1, prepass_radius=radius)
+        res = expectation(map_to_grid(phantom), OrientationGrid(3), x[:, iy, ix], ctf[:, iy, ix].astype(np.float32),
+                          sigma2, k, shells, old, rounded, true, settings, None, None)
+        out[name] = (euler_to_matrix(*np.array([r.angles for r in res]).T), np.array([r.n_significant for r in res]))
+    err = {n: rotation_angle_deg(m, true) for n, (m, _) in out.items()}
+    assert np.median(err["prepass"]) < 3.75 and np.median(err["exhaustive"]) < 3.75
+    assert np.median(rotation_angle_deg(out["prepass"][0], out["exhaustive"][0])) < 1e-6
+    assert (rotation_angle_deg(out["prepass"][0], out["exhaustive"][0]) < 3.75).mean() >= 0.9
