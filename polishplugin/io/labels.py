@@ -204,3 +204,8 @@ POLISH_AUTOB_FIT_SHELLS = "rlnPolishAutobFitShells"
 POLISH_AUTOB_FIT_LOWRES = "rlnPolishAutobFitLowres"
 POLISH_AUTOB_FIT_HIGHRES = "rlnPolishAutobFitHighres"
 POLISH_AUTOB_TOO_FEW_SHELLS = "rlnPolishAutobTooFewShells"
+
+# --- 3D auto-refine: solvent flattening in optimiser.star (RELION's labels) ---
+DO_SOLVENT_FLATTENING = "rlnDoSolventFlattening"
+SOLVENT_MASK_NAME = "rlnSolventMaskName"
+SOLVENT_MASK2_NAME = "rlnSolventMask2Name"

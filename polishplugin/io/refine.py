@@ -237,7 +237,8 @@ class OptimiserState:
     """The state ``--continue`` restarts from, after a complete iteration.
 
     ``options``: the run's options (``vars(args)``: ``o``, ``iter``, ``low_resol_join_halves``,
-    ``particle_diameter``, ``ctf``, ``auto_local_healpix_order`` are also shown in the STAR file);
+    ``particle_diameter``, ``ctf``, ``auto_local_healpix_order``, ``flatten_solvent``, ``solvent_mask``,
+    ``solvent_mask2`` are also shown in the STAR file);
     ``schedule``: the auto-sampling state as a dict (``AutoSampling`` fields); per particle of the
     input table ``mats (n, 3, 3)``, ``offsets (n, 2)`` px, ``norm (n,)``; per group ``scale``; per
     shell ``sigma2`` and ``ssnr``; ``refs``: the two half references (read back from the MRC files the
@@ -285,6 +286,9 @@ def write_optimiser(it_root: str, s: OptimiserState, angpix: float) -> None:
         L.DO_SPLIT_RANDOM_HALVES: 1, L.JOIN_HALVES_UNTIL_THIS_RESOLUTION: o["low_resol_join_halves"],
         L.PARTICLE_DIAMETER: o["particle_diameter"], L.DO_CORRECT_CTF: int(o["ctf"]),
         L.AUTO_LOCAL_SEARCHES_HEALPIX_ORDER: o["auto_local_healpix_order"],
+        L.DO_SOLVENT_FLATTENING: int(bool(o.get("flatten_solvent"))),
+        L.SOLVENT_MASK_NAME: str(o.get("solvent_mask") or "None"),
+        L.SOLVENT_MASK2_NAME: str(o.get("solvent_mask2") or "None"),
         L.NUMBER_OF_ITER_WITHOUT_RESOLUTION_GAIN: sched["nr_iter_wo_resol_gain"],
         L.BEST_RESOLUTION_THUS_FAR: sched["best_resolution_inv_a"],
         L.NUMBER_OF_ITER_WITHOUT_CHANGING_ASSIGNMENTS: sched["nr_iter_wo_large_changes"],
@@ -387,16 +391,18 @@ def norm_corrections(table: ParticleTable) -> np.ndarray:
     return norm
 
 
-def read_particle_images(table: ParticleTable, rows: np.ndarray, box: int) -> np.ndarray:
+def read_particle_images(table: ParticleTable, rows: np.ndarray, box: int,
+                         stack_paths: dict | None = None) -> np.ndarray:
     """The images of ``rows`` of a particle table, ``(n, box, box)`` float32, read stack by stack
-    (StarError naming the STAR file for a missing stack or NaN/Inf values)."""
+    (StarError naming the STAR file for a missing stack or NaN/Inf values); ``stack_paths`` maps stack names
+    as written in the table to the files to read instead (e.g. copies on a scratch disk)."""
     locs = table.image_locations()
     images = np.empty((len(rows), box, box), np.float32)
     by_stack: dict[str, list[int]] = {}
     for j, r in enumerate(rows):
         by_stack.setdefault(locs[r][1], []).append(j)
     for stack, js in by_stack.items():
-        spath = table.resolve(stack)
+        spath = (stack_paths or {}).get(stack) or table.resolve(stack)
         if not Path(spath).exists():
             raise StarError(f"particle STAR file {table.path}: image stack {stack} does not exist")
         images[js] = read_stack_images(spath, [locs[rows[j]][0] for j in js])

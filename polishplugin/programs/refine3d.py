@@ -19,6 +19,15 @@ spectra, schedule and options; written last, so it marks a complete iteration). 
 --iter/--j).  With several MPI ranks the noise spectra, offset sigmas and accuracy estimates are summed over the
 ranks, so 1, 2 or 3 ranks give the same outputs (within float rounding).
 
+Options users reach for (RELION's semantics): --solvent_mask2 (in solvent flattening the region of a second
+mask is set to its own mean density, e.g. a micelle or a virion's interior); --auto_ignore_angles and
+--auto_resol_angles (the GUI's "Use finer angular sampling faster?": auto-sampling goes finer, and converges,
+despite changes still happening in the angles, and also when the resolution asks for a finer step at the
+particle's edge; saved with the schedule for --continue); --preread_images (all images are held in memory
+anyway, each rank its own) and --scratch_dir/--keep_free_scratch (the stacks are copied to a new folder on the
+scratch disk while it keeps that much free, read from there, and the folder is removed once every rank has
+read its images - RELION keeps it to the end because it reads images every iteration).
+
 Within an iteration the log tells, at most every 10 s, how many particles are done (of this rank's) and
 about how long the E-step has left.
 
@@ -79,6 +88,7 @@ from ..io.particles import ParticleTable, read_particles, write_particles
 from ..io.refine import (OptimiserState, RefinedParticles, RefineModel, RefineSampling, norm_corrections,
                          particle_groups, read_optimiser, read_particle_images, refined_particles, write_model,
                          write_optimiser, write_sampling)
+from ..io.scratch import ScratchError, copy_stacks_to_scratch
 from ..io.star import StarError
 from ..core.ctf import ctf_rfft_stack
 from ..core.filters import low_pass_map, raised_cosine_sphere
@@ -86,9 +96,9 @@ from ..core.fsc import fsc as map_fsc, resolution_shell
 from ..core.geometry import SymmetryError, euler_to_matrix, matrix_to_euler, symmetry_matrices
 from ..core.refine.estep import EStepSettings, NoiseAccumulator, expectation, prepare_images
 from ..core.refine.fourier3d import Backprojector, grid_to_map, map_to_grid, pixel_list, regularised_grid
-from ..core.refine.mstep import (gold_standard_fsc, initial_noise_sums, initial_sigma2, join_low_resolution,
-                                 low_resolution_join_shell, offsets_sigma_a, solvent_corrected_fsc, updated_norms,
-                                 updated_scales)
+from ..core.refine.mstep import (flatten_solvent, gold_standard_fsc, initial_noise_sums, initial_sigma2,
+                                 join_low_resolution, low_resolution_join_shell, offsets_sigma_a,
+                                 solvent_corrected_fsc, updated_norms, updated_scales)
 from ..core.refine.sampling import OrientationGrid, angular_step_deg, perturbation_matrix
 from ..core.refine.schedule import (AutoSampling, coarse_image_size, expected_accuracies, image_size,
                                     resolution_shell_from_ssnr, ssnr_from_fsc, symmetry_aware_angle_deg)
@@ -102,7 +112,8 @@ __all__ = ["add_args", "main", "run"]
 INCR_SIZE = 10
 MASK_EDGE_PX = 5.0
 PERTURB_FACTOR = 0.5  # RELION --perturb
-RESUME_KEEP = ("o", "j", "device", "continue_from")  # options that --continue may change (and --iter if given)
+# options that --continue may change (and --iter if given; the scratch/pre-read options are the new command line's)
+RESUME_KEEP = ("o", "j", "device", "continue_from", "scratch_dir", "keep_free_scratch", "preread_images")
 PROGRESS_EVERY_S = 10.0  # at most one progress line per this many seconds within an iteration
 
 
@@ -126,6 +137,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     a("--zero_mask", action="store_true", help="mask the particle background with zeros (else noise-free mean)")
     a("--flatten_solvent", action="store_true", help="mask the references (solvent mask or particle sphere)")
     a("--solvent_mask", default="", help="solvent mask (MRC, values in [0, 1])")
+    a("--solvent_mask2", default="",
+      help="second solvent mask (MRC, values in [0, 1], RELION --solvent_mask2): in solvent flattening, after the "
+           "reference was multiplied by the solvent mask (or the particle sphere), the region under this mask is "
+           "set to its own (mask-weighted) average density, e.g. a virion's interior or a detergent micelle; "
+           "needs --flatten_solvent")
     a("--solvent_correct_fsc", action="store_true", help="solvent-corrected gold-standard FSC (needs --solvent_mask)")
     a("--ctf", action="store_true", help="perform CTF correction")
     a("--ctf_corrected_ref", action="store_true", help="the reference has been CTF-corrected (accepted)")
@@ -141,6 +157,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
       help="prior sigma (degrees) on the three Euler angles: every iteration searches only within +/- 3 sigma "
            "of the particles' previous orientation (rlnAngleRot/Tilt/Psi of --i at the start), until "
            "auto-sampling reaches --auto_local_healpix_order (then 2x the step, as RELION); -1: global searches")
+    a("--auto_ignore_angles", action="store_true",
+      help="auto-sampling goes finer (and converges) regardless of changes still happening in the orientations "
+           "and offsets (RELION; with --auto_resol_angles the GUI's 'Use finer angular sampling faster?')")
+    a("--auto_resol_angles", action="store_true",
+      help="auto-sampling also goes finer when the current resolution asks for a step finer than the current "
+           "one at the particle's edge, 360/ceil(pi D/resolution) (D: --particle_diameter), except into the "
+           "order of the local searches (RELION)")
     a("--offset_range", type=float, default=6.0, help="initial offset search range (pixels; default 6)")
     a("--offset_step", type=float, default=2.0, help="initial coarse offset step (pixels; default 2)")
     a("--oversampling", type=int, default=1, choices=[1], help="adaptive oversampling order (only 1)")
@@ -165,6 +188,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
       help="E-step device: an OpenCL device id (e.g. 0 or 0:1), 'cpu' for numpy/BLAS only; default (or "
            "--gpu alone): OpenCL when a device works, else numpy")
     a("--j", type=int, default=1, help="threads (BLAS threads are set by the environment)")
+    a("--preread_images", action="store_true",
+      help="read all particles into memory at the start (RELION); refine3d always does so (each MPI rank its "
+           "own particles), so this only makes --scratch_dir unused, as in RELION")
+    a("--scratch_dir", default="",
+      help="copy the particle stacks to a new folder in this directory (e.g. a local disk) and read the images "
+           "from there (RELION --scratch_dir); the stacks that would leave less than --keep_free_scratch free "
+           "are read from where they are (a warning says so); the copy is removed once the images are read")
+    a("--keep_free_scratch", type=float, default=10.0,
+      help="Gb to leave free on the scratch disk (default 10)")
     a("--pool", type=int, default=1, help="accepted for compatibility")
     a("--dont_combine_weights_via_disc", action="store_true", help="accepted for compatibility")
 
@@ -191,6 +223,7 @@ class Inputs:
     group_names: list
     group_counts: np.ndarray
     norm: np.ndarray  # rlnNormCorrection of the input
+    mask2: np.ndarray | None = None  # --solvent_mask2
 
 
 @dataclass
@@ -288,7 +321,7 @@ def _read_inputs(args) -> Inputs:
         except StarError as exc:
             raise ProgramError(f"--ctf was asked but particle STAR file {path} has no CTF parameters "
                                f"({exc})") from exc
-    ref, mask = _read_maps(args, box, angpix)
+    ref, mask, mask2 = _read_maps(args, box, angpix)
     halves = table.half_sets() if L.RANDOM_SUBSET in table.particles.columns else \
         (np.arange(len(table)) % 2 + 1)
     if not set(np.unique(halves)) <= {1, 2} or len(np.unique(halves)) < 2:
@@ -305,11 +338,12 @@ def _read_inputs(args) -> Inputs:
     group_idx, group_names = particle_groups(table)
     group_counts = np.bincount(group_idx, minlength=len(group_names)).astype(np.float64)
     return Inputs(table, angpix, box, sym_ops, relax_ops, ref.astype(np.float64), mask, solvent, mask_radius,
-                  diameter, halves, ctf_all, group_idx, group_names, group_counts, norm)
+                  diameter, halves, ctf_all, group_idx, group_names, group_counts, norm, mask2)
 
 
-def _read_maps(args, box: int, angpix: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """The reference (``box``^3 at ``angpix``) and the solvent mask (values in [0, 1], float32) or None."""
+def _read_maps(args, box: int, angpix: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The reference (``box``^3 at ``angpix``) and the solvent masks (--solvent_mask, --solvent_mask2: values in
+    [0, 1], float32, of the reference's box and pixel size) or None."""
     ref_path = Path(args.ref)
     if not ref_path.exists():
         raise ProgramError(f"reference map {ref_path} does not exist")
@@ -320,26 +354,38 @@ def _read_maps(args, box: int, angpix: float) -> tuple[np.ndarray, np.ndarray | 
     if ref_angpix > 0 and abs(ref_angpix - angpix) > 0.01 * angpix:
         raise ProgramError(f"reference map {ref_path} has pixel size {ref_angpix:.4f} Å but the particles "
                            f"have {angpix:.4f} Å; rescale the reference")
-    mask = None
-    if args.solvent_mask:
-        mpath = Path(args.solvent_mask)
-        if not mpath.exists():
-            raise ProgramError(f"solvent mask {mpath} does not exist")
-        mask, _ = read_mrc(mpath)
-        if mask.shape != ref.shape:
-            raise ProgramError(f"solvent mask {mpath} has shape {mask.shape}, the reference {ref.shape}")
-        if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
-            raise ProgramError(f"solvent mask {mpath} has values outside [0, 1] "
-                               f"({mask.min():.3g} .. {mask.max():.3g})")
-        mask = np.clip(mask, 0, 1).astype(np.float32)
+    mask = _read_mask(args.solvent_mask, "solvent mask", ref.shape, angpix) if args.solvent_mask else None
+    mask2 = _read_mask(args.solvent_mask2, "second solvent mask", ref.shape, angpix) if args.solvent_mask2 else None
     if args.solvent_correct_fsc and mask is None:
         raise ProgramError("--solvent_correct_fsc needs --solvent_mask")
-    return ref, mask
+    if mask2 is not None and not args.flatten_solvent:
+        raise ProgramError(f"--solvent_mask2 {args.solvent_mask2} acts in solvent flattening: add --flatten_solvent")
+    if mask2 is not None and not mask2.any():
+        raise ProgramError(f"second solvent mask {args.solvent_mask2} is zero everywhere: it has no region to flatten")
+    return ref, mask, mask2
 
 
-def _local_halves(comm, inp: Inputs) -> dict[int, HalfSet]:
+def _read_mask(name: str, what: str, shape: tuple, angpix: float) -> np.ndarray:
+    """A mask of the reference's ``shape`` and pixel size with values in [0, 1] (float32; ProgramError naming
+    the file otherwise)."""
+    mpath = Path(name)
+    if not mpath.exists():
+        raise ProgramError(f"{what} {mpath} does not exist")
+    mask, mask_angpix = read_mrc(mpath)
+    if mask.shape != shape:
+        raise ProgramError(f"{what} {mpath} has shape {mask.shape}, the reference {shape}")
+    if mask_angpix > 0 and abs(mask_angpix - angpix) > 0.01 * angpix:
+        raise ProgramError(f"{what} {mpath} has pixel size {mask_angpix:.4f} Å but the particles have "
+                           f"{angpix:.4f} Å; rescale the mask")
+    if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
+        raise ProgramError(f"{what} {mpath} has values outside [0, 1] ({mask.min():.3g} .. {mask.max():.3g})")
+    return np.clip(mask, 0, 1).astype(np.float32)
+
+
+def _local_halves(comm, inp: Inputs, stack_paths: dict | None = None) -> dict[int, HalfSet]:
     """This rank's particles: rank r works on half (r % 2) + 1 with its share of that half's particles
-    (one rank: both halves), with their images, CTFs, start poses, norm corrections and groups."""
+    (one rank: both halves), with their images (read from ``stack_paths`` where it names a stack), CTFs, start
+    poses, norm corrections and groups."""
     local: dict[int, HalfSet] = {}
     for h in ([1, 2] if comm.size == 1 else [comm.rank % 2 + 1]):
         rows = np.nonzero(inp.halves == h)[0]
@@ -347,7 +393,7 @@ def _local_halves(comm, inp: Inputs) -> dict[int, HalfSet]:
             peers = [r for r in range(comm.size) if r % 2 + 1 == h]
             rows = rows[list(partition(len(rows), len(peers), peers.index(comm.rank)))]
         try:
-            images = read_particle_images(inp.table, rows, inp.box)
+            images = read_particle_images(inp.table, rows, inp.box, stack_paths)
         except StarError as exc:
             raise ProgramError(str(exc)) from exc
         ang = inp.table.angles_deg()[rows]
@@ -355,6 +401,36 @@ def _local_halves(comm, inp: Inputs) -> dict[int, HalfSet]:
         local[h] = HalfSet(h, rows, images, ctf, inp.table.origins_px()[rows],
                            euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]), norm=inp.norm[rows],
                            group=inp.group_idx[rows])
+    return local
+
+
+def _read_halves(comm, args, inp: Inputs) -> dict[int, HalfSet]:
+    """:func:`_local_halves`; with --scratch_dir (unless --preread_images, as RELION) the leader first copies the
+    stacks to the scratch disk, every rank reads its images from the copies it sees, and the copy is removed once
+    all have read (the images stay in memory for the whole run)."""
+    if not args.scratch_dir or args.preread_images:
+        if args.scratch_dir:
+            log.info("--scratch_dir %s is not used with --preread_images (as in RELION)", args.scratch_dir)
+        local = _local_halves(comm, inp)
+    else:
+        copy = None
+        try:
+            if comm.is_leader:
+                copy = copy_stacks_to_scratch(inp.table, args.scratch_dir, args.keep_free_scratch)
+                log.info("--scratch_dir: %d particle stack(s) copied to %s", len(copy.paths), copy.directory)
+                if copy.warning:
+                    log.warning("%s", copy.warning)
+            paths = comm.bcast(copy.paths if copy is not None else None)
+            local = _local_halves(comm, inp, {k: v for k, v in paths.items() if Path(v).exists()})
+            comm.barrier()
+        except ScratchError as exc:
+            raise ProgramError(str(exc)) from exc
+        finally:
+            if copy is not None:
+                copy.remove()
+    n_bytes = comm.allreduce_sum(np.array([float(sum(hs.images.nbytes for hs in local.values()))]))[0]
+    if comm.is_leader:
+        log.info("particle images held in memory: %.2f Gb over %d rank(s)", n_bytes / 1024 ** 3, comm.size)
     return local
 
 
@@ -370,7 +446,8 @@ def _initial_state(comm, args, inp: Inputs, local: dict, seed: int) -> State:
     maxres = max(int(round(box * angpix / args.ini_high)), 5)
     return State(seed, {1: start, 2: start}, initial_sigma2(init, box),
                  AutoSampling.initial(args.healpix_order, args.offset_range, args.offset_step,
-                                      args.auto_local_healpix_order, args.sigma_ang),
+                                      args.auto_local_healpix_order, args.sigma_ang, args.auto_ignore_angles,
+                                      args.auto_resol_angles),
                  image_size(maxres, box, INCR_SIZE, 0.0, False), box * angpix / maxres, maxres,
                  np.ones(len(inp.group_names)),
                  float(inp.norm.mean()))  # so that a set normalised earlier starts unchanged
@@ -479,7 +556,8 @@ def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_ro
     s = Sums({h: Backprojector(box, pad) for h in (1, 2)}, {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)},
              np.zeros((2, 6)), np.zeros(3), np.zeros((2, len(st.scale))), (args.norm or args.scale) and not cc_iter)
     for h, hs in local.items():
-        ref_map = st.refs[h] * inp.solvent if (args.flatten_solvent and not st.final) else st.refs[h]
+        ref_map = flatten_solvent(st.refs[h], inp.solvent, inp.mask2) if (args.flatten_solvent and not st.final) \
+            else st.refs[h]
         grid3d = map_to_grid(ref_map, pad)
         settings = EStepSettings(box=box, angpix=inp.angpix, pad=pad, coarse_radius=p.coarse / 2.0,
                                  current_radius=st.current_size / 2.0, offset_range_px=st.sched.offset_range_px,
@@ -638,7 +716,8 @@ def _next_sampling(args, inp: Inputs, st: State, ang_change: float, off_change: 
     sched.record_resolution(st.resolution_a)
     sched.record_changes(ang_change, off_change)
     if st.iteration > 1:
-        sched.update(st.acc_rot, st.acc_trans, off_change, max_step_px=1.5 / inp.angpix)
+        sched.update(st.acc_rot, st.acc_trans, off_change, st.resolution_a, inp.diameter,
+                     max_step_px=1.5 / inp.angpix)
     st.current_size = image_size(st.maxres, inp.box, INCR_SIZE, ave_pmax, st.high_at_limit)
     st.final = sched.converged() or st.iteration + 1 >= args.iter
 
@@ -677,7 +756,7 @@ def main(args: argparse.Namespace) -> int:
     out_root = Path(args.o)
     if comm.is_leader:
         out_root.parent.mkdir(parents=True, exist_ok=True)
-    local = _local_halves(comm, inp)
+    local = _read_halves(comm, args, inp)
     st = _resumed_state(args, inp, local, saved) if saved is not None else \
         _initial_state(comm, args, inp, local, seed)
     acc_rows = np.nonzero(inp.halves == 1)[0][:20]  # the particles of the accuracy estimate (rank-independent)

@@ -25,17 +25,21 @@ ANGULAR_SAMPLING_CHOICES = ["30 degrees", "15 degrees", "7.5 degrees", "3.7 degr
 OUTPUT_ROOT = "run"
 #: in extra/: the arguments the refine started with (Scipion's "Continue" goes on only from the same run)
 ARGUMENTS_FILE = "refine3d_arguments.json"
-#: options that a continued refine may change (refine3d --continue takes them again)
-RESUME_FREE_OPTIONS = ("--iter", "--j", "--device")
+#: options that a continued refine may change (refine3d --continue takes them again), with a value / flags
+RESUME_FREE_OPTIONS = ("--iter", "--j", "--device", "--scratch_dir")
+RESUME_FREE_FLAGS = ("--preread_images",)
 
 
 def _split_free(args: list) -> tuple[list, list]:
-    """``args`` without the RESUME_FREE_OPTIONS (each with its value), and those options alone."""
+    """``args`` without the RESUME_FREE_OPTIONS (each with its value) and RESUME_FREE_FLAGS, and those alone."""
     kept, free, i = [], [], 0
     while i < len(args):
         if args[i] in RESUME_FREE_OPTIONS and i + 1 < len(args):
             free += args[i:i + 2]
             i += 2
+        elif args[i] in RESUME_FREE_FLAGS:
+            free.append(args[i])
+            i += 1
         else:
             kept.append(args[i])
             i += 1
@@ -66,6 +70,13 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         form.addParam("referenceMask", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
                       label="Reference mask (optional)",
                       help="Solvent mask used to flatten the references and for solvent-corrected FSCs.")
+        form.addParam("solventMask2", params.PointerParam, pointerClass="VolumeMask", allowsNull=True,
+                      expertLevel=params.LEVEL_ADVANCED, label="Second solvent mask (optional)",
+                      help="RELION's --solvent_mask2: after the references were multiplied by the reference mask "
+                           "(or, without one, a sphere of the mask diameter), the region where this mask is 1 is "
+                           "set to its own average density, e.g. the higher density inside a virion or a "
+                           "detergent micelle. Values in [0, 1] (1 = the region to flatten), of the particles' "
+                           "box and pixel size.")
         form.addSection(label="Reference")
         form.addParam("isMapAbsoluteGreyScale", params.BooleanParam, default=True,
                       label="Ref. map is on absolute greyscale?",
@@ -110,6 +121,14 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                       default=4, label="Local searches from auto-sampling",
                       help="Auto-sampling uses local searches from this sampling on (with a local angular search: "
                            "the sampling of the first iteration).")
+        form.addParam("useFinerAngularSampling", params.BooleanParam, default=False,
+                      label="Use finer angular sampling faster?",
+                      help="Yes: auto-refinement goes on to finer angular samplings sooner (RELION's "
+                           "--auto_ignore_angles --auto_resol_angles): the sampling goes finer (and the run "
+                           "converges) despite changes still happening in the orientations, and also when the "
+                           "current resolution already asks for a finer step at the particle's edge "
+                           "(360/ceil(pi x mask diameter / resolution)), except into the local searches. Faster; "
+                           "check that the alignment is not worse than without.")
         form.addParam("lowResolJoinHalves", params.FloatParam, default=40.0, expertLevel=params.LEVEL_ADVANCED,
                       label="Join halves below (Å)")
         form.addParam("randomSeed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
@@ -117,6 +136,18 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         form.addParam("maxIterations", params.IntParam, default=999, expertLevel=params.LEVEL_ADVANCED,
                       label="Maximum iterations")
         addComputeSection(form, threads=1, mpi=1, device=True)
+        compute = form.getSection("Compute")
+        compute.addParam("allParticlesRam", params.BooleanParam, default=False,
+                         label="Pre-read all particles into RAM?",
+                         help="RELION's --preread_images. refine3d always reads all particle images into memory "
+                              "once at the start (each MPI process its own share: N x box^2 x 4 bytes for N "
+                              "particles); Yes also makes the scratch directory below unused, as in RELION.")
+        compute.addParam("scratchDir", params.PathParam, default="", condition="not allParticlesRam",
+                         label="Copy particles to scratch directory",
+                         help="A directory on a fast local disk (RELION's --scratch_dir): the particle stacks are "
+                              "copied to a new folder there and the images read from the copies; stacks that "
+                              "would leave less than 10 Gb free are read from where they are (the log says so). "
+                              "The copy is removed once the images are read. Empty: read from the project.")
 
     # --------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
@@ -203,11 +234,21 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
                 args.append("--ctf_intact_first_peak")
         if self.maskZero.get():
             args.append("--zero_mask")
-        mask = self.referenceMask.get()
+        mask, mask2 = self.referenceMask.get(), self.solventMask2.get()
+        if mask is not None or mask2 is not None:
+            args.append("--flatten_solvent")
         if mask is not None:
-            args += ["--flatten_solvent", "--solvent_mask", _mrc_path(mask)]
+            args += ["--solvent_mask", _mrc_path(mask)]
             if self.solventFscMask.get():
                 args.append("--solvent_correct_fsc")
+        if mask2 is not None:
+            args += ["--solvent_mask2", _mrc_path(mask2)]
+        if self.useFinerAngularSampling.get():
+            args += ["--auto_ignore_angles", "--auto_resol_angles"]
+        if self.allParticlesRam.get():
+            args.append("--preread_images")
+        elif (self.scratchDir.get() or "").strip():
+            args += ["--scratch_dir", self.scratchDir.get().strip()]
         return args + self._deviceArgs()
 
     def _initialHealpixOrder(self) -> int:
@@ -229,9 +270,16 @@ class ProtPolishRefine3D(ProtRefine3D, ProtPolishBase):
         p_box, r_box = parts.getXDim(), ref.getXDim()
         if p_box and r_box and p_box != r_box:
             errors.append(f"The reference {ref.getFileName()} is {r_box} px wide but the particles {p_box} px.")
-        mask = self.referenceMask.get()
-        if mask is not None and r_box and mask.getXDim() and mask.getXDim() != r_box:
-            errors.append(f"The mask {mask.getFileName()} is {mask.getXDim()} px wide, the reference {r_box} px.")
+        for label, mask in (("mask", self.referenceMask.get()), ("second solvent mask", self.solventMask2.get())):
+            if mask is None:
+                continue
+            if p_box and mask.getXDim() and mask.getXDim() != p_box:
+                errors.append(f"The {label} {mask.getFileName()} is {mask.getXDim()} px wide, the particles "
+                              f"{p_box} px.")
+            m_apix = mask.getSamplingRate()
+            if p_apix and m_apix and abs(p_apix - m_apix) > 0.01 * p_apix:
+                errors.append(f"The {label} {mask.getFileName()} has pixel size {m_apix:g} Å but the particles "
+                              f"{p_apix:g} Å.")
         if self.localAngularSearch.get():
             if not parts.hasAlignmentProj():
                 errors.append("A local angular search starts from the particles' orientations, but the input "

@@ -1,7 +1,8 @@
 """M-step of 3D auto-refine besides the reconstruction itself (RELION ``MlOptimiser::maximization*``).
 
-The noise spectrum at the start (``initial_noise_sums`` summed over the ranks, then ``initial_sigma2``),
-the offsets' prior sigma, the per-particle normalisation (``rlnNormCorrection``) and per-group scale
+Solvent flattening of the references (``flatten_solvent``, with RELION's second mask); the noise spectrum
+at the start (``initial_noise_sums`` summed over the ranks, then ``initial_sigma2``), the offsets' prior
+sigma, the per-particle normalisation (``rlnNormCorrection``) and per-group scale
 (``rlnGroupScaleCorrection``) corrections, the solvent-corrected gold-standard FSC and the low-resolution
 join of the two half sets.  Pure numpy on arrays; the E-step (:mod:`.estep`) supplies the sums, the
 3D grids come from :mod:`.fourier3d`.
@@ -18,7 +19,7 @@ from .fourier3d import grid_shells, halfgrid_fsc, pixel_list
 __all__ = [
     "MIN_SIGMA2_OFFSET_A2", "initial_noise_sums", "initial_sigma2", "offsets_sigma_a", "updated_norms",
     "updated_scales", "gold_standard_fsc", "solvent_corrected_fsc", "low_resolution_join_shell",
-    "join_low_resolution",
+    "join_low_resolution", "flatten_solvent",
 ]
 
 #: floor of the offsets' prior variance (Å^2), as RELION's ``sigma2_offset`` update
@@ -148,3 +149,17 @@ def join_low_resolution(d1: np.ndarray, w1: np.ndarray, d2: np.ndarray, w2: np.n
     d = np.where(low, 0.5 * (d1 + d2), 0)
     w = np.where(low, 0.5 * (w1 + w2), 0)
     return (np.where(low, d, d1), np.where(low, w, w1), np.where(low, d, d2), np.where(low, w, w2))
+
+
+# --------------------------------------------------------------------------- solvent flattening
+def flatten_solvent(ref: np.ndarray, mask: np.ndarray, mask2: np.ndarray | None = None) -> np.ndarray:
+    """The reference flattened as RELION's ``solventFlatten``: ``ref * mask``; with a second mask ``mask2``
+    (``--solvent_mask2``, values in [0, 1], 1 = the region to flatten, e.g. a virion's interior or a
+    micelle) the masked map then becomes ``(1 - m2) map + m2 a`` with ``a`` the ``m2``-weighted mean of the
+    masked map (RELION ``softMaskOutsideMap(map, mask2, invert)``); ``mask2`` must not be all zero."""
+    out = ref * mask
+    if mask2 is None:
+        return out
+    m2 = np.asarray(mask2, np.float64)
+    avg = float((m2 * out).sum() / m2.sum())
+    return (1.0 - m2) * out + m2 * avg

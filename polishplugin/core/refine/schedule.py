@@ -120,15 +120,20 @@ class AutoSampling:
     smallest_offset_change: float = 999.0
     best_resolution_inv_a: float = 0.0
     has_fine_enough_sampling: bool = False
+    auto_ignore_angles: bool = False  # --auto_ignore_angles
+    auto_resol_angles: bool = False  # --auto_resol_angles
 
     @classmethod
     def initial(cls, healpix_order: int, offset_range_px: float, offset_step_px: float, auto_local_order: int,
-                sigma_ang_deg: float = -1.0) -> "AutoSampling":
+                sigma_ang_deg: float = -1.0, auto_ignore_angles: bool = False,
+                auto_resol_angles: bool = False) -> "AutoSampling":
         """The schedule before iteration 1 (RELION ``parseInitial``/``initialiseGeneral``): local searches
         around the input poses from the start when ``sigma_ang_deg > 0`` (``--sigma_ang``: prior sigma on
         the three angles, search +/- 3 sigma) or when ``healpix_order >= auto_local_order`` (sigma
-        ``sigma_ang_deg`` if given, else 2x the oversampled step); otherwise global searches."""
-        s = cls(healpix_order, offset_range_px, offset_step_px, auto_local_order)
+        ``sigma_ang_deg`` if given, else 2x the oversampled step); otherwise global searches.  The two
+        flags are RELION's "Use finer angular sampling faster?" (see :meth:`update`)."""
+        s = cls(healpix_order, offset_range_px, offset_step_px, auto_local_order,
+                auto_ignore_angles=auto_ignore_angles, auto_resol_angles=auto_resol_angles)
         if sigma_ang_deg > 0 or healpix_order >= auto_local_order:
             s.local = True
             s.local_sigma_deg = float(sigma_ang_deg) if sigma_ang_deg > 0 else 2.0 * s.fine_step_deg
@@ -159,14 +164,31 @@ class AutoSampling:
         self.smallest_angle_change = min(self.smallest_angle_change, angle_change_deg)
         self.smallest_offset_change = min(self.smallest_offset_change, offset_change_px)
 
-    def update(self, acc_rot_deg: float, acc_trans_px: float, offset_change_px: float,
-               max_step_px: float = 1.5) -> bool:
-        """RELION ``updateAngularSampling``; True when the sampling was made finer.
+    @staticmethod
+    def resolution_step_deg(resolution_a: float, particle_diameter_a: float) -> float:
+        """The angular step the resolution asks for at the particle's edge: ``360 / ceil(pi D / res)``."""
+        return float(360.0 / np.ceil(np.pi * particle_diameter_a / resolution_a))
+
+    def may_proceed(self, resolution_a: float = 0.0, particle_diameter_a: float = 0.0) -> bool:
+        """RELION ``updateAngularSampling``'s condition to go finer: no resolution gain for an iteration or,
+        with ``auto_resol_angles``, a resolution-based step (:meth:`resolution_step_deg`, needs both
+        arguments > 0) finer than the current one unless the next order would start local searches; and
+        small changes of the angles and offsets for an iteration unless ``auto_ignore_angles``."""
+        by_resolution = (self.auto_resol_angles and resolution_a > 0 and particle_diameter_a > 0
+                         and self.resolution_step_deg(resolution_a, particle_diameter_a) < self.fine_step_deg
+                         and self.healpix_order + 1 != self.auto_local_order)
+        return ((by_resolution or self.nr_iter_wo_resol_gain >= 1)
+                and (self.auto_ignore_angles or self.nr_iter_wo_large_changes >= 1))
+
+    def update(self, acc_rot_deg: float, acc_trans_px: float, offset_change_px: float, resolution_a: float = 0.0,
+               particle_diameter_a: float = 0.0, max_step_px: float = 1.5) -> bool:
+        """RELION ``updateAngularSampling`` (``resolution_a``, ``particle_diameter_a``: for
+        ``auto_resol_angles``, see :meth:`may_proceed`); True when the sampling was made finer.
 
         ``max_step_px``: RELION's 1.5 Å cap on the new fine offset step, in pixels (1.5 / pixel size)."""
         if self.has_fine_enough_sampling:
             return False
-        if not (self.nr_iter_wo_resol_gain >= 1 and self.nr_iter_wo_large_changes >= 1):
+        if not self.may_proceed(resolution_a, particle_diameter_a):
             return False
         if self.fine_step_deg < 0.75 * acc_rot_deg:
             self.has_fine_enough_sampling = True
@@ -191,5 +213,7 @@ class AutoSampling:
         return True
 
     def converged(self) -> bool:
+        """RELION ``checkConvergence``: fine enough sampling, no resolution gain for an iteration and small
+        changes of the hidden variables for one (not asked with ``auto_ignore_angles``)."""
         return self.has_fine_enough_sampling and self.nr_iter_wo_resol_gain >= 1 \
-            and self.nr_iter_wo_large_changes >= 1
+            and (self.auto_ignore_angles or self.nr_iter_wo_large_changes >= 1)

@@ -101,6 +101,53 @@ class TestPolishRefine3D(PolishProjectTestCase):
         prot.relaxSym.set("Q3")
         self.assertTrue(any(e.startswith("Relax symmetry Q3") for e in prot._validate()))
 
+    # ------------------------------------- second mask, finer sampling faster, pre-read and scratch (RELION's names)
+    def test_second_mask_finer_sampling_preread_and_scratch_fields(self):
+        """"Second solvent mask" -> --flatten_solvent --solvent_mask2 (also without a reference mask: the sphere
+        then the second mask); "Use finer angular sampling faster?" -> --auto_ignore_angles --auto_resol_angles;
+        "Pre-read all particles into RAM?" -> --preread_images (then no scratch); "Copy particles to scratch
+        directory" -> --scratch_dir DIR as one token; all off by default.  A second mask of another box or
+        pixel size is a form error; the scratch options may change when a stopped run is continued."""
+        from polishplugin.protocols.protocol_mask_create import _mrc_path
+        from polishplugin.protocols.protocol_refine3d import _split_free
+
+        plain = self._local_prot()._programArgs()
+        for flag in ("--solvent_mask2", "--auto_ignore_angles", "--auto_resol_angles", "--preread_images",
+                     "--scratch_dir"):
+            self.assertNotIn(flag, plain)
+        scratch = "/scratch/my dir; rm -rf x"  # one token for runJob, never through a shell
+        prot = self.newProtocol(ProtPolishRefine3D, inputParticles=self.imp.outputParticles,
+                                referenceVolume=self.imp.outputVolume, solventMask2=self.imp.outputMask,
+                                useFinerAngularSampling=True, scratchDir=scratch)
+        args = prot._programArgs()
+        self.assertEqual(args[args.index("--solvent_mask2") + 1], _mrc_path(self.imp.outputMask))
+        self.assertNotIn("--solvent_mask", args)
+        for flag in ("--flatten_solvent", "--auto_ignore_angles", "--auto_resol_angles"):
+            self.assertIn(flag, args)
+        self.assertEqual(args[args.index("--scratch_dir") + 1], scratch)
+        self.assertEqual(prot._validate(), [])
+        prot.allParticlesRam.set(True)
+        args = prot._programArgs()
+        self.assertIn("--preread_images", args)
+        self.assertNotIn("--scratch_dir", args)
+        fixed, free = _split_free(["--j", "2", "--preread_images", "--scratch_dir", "/s", "--sym", "C1"])
+        self.assertEqual((fixed, free), (["--sym", "C1"], ["--j", "2", "--preread_images", "--scratch_dir", "/s"]))
+
+        import numpy as np
+        from pwem.objects import VolumeMask
+        from polishplugin.io.mrc import write_mrc
+
+        folder = Path(tempfile.mkdtemp(prefix="polish_mask2_"))
+        for name, box, apix, expected in (("box.mrc", BOX + 4, ANGPIX, f"is {BOX + 4} px wide, the particles {BOX} px"),
+                                          ("apix.mrc", BOX, 2 * ANGPIX, f"has pixel size {2 * ANGPIX:g} Å")):
+            write_mrc(folder / name, np.ones((box,) * 3, np.float32), apix)
+            mask = VolumeMask(location=str(folder / name))
+            mask.setSamplingRate(apix)
+            prot.solventMask2.set(mask)
+            errors = prot._validate()
+            self.assertTrue(any(e.startswith(f"The second solvent mask {folder / name}") and expected in e
+                                for e in errors), errors)
+
     # ------------------------------------------------------------- Scipion's "Continue" after a stop
     def test_continue_after_stop_reaches_the_uninterrupted_result(self):
         """A refine stopped after its first complete iteration and run again in Scipion's "Continue" mode
