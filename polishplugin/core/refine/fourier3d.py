@@ -80,7 +80,7 @@ def grid_to_map(grid: np.ndarray, box: int, gridding: bool = True, corner_mask: 
     """Real map ``(N, N, N)`` of a half grid (double-precision inverse transform); sinc^2 gridding
     correction and RELION's corner soft mask (radius N/2, width 3) when asked."""
     m = grid.shape[0]
-    padded = np.fft.irfftn(grid, s=(m, m, m)) * (box * box)
+    padded = np.fft.irfftn(grid, s=(m, m, m), axes=(0, 1, 2)) * (box * box)
     return padded_to_map(padded, box, corner_mask, gridding)
 
 

@@ -98,7 +98,7 @@ def test_maps_cut_around_each_track_start_give_the_same_tracks():
     m, c = full[0], cut[0]
     p, f = 3, 7
     cy, cx = c.centres[p, f, 1] % 48, c.centres[p, f, 0] % 48
-    assert c.cc[p, f, 8, 8] == pytest.approx(m.cc[p, f, cy, cx], rel=1e-5, abs=1e-5 * np.abs(m.cc).max())
+    assert c.cc[p, f, 8, 8] == pytest.approx(m.cc[p, f, cy, cx], rel=1e-5, abs=float(1e-5 * np.abs(m.cc).max()))
     sv, sd, sa = _pixels(full)
     args = dict(max_iters=10000, eps=1e-5, ftol=1e-12)
     ref = _joint(full).fit(sv, sd, sa, [x.initial_tracks_px for x in full], **args)

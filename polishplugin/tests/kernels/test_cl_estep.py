@@ -120,7 +120,7 @@ def test_cross_matches_numpy(device, n_part, n_trans, n_rot, n_pix, rng):
     # the known answer, straight from the definition
     p, t, r = n_part - 1, n_trans - 1, n_rot - 1
     direct = (w[p] * x[p] * np.exp(-2j * np.pi * (k @ shifts[p, t]) / 48) * np.conj(proj[r])).real.sum()
-    assert got[p, t, r] == pytest.approx(direct, abs=CROSS_TOL * np.abs(ref).max())
+    assert got[p, t, r] == pytest.approx(direct, abs=float(CROSS_TOL * np.abs(ref).max()))
 
 
 @pytest.mark.parametrize("device", device_params())
