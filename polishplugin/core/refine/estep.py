@@ -510,7 +510,9 @@ def _accumulate(wts, proj, mats, x, ctf, sigma2_pix, k2d, shells_pix, shifts, s,
     ``sum_k Re(conj(c P) X)``, ``sum_k |c P|^2`` over ``s.scale_pixels`` (RELION ``exp_wsum_norm_correction``,
     ``exp_wsum_scale_correction_XA/AA``).
     """
-    keep_r = np.nonzero(wts.sum(0) > 1e-3 * wts.max())[0]
+    # RELION storeWeightedSums: only the samples of the smallest set holding adaptive_fraction of the posterior
+    wts = np.where(significant_mask(wts, s.adaptive_fraction), wts, 0.0)
+    keep_r = np.nonzero(wts.sum(0) > 0)[0]
     keep_t = np.nonzero(wts.sum(1) > 0)[0]
     w_rt = wts[np.ix_(keep_t, keep_r)]
     xt = x[None, :] * _phases(shifts[keep_t], k2d, s.box)  # (t, k)
