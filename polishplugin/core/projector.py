@@ -203,12 +203,17 @@ class _ExtendedIndex:
         ``(real, imag, weight)`` sums per flat half-grid index, the dummy slot last (length ``dummy + 1``)."""
         base, weights, neg = self.corners(coords)
         vals = np.where(neg, np.conj(values), values)
-        idx = np.concatenate([self.lut[base + off] for off in self.offsets])
-        wt = np.concatenate(weights)
-        size = self.dummy + 1
-        return (np.bincount(idx, weights=wt * np.tile(vals.real, 8), minlength=size),
-                np.bincount(idx, weights=wt * np.tile(vals.imag, 8), minlength=size),
-                np.bincount(idx, weights=wt * np.tile(value_weights, 8), minlength=size))
+        n_ext = len(self.lut)
+        sums = []
+        # per corner one bincount over the points' base cells on the extended box, shifted by the corner's
+        # offset there; then the extended box folds onto the half grid through the index table (no 8x
+        # concatenated index and value arrays)
+        for q in (vals.real, vals.imag, np.asarray(value_weights)):
+            ext = np.zeros(n_ext)
+            for w, off in zip(weights, self.offsets):
+                ext[off:] += np.bincount(base, weights=w * q, minlength=n_ext)[:n_ext - off]
+            sums.append(np.bincount(self.lut, weights=ext, minlength=self.dummy + 1))
+        return sums[0], sums[1], sums[2]
 
 
 def _reach(coords: np.ndarray) -> float:
