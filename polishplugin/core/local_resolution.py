@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .filters import apply_bfactor_rfft, fsc_weight_lut
+from .filters import bfactor_lut, fsc_weight_lut
 from .fourier import n_shells, round_half_away
 from .fsc import (ShellGrid, fsc_grid, fsc_ratio, fsc_true, irfft_fast, randomize_phases_rfft, resolution_shell,
                   rfft_fast)
@@ -300,11 +300,11 @@ class LocalResolution:
         del p1, p2
         f1 += f2                                     # RELION: Isum = I1 + I2 (QUIRK: not halved)
         del f2
-        if mtf is not None:
-            from .mtf import divide_by_mtf
+        if mtf is not None:                          # divide_by_mtf and apply_bfactor_rfft on self.grid
+            from .mtf import mtf_lut
 
-            f1 = divide_by_mtf(f1, self.shape, self.angpix, mtf[0], mtf[1], mtf[2])
-        self.ftsum = apply_bfactor_rfft(f1, self.shape, self.angpix, settings.adhoc_bfac)
+            f1 = f1 / self.grid.gather(mtf_lut(self.grid, self.angpix, mtf[0], mtf[1], mtf[2]))
+        self.ftsum = f1 * self.grid.gather(bfactor_lut(self.grid, self.angpix, settings.adhoc_bfac))
         del f1
         if mode == "fast":
             self._prepare_fast()
@@ -328,9 +328,9 @@ class LocalResolution:
         shell_w = self._grid_w.shell.ravel()
         from scipy.sparse import csr_matrix
 
-        # (coefficients x shells) indicator: batched shell sums as one sparse product
-        self._shell_matrix = csr_matrix((np.ones(shell_w.size, np.float32), (np.arange(shell_w.size), shell_w)),
-                                        shape=(shell_w.size, self._nw + 1))
+        # (shells x coefficients) indicator: batched shell sums as one sparse product (shells x batch)
+        self._shell_matrix = csr_matrix((np.ones(shell_w.size, np.float32), (shell_w, np.arange(shell_w.size))),
+                                        shape=(self._nw + 1, shell_w.size))
         self._count_w = np.maximum(self._grid_w.count.astype(np.float64), 1.0)
         self._xi = np.arange(self.nshell) * (w / self.box)   # N-shell i sits at W-shell i*W/N
         self._grid_f = ShellGrid((wf, wf, wf))
@@ -421,12 +421,13 @@ class LocalResolution:
         if buf is None or buf.shape[0] < shape[0] or buf.shape[1] < shape[1] or buf.shape[2] != size:
             buf = self._winbuf = np.zeros((len(maps), max(len(idxs), self.batch), size, size, size), np.float32)
         out = buf[:len(maps), :len(idxs)]
-        out.fill(0.0)
         for b, i in enumerate(idxs):
             cz, cy, cx = mask_centre_index(self.points[i], self.box)
             sz, dz = _clip(cz - size // 2, size, self.box)
             sy, dy = _clip(cy - size // 2, size, self.box)
             sx, dx = _clip(cx - size // 2, size, self.box)
+            if any(d.stop - d.start < size for d in (dz, dy, dx)):   # a window over the box edge: 0 outside
+                out[:, b].fill(0.0)
             for m, vol in enumerate(maps):
                 out[m, b, dz, dy, dx] = vol[sz, sy, sx]
         return out
@@ -438,7 +439,7 @@ class LocalResolution:
         b = fb.reshape(nb, -1)
         values = np.concatenate([a.real * b.real + a.imag * b.imag, a.real * a.real + a.imag * a.imag,
                                  b.real * b.real + b.imag * b.imag], axis=0)
-        sums = np.asarray(values @ self._shell_matrix, np.float64)[:, :self._nw] / self._count_w[None, :]
+        sums = np.asarray(self._shell_matrix @ values.T, np.float64).T[:, :self._nw] / self._count_w[None, :]
         return sums[:nb], sums[nb:2 * nb], sums[2 * nb:]
 
     def _fast_fsc(self, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
