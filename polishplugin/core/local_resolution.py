@@ -328,7 +328,7 @@ class LocalResolution:
         shell_w = self._grid_w.shell.ravel()
         from scipy.sparse import csr_matrix
 
-        # (shells x coefficients) indicator: batched shell sums as one sparse product (shells x batch)
+        # (shells x coefficients) indicator: the shell sums of a transform as one sparse product
         self._shell_matrix = csr_matrix((np.ones(shell_w.size, np.float32), (shell_w, np.arange(shell_w.size))),
                                         shape=(self._nw + 1, shell_w.size))
         self._count_w = np.maximum(self._grid_w.count.astype(np.float64), 1.0)
@@ -433,14 +433,22 @@ class LocalResolution:
         return out
 
     def _shell_means(self, fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-point W-shell means of Re(fa fb*), |fa|^2, |fb|^2 (half-transform sums)."""
+        """Per-point W-shell means of Re(fa fb*), |fa|^2, |fb|^2 (half-transform sums).
+
+        One sparse (shells x coefficients) product per point and quantity on contiguous rows: a product
+        with the whole batch at once would first copy it into (coefficients x batch) order.
+        """
         nb = fa.shape[0]
         a = fa.reshape(nb, -1)
         b = fb.reshape(nb, -1)
-        values = np.concatenate([a.real * b.real + a.imag * b.imag, a.real * a.real + a.imag * a.imag,
-                                 b.real * b.real + b.imag * b.imag], axis=0)
-        sums = np.asarray(self._shell_matrix @ values.T, np.float64).T[:, :self._nw] / self._count_w[None, :]
-        return sums[:nb], sums[nb:2 * nb], sums[2 * nb:]
+        sums = np.empty((3, nb, self._nw + 1), np.float32)
+        for p in range(nb):
+            x, y = a[p], b[p]
+            sums[0, p] = self._shell_matrix @ (x.real * y.real + x.imag * y.imag)
+            sums[1, p] = self._shell_matrix @ (x.real * x.real + x.imag * x.imag)
+            sums[2, p] = self._shell_matrix @ (y.real * y.real + y.imag * y.imag)
+        means = sums[:, :, :self._nw].astype(np.float64) / self._count_w
+        return means[0], means[1], means[2]
 
     def _fast_fsc(self, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
         """N-shell FSCs of batches of masked windows (W-shell means interpolated to N shells)."""

@@ -256,9 +256,11 @@ def save_pngs_and_pdf(figs: list[tuple[Figure, str]], pdf_path: str | os.PathLik
     pages = []
     for fig, png in figs:
         canvas = FigureCanvasAgg(fig)
+        dpi_before = fig.dpi
         fig.set_dpi(dpi)
         canvas.draw()
-        rgba = np.asarray(canvas.buffer_rgba())
+        rgba = np.array(canvas.buffer_rgba())
+        fig.set_dpi(dpi_before)
         tmp = f"{png}.tmp{os.getpid()}.png"
         mpl.image.imsave(tmp, rgba, format="png", dpi=dpi,
                          metadata={"Software": f"Matplotlib version{mpl.__version__}, https://matplotlib.org/"})
