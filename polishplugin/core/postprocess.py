@@ -308,7 +308,9 @@ def sharpen_maps(f1: np.ndarray, f2: np.ndarray, grid: ShellGrid, angpix: float,
     """Sharpen the average ``(f1 + f2)/2`` of two half-map rffts (:func:`sharpen_rfft` with
     ``options``) back to real space; with ``mask`` also the masked map, with ``half_maps`` each half
     filtered by the same factor (MTF, weighting, B-factor, low-pass)."""
-    sharp = sharpen_rfft((f1 + f2) * np.float32(0.5), grid, angpix, fsc_corrected, **options)
+    average = f1 + f2
+    average *= np.float32(0.5)
+    sharp = sharpen_rfft(average, grid, angpix, fsc_corrected, **options)
     final = irfft_fast(sharp.f, grid.shape)
     halves = None
     if half_maps:
