@@ -88,20 +88,25 @@ def prefetch_plots(names: tuple[str, ...] = PLOT_MODULES) -> threading.Thread:
     """Import the plotting stack in a background thread while the main thread reads and transforms
     the maps (file reads and FFTs release the GIL), so that the figures at the end find it imported.
 
-    The caller joins the thread before it imports a plotting module itself.  A failed import is left
-    to that later import to report.  The GIL switch interval is shortened (5 -> 0.5 ms) for the
-    program's lifetime so that the numeric thread is not held up by the importing one between its
-    numpy calls.
+    The caller joins the thread before it imports a plotting module itself; a failed import is left to
+    that later import to report.  While the thread runs, the GIL switch interval is 0.5 ms instead of
+    5 ms, so that the numeric thread does not wait long for the GIL between its numpy calls.  The thread
+    is not a daemon: a program that stops early (bad input) waits for the imports before the interpreter
+    shuts down, instead of freezing an import (and a possible warning on stderr) half-way.
     """
-    def work() -> None:
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the main thread's import raises it again
-                return
+    interval = sys.getswitchinterval()
 
-    sys.setswitchinterval(5e-4)
-    thread = threading.Thread(target=work, name="prefetch-plots", daemon=True)
+    def work() -> None:
+        try:
+            for name in names:
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the main thread's own import raises it again
+            pass
+        finally:
+            sys.setswitchinterval(interval)
+
+    sys.setswitchinterval(min(interval, 5e-4))
+    thread = threading.Thread(target=work, name="prefetch-plots")
     thread.start()
     return thread
 

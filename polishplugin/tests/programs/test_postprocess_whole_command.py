@@ -150,3 +150,15 @@ def test_figures_are_written_and_the_log_pdf_pages_are_the_pngs(run):
         assert png.shape == (450, 700, 3)                            # 7 x 4.5 in at 100 dpi
         assert np.array_equal(page, png), name
         assert png.std() > 10                                        # drawn, not blank
+
+
+def test_prefetch_imports_in_the_background_and_restores_the_switch_interval():
+    from polishplugin.programs.postprocess import prefetch_plots
+
+    before = sys.getswitchinterval()
+    sys.modules.pop("colorsys", None)
+    thread = prefetch_plots(("colorsys", "polishplugin.no_such_module"))   # a failing name ends it quietly
+    thread.join()
+    assert "colorsys" in sys.modules
+    assert not thread.daemon and not thread.is_alive()
+    assert sys.getswitchinterval() == before
