@@ -17,6 +17,8 @@ Two modes give (nearly) the same answer:
   voxels around the point, so its transform is computed in a ``W`` box (batched, float32).  The
   ``W``-box shells (width ``N/W`` N-box shells) are mapped to the ``N``-box shells by linear
   interpolation of the shell means of ``Re(F1 F2*)``, ``|F1|^2``, ``|F2|^2``; the FSC is their ratio.
+  The phase-randomised halves are made in single precision like the windows (every point's resolution
+  the same as from double-precision halves: ``tests/core/test_local_resolution_precision.py``).
   The local filtering is done in a ``Wf``-box window (``W`` + 2 x 8 px margin) of the sharpened sum
   (periodic, like the full box) with the same filter sampled at the window's frequencies.
 
@@ -291,8 +293,11 @@ class LocalResolution:
         f1 = rfft_fast(np.asarray(half1, np.float64))
         f2 = rfft_fast(np.asarray(half2, np.float64))
         self.fsc_unmasked = fsc_grid(f1, f2, self.grid)
-        p1, p2 = randomize_phases_rfft([f1, f2], self.grid, self.geom.randomize_at, settings.random_seed)
         real = np.float64 if mode == "exact" else np.float32
+        # the fast mode keeps the phase-randomised halves in single precision: randomise and invert there
+        p1, p2 = randomize_phases_rfft([f1.astype(np.result_type(real, np.complex64)),
+                                        f2.astype(np.result_type(real, np.complex64))],
+                                       self.grid, self.geom.randomize_at, settings.random_seed)
         self.half1 = np.asarray(half1, real)
         self.half2 = np.asarray(half2, real)
         self.half1p = irfft_fast(p1, self.shape).astype(real)
