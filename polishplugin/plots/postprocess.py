@@ -241,6 +241,11 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
     os.replace(tmp, path)
 
 
+#: zlib level of the PNGs and PDF images of :func:`save_pngs_and_pdf`: 3 instead of PIL's 6 encodes the
+#: 1200 x 420 local-resolution slices in 21 instead of 47 ms for a 7 % larger file (line plots: +1.5 %)
+_ZLIB_LEVEL = 3
+
+
 def save_pngs_and_pdf(figs: list[tuple[Figure, str]], pdf_path: str | os.PathLike, dpi: int = 100) -> None:
     """Draw each figure once with Agg, save it as its PNG and all of them as the pages of ``pdf_path``
     (every file atomically).
@@ -262,7 +267,7 @@ def save_pngs_and_pdf(figs: list[tuple[Figure, str]], pdf_path: str | os.PathLik
         rgba = np.array(canvas.buffer_rgba())
         fig.set_dpi(dpi_before)
         tmp = f"{png}.tmp{os.getpid()}.png"
-        mpl.image.imsave(tmp, rgba, format="png", dpi=dpi,
+        mpl.image.imsave(tmp, rgba, format="png", dpi=dpi, pil_kwargs={"compress_level": _ZLIB_LEVEL},
                          metadata={"Software": f"Matplotlib version{mpl.__version__}, https://matplotlib.org/"})
         os.replace(tmp, png)
         pages.append(rgba[:, :, :3])
@@ -278,7 +283,7 @@ def write_raster_pdf(images: list[np.ndarray], path: str | os.PathLike, dpi: flo
     kids = []
     for image in images:
         h, w = image.shape[:2]
-        data = zlib.compress(np.ascontiguousarray(image, np.uint8).tobytes(), 6)
+        data = zlib.compress(np.ascontiguousarray(image, np.uint8).tobytes(), _ZLIB_LEVEL)
         pw, ph = w * 72.0 / dpi, h * 72.0 / dpi
         n = len(objects) + 1                     # this page's object number; contents n+1, image n+2
         content = f"q {pw:.3f} 0 0 {ph:.3f} 0 0 cm /Im0 Do Q".encode()
