@@ -8,9 +8,10 @@ Example (tutorial step 29):
 Outputs (RELION names, <o> = --o): <o>_locres.mrc (local resolution in Å, mask-weighted harmonic
 mean of the point estimates), <o>_locres_filtered.mrc (locally FSC-weighted, low-passed, sharpened
 map), <o>_locres_fscs.star (valid STAR: data_locres_points with every point's centre and resolution,
-then one data_fsc_KKKKK_IIIII_JJJJJ table per point), <o>_histogram.png/.pdf (local resolution of
-voxels with mask > 0.5, or of all estimated voxels without --mask), <o>_slices.png and <o>_chimerax.cxc
-(ChimeraX: colours the sharpened map, --sharpened or else the filtered map, by local resolution).
+then one data_fsc_KKKKK_IIIII_JJJJJ table per point), <o>_histogram.png (local resolution of
+voxels with mask > 0.5, or of all estimated voxels without --mask), <o>_slices.png, <o>_histogram.pdf
+(those two PNG images as its pages) and <o>_chimerax.cxc (ChimeraX: colours the sharpened map,
+--sharpened or else the filtered map, by local resolution).
 Links locres.mrc and locres_filtered.mrc are also made in the output folder.
 
 --mode exact does 4 full-box FFTs + 1 inverse per point like RELION; --mode fast (default) computes

@@ -6,7 +6,8 @@ Examples:
       --auto_bfac --autob_lowres 10
 
 Outputs (RELION names): <o>.mrc, <o>_masked.mrc, <o>.star (data_general, data_fsc, data_guinier),
-<o>_fsc.xml (EMDB), <o>_fsc.dat, <o>_fsc.png, <o>_guinier.png and logfile.pdf in the output folder;
+<o>_fsc.xml (EMDB), <o>_fsc.dat, <o>_fsc.png, <o>_guinier.png and logfile.pdf (those two PNG images as its
+pages) in the output folder;
 --half_maps adds <o>_half1.mrc and <o>_half2.mrc.
 """
 
