@@ -21,6 +21,7 @@ import argparse
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu, numbers = best[(case["name"], label)]
             cells.append(f"{wall:.2f} | {cpu:.2f} | {numbers}")
         print(f"| {case['name']} | " + " | ".join(cells) + " |")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
