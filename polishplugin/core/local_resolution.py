@@ -17,6 +17,8 @@ Two modes give (nearly) the same answer:
   voxels around the point, so its transform is computed in a ``W`` box (batched, float32).  The
   ``W``-box shells (width ``N/W`` N-box shells) are mapped to the ``N``-box shells by linear
   interpolation of the shell means of ``Re(F1 F2*)``, ``|F1|^2``, ``|F2|^2``; the FSC is their ratio.
+  The phase-randomised halves are made in single precision like the windows (every point's resolution
+  the same as from double-precision halves: ``tests/core/test_local_resolution_precision.py``).
   The local filtering is done in a ``Wf``-box window (``W`` + 2 x 8 px margin) of the sharpened sum
   (periodic, like the full box) with the same filter sampled at the window's frequencies.
 
@@ -44,7 +46,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .filters import apply_bfactor_rfft, fsc_weight_lut
+from .filters import bfactor_lut, fsc_weight_lut
 from .fourier import n_shells, round_half_away
 from .fsc import (ShellGrid, fsc_grid, fsc_ratio, fsc_true, irfft_fast, randomize_phases_rfft, resolution_shell,
                   rfft_fast)
@@ -291,8 +293,11 @@ class LocalResolution:
         f1 = rfft_fast(np.asarray(half1, np.float64))
         f2 = rfft_fast(np.asarray(half2, np.float64))
         self.fsc_unmasked = fsc_grid(f1, f2, self.grid)
-        p1, p2 = randomize_phases_rfft([f1, f2], self.grid, self.geom.randomize_at, settings.random_seed)
         real = np.float64 if mode == "exact" else np.float32
+        # the fast mode keeps the phase-randomised halves in single precision: randomise and invert there
+        p1, p2 = randomize_phases_rfft([f1.astype(np.result_type(real, np.complex64)),
+                                        f2.astype(np.result_type(real, np.complex64))],
+                                       self.grid, self.geom.randomize_at, settings.random_seed)
         self.half1 = np.asarray(half1, real)
         self.half2 = np.asarray(half2, real)
         self.half1p = irfft_fast(p1, self.shape).astype(real)
@@ -300,11 +305,11 @@ class LocalResolution:
         del p1, p2
         f1 += f2                                     # RELION: Isum = I1 + I2 (QUIRK: not halved)
         del f2
-        if mtf is not None:
-            from .mtf import divide_by_mtf
+        if mtf is not None:                          # divide_by_mtf and apply_bfactor_rfft on self.grid
+            from .mtf import mtf_lut
 
-            f1 = divide_by_mtf(f1, self.shape, self.angpix, mtf[0], mtf[1], mtf[2])
-        self.ftsum = apply_bfactor_rfft(f1, self.shape, self.angpix, settings.adhoc_bfac)
+            f1 = f1 / self.grid.gather(mtf_lut(self.grid, self.angpix, mtf[0], mtf[1], mtf[2]))
+        self.ftsum = f1 * self.grid.gather(bfactor_lut(self.grid, self.angpix, settings.adhoc_bfac))
         del f1
         if mode == "fast":
             self._prepare_fast()
@@ -328,9 +333,9 @@ class LocalResolution:
         shell_w = self._grid_w.shell.ravel()
         from scipy.sparse import csr_matrix
 
-        # (coefficients x shells) indicator: batched shell sums as one sparse product
-        self._shell_matrix = csr_matrix((np.ones(shell_w.size, np.float32), (np.arange(shell_w.size), shell_w)),
-                                        shape=(shell_w.size, self._nw + 1))
+        # (shells x coefficients) indicator: the shell sums of a transform as one sparse product
+        self._shell_matrix = csr_matrix((np.ones(shell_w.size, np.float32), (shell_w, np.arange(shell_w.size))),
+                                        shape=(self._nw + 1, shell_w.size))
         self._count_w = np.maximum(self._grid_w.count.astype(np.float64), 1.0)
         self._xi = np.arange(self.nshell) * (w / self.box)   # N-shell i sits at W-shell i*W/N
         self._grid_f = ShellGrid((wf, wf, wf))
@@ -421,25 +426,34 @@ class LocalResolution:
         if buf is None or buf.shape[0] < shape[0] or buf.shape[1] < shape[1] or buf.shape[2] != size:
             buf = self._winbuf = np.zeros((len(maps), max(len(idxs), self.batch), size, size, size), np.float32)
         out = buf[:len(maps), :len(idxs)]
-        out.fill(0.0)
         for b, i in enumerate(idxs):
             cz, cy, cx = mask_centre_index(self.points[i], self.box)
             sz, dz = _clip(cz - size // 2, size, self.box)
             sy, dy = _clip(cy - size // 2, size, self.box)
             sx, dx = _clip(cx - size // 2, size, self.box)
+            if any(d.stop - d.start < size for d in (dz, dy, dx)):   # a window over the box edge: 0 outside
+                out[:, b].fill(0.0)
             for m, vol in enumerate(maps):
                 out[m, b, dz, dy, dx] = vol[sz, sy, sx]
         return out
 
     def _shell_means(self, fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-point W-shell means of Re(fa fb*), |fa|^2, |fb|^2 (half-transform sums)."""
+        """Per-point W-shell means of Re(fa fb*), |fa|^2, |fb|^2 (half-transform sums).
+
+        One sparse (shells x coefficients) product per point and quantity on contiguous rows: a product
+        with the whole batch at once would first copy it into (coefficients x batch) order.
+        """
         nb = fa.shape[0]
         a = fa.reshape(nb, -1)
         b = fb.reshape(nb, -1)
-        values = np.concatenate([a.real * b.real + a.imag * b.imag, a.real * a.real + a.imag * a.imag,
-                                 b.real * b.real + b.imag * b.imag], axis=0)
-        sums = np.asarray(values @ self._shell_matrix, np.float64)[:, :self._nw] / self._count_w[None, :]
-        return sums[:nb], sums[nb:2 * nb], sums[2 * nb:]
+        sums = np.empty((3, nb, self._nw + 1), np.float32)
+        for p in range(nb):
+            x, y = a[p], b[p]
+            sums[0, p] = self._shell_matrix @ (x.real * y.real + x.imag * y.imag)
+            sums[1, p] = self._shell_matrix @ (x.real * x.real + x.imag * x.imag)
+            sums[2, p] = self._shell_matrix @ (y.real * y.real + y.imag * y.imag)
+        means = sums[:, :, :self._nw].astype(np.float64) / self._count_w
+        return means[0], means[1], means[2]
 
     def _fast_fsc(self, wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
         """N-shell FSCs of batches of masked windows (W-shell means interpolated to N shells)."""

@@ -182,8 +182,13 @@ def guinier_curve(amplitude: np.ndarray, grid: ShellGrid, angpix: float, fit_min
     ``w = 1`` iff ``fit_maxres_a <= res <= fit_minres_a`` and the shell has amplitude; empty or
     zero shells get ``y = -99``, ``w = 0``.
     """
+    return _guinier_from_sums(grid.radial_sum(amplitude), grid, angpix, fit_minres_a, fit_maxres_a)
+
+
+def _guinier_from_sums(total: np.ndarray, grid: ShellGrid, angpix: float, fit_minres_a: float,
+                       fit_maxres_a: float) -> Guinier:
+    """:func:`guinier_curve` from the per-shell amplitude sums ``total``."""
     n, box = grid.n, grid.box
-    total = grid.radial_sum(amplitude)
     idx = np.arange(n, dtype=np.float64)
     with np.errstate(divide="ignore"):
         res_a = np.where(idx > 0, box * angpix / np.maximum(idx, 1), np.inf)
@@ -254,13 +259,16 @@ def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: n
     (None: skip), fit or apply the B-factor, low-pass at ``low_pass_a`` if > 0 (the caller resolves
     RELION's negative value).  Raises ``ValueError`` for an unusable MTF table or an empty fit range.
     """
-    amplitude = np.abs(f)
+    # every filter is a LUT over |k|^2: the amplitude summed per |k|^2 once gives every Guinier curve
+    # (sum over a shell of |F| lut[|k|^2] = sum over its |k|^2 of lut * that sum) without a pass over f
+    amp_r2 = np.bincount(grid.r2.ravel(), weights=np.abs(f).ravel(), minlength=grid.max_r2 + 1)
     lut = np.ones(grid.max_r2 + 1)
 
     def curve() -> Guinier:
-        return guinier_curve(amplitude * grid.gather(lut), grid, angpix, autob_lowres_a, autob_highres_a)
+        total = np.bincount(grid.shell_lut, weights=amp_r2 * lut, minlength=grid.n + 1)[:grid.n]
+        return _guinier_from_sums(total, grid, angpix, autob_lowres_a, autob_highres_a)
 
-    guinier = {"original": guinier_curve(amplitude, grid, angpix, autob_lowres_a, autob_highres_a)}
+    guinier = {"original": curve()}
     if mtf is not None:
         lut = lut / mtf_lut(grid, angpix, mtf[0], mtf[1], mtf[2])
         guinier["mtf"] = curve()
@@ -280,7 +288,7 @@ def sharpen_rfft(f: np.ndarray, grid: ShellGrid, angpix: float, fsc_corrected: n
         guinier["sharpened"] = curve()
     if low_pass_a > 0:
         lut = lut * low_pass_lut(grid, angpix, low_pass_a, filter_edge_width)
-    return SharpenResult(f=f * grid.gather(lut).astype(f.real.dtype), bfactor_a2=float(bfactor),
+    return SharpenResult(f=f * grid.gather(lut.astype(f.real.dtype)), bfactor_a2=float(bfactor),
                          factor_lut=lut, guinier=guinier, fit=fit, fit_shells=fit_shells, fit_range_a=fit_range)
 
 
@@ -300,10 +308,12 @@ def sharpen_maps(f1: np.ndarray, f2: np.ndarray, grid: ShellGrid, angpix: float,
     """Sharpen the average ``(f1 + f2)/2`` of two half-map rffts (:func:`sharpen_rfft` with
     ``options``) back to real space; with ``mask`` also the masked map, with ``half_maps`` each half
     filtered by the same factor (MTF, weighting, B-factor, low-pass)."""
-    sharp = sharpen_rfft((f1 + f2) * np.float32(0.5), grid, angpix, fsc_corrected, **options)
+    average = f1 + f2
+    average *= np.float32(0.5)
+    sharp = sharpen_rfft(average, grid, angpix, fsc_corrected, **options)
     final = irfft_fast(sharp.f, grid.shape)
     halves = None
     if half_maps:
-        factor = grid.gather(sharp.factor_lut).astype(np.float32)
+        factor = grid.gather(sharp.factor_lut.astype(np.float32))
         halves = (irfft_fast(f1 * factor, grid.shape), irfft_fast(f2 * factor, grid.shape))
     return SharpenedMaps(final, None if mask is None else final * mask, halves, sharp)

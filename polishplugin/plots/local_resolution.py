@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .postprocess import save_pdf, save_png  # shared atomic writers (re-exported)
+from .postprocess import save_pdf, save_png, save_pngs_and_pdf  # shared atomic writers (re-exported)
 
 __all__ = ["histogram_values", "histogram_figure", "slices_figure", "save_png", "save_pdf", "locres_range",
            "save_locres_figures"]
@@ -35,17 +35,20 @@ def locres_range(values: np.ndarray) -> tuple[float, float]:
 def histogram_figure(values: np.ndarray, title: str = "Local resolution") -> Figure:
     """Histogram of local resolutions (Å) with the median marked."""
     fig = Figure(figsize=(6, 4))
+    # fixed margins instead of tight_layout (which draws the figure once more to measure it)
+    fig.subplots_adjust(left=0.14, right=0.96, bottom=0.13, top=0.91)
     ax = fig.add_subplot(111)
     if values.size:
-        ax.hist(values, bins=min(50, max(10, int(np.sqrt(values.size)))), color="steelblue",
-                edgecolor="black", linewidth=0.3)
+        # one filled step artist (not one rectangle per bin): the same bars, a fraction of the drawing time
+        counts, edges = np.histogram(values, bins=min(50, max(10, int(np.sqrt(values.size)))))
+        ax.stairs(counts, edges, fill=True, color="steelblue")
+        ax.stairs(counts, edges, color="black", linewidth=0.5)
         med = float(np.median(values))
         ax.axvline(med, color="red", linestyle="--", label=f"median {med:.2f} Å")
         ax.legend()
     ax.set_xlabel("local resolution (Å)")
     ax.set_ylabel("voxels")
     ax.set_title(title)
-    fig.tight_layout()
     return fig
 
 
@@ -85,8 +88,6 @@ def save_locres_figures(locres: np.ndarray, filtered: np.ndarray, mask: np.ndarr
     values = histogram_values(locres, mask)
     vrange = locres_range(values)
     hist = histogram_figure(values, "Local resolution" + (" inside the mask" if mask is not None else ""))
-    save_png(hist, paths["histogram_png"])
     slices = slices_figure(filtered, locres, mask, vrange)
-    save_png(slices, paths["slices_png"])
-    save_pdf([hist, slices], paths["histogram_pdf"])
+    save_pngs_and_pdf([(hist, paths["histogram_png"]), (slices, paths["slices_png"])], paths["histogram_pdf"])
     return values, vrange

@@ -8,9 +8,10 @@ Example (tutorial step 29):
 Outputs (RELION names, <o> = --o): <o>_locres.mrc (local resolution in Å, mask-weighted harmonic
 mean of the point estimates), <o>_locres_filtered.mrc (locally FSC-weighted, low-passed, sharpened
 map), <o>_locres_fscs.star (valid STAR: data_locres_points with every point's centre and resolution,
-then one data_fsc_KKKKK_IIIII_JJJJJ table per point), <o>_histogram.png/.pdf (local resolution of
-voxels with mask > 0.5, or of all estimated voxels without --mask), <o>_slices.png and <o>_chimerax.cxc
-(ChimeraX: colours the sharpened map, --sharpened or else the filtered map, by local resolution).
+then one data_fsc_KKKKK_IIIII_JJJJJ table per point), <o>_histogram.png (local resolution of
+voxels with mask > 0.5, or of all estimated voxels without --mask), <o>_slices.png, <o>_histogram.pdf
+(those two PNG images as its pages) and <o>_chimerax.cxc (ChimeraX: colours the sharpened map,
+--sharpened or else the filtered map, by local resolution).
 Links locres.mrc and locres_filtered.mrc are also made in the output folder.
 
 --mode exact does 4 full-box FFTs + 1 inverse per point like RELION; --mode fast (default) computes
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 import time
 
 import numpy as np
@@ -32,10 +34,9 @@ from ..io.local_resolution import link_output, locres_paths, write_chimerax_scri
 from ..io.mrc import write_mrc
 from ..io.mtf import read_mtf_table
 from ..io.postprocess import read_half_maps
-from ..plots.local_resolution import save_locres_figures
 from ._cli import ProgramError
 from ._mpi import get_comm
-from .postprocess import add_half_map_args, add_mtf_args
+from .postprocess import add_half_map_args, add_mtf_args, prefetch_plots
 
 __all__ = ["add_args", "main"]
 
@@ -75,7 +76,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------ output
 
-def _write_outputs(args, engine: LocalResolution, acc: LocresAccumulators, mask, angpix: float) -> dict:
+def _write_outputs(args, engine: LocalResolution, acc: LocresAccumulators, mask, angpix: float,
+                   plots: threading.Thread | None = None) -> dict:
     paths = locres_paths(args.o)
     locres, filtered = finalize_maps(acc)
     write_mrc(paths["locres"], locres, angpix)
@@ -85,6 +87,10 @@ def _write_outputs(args, engine: LocalResolution, acc: LocresAccumulators, mask,
                       comments=("polishplugin local_resolution (RELION relion_postprocess --locres)",))
     link_output(paths["locres"], paths["locres_link"])
     link_output(paths["filtered"], paths["filtered_link"])
+    if plots is not None:
+        plots.join()                      # the prefetch of the plotting stack (see prefetch_plots)
+    from ..plots.local_resolution import save_locres_figures
+
     values, vrange = save_locres_figures(locres, filtered, mask, paths)
     write_chimerax_script(paths["chimerax"], args.sharpened or paths["filtered"], paths["locres"], vrange)
     if values.size:
@@ -104,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
         raise ProgramError(f"--j must be >= 1, got {args.j}")
     if args.filter_edge_width < 0:
         raise ProgramError(f"--filter_edge_width must be >= 0, got {args.filter_edge_width}")
+    plots = prefetch_plots() if comm.is_leader else None
     maps = read_half_maps(args.i, args.i2, args.mask, args.angpix)
     angpix = maps.angpix
     mtf = (*read_mtf_table(args.mtf), args.mtf_angpix if args.mtf_angpix > 0 else angpix) if args.mtf else None
@@ -139,7 +146,7 @@ def main(args: argparse.Namespace) -> int:
         if comm.is_leader:
             acc.points = [p for part in gathered for p in part]
     if comm.is_leader:
-        _write_outputs(args, engine, acc, maps.mask, angpix)
+        _write_outputs(args, engine, acc, maps.mask, angpix, plots)
         log.info("local resolution done in %.1f s: %s", time.time() - t0, locres_paths(args.o)["locres"])
     comm.barrier()
     return 0
