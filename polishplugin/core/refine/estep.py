@@ -313,8 +313,7 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
     orientations overlap (broad posteriors), the oversampled children are projected once for the
     union and the weighted slices are summed per orientation before one back-projection.
     """
-    n_coarse = int(np.searchsorted(np.sqrt((k2d ** 2).sum(1)), s.coarse_radius, side="left"))
-    n_coarse = max(1, min(n_coarse, len(k2d)))
+    n_coarse = _pixels_within(k2d, s.coarse_radius)
     kc = k2d[:n_coarse]
     w_all = (0.5 / sigma2_pix).astype(np.float32)
     trans = translation_grid(s.offset_range_px, s.offset_step_px)
@@ -387,6 +386,12 @@ def expectation(grid3d: np.ndarray, orient: OrientationGrid, x_all: np.ndarray, 
 _NUMPY = NumpyOps()
 
 
+def _pixels_within(k2d: np.ndarray, radius: float) -> int:
+    """How many of the pixels ``k2d`` (sorted by radius) lie within ``radius`` (at least 1, at most all)."""
+    n = int(np.searchsorted(np.sqrt((k2d ** 2).sum(1)), radius, side="left"))
+    return max(1, min(n, len(k2d)))
+
+
 class CoarsePrepass:
     """A global search's pre-pass one HEALPix order coarser (``EStepSettings.prepass_radius``).
 
@@ -405,8 +410,7 @@ class CoarsePrepass:
     def __init__(self, orient: OrientationGrid, perturb: np.ndarray, grid3d: np.ndarray, k2d: np.ndarray,
                  s: EStepSettings):
         parents = OrientationGrid(orient.order - 1, pixels=np.unique(orient.pixels // 4))
-        radius = float(s.prepass_radius if s.prepass_radius is not None else np.inf)
-        self.n_pix = max(1, int(np.searchsorted(np.sqrt((k2d ** 2).sum(1)), radius, side="left")))
+        self.n_pix = _pixels_within(k2d, float(s.prepass_radius if s.prepass_radius is not None else np.inf))
         self.k = k2d[:self.n_pix]
         self.proj = s.ops.project(grid3d, orient_matrices(parents, np.arange(len(parents))) @ perturb, self.k,
                                   s.pad)
