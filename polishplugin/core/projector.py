@@ -38,6 +38,8 @@ the OpenCL twins, selected per call with ``backend="numpy"|"opencl"|"auto"`` (re
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.fft
 
@@ -45,7 +47,7 @@ from polishplugin.core import fourier, geometry
 
 __all__ = [
     "FourierProjector", "FourierBackprojector", "reconstruct_from_images", "gridding_correction",
-    "soft_mask_outside_map", "padded_transform", "padded_to_map", "sample_trilinear_halfgrid",
+    "soft_mask_outside_map", "padded_transform", "padded_to_map", "sample_trilinear_halfgrid", "extended_index",
     "spread_trilinear_halfgrid", "hermitian_planes", "symmetrise_halfgrid", "project_real_space",
 ]
 
@@ -220,6 +222,18 @@ def _reach(coords: np.ndarray) -> float:
     return float(np.abs(coords).max()) if coords.size else 0.0
 
 
+@functools.lru_cache(maxsize=4)
+def _index_for(m: int, reach: int) -> _ExtendedIndex:
+    return _ExtendedIndex(m, reach)
+
+
+def extended_index(m: int, reach: float) -> _ExtendedIndex:
+    """The :class:`_ExtendedIndex` of padded size ``m`` for coordinates up to ``reach``, kept for reuse (the
+    index depends on ``ceil(reach)`` only; spreading the points of one current size builds it once, and a
+    smaller reach than ``m / 2`` keeps the scattered sums in a smaller, cache-friendlier box)."""
+    return _index_for(int(m), int(np.ceil(reach)))
+
+
 def sample_trilinear_halfgrid(grid: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Trilinear value of the half-transform ``grid`` ``(m, m, m//2+1)`` at ``coords`` ``(..., 3)`` (x,y,z).
 
@@ -228,7 +242,7 @@ def sample_trilinear_halfgrid(grid: np.ndarray, coords: np.ndarray) -> np.ndarra
     :meth:`FourierProjector.sample` keeps the extended table.)
     """
     coords = np.asarray(coords, dtype=np.float64)
-    ext = _ExtendedIndex(grid.shape[0], _reach(coords))
+    ext = extended_index(grid.shape[0], _reach(coords))
     return ext.sample(ext.table(grid), coords.reshape(-1, 3)).reshape(coords.shape[:-1])
 
 
@@ -241,7 +255,7 @@ def spread_trilinear_halfgrid(data: np.ndarray, weight: np.ndarray, coords: np.n
     ``|coordinate|`` (default: from ``coords``).
     """
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
-    ext = _ExtendedIndex(data.shape[0], _reach(coords) if reach is None else reach)
+    ext = extended_index(data.shape[0], _reach(coords) if reach is None else reach)
     re, im, w = ext.bincounts(coords, np.asarray(values).reshape(-1),
                               np.asarray(value_weights, dtype=np.float64).reshape(-1))
     data += (re[:-1] + 1j * im[:-1]).reshape(data.shape)

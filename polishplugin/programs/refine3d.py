@@ -553,7 +553,7 @@ def _expectation(args, inp: Inputs, local: dict, st: State, p: Pass, ops, acc_ro
     particle's passes."""
     box, pad = inp.box, args.pad
     cc_iter = bool(args.firstiter_cc) and st.iteration == 1
-    s = Sums({h: Backprojector(box, pad) for h in (1, 2)}, {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)},
+    s = Sums({h: Backprojector(box, pad, ops) for h in (1, 2)}, {h: NoiseAccumulator(box // 2 + 1) for h in (1, 2)},
              np.zeros((2, 6)), np.zeros(3), np.zeros((2, len(st.scale))), (args.norm or args.scale) and not cc_iter)
     for h, hs in local.items():
         ref_map = flatten_solvent(st.refs[h], inp.solvent, inp.mask2) if (args.flatten_solvent and not st.final) \

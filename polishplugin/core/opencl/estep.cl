@@ -9,6 +9,16 @@
  *
  * shifted_images: Y[p * T + t, k] = xw[p, k] exp(-2 pi i (k . s[p, t]) / N).
  *
+ * spread_pixels_atomic / spread_pixels_owned: the back-projection of the same slices, the transpose of
+ *   project_pixels: value v[r, k] (conjugated where the point folds onto its Hermitian mate) and weight
+ *   w[r, k] spread trilinearly into three float32 sums on the margin-extended box of
+ *   polishplugin.core.projector._ExtendedIndex (logical z, y in -R .. R+1, x in 0 .. R+1; flat index
+ *   ((z + R) * (2R + 2) + y + R) * (R + 2) + x), which the host folds onto the periodic half grid.
+ *   _atomic: one work item per (pixel, rotation), float compare-and-swap adds (GPUs; the last digits
+ *   depend on the order the adds land in).  _owned: one work item per slab of z rows, each walking every
+ *   sample in order and adding only the corners in its slab: no atomics, and every cell receives its adds
+ *   in sample order, so the sums are the same on every run (CPU devices).
+ *
  * cross_gemm: C = A B^T for row-major A (rows x kdim) and B (cols x kdim), real.  With A = Y and
  *   B = the projections P, both complex rows read as interleaved (re, im) floats, a row dot product
  *   is sum_k (Re Y Re P + Im Y Im P) = Re sum_k Y conj(P): the cross term of the squared differences.
@@ -39,6 +49,28 @@
 #define RTSN (TSN / WPTN)
 #define NTHREADS (RTSM * RTSN)
 
+/* the slice point of pixel k under rot6 row a: logical integer bases and fractions, folded to x >= 0;
+   returns whether it was folded (the caller conjugates) */
+inline int pixel_point(const float2 k, __global const float *a, const int m, const float centre,
+                       const float hi, int *bx, int *by, int *bz, float *fx, float *fy, float *fz)
+{
+    const float x = clamp(k.x * a[0] + k.y * a[3] + centre, 0.0f, hi);
+    const float y = clamp(k.x * a[1] + k.y * a[4] + centre, 0.0f, hi);
+    const float z = clamp(k.x * a[2] + k.y * a[5] + centre, 0.0f, hi);
+    /* logical coordinate = (base - M/2) + fraction, exactly; a point with x < 0 is folded onto its
+       Hermitian mate: base -> -base - 1, fraction -> 1 - fraction (exact in float32) */
+    const int mc = m / 2;
+    *bx = (int)x; *by = (int)y; *bz = (int)z;
+    *fx = x - (float)*bx; *fy = y - (float)*by; *fz = z - (float)*bz;
+    *bx -= mc; *by -= mc; *bz -= mc;
+    const int neg = *bx < 0;
+    if (neg) {
+        *bx = -*bx - 1; *by = -*by - 1; *bz = -*bz - 1;
+        *fx = 1.0f - *fx; *fy = 1.0f - *fy; *fz = 1.0f - *fz;
+    }
+    return neg;
+}
+
 /* one work item per (pixel, rotation): global size (n_pix, n_rot) */
 __kernel void project_pixels(__global const float2 *grid, const int m, const float centre, const float hi,
                              __global const float *rot6, __global const float2 *k2d,
@@ -47,24 +79,85 @@ __kernel void project_pixels(__global const float2 *grid, const int m, const flo
     const int ip = get_global_id(0);
     const int ir = get_global_id(1);
     if (ip >= n_pix || ir >= n_rot) return;
-    const float2 k = k2d[ip];
-    __global const float *a = rot6 + 6 * ir;
-    const float x = clamp(k.x * a[0] + k.y * a[3] + centre, 0.0f, hi);
-    const float y = clamp(k.x * a[1] + k.y * a[4] + centre, 0.0f, hi);
-    const float z = clamp(k.x * a[2] + k.y * a[5] + centre, 0.0f, hi);
-    /* logical coordinate = (base - M/2) + fraction, exactly; a point with x < 0 is folded onto its
-       Hermitian mate: base -> -base - 1, fraction -> 1 - fraction (exact in float32) */
-    const int mc = m / 2;
-    int bx = (int)x, by = (int)y, bz = (int)z;
-    float fx = x - (float)bx, fy = y - (float)by, fz = z - (float)bz;
-    bx -= mc; by -= mc; bz -= mc;
-    const int neg = bx < 0;
-    if (neg) {
-        bx = -bx - 1; by = -by - 1; bz = -bz - 1;
-        fx = 1.0f - fx; fy = 1.0f - fy; fz = 1.0f - fz;
-    }
+    int bx, by, bz;
+    float fx, fy, fz;
+    const int neg = pixel_point(k2d[ip], rot6 + 6 * ir, m, centre, hi, &bx, &by, &bz, &fx, &fy, &fz);
     const float2 acc = halfgrid_sample(grid, m, bx, by, bz, fx, fy, fz);
     out[(long)ir * n_pix + ip] = neg ? cconj(acc) : acc;
+}
+
+/* spread one sample (folded point, value v, weight w) onto the corners whose extended z row is in
+   [z_lo, z_hi) of the extended box of reach r; atomic: compare-and-swap adds, else plain adds */
+inline void spread_sample(__global float *ext_re, __global float *ext_im, __global float *ext_w, const int r,
+                          const int bx, const int by, const int bz, const float fx, const float fy,
+                          const float fz, const float2 v, const float w, const int z_lo, const int z_hi,
+                          const int atomic)
+{
+    const int ny = 2 * r + 2, nx = r + 2;
+    for (int dz = 0; dz < 2; dz++) {
+        const int ez = bz + dz + r;
+        if (ez < z_lo || ez >= z_hi) continue;
+        const float wz = dz ? fz : 1.0f - fz;
+        for (int dy = 0; dy < 2; dy++) {
+            const float wzy = wz * (dy ? fy : 1.0f - fy);
+            const long row = ((long)ez * ny + (by + dy + r)) * nx + bx;
+            for (int dx = 0; dx < 2; dx++) {
+                const float c = wzy * (dx ? fx : 1.0f - fx);
+                if (atomic) {
+                    atomic_add_float((volatile __global float *)(ext_re + row + dx), c * v.x);
+                    atomic_add_float((volatile __global float *)(ext_im + row + dx), c * v.y);
+                    atomic_add_float((volatile __global float *)(ext_w + row + dx), c * w);
+                } else {
+                    ext_re[row + dx] += c * v.x;
+                    ext_im[row + dx] += c * v.y;
+                    ext_w[row + dx] += c * w;
+                }
+            }
+        }
+    }
+}
+
+/* one work item per (pixel, rotation): global size (n_pix, n_rot); extended box of reach r */
+__kernel void spread_pixels_atomic(__global float *ext_re, __global float *ext_im, __global float *ext_w,
+                                   const int r, const int m, const float centre, const float hi,
+                                   __global const float *rot6, __global const float2 *k2d,
+                                   __global const float2 *vals, __global const float *wts, const int n_rot,
+                                   const int n_pix)
+{
+    const int ip = get_global_id(0);
+    const int ir = get_global_id(1);
+    if (ip >= n_pix || ir >= n_rot) return;
+    int bx, by, bz;
+    float fx, fy, fz;
+    const int neg = pixel_point(k2d[ip], rot6 + 6 * ir, m, centre, hi, &bx, &by, &bz, &fx, &fy, &fz);
+    const long s = (long)ir * n_pix + ip;
+    spread_sample(ext_re, ext_im, ext_w, r, bx, by, bz, fx, fy, fz, neg ? cconj(vals[s]) : vals[s], wts[s],
+                  0, 2 * r + 2, 1);
+}
+
+/* one work item per slab of extended z rows (global size n_slabs): every sample in order, only the
+   corners whose z row is in the slab; plain adds (each cell is added to by one work item, in sample order) */
+__kernel void spread_pixels_owned(__global float *ext_re, __global float *ext_im, __global float *ext_w,
+                                  const int r, const int m, const float centre, const float hi,
+                                  __global const float *rot6, __global const float2 *k2d,
+                                  __global const float2 *vals, __global const float *wts, const int n_rot,
+                                  const int n_pix, const int n_slabs)
+{
+    const int g = get_global_id(0);
+    if (g >= n_slabs) return;
+    const int nz = 2 * r + 2;
+    const int z_lo = (int)(((long)g * nz) / n_slabs), z_hi = (int)(((long)(g + 1) * nz) / n_slabs);
+    for (int ir = 0; ir < n_rot; ir++) {
+        for (int ip = 0; ip < n_pix; ip++) {
+            int bx, by, bz;
+            float fx, fy, fz;
+            const int neg = pixel_point(k2d[ip], rot6 + 6 * ir, m, centre, hi, &bx, &by, &bz, &fx, &fy, &fz);
+            if (bz + r + 1 < z_lo || bz + r >= z_hi) continue;
+            const long s = (long)ir * n_pix + ip;
+            spread_sample(ext_re, ext_im, ext_w, r, bx, by, bz, fx, fy, fz, neg ? cconj(vals[s]) : vals[s],
+                          wts[s], z_lo, z_hi, 0);
+        }
+    }
 }
 
 /* one work item per (pixel, particle * translation): global size (n_pix, n_part * n_trans) */

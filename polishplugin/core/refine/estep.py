@@ -30,7 +30,7 @@ import numpy as np
 
 from ..filters import raised_cosine_sphere
 from ..geometry import euler_to_matrix, matrix_to_euler
-from .fourier3d import Backprojector, image_rfft, project_pixels
+from .fourier3d import Backprojector, image_rfft, project_pixels, spread_pixels
 from .sampling import (OrientationGrid, local_orientation_indices, relaxed_mates, rotation_angle_deg,
                        translation_children, translation_grid)
 
@@ -43,7 +43,7 @@ __all__ = [
 
 
 class EStepOps(Protocol):
-    """The E-step's backend: its two dense kernels (the contract is :class:`NumpyOps`' docstring).
+    """The E-step's backend: its dense kernels (the contract is :class:`NumpyOps`' docstring).
 
     Implemented by :class:`NumpyOps` and ``polishplugin.core.opencl.estep_cl.OpenCLOps``.
     """
@@ -54,6 +54,9 @@ class EStepOps(Protocol):
 
     def cross(self, x: np.ndarray, weight: np.ndarray, proj: np.ndarray, shifts_px: np.ndarray, k2d: np.ndarray,
               box: int) -> np.ndarray: ...
+
+    def spread(self, m: int, pad: int, rotations: np.ndarray, k2d: np.ndarray, values: np.ndarray,
+               weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -82,12 +85,13 @@ class EStepSettings:
 
 
 class NumpyOps:
-    """The E-step's two dense kernels on the host (numpy/BLAS).
+    """The E-step's dense kernels on the host (numpy/BLAS).
 
     ``project(grid, rotations, k2d, pad)`` -> ``(n_rot, n_pix)`` complex64 (:func:`project_pixels`);
     ``cross(x, weight, proj, shifts_px, k2d, box)`` -> ``Re sum_k weight X_t conj(P_r)`` as
-    ``(n_part, n_trans, n_rot)``.  ``polishplugin.core.opencl.estep_cl.OpenCLOps`` is the device twin
-    with the same contract.
+    ``(n_part, n_trans, n_rot)``; ``spread(m, pad, rotations, k2d, values, weights)`` -> the back-projection
+    sums of :func:`spread_pixels` (what :class:`Backprojector` spreads with).
+    ``polishplugin.core.opencl.estep_cl.OpenCLOps`` is the device twin with the same contract.
     """
 
     name = "numpy"
@@ -97,6 +101,9 @@ class NumpyOps:
 
     def cross(self, x, weight, proj, shifts_px, k2d, box) -> np.ndarray:
         return _cross_products(x, weight, proj, shifts_px, k2d, box)
+
+    def spread(self, m, pad, rotations, k2d, values, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return spread_pixels(m, pad, rotations, k2d, values, weights)
 
 
 @dataclass

@@ -28,15 +28,15 @@ import numpy as np
 
 from ..fourier import fftfreq_signed, round_half_away
 from ..fsc import fsc_rfft
-from ..projector import (FourierProjector, hermitian_planes, padded_to_map, spread_trilinear_halfgrid,
-                         symmetrise_halfgrid)
+from ..projector import FourierProjector, extended_index, hermitian_planes, padded_to_map, symmetrise_halfgrid
 
 __all__ = [
-    "image_rfft", "pixel_list", "map_to_grid", "grid_to_map", "project_pixels", "Backprojector",
+    "image_rfft", "pixel_list", "map_to_grid", "grid_to_map", "project_pixels", "spread_pixels", "Backprojector",
     "grid_shells", "symmetrise_grid", "halfgrid_fsc", "regularised_grid", "project_images",
 ]
 
-CHUNK = 1 << 20  # samples per interpolation chunk / back-projection flush
+CHUNK = 1 << 20  # samples per interpolation / spreading chunk
+FLUSH = 1 << 22  # samples buffered by a Backprojector before they are spread
 
 
 def image_rfft(images: np.ndarray) -> np.ndarray:
@@ -145,40 +145,75 @@ def symmetrise_grid(grid: np.ndarray, sym_ops: np.ndarray) -> np.ndarray:
     return symmetrise_halfgrid([grid], sym_ops, m // 2 - 1, lambda q: _clamped(q + m // 2, m))[0]
 
 
-class Backprojector:
-    """Accumulates ``sum CTF X / sigma2`` (data) and ``sum CTF^2 / sigma2`` (weight) on the half grid
-    ``(M, M, M//2+1)`` (:mod:`polishplugin.core.projector` layout and interpolation)."""
+def slice_reach(k2d: np.ndarray, pad: int, m: int) -> float:
+    """Largest ``|coordinate|`` of the slice points of pixels ``k2d`` (at most the clamp ``M/2``)."""
+    r = float(np.sqrt((np.asarray(k2d, np.float64) ** 2).sum(1)).max()) if len(k2d) else 0.0
+    return min(pad * r + 1e-3, m / 2)
 
-    def __init__(self, box: int, pad: int = 2):
+
+def spread_pixels(m: int, pad: int, rotations: np.ndarray, k2d: np.ndarray, values: np.ndarray,
+                  weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Back-projection of Fourier pixels ``k2d`` (the transpose of :func:`project_pixels`): ``values
+    (n_rot, n_pix)`` complex and ``weights (n_rot, n_pix)`` real spread trilinearly at the slices of
+    ``rotations (n_rot, 3, 3)`` on the padded half grid of size ``m``.
+
+    Returns the sums ``(real, imag, weight)`` per flat half-grid index, float64, with one dummy slot last
+    (length ``m*m*(m//2+1) + 1``).  ``polishplugin.core.opencl.estep_cl.OpenCLOps.spread`` is the device twin.
+    """
+    rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
+    ext = extended_index(m, slice_reach(k2d, pad, m))
+    values = np.asarray(values).reshape(len(rotations), len(k2d))
+    weights = np.asarray(weights, np.float64).reshape(len(rotations), len(k2d))
+    sums = [np.zeros(ext.dummy + 1) for _ in range(3)]
+    step = max(1, CHUNK // max(1, len(k2d)))
+    for a in range(0, len(rotations), step):
+        coords = _slice_coords(rotations[a:a + step], k2d, pad, m).reshape(-1, 3)
+        for acc, part in zip(sums, ext.bincounts(coords, values[a:a + step].reshape(-1),
+                                                 weights[a:a + step].reshape(-1))):
+            acc += part
+    return sums[0], sums[1], sums[2]
+
+
+class Backprojector:
+    """Accumulates weighted Fourier-pixel slices (RELION ``BackProjector``) on the padded half grid
+    ``(M, M, M//2+1)`` (:mod:`polishplugin.core.projector` layout and interpolation).
+
+    ``ops``: the E-step backend whose ``spread`` does the spreading (:func:`spread_pixels` when None).
+    """
+
+    def __init__(self, box: int, pad: int = 2, ops=None):
         self.box, self.pad, self.m = box, pad, pad * box
         shape = (self.m, self.m, self.m // 2 + 1)
         self.data = np.zeros(shape, np.complex128)
         self.weight = np.zeros(shape, np.float64)
+        self._spread = spread_pixels if ops is None or not hasattr(ops, "spread") else ops.spread
         self._buf: list = []
         self._n_buf = 0
 
     def insert(self, values: np.ndarray, weights: np.ndarray, rotations: np.ndarray, k2d: np.ndarray) -> None:
         """Add ``values (n_rot, n_pix)`` complex and ``weights (n_rot, n_pix)`` at the slices of ``rotations``.
 
-        Samples are buffered and spread in large blocks (one ``bincount`` per block).
+        Slices are buffered (while the pixels ``k2d`` stay the same) and spread in large blocks.
         """
         rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
-        coords = _slice_coords(rotations, k2d, self.pad, self.m).reshape(-1, 3)
-        self._buf.append((coords, np.asarray(values, np.complex64).reshape(-1),
-                          np.asarray(weights, np.float32).reshape(-1)))
-        self._n_buf += len(coords)
-        if self._n_buf >= CHUNK:
+        if self._buf and not (self._buf[0][3] is k2d or np.array_equal(self._buf[0][3], k2d)):
+            self.flush()
+        self._buf.append((rotations, np.asarray(values, np.complex64).reshape(len(rotations), -1),
+                          np.asarray(weights, np.float32).reshape(len(rotations), -1), k2d))
+        self._n_buf += rotations.shape[0] * len(k2d)
+        if self._n_buf >= FLUSH:
             self.flush()
 
     def flush(self) -> None:
-        """Spread the buffered samples into the grids."""
+        """Spread the buffered slices into the grids."""
         if not self._buf:
             return
-        coords = np.concatenate([b[0] for b in self._buf])
-        vals = np.concatenate([b[1] for b in self._buf])
-        wts = np.concatenate([b[2] for b in self._buf])
+        buf, k2d = self._buf, self._buf[0][3]
         self._buf, self._n_buf = [], 0
-        spread_trilinear_halfgrid(self.data, self.weight, coords, vals, wts, reach=self.m / 2)
+        re, im, w = self._spread(self.m, self.pad, np.concatenate([b[0] for b in buf]), k2d,
+                                 np.concatenate([b[1] for b in buf]), np.concatenate([b[2] for b in buf]))
+        self.data += (re[:-1] + 1j * im[:-1]).reshape(self.data.shape)
+        self.weight += w[:-1].reshape(self.weight.shape)
 
     def add(self, other: "Backprojector") -> None:
         self.flush()

@@ -101,6 +101,14 @@ class OrientationGrid:
         self.directions = healpix_directions(order, self.pixels)
         self.n_psi = 6 * 2 ** order
         self.psi_step = psi_step_deg(order)
+        self._vectors: np.ndarray | None = None
+
+    @property
+    def unit_vectors(self) -> np.ndarray:
+        """``(n_pixels, 3)`` unit vectors of the directions (computed once per grid)."""
+        if self._vectors is None:
+            self._vectors = _unit_vectors(self.directions)
+        return self._vectors
 
     def __len__(self) -> int:
         return len(self.pixels) * self.n_psi
@@ -143,13 +151,19 @@ def local_orientation_indices(grid: OrientationGrid, prev_matrix: np.ndarray, ma
     perturbation = np.eye(3) if perturbation is None else perturbation
     v_prev = prev_matrix[2]
     cos_lim = np.cos(np.deg2rad(min(max_angle_deg + 2 * grid.psi_step, 180.0)))
-    near = np.nonzero(_unit_vectors(grid.directions) @ v_prev >= cos_lim)[0]
-    idx = (near[:, None] * grid.n_psi + np.arange(grid.n_psi)[None, :]).ravel()
-    ang = grid.angles(idx)
-    mats = euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2]) @ perturbation
-    keep = rotation_angle_deg(mats, prev_matrix[None]) <= max_angle_deg
+    near = np.nonzero(grid.unit_vectors @ v_prev >= cos_lim)[0]
+    idx = near[:, None] * grid.n_psi + np.arange(grid.n_psi)[None, :]
+    # the angle to prev of every psi of a direction from one 3x3 product: with A = Rz(psi) B (B: rot and tilt),
+    # trace(A P prev^T) = cos(psi) (C00 + C11) + sin(psi) (C10 - C01) + C22 for C = B P prev^T
+    d = grid.directions[near]
+    c = euler_to_matrix(d[:, 0], d[:, 1], 0.0) @ perturbation @ prev_matrix.T
+    psi = np.deg2rad(np.arange(grid.n_psi) * grid.psi_step)
+    trace = np.cos(psi)[None, :] * (c[:, 0, 0] + c[:, 1, 1])[:, None] \
+        + np.sin(psi)[None, :] * (c[:, 1, 0] - c[:, 0, 1])[:, None] + c[:, 2, 2][:, None]
+    angle = np.rad2deg(np.arccos(np.clip((trace - 1.0) / 2.0, -1.0, 1.0)))
+    keep = angle <= max_angle_deg
     if not keep.any():  # always search at least the nearest orientation
-        keep[np.argmin(rotation_angle_deg(mats, prev_matrix[None]))] = True
+        keep.flat[np.argmin(angle)] = True
     return idx[keep]
 
 

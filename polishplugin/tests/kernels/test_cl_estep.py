@@ -27,9 +27,9 @@ CROSS_TOL = 1e-5
 NP = NumpyOps()
 
 
-def _ops(device):
+def _ops(device, spread="auto"):
     from polishplugin.core.opencl.estep_cl import OpenCLOps
-    return OpenCLOps(device, cross="device", min_samples=0)  # everything on the device
+    return OpenCLOps(device, cross="device", min_samples=0, spread=spread)  # everything on the device
 
 
 def _grid(box, pad, rng, dtype=np.complex64):
@@ -140,6 +140,8 @@ def test_cross_broadcast_weight_and_host_products(device, rng):
     assert auto.cross_rows == (CROSS_MIN_ROWS if auto.info.kind in ("GPU", "ACCELERATOR") else None)
     with pytest.raises(ValueError, match="cross must be"):
         OpenCLOps(device, cross="gpu")
+    with pytest.raises(ValueError, match="spread must be"):
+        OpenCLOps(device, spread="gpu")
 
 
 @pytest.mark.parametrize("device", device_params())
@@ -167,6 +169,80 @@ def test_expectation_same_poses_as_numpy(device):
         np.testing.assert_allclose([r.pmax for r in got], [r.pmax for r in ref], rtol=2e-3, atol=1e-4)
         np.testing.assert_allclose([r.min_diff2 for r in got], [r.min_diff2 for r in ref], rtol=1e-5)
         assert [r.n_significant for r in got] == [r.n_significant for r in ref]
+
+
+SPREAD_TOL = 1e-5  # float32 sums on the device (adds in any order) against float64 sums on the host
+
+
+@pytest.mark.parametrize("device", device_params())
+@pytest.mark.parametrize("kernel", ["atomic", "owned"])
+@pytest.mark.parametrize("box,pad,radius,n_rot", [
+    (16, 2, 8.0, 300),     # up to Nyquist: the reach is M/2
+    (17, 2, 5.5, 41),      # odd box, a small reach
+    (15, 1, 7.5, 20),      # pad 1: coordinates reach the clamped edge
+])
+def test_spread_matches_numpy(device, kernel, box, pad, radius, n_rot, rng):
+    ops = _ops(device, kernel)
+    _, _, k = pixel_list(box, radius)
+    rots = np.concatenate([np.eye(3)[None], random_rotation_matrices(n_rot - 1, rng)])
+    vals = (rng.normal(size=(n_rot, len(k))) + 1j * rng.normal(size=(n_rot, len(k)))).astype(np.complex64)
+    wts = rng.uniform(0.1, 1.0, size=(n_rot, len(k))).astype(np.float32)
+    m = pad * box
+    ref = NP.spread(m, pad, rots, k, vals, wts)
+    got = ops.spread(m, pad, rots, k, vals, wts)
+    for r, g in zip(ref, got):
+        assert g.shape == r.shape == (m * m * (m // 2 + 1) + 1,)
+        assert _rel(g, r) < SPREAD_TOL
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_spread_known_voxels(device):
+    """Pixel (3, 2) at pad 2 under the identity lands on voxel (x 6, y 4, z 0) alone; under a half turn about z
+    on (-6, -4, 0), whose Hermitian mate (6, 4, 0) receives the conjugate; the dummy slot stays empty."""
+    m = 16
+    rots = np.stack([np.eye(3), np.diag([-1.0, -1.0, 1.0])])
+    k = np.array([[3.0, 2.0]])
+    vals = np.array([[1 + 2j], [10 + 20j]], np.complex64)
+    wts = np.array([[0.5], [0.25]], np.float32)
+    flat = (0 * m + 4) * (m // 2 + 1) + 6
+    for ops in (NP, _ops(device, "atomic"), _ops(device, "owned")):
+        re, im, w = ops.spread(m, 2, rots, k, vals, wts)
+        assert np.count_nonzero(w) == 1 and w[flat] == pytest.approx(0.75)
+        assert re[flat] == pytest.approx(11.0) and im[flat] == pytest.approx(2.0 - 20.0)
+        assert re[-1] == im[-1] == w[-1] == 0.0
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_backprojector_through_the_device(device, rng):
+    """A Backprojector given the OpenCL ops accumulates the grids of the numpy one (also across several
+    flushes and a change of pixel list)."""
+    from polishplugin.core.refine import fourier3d
+    box = 16
+    bps = (fourier3d.Backprojector(box), fourier3d.Backprojector(box, ops=_ops(device)))
+    for radius in (6.0, 6.0, 8.0):
+        _, _, k = pixel_list(box, radius)
+        rots = random_rotation_matrices(30, rng)
+        vals = (rng.normal(size=(30, len(k))) + 1j * rng.normal(size=(30, len(k)))).astype(np.complex64)
+        wts = rng.uniform(size=(30, len(k))).astype(np.float32)
+        for bp in bps:
+            bp.insert(vals, wts, rots, k)
+    (d0, w0), (d1, w1) = (bp.finalised() for bp in bps)
+    assert _rel(d1, d0) < SPREAD_TOL and _rel(w1, w0) < SPREAD_TOL
+
+
+@pytest.mark.parametrize("device", device_params())
+def test_slab_spreading_is_repeatable(device, rng):
+    """The slab kernel gives the same sums, to the last bit, on every call (what keeps a continued refine
+    identical to an uninterrupted one on a CPU device)."""
+    _, _, k = pixel_list(16, 8.0)
+    rots = random_rotation_matrices(200, rng)
+    vals = (rng.normal(size=(200, len(k))) + 1j * rng.normal(size=(200, len(k)))).astype(np.complex64)
+    wts = rng.uniform(size=(200, len(k))).astype(np.float32)
+    ops = _ops(device, "owned")
+    first = ops.spread(32, 2, rots, k, vals, wts)
+    for _ in range(3):
+        for a, b in zip(first, ops.spread(32, 2, rots, k, vals, wts)):
+            assert np.array_equal(a, b)
 
 
 def test_select_ops_policy(monkeypatch):
