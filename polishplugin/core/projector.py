@@ -167,6 +167,7 @@ class _ExtendedIndex:
         self.lut = lut.reshape(-1).astype(np.int32 if self.dummy < 2 ** 31 - 1 else np.int64)
         sy, sz = self.nx, self.ny * self.nx
         self.offsets = [dz * sz + dy * sy + dx for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+        self._valid: np.ndarray | None = None  # box cells off the dummy slot, when none share a voxel (add_into)
 
     def corners(self, coords: np.ndarray):
         """``(base (k,), weights list of 8 (k,), neg (k,))`` for points ``coords`` ``(k, 3)`` (x, y, z)."""
@@ -200,22 +201,50 @@ class _ExtendedIndex:
             vals += w * table[base + off]
         return np.where(neg, np.conj(vals), vals) if np.iscomplexobj(vals) else vals
 
-    def bincounts(self, coords: np.ndarray, values: np.ndarray, value_weights: np.ndarray):
+    def spread(self, coords: np.ndarray, values: np.ndarray, value_weights: np.ndarray):
         """Trilinear spreading of ``values`` (complex) and ``value_weights`` (real) at ``coords`` ``(k, 3)``:
-        ``(real, imag, weight)`` sums per flat half-grid index, the dummy slot last (length ``dummy + 1``)."""
+        ``(real, imag, weight)`` sums on the extended box (flat, ``len(lut)``; :meth:`fold` or
+        :meth:`add_into` put them on the half grid)."""
         base, weights, neg = self.corners(coords)
         vals = np.where(neg, np.conj(values), values)
         n_ext = len(self.lut)
         sums = []
         # per corner one bincount over the points' base cells on the extended box, shifted by the corner's
-        # offset there; then the extended box folds onto the half grid through the index table (no 8x
-        # concatenated index and value arrays)
+        # offset there (no 8x concatenated index and value arrays)
         for q in (vals.real, vals.imag, np.asarray(value_weights)):
             ext = np.zeros(n_ext)
             for w, off in zip(weights, self.offsets):
                 ext[off:] += np.bincount(base, weights=w * q, minlength=n_ext)[:n_ext - off]
-            sums.append(np.bincount(self.lut, weights=ext, minlength=self.dummy + 1))
+            sums.append(ext)
         return sums[0], sums[1], sums[2]
+
+    def fold(self, ext: np.ndarray) -> np.ndarray:
+        """Extended-box sums folded onto the flat half grid, the dummy slot last (length ``dummy + 1``)."""
+        return np.bincount(self.lut, weights=ext, minlength=self.dummy + 1)
+
+    def bincounts(self, coords: np.ndarray, values: np.ndarray, value_weights: np.ndarray):
+        """:meth:`spread` folded onto the half grid: ``(real, imag, weight)`` per flat half-grid index, the
+        dummy slot last (length ``dummy + 1``)."""
+        re, im, w = self.spread(coords, values, value_weights)
+        return self.fold(re), self.fold(im), self.fold(w)
+
+    def add_into(self, data: np.ndarray, weight: np.ndarray, re: np.ndarray, im: np.ndarray,
+                 w: np.ndarray) -> None:
+        """Add extended-box sums to the half-grid accumulators ``data`` (complex) and ``weight`` in place.
+
+        Where no two cells of the box land on one grid voxel (a reach below ``M/2 - 1``), one indexed add
+        over the box; else through :meth:`fold`."""
+        if self._valid is None:
+            valid = np.flatnonzero(self.lut != self.dummy)
+            self._valid = valid if len(np.unique(self.lut[valid])) == len(valid) else np.zeros(0, np.int64)
+        flat_d, flat_w = data.reshape(-1), weight.reshape(-1)
+        if len(self._valid) and np.shares_memory(flat_d, data) and np.shares_memory(flat_w, weight):
+            idx = self.lut[self._valid]
+            flat_d[idx] += re[self._valid] + 1j * im[self._valid]
+            flat_w[idx] += w[self._valid]
+            return
+        data += (self.fold(re)[:-1] + 1j * self.fold(im)[:-1]).reshape(data.shape)
+        weight += self.fold(w)[:-1].reshape(weight.shape)
 
 
 def _reach(coords: np.ndarray) -> float:

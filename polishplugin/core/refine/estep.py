@@ -56,7 +56,7 @@ class EStepOps(Protocol):
               box: int) -> np.ndarray: ...
 
     def spread(self, m: int, pad: int, rotations: np.ndarray, k2d: np.ndarray, values: np.ndarray,
-               weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+               weights: np.ndarray) -> tuple: ...
 
 
 @dataclass
@@ -102,7 +102,7 @@ class NumpyOps:
     def cross(self, x, weight, proj, shifts_px, k2d, box) -> np.ndarray:
         return _cross_products(x, weight, proj, shifts_px, k2d, box)
 
-    def spread(self, m, pad, rotations, k2d, values, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def spread(self, m, pad, rotations, k2d, values, weights) -> tuple:
         return spread_pixels(m, pad, rotations, k2d, values, weights)
 
 
@@ -143,9 +143,20 @@ def prepare_images(images: np.ndarray, old_offsets_px: np.ndarray, mask_radius_p
 
 
 def _phases(shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
-    """``exp(-2 pi i k.s / N)`` for shifts ``(..., 2)``: ``(..., n_pix)`` complex64."""
-    arg = (shifts_px[..., None, 0] * k2d[:, 0] + shifts_px[..., None, 1] * k2d[:, 1]) * (-2 * np.pi / box)
-    return (np.cos(arg) + 1j * np.sin(arg)).astype(np.complex64)
+    """``exp(-2 pi i k.s / N)`` for shifts ``(..., 2)``: ``(..., n_pix)`` complex64.
+
+    For integer pixels (a :func:`~.fourier3d.pixel_list`) the phase is the product of a phase per distinct
+    ``kx`` and one per distinct ``ky`` (``N + 1`` sines and cosines per shift instead of one per pixel)."""
+    shifts_px = np.asarray(shifts_px, np.float64)
+    kx, ky = np.rint(k2d[:, 0]).astype(np.int64), np.rint(k2d[:, 1]).astype(np.int64)
+    if len(k2d) == 0 or not (np.array_equal(kx, k2d[:, 0]) and np.array_equal(ky, k2d[:, 1])):
+        arg = (shifts_px[..., None, 0] * k2d[:, 0] + shifts_px[..., None, 1] * k2d[:, 1]) * (-2 * np.pi / box)
+        return (np.cos(arg) + 1j * np.sin(arg)).astype(np.complex64)
+    x0, y0 = int(kx.min()), int(ky.min())
+    ux, uy = np.arange(x0, int(kx.max()) + 1), np.arange(y0, int(ky.max()) + 1)
+    ex = np.exp((-2j * np.pi / box) * shifts_px[..., None, 0] * ux).astype(np.complex64)
+    ey = np.exp((-2j * np.pi / box) * shifts_px[..., None, 1] * uy).astype(np.complex64)
+    return ex[..., kx - x0] * ey[..., ky - y0]
 
 
 class _ProjectionForms:

@@ -152,26 +152,28 @@ def slice_reach(k2d: np.ndarray, pad: int, m: int) -> float:
 
 
 def spread_pixels(m: int, pad: int, rotations: np.ndarray, k2d: np.ndarray, values: np.ndarray,
-                  weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  weights: np.ndarray) -> tuple:
     """Back-projection of Fourier pixels ``k2d`` (the transpose of :func:`project_pixels`): ``values
     (n_rot, n_pix)`` complex and ``weights (n_rot, n_pix)`` real spread trilinearly at the slices of
     ``rotations (n_rot, 3, 3)`` on the padded half grid of size ``m``.
 
-    Returns the sums ``(real, imag, weight)`` per flat half-grid index, float64, with one dummy slot last
-    (length ``m*m*(m//2+1) + 1``).  ``polishplugin.core.opencl.estep_cl.OpenCLOps.spread`` is the device twin.
+    Returns ``(index, real, imag, weight)``: the sums on the margin-extended box ``index`` of the slices'
+    reach (:func:`~polishplugin.core.projector.extended_index`; ``index.fold`` puts them on the flat half
+    grid, ``index.add_into`` adds them to half-grid accumulators).
+    ``polishplugin.core.opencl.estep_cl.OpenCLOps.spread`` is the device twin.
     """
     rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
     ext = extended_index(m, slice_reach(k2d, pad, m))
     values = np.asarray(values).reshape(len(rotations), len(k2d))
     weights = np.asarray(weights, np.float64).reshape(len(rotations), len(k2d))
-    sums = [np.zeros(ext.dummy + 1) for _ in range(3)]
+    sums = [np.zeros(len(ext.lut)) for _ in range(3)]
     step = max(1, CHUNK // max(1, len(k2d)))
     for a in range(0, len(rotations), step):
         coords = _slice_coords(rotations[a:a + step], k2d, pad, m).reshape(-1, 3)
-        for acc, part in zip(sums, ext.bincounts(coords, values[a:a + step].reshape(-1),
-                                                 weights[a:a + step].reshape(-1))):
+        for acc, part in zip(sums, ext.spread(coords, values[a:a + step].reshape(-1),
+                                              weights[a:a + step].reshape(-1))):
             acc += part
-    return sums[0], sums[1], sums[2]
+    return ext, sums[0], sums[1], sums[2]
 
 
 class Backprojector:
@@ -179,16 +181,40 @@ class Backprojector:
     ``(M, M, M//2+1)`` (:mod:`polishplugin.core.projector` layout and interpolation).
 
     ``ops``: the E-step backend whose ``spread`` does the spreading (:func:`spread_pixels` when None).
+    Sums stay on the extended box of the current pixels until ``data``/``weight`` are read.
     """
 
     def __init__(self, box: int, pad: int = 2, ops=None):
         self.box, self.pad, self.m = box, pad, pad * box
         shape = (self.m, self.m, self.m // 2 + 1)
-        self.data = np.zeros(shape, np.complex128)
-        self.weight = np.zeros(shape, np.float64)
+        self._data = np.zeros(shape, np.complex128)
+        self._weight = np.zeros(shape, np.float64)
         self._spread = spread_pixels if ops is None or not hasattr(ops, "spread") else ops.spread
         self._buf: list = []
         self._n_buf = 0
+        self._box_sums: list | None = None  # [index, real, imag, weight] (float64) on the extended box
+
+    @property
+    def data(self) -> np.ndarray:
+        """``sum CTF X / sigma2`` (complex128 half grid)."""
+        self._settle()
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._settle()
+        self._data = np.ascontiguousarray(value, np.complex128)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """``sum CTF^2 / sigma2`` (float64 half grid)."""
+        self._settle()
+        return self._weight
+
+    @weight.setter
+    def weight(self, value: np.ndarray) -> None:
+        self._settle()
+        self._weight = np.ascontiguousarray(value, np.float64)
 
     def insert(self, values: np.ndarray, weights: np.ndarray, rotations: np.ndarray, k2d: np.ndarray) -> None:
         """Add ``values (n_rot, n_pix)`` complex and ``weights (n_rot, n_pix)`` at the slices of ``rotations``.
@@ -205,15 +231,29 @@ class Backprojector:
             self.flush()
 
     def flush(self) -> None:
-        """Spread the buffered slices into the grids."""
+        """Spread the buffered slices (into the extended-box sums)."""
         if not self._buf:
             return
         buf, k2d = self._buf, self._buf[0][3]
         self._buf, self._n_buf = [], 0
-        re, im, w = self._spread(self.m, self.pad, np.concatenate([b[0] for b in buf]), k2d,
-                                 np.concatenate([b[1] for b in buf]), np.concatenate([b[2] for b in buf]))
-        self.data += (re[:-1] + 1j * im[:-1]).reshape(self.data.shape)
-        self.weight += w[:-1].reshape(self.weight.shape)
+        ext, re, im, w = self._spread(self.m, self.pad, np.concatenate([b[0] for b in buf]), k2d,
+                                      np.concatenate([b[1] for b in buf]), np.concatenate([b[2] for b in buf]))
+        if self._box_sums is not None and self._box_sums[0] is not ext:
+            self._fold_box()
+        if self._box_sums is None:
+            self._box_sums = [ext, np.zeros(len(ext.lut)), np.zeros(len(ext.lut)), np.zeros(len(ext.lut))]
+        for acc, part in zip(self._box_sums[1:], (re, im, w)):
+            acc += part
+
+    def _fold_box(self) -> None:
+        if self._box_sums is not None:
+            ext, re, im, w = self._box_sums
+            self._box_sums = None
+            ext.add_into(self._data, self._weight, re, im, w)
+
+    def _settle(self) -> None:
+        self.flush()
+        self._fold_box()
 
     def add(self, other: "Backprojector") -> None:
         self.flush()

@@ -253,3 +253,25 @@ def test_refine_half_grid_fsc_counts_the_full_transform(box, pad, rng):
     ref = num / den
     ref[0] = 1.0
     np.testing.assert_allclose(halfgrid_fsc(d1, w, d2, w, pad, box), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("m,reach", [(32, 9.5), (32, 16.0), (33, 16.4)])
+def test_extended_box_sums_reach_the_half_grid_alike(m, reach, rng):
+    """Spread sums on the extended box added to half-grid accumulators (the indexed add where no two box
+    cells share a voxel, the fold where they do: reach near M/2) equal the folded sums, and the spread
+    itself equals the one-off spread_trilinear_halfgrid."""
+    from polishplugin.core.projector import extended_index, spread_trilinear_halfgrid
+    ext = extended_index(m, reach)
+    d = rng.normal(size=(5000, 3))
+    # points up to M/2 - 1: every corner inside the stored half grid (none in the dummy slot)
+    coords = d / np.linalg.norm(d, axis=1)[:, None] * rng.uniform(0, min(reach, m / 2 - 1.01), 5000)[:, None]
+    vals = rng.normal(size=5000) + 1j * rng.normal(size=5000)
+    w = rng.uniform(size=5000)
+    shape = (m, m, m // 2 + 1)
+    data, weight = np.zeros(shape, complex), np.zeros(shape)
+    ext.add_into(data, weight, *ext.spread(coords, vals, w))
+    ref_d, ref_w = np.zeros(shape, complex), np.zeros(shape)
+    spread_trilinear_halfgrid(ref_d, ref_w, coords, vals, w)
+    np.testing.assert_allclose(data, ref_d, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(weight, ref_w, rtol=0, atol=1e-12)
+    assert weight.sum() == pytest.approx(w.sum())  # trilinear weights sum to 1; nothing fell in the dummy slot
