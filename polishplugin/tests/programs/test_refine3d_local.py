@@ -127,20 +127,19 @@ def local_and_full_refines(folder: Path, n: int = 80, sym: str = "D2") -> dict:
 
 @pytest.mark.slow
 def test_local_only_refine_matches_the_full_refine_in_less_time(tmp_path):
-    """From poses perturbed by 3 degrees, the local-only refine (no global iteration) reaches the full
-    refine's angle error (within 0.2 deg) and resolution (within one shell) in at most 80 % of its time
-    (CPU seconds of this process, which other users' load on the machine changes less than wall time).
-    Measured on the 2-core VM (bench/README.md): full 17.7 s, 15 iterations (11 global), 2.77 deg, shell 12;
-    local 11.4 s, 4 iterations, 2.17 deg, shell 11: 64 %.  Before the global searches' coarse pre-pass the
-    full refine took 50.7 s here and the local-only one 31 % of it; the global iterations now cost little on
-    this small D2 set, and both runs spend most of their time in the same local iterations."""
-    r = local_and_full_refines(tmp_path)
+    """From poses perturbed by 3 degrees (the C1 set: no symmetry to shrink the global searches), the local-only
+    refine (no global iteration) reaches the full refine's angle error (within 0.2 deg) and resolution (within
+    one shell) in at most 40 % of its time (CPU seconds of this process, which other users' load on the machine
+    changes less than wall time).  Measured on the 2-core VM (bench/README.md, ``bench/refine_local.py --sym
+    C1``): full 21.6 s CPU, 15 iterations (11 global), 4.40 deg, shell 10; local 5.9 s, 4 iterations, 2.17 deg,
+    shell 10: 27 %."""
+    r = local_and_full_refines(tmp_path, sym="C1")
     full, local = r["full"], r["local"]
     assert full["global_iterations"] > 0 and local["global_iterations"] == 0
     assert local["angle_err_deg"] <= full["angle_err_deg"] + 0.2, r
     assert local["shell"] >= full["shell"] - 1, r
     assert 32 * 3.0 / local["resolution_a"] >= 32 * 3.0 / full["resolution_a"] - 1 - 1e-6, r  # reported shells
-    assert local["cpu_s"] <= 0.8 * full["cpu_s"], r
+    assert local["cpu_s"] <= 0.4 * full["cpu_s"], r
 
 
 # ------------------------------------------------------------------------------------ --relax_sym
