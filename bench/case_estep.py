@@ -27,10 +27,10 @@ except ImportError:  # run as a script
 
 
 class _Timed:
-    """Wraps an ops object and adds up the seconds of its two methods."""
+    """Wraps an ops object and adds up the seconds of its methods."""
 
     def __init__(self, ops):
-        self.ops, self.name, self.seconds = ops, ops.name, {"project": 0.0, "cross": 0.0}
+        self.ops, self.name, self.seconds = ops, ops.name, {"project": 0.0, "cross": 0.0, "spread": 0.0}
 
     def _timed(self, what, *args):
         t0 = time.perf_counter()
@@ -43,6 +43,9 @@ class _Timed:
 
     def cross(self, *args):
         return self._timed("cross", *args)
+
+    def spread(self, *args):
+        return self._timed("spread", *args)
 
 
 def _parse(size: str) -> dict:
@@ -88,14 +91,15 @@ def workload(box: int, current: int, order: int, local: bool, n: int, backend: s
     grid = map_to_grid(vol)
 
     def run():
-        ops.seconds = {"project": 0.0, "cross": 0.0}
-        bp = Backprojector(box)
+        ops.seconds = {"project": 0.0, "cross": 0.0, "spread": 0.0}
+        bp = Backprojector(box, ops=ops)
         res = expectation(grid, orient, x[:, iy, ix], ctf[:, iy, ix], sigma2, k, shells, old, rounded, true,
                           settings, bp, NoiseAccumulator(box // 2 + 1))
         bp.flush()
         err = rotation_angle_deg(euler_to_matrix(*np.array([r.angles for r in res]).T), true)
         return {"project_s": round(ops.seconds["project"], 3), "cross_s": round(ops.seconds["cross"], 3),
-                "median_err_deg": round(float(np.median(err)), 2), "fine_step_deg": fine}
+                "spread_s": round(ops.seconds["spread"], 3), "median_err_deg": round(float(np.median(err)), 2),
+                "fine_step_deg": fine}
     return run
 
 

@@ -30,26 +30,33 @@ MTF_MIN_VALUE = 1e-10
 
 
 def validate_mtf_table(mtf_invpix, mtf_values) -> tuple[np.ndarray, np.ndarray]:
-    """Check an MTF table and return it as float64 arrays ``(invpix, values)``.
+    """Check an MTF table and return it as float64 arrays ``(invpix, values)``: the one check of MTF tables
+    (``polishplugin.io.mtf`` puts the file name in front of its sentences).
 
-    Raises ``ValueError`` (one sentence, without the file name: the caller adds it) when the table
-    has fewer than 2 rows, columns of different length, non-finite numbers, abscissae that are not
-    strictly increasing or negative, or MTF values ``<= 1e-10``.
+    Raises ``ValueError`` (one sentence, without the file name) when the table has no rows or fewer than 2,
+    columns of different length, non-finite numbers, abscissae that do not increase row by row or lie
+    outside ``[0, 0.5]`` (1/detector pixel: Nyquist is 0.5), or MTF values ``<= 1e-10``.
     """
     x = np.asarray(mtf_invpix, dtype=np.float64).ravel()
     y = np.asarray(mtf_values, dtype=np.float64).ravel()
     if x.size != y.size:
         raise ValueError(f"the MTF table has {x.size} abscissae but {y.size} values")
+    if x.size == 0:
+        raise ValueError("the MTF table has no rows")
     if x.size < 2:
         raise ValueError(f"the MTF table needs at least 2 rows, it has {x.size}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         bad = int(np.nonzero(~(np.isfinite(x) & np.isfinite(y)))[0][0])
         raise ValueError(f"the MTF table has a non-finite number in row {bad + 1}")
-    if x[0] < 0 or np.any(np.diff(x) <= 0):
-        raise ValueError("the MTF table's rlnResolutionInversePixel values must be >= 0 and strictly increasing")
+    if np.any(np.diff(x) <= 0):
+        bad = int(np.argmax(np.diff(x) <= 0)) + 2
+        raise ValueError(f"rlnResolutionInversePixel must increase row by row (row {bad} does not)")
+    if x[0] < 0 or x[-1] > 0.5 + 1e-6:
+        raise ValueError(f"rlnResolutionInversePixel must lie in [0, 0.5] (1/detector pixel), found "
+                         f"{x[0]:g}..{x[-1]:g}")
     if np.any(y <= MTF_MIN_VALUE):
         bad = int(np.nonzero(y <= MTF_MIN_VALUE)[0][0])
-        raise ValueError(f"the MTF table has rlnMtfValue {y[bad]:g} <= {MTF_MIN_VALUE:g} in row {bad + 1}")
+        raise ValueError(f"rlnMtfValue must be > {MTF_MIN_VALUE:g} (row {bad + 1} is {y[bad]:g})")
     return x, y
 
 

@@ -2,8 +2,8 @@
 
 x is in 1/pixel of the physical detector (0 … 0.5); it becomes 1/Å through the ``--mtf_angpix``
 pixel size.  Files RELION would divide by garbage are rejected with a sentence naming the file:
-empty tables, missing columns, non-increasing x, x outside [0, 0.5], MTF values ≤ 1e-10 or not
-finite.
+empty tables, missing columns, and what :func:`polishplugin.core.mtf.validate_mtf_table` refuses
+(non-increasing x, x outside [0, 0.5], MTF values ≤ 1e-10 or not finite).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.mtf import validate_mtf_table
+from ..core.mtf import MTF_MIN_VALUE, validate_mtf_table
 from . import labels as L
 from .star import StarError, read_star, write_star
 
 __all__ = ["Mtf", "read_mtf", "write_mtf", "read_mtf_table", "MIN_MTF_VALUE"]
 
 #: Smallest usable MTF value (sharpening divides by the MTF).
-MIN_MTF_VALUE = 1e-10
+MIN_MTF_VALUE = MTF_MIN_VALUE
 
 
 @dataclass
@@ -40,21 +40,11 @@ class Mtf:
 
 
 def _validate(freq: np.ndarray, value: np.ndarray, where: str) -> None:
-    if freq.size == 0:
-        raise StarError(f"MTF file {where} has no rows")
-    if not (np.all(np.isfinite(freq)) and np.all(np.isfinite(value))):
-        raise StarError(f"MTF file {where} has non-finite values")
-    if np.any(np.diff(freq) <= 0):
-        bad = int(np.argmax(np.diff(freq) <= 0)) + 2
-        raise StarError(f"MTF file {where}: {L.RESOLUTION_INVERSE_PIXEL} must increase row by row "
-                        f"(row {bad} does not)")
-    if freq[0] < 0 or freq[-1] > 0.5 + 1e-6:
-        raise StarError(f"MTF file {where}: {L.RESOLUTION_INVERSE_PIXEL} must lie in [0, 0.5] "
-                        f"(1/detector pixel), found {freq[0]:g}..{freq[-1]:g}")
-    if np.any(value <= MIN_MTF_VALUE):
-        bad = int(np.argmax(value <= MIN_MTF_VALUE)) + 1
-        raise StarError(f"MTF file {where}: {L.MTF_VALUE} must be > {MIN_MTF_VALUE:g} "
-                        f"(row {bad} is {value[bad - 1]:g})")
+    """:func:`polishplugin.core.mtf.validate_mtf_table`'s check, its sentence after the file name."""
+    try:
+        validate_mtf_table(freq, value)
+    except ValueError as exc:
+        raise StarError(f"MTF file {where} is unusable: {exc}") from None
 
 
 def read_mtf(path: str | os.PathLike) -> Mtf:
@@ -65,7 +55,7 @@ def read_mtf(path: str | os.PathLike) -> Mtf:
     except StarError:
         raise
     except (ValueError, TypeError) as exc:
-        raise StarError(f"MTF file {path} has a value that is not a number ({exc})") from None
+        raise StarError(f"MTF file {path} is unusable: a value is not a number ({exc})") from None
 
 
 def _read_mtf(path: Path) -> Mtf:
@@ -89,17 +79,9 @@ def write_mtf(path: str | os.PathLike, mtf: Mtf, comments: tuple[str, ...] = ())
 
 
 def read_mtf_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(rlnResolutionInversePixel, rlnMtfValue)`` of an MTF file for sharpening, checked as
-    :func:`polishplugin.core.mtf.validate_mtf_table` does; StarError ``MTF file ... is unusable: ...``
-    (a file without an MTF table keeps :func:`read_mtf`'s sentence)."""
+    """``(rlnResolutionInversePixel, rlnMtfValue)`` of an MTF file for sharpening (:func:`read_mtf`'s checks and
+    sentences: ``MTF file ... is unusable: ...``, ``MTF file ... has no table ...``)."""
     if not os.path.exists(path):
         raise StarError(f"MTF file {path} does not exist")
-    try:
-        mtf = read_mtf(path)
-        return validate_mtf_table(mtf.frequency_per_px, mtf.value)
-    except StarError as exc:
-        if "has no table" in str(exc):
-            raise
-        raise StarError(f"MTF file {path} is unusable: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise StarError(f"MTF file {path} is unusable: {exc}") from None
+    mtf = read_mtf(path)
+    return mtf.frequency_per_px, mtf.value

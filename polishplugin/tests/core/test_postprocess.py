@@ -105,8 +105,10 @@ def test_divide_by_mtf_uses_mtf_angpix(rng):
 
 @pytest.mark.parametrize("x,y,match", [
     ([0.0], [1.0], "at least 2 rows"),
-    ([0.0, 0.1, 0.2], [1.0, 0.0, 0.5], "<= 1e-10"),
-    ([0.0, 0.2, 0.1], [1.0, 0.9, 0.8], "strictly increasing"),
+    ([0.0, 0.1, 0.2], [1.0, 0.0, 0.5], r"must be > 1e-10 \(row 2 is 0\)"),
+    ([0.0, 0.2, 0.1], [1.0, 0.9, 0.8], r"must increase row by row \(row 3"),
+    ([0.0, 0.2, 0.7], [1.0, 0.9, 0.8], r"must lie in \[0, 0.5\]"),
+    ([], [], "no rows"),
     ([0.0, np.nan], [1.0, 0.9], "non-finite"),
     ([0.0, 0.1], [1.0], "abscissae"),
 ])
