@@ -145,14 +145,22 @@ __kernel void spread_pixels_owned(__global float *ext_re, __global float *ext_im
 {
     const int g = get_global_id(0);
     if (g >= n_slabs) return;
-    const int nz = 2 * r + 2;
+    const int nz = 2 * r + 2, mc = m / 2;
     const int z_lo = (int)(((long)g * nz) / n_slabs), z_hi = (int)(((long)(g + 1) * nz) / n_slabs);
     for (int ir = 0; ir < n_rot; ir++) {
+        __global const float *a = rot6 + 6 * ir;
+        const float ax = a[0], bx3 = a[3], az = a[2], bz5 = a[5];
         for (int ip = 0; ip < n_pix; ip++) {
+            /* the folded z row of the sample first (as pixel_point computes it): most samples are skipped */
+            const float2 k = k2d[ip];
+            const float x = clamp(k.x * ax + k.y * bx3 + centre, 0.0f, hi);
+            const float z = clamp(k.x * az + k.y * bz5 + centre, 0.0f, hi);
+            const int z0 = (int)z - mc;
+            const int ez = ((int)x - mc < 0 ? -z0 - 1 : z0) + r;
+            if (ez + 1 < z_lo || ez >= z_hi) continue;
             int bx, by, bz;
             float fx, fy, fz;
-            const int neg = pixel_point(k2d[ip], rot6 + 6 * ir, m, centre, hi, &bx, &by, &bz, &fx, &fy, &fz);
-            if (bz + r + 1 < z_lo || bz + r >= z_hi) continue;
+            const int neg = pixel_point(k, a, m, centre, hi, &bx, &by, &bz, &fx, &fy, &fz);
             const long s = (long)ir * n_pix + ip;
             spread_sample(ext_re, ext_im, ext_w, r, bx, by, bz, fx, fy, fz, neg ? cconj(vals[s]) : vals[s],
                           wts[s], z_lo, z_hi, 0);

@@ -226,7 +226,7 @@ class OpenCLOps:
                 rt.kernel("spread_pixels_atomic")(rt.queue, (_round_up(n_pix), n_rot), (_ROW, 1), *args)
             else:
                 n_slabs = min(2 * r + 2, self._units)
-                rt.kernel("spread_pixels_owned")(rt.queue, (n_slabs,), None, *args, np.int32(n_slabs))
+                rt.kernel("spread_pixels_owned")(rt.queue, (n_slabs,), (1,), *args, np.int32(n_slabs))
             for i, b in enumerate(bufs):
                 cl.enqueue_copy(rt.queue, sums[i], b, is_blocking=(i == 2))
         return ext, sums[0], sums[1], sums[2]
