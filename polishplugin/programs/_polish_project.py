@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.geometry import euler_to_matrix
+from ..core.motion.data import MotionData
 from ..core.polish.bfactors import fsc_cutoff_shell
 from ..io import labels as L
 from ..io.movies import (MovieMetadata, is_eer, iter_raw_frames, movie_frame_count, read_corrected_micrographs,
@@ -232,20 +233,10 @@ class PolishProject:
 
 
 @dataclass
-class MicrographData:
-    """One micrograph, ready for motion estimation (see module docstring for conventions)."""
+class MicrographData(MotionData):
+    """One micrograph, ready for motion estimation (see module docstring for conventions): the particle
+    frames (:class:`~polishplugin.core.motion.data.MotionData`) and the movie they were read from."""
 
-    name: str
-    particle_rows: np.ndarray            # indices into project.particles
-    positions_px: np.ndarray             # (n_p, 2) rlnCoordinateX/Y
-    frames_rfft: np.ndarray              # (n_p, n_f, N, N//2+1) complex64
-    pred_own_rfft: np.ndarray            # (n_p, N, N//2+1) complex64
-    pred_opposite_rfft: np.ndarray       # (n_p, N, N//2+1) complex64
-    initial_tracks_px: np.ndarray        # (n_p, n_f, 2)
-    dose_per_frame: float
-    angpix: float
-    coords_angpix: float
-    box: int
     movie_angpix: float = 0.0
     box_movie: int = 0
     movie: MovieMetadata | None = None

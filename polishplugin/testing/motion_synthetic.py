@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.dose import dose_weights
+from ..core.motion.data import MotionData
 from ..core.fourier import frequency_grid, rfft
 from ..core.motion.gp_basis import gp_basis
 
@@ -20,20 +21,12 @@ __all__ = ["SyntheticMicrograph", "sample_prior_tracks", "make_micrograph", "pha
 
 
 @dataclass
-class SyntheticMicrograph:
-    name: str
-    positions_px: np.ndarray        # (n_p, 2) coordinates (coordinate pixels = particle pixels here)
-    frames_rfft: np.ndarray         # (n_p, n_f, N, N//2+1) complex64 raw observations
-    pred_own_rfft: np.ndarray       # (n_p, N, N//2+1) reference prediction (noise-free signal)
-    pred_opposite_rfft: np.ndarray  # same signal (the "other half" of a perfect reference)
-    initial_tracks_px: np.ndarray   # (n_p, n_f, 2): the per-frame mean of the true tracks
-    true_tracks_px: np.ndarray      # (n_p, n_f, 2)
-    dose_per_frame: float
-    angpix: float
-    coords_angpix: float
-    box: int
-    first_frame: int = 0
-    particle_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+class SyntheticMicrograph(MotionData):
+    """Simulated particle frames (:class:`~polishplugin.core.motion.data.MotionData`; coordinate pixels =
+    particle pixels, both predictions the noise-free signal, initial tracks the per-frame mean of the true
+    ones) and the planted tracks."""
+
+    true_tracks_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2)))  # (n_p, n_f, 2)
 
 
 def phase_shift(box: int, tracks_px: np.ndarray) -> np.ndarray:
@@ -98,6 +91,7 @@ def make_micrograph(seed: int = 0, n_p: int = 24, n_f: int = 16, box: int = 48, 
     frames = (signal + noise_rfft).astype(np.complex64)
     frames[..., 0, 0] = 0
     init = np.repeat(tracks.mean(axis=0, keepdims=True), n_p, axis=0)
-    return SyntheticMicrograph(name, positions, frames, pred.astype(np.complex64),
-                               pred.astype(np.complex64), init, tracks, dose_per_frame, angpix, angpix,
-                               box, 0, np.arange(n_p))
+    return SyntheticMicrograph(name=name, positions_px=positions, frames_rfft=frames,
+                               pred_own_rfft=pred.astype(np.complex64), pred_opposite_rfft=pred.astype(np.complex64),
+                               initial_tracks_px=init, dose_per_frame=dose_per_frame, angpix=angpix,
+                               coords_angpix=angpix, box=box, particle_rows=np.arange(n_p), true_tracks_px=tracks)
