@@ -153,10 +153,17 @@ def _phases(shifts_px: np.ndarray, k2d: np.ndarray, box: int) -> np.ndarray:
         arg = (shifts_px[..., None, 0] * k2d[:, 0] + shifts_px[..., None, 1] * k2d[:, 1]) * (-2 * np.pi / box)
         return (np.cos(arg) + 1j * np.sin(arg)).astype(np.complex64)
     x0, y0 = int(kx.min()), int(ky.min())
-    ux, uy = np.arange(x0, int(kx.max()) + 1), np.arange(y0, int(ky.max()) + 1)
-    ex = np.exp((-2j * np.pi / box) * shifts_px[..., None, 0] * ux).astype(np.complex64)
-    ey = np.exp((-2j * np.pi / box) * shifts_px[..., None, 1] * uy).astype(np.complex64)
-    return ex[..., kx - x0] * ey[..., ky - y0]
+    ax = (-2 * np.pi / box) * shifts_px[..., None, 0] * np.arange(x0, int(kx.max()) + 1)
+    ay = (-2 * np.pi / box) * shifts_px[..., None, 1] * np.arange(y0, int(ky.max()) + 1)
+    cx, sx = np.cos(ax)[..., kx - x0], np.sin(ax)[..., kx - x0]
+    cy, sy = np.cos(ay)[..., ky - y0], np.sin(ay)[..., ky - y0]
+    # the complex product as separate float64 multiplies and adds: each rounded once, whatever the arrays'
+    # alignment (numpy's vectorised complex multiply may fuse them differently for different alignments,
+    # which made runs differ in the last bits from one process to the next)
+    out = np.empty(cx.shape, np.complex64)
+    out.real = cx * cy - sx * sy
+    out.imag = cx * sy + sx * cy
+    return out
 
 
 class _ProjectionForms:

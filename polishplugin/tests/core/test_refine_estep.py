@@ -254,3 +254,18 @@ def test_prepass_global_search_finds_the_exhaustive_poses(phantom):
     assert np.median(err["prepass"]) < 3.75 and np.median(err["exhaustive"]) < 3.75
     assert np.median(rotation_angle_deg(out["prepass"][0], out["exhaustive"][0])) < 1e-6
     assert (rotation_angle_deg(out["prepass"][0], out["exhaustive"][0]) < 3.75).mean() >= 0.9
+
+
+def test_separable_phases_equal_the_direct_ones():
+    """The E-step's shift phases (a product of per-kx and per-ky phases on integer pixels) equal
+    exp(-2 pi i k.s / N) computed pixel by pixel (to float32 rounding), also for non-integer pixels."""
+    from polishplugin.core.refine.estep import _phases
+    from polishplugin.core.refine.fourier3d import pixel_list
+    rng = np.random.default_rng(5)
+    _, _, k = pixel_list(40, 20)
+    shifts = rng.uniform(-4, 4, (3, 7, 2))
+    for kk in (k, k + 0.25):
+        arg = (shifts[..., None, 0] * kk[:, 0] + shifts[..., None, 1] * kk[:, 1]) * (-2 * np.pi / 40)
+        got = _phases(shifts, kk, 40)
+        assert got.dtype == np.complex64 and got.shape == (3, 7, len(k))
+        np.testing.assert_allclose(got, np.exp(1j * arg), rtol=0, atol=2e-7)
