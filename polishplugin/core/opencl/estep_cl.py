@@ -30,7 +30,7 @@ Where each product runs (measured on the 2-core Xeon with PoCL, ``bench/README.m
   adds land in, as on RELION's GPU back-projector); on a CPU device one work item per compute unit, each
   owning a slab of z rows and walking every sample in order: no atomics, the same sums on every run (a
   continued refine stays bit-identical to an uninterrupted one).  4M samples on the 2-core VM with PoCL
-  (``python bench/backprojection.py``): numpy 0.61-1.20 s, slab kernel 0.18-0.23 s, atomic 0.25-0.31 s.
+  (``python bench/backprojection.py``): numpy 0.72-1.22 s, slab kernel 0.09-0.14 s, atomic 0.25-0.60 s.
 
 :func:`select_ops` is the ``refine3d --device/--gpu`` policy.
 """
