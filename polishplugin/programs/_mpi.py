@@ -10,7 +10,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Comm", "get_comm", "partition"]
+__all__ = ["Comm", "get_comm", "partition", "first_rank_per_host", "ENV_HOST"]
+
+#: overrides the host name that groups ranks sharing a node's local disk (default: the MPI processor name)
+ENV_HOST = "POLISHPLUGIN_HOST"
 
 
 def partition(n_items: int, size: int, rank: int) -> range:
@@ -18,6 +21,12 @@ def partition(n_items: int, size: int, rank: int) -> range:
     base, extra = divmod(n_items, size)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (1 if rank < extra else 0))
+
+
+def first_rank_per_host(hosts: list[str]) -> list[int]:
+    """For every rank (the index into ``hosts``), the lowest rank on the same host."""
+    first: dict[str, int] = {}
+    return [first.setdefault(h, r) for r, h in enumerate(hosts)]
 
 
 @dataclass
@@ -31,6 +40,20 @@ class Comm:
     @property
     def is_leader(self) -> bool:
         return self.rank == 0
+
+    def host(self) -> str:
+        """This rank's host name (:data:`ENV_HOST` when set, else MPI's processor name or the host name)."""
+        if os.environ.get(ENV_HOST):
+            return os.environ[ENV_HOST]
+        if self._comm is not None:
+            from mpi4py import MPI
+            return MPI.Get_processor_name()
+        import socket
+        return socket.gethostname()
+
+    def first_ranks_per_host(self) -> list[int]:
+        """For every rank, the lowest rank on its host (:func:`first_rank_per_host` of every rank's :meth:`host`)."""
+        return first_rank_per_host(self.allgather(self.host()))
 
     def barrier(self) -> None:
         if self._comm is not None:

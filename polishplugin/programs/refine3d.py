@@ -24,9 +24,10 @@ mask is set to its own mean density, e.g. a micelle or a virion's interior); --a
 --auto_resol_angles (the GUI's "Use finer angular sampling faster?": auto-sampling goes finer, and converges,
 despite changes still happening in the angles, and also when the resolution asks for a finer step at the
 particle's edge; saved with the schedule for --continue); --preread_images (all images are held in memory
-anyway, each rank its own) and --scratch_dir/--keep_free_scratch (the stacks are copied to a new folder on the
-scratch disk while it keeps that much free, read from there, and the folder is removed once every rank has
-read its images - RELION keeps it to the end because it reads images every iteration).
+anyway, each rank its own) and --scratch_dir/--keep_free_scratch (the first rank on each host copies the stacks
+to a new folder on that host's scratch disk while it keeps that much free, the host's ranks read from there,
+and the folders are removed once every rank has read its images - RELION keeps them to the end because it
+reads images every iteration; the host is MPI's processor name, or $POLISHPLUGIN_HOST where set).
 
 Within an iteration the log tells, at most every 10 s, how many particles are done (of this rank's) and
 about how long the E-step has left.
@@ -405,9 +406,9 @@ def _local_halves(comm, inp: Inputs, stack_paths: dict | None = None) -> dict[in
 
 
 def _read_halves(comm, args, inp: Inputs) -> dict[int, HalfSet]:
-    """:func:`_local_halves`; with --scratch_dir (unless --preread_images, as RELION) the leader first copies the
-    stacks to the scratch disk, every rank reads its images from the copies it sees, and the copy is removed once
-    all have read (the images stay in memory for the whole run)."""
+    """:func:`_local_halves`; with --scratch_dir (unless --preread_images, as RELION) the first rank on each host
+    copies the stacks to that host's scratch disk, every rank reads its images from its host's copies, and each
+    copy is removed once all have read (the images stay in memory for the whole run)."""
     if not args.scratch_dir or args.preread_images:
         if args.scratch_dir:
             log.info("--scratch_dir %s is not used with --preread_images (as in RELION)", args.scratch_dir)
@@ -415,12 +416,27 @@ def _read_halves(comm, args, inp: Inputs) -> dict[int, HalfSet]:
     else:
         copy = None
         try:
+            firsts = comm.first_ranks_per_host()
+            error = None
+            if firsts[comm.rank] == comm.rank:
+                try:
+                    copy = copy_stacks_to_scratch(inp.table, args.scratch_dir, args.keep_free_scratch)
+                except ScratchError as exc:
+                    error = f"{exc} (on host {comm.host()})" if comm.size > 1 else str(exc)
+            reports = comm.allgather((comm.host(), copy.paths if copy is not None else None,
+                                      str(copy.directory) if copy is not None else "",
+                                      copy.warning if copy is not None else "", error))
+            failed = [r[4] for r in reports if r[4]]
+            if failed:
+                raise ScratchError(failed[0])
             if comm.is_leader:
-                copy = copy_stacks_to_scratch(inp.table, args.scratch_dir, args.keep_free_scratch)
-                log.info("--scratch_dir: %d particle stack(s) copied to %s", len(copy.paths), copy.directory)
-                if copy.warning:
-                    log.warning("%s", copy.warning)
-            paths = comm.bcast(copy.paths if copy is not None else None)
+                for r, (host, paths, folder, warning, _) in enumerate(reports):
+                    if firsts[r] == r:
+                        log.info("--scratch_dir: %d particle stack(s) copied to %s%s", len(paths), folder,
+                                 f" on host {host}" if comm.size > 1 else "")
+                        if warning:
+                            log.warning("%s", warning)
+            paths = reports[firsts[comm.rank]][1]
             local = _local_halves(comm, inp, {k: v for k, v in paths.items() if Path(v).exists()})
             comm.barrier()
         except ScratchError as exc:

@@ -180,3 +180,47 @@ def test_scratch_directory_that_cannot_be_made(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(ProgramError, match=r"scratch directory .*file/sub cannot be made or written"):
         run_refine(proj, tmp_path / "r" / "run", ["--iter", "1", "--scratch_dir", str(tmp_path / "file" / "sub")])
+
+
+def test_first_rank_per_host():
+    from polishplugin.programs._mpi import first_rank_per_host
+    assert first_rank_per_host(["a", "b", "a", "c", "b"]) == [0, 1, 0, 3, 1]
+    assert first_rank_per_host(["n1"]) == [0]
+
+
+def test_mpi_ranks_on_two_hosts_each_copy_to_their_own_scratch(tmp_path):
+    """``mpirun`` with two ranks on "two hosts" (POLISHPLUGIN_HOST set per rank, as MPI's processor names differ
+    between nodes): the first rank on each host copies the stacks to its scratch disk (two copies, one per host,
+    both removed afterwards); two ranks on one host make one copy.  Both runs give the single-process outputs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mpirun = shutil.which("mpirun") or str(Path(sys.executable).parent / "mpirun")
+    exe = Path(sys.executable).parent / "polishplugin"
+    if not Path(mpirun).exists() or not exe.exists():
+        pytest.skip("mpirun or the polishplugin console script is missing")
+    pytest.importorskip("mpi4py")
+    proj = _small(tmp_path)
+    scratch = tmp_path / "scratch"
+    args = ["refine3d", "--i", str(proj["star"]), "--ref", str(proj["ref"]), "--ini_high", "30", "--ctf",
+            "--particle_diameter", "70", "--zero_mask", "--healpix_order", "1", "--offset_range", "2",
+            "--offset_step", "2", "--random_seed", "1", "--iter", "2", "--scratch_dir", str(scratch)]
+    assert refine3d.main(build_parser("refine3d").parse_args(args[1:-2] + ["--o", str(tmp_path / "one" / "run")])) == 0
+    common = [mpirun, "--allow-run-as-root", "--oversubscribe"]
+    two = ["--o", str(tmp_path / "two_hosts" / "run")]
+    runs = {"two_hosts": common + ["-n", "1", "-x", "POLISHPLUGIN_HOST=nodeA", str(exe), *args, *two, ":",
+                                   "-n", "1", "-x", "POLISHPLUGIN_HOST=nodeB", str(exe), *args, *two],
+            "one_host": common + ["-n", "2", str(exe), *args, "--o", str(tmp_path / "one_host" / "run")]}
+    for name, cmd in runs.items():
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        copied = [line for line in (res.stdout + res.stderr).splitlines() if "particle stack(s) copied to" in line]
+        if name == "two_hosts":
+            assert len(copied) == 2 and "on host nodeA" in copied[0] and "on host nodeB" in copied[1], copied
+        else:
+            assert len(copied) == 1, copied
+        assert not list(scratch.iterdir())  # every host's copy was removed
+        a, _ = read_mrc(tmp_path / "one" / "run_class001.mrc")
+        b, _ = read_mrc(tmp_path / name / "run_class001.mrc")
+        np.testing.assert_array_equal(a, b, err_msg=name)
