@@ -18,8 +18,9 @@ held-out ring k_eval+2 <= r < k_out, then search (s_vel, s_div, s_acc) maximisin
   * groups (not micrographs) are spread over MPI ranks and the TSC sums are all-reduced in a fixed order,
     so the result does not depend on the number of ranks.
 
-Outputs (in --o): opt_params_all_groups.txt and opt_params.txt (one line "s_vel s_div s_acc", RELION
-rounding) and tsc_trace.star (every evaluation).
+Outputs (in --o): opt_params_all_groups.txt (opt_params_group_<optics group name>.txt with --par_group, as
+RELION names it) and opt_params.txt (the same line "s_vel s_div s_acc", RELION rounding) and tsc_trace.star
+(every evaluation).
 MPI (mpirun -n N polishplugin motion_train ...) splits the groups of micrographs over ranks.
 
 Example (RELION tutorial, step 25):
@@ -285,11 +286,25 @@ def _chosen_params(result: SearchResult, opt: _Options, t_start: float) -> OptPa
     return OptParams(s_vel, s_div, s_acc)
 
 
+def _group_name(data, args) -> str | None:
+    """The optics group name of ``--par_group`` (RELION's ``rlnOpticsGroupName``, else ``opticsGroup<N>``);
+    None when every group is trained (or for test data without a project)."""
+    only = int(_opt(args, "par_group", -1))
+    if only < 0 or not hasattr(data, "mic_rows"):
+        return None
+    name = data.optics_row(only).get(L.OPTICS_GROUP_NAME)
+    return str(name) if name is not None and str(name).strip() else f"opticsGroup{only}"
+
+
 def _write_outputs(out_dir: Path, params: OptParams, result: SearchResult, n_micrographs: int,
-                   n_particles: int) -> None:
+                   n_particles: int, group_name: str | None = None) -> None:
+    """RELION's ``opt_params_all_groups.txt`` (``opt_params_group_<name>.txt`` with --par_group), the
+    tutorial's ``opt_params.txt`` (the same line) and ``tsc_trace.star``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_opt_params(out_dir / "opt_params_all_groups.txt", params)
+    relion_name = "opt_params_all_groups.txt" if group_name is None else f"opt_params_group_{group_name}.txt"
+    write_opt_params(out_dir / relion_name, params)
     write_opt_params(out_dir / "opt_params.txt", params)
+    log.info("written to %s", out_dir / relion_name)
     evaluations = pd.DataFrame({"evaluation": np.arange(1, len(result.trace) + 1),
                                 "s_vel": [p[0] for p, _ in result.trace], "s_div": [p[1] for p, _ in result.trace],
                                 "s_acc": [p[2] for p, _ in result.trace], "tsc": [v for _, v in result.trace]})
@@ -312,6 +327,6 @@ def _run_training(args, data, k_out: int | None = None) -> int:
                            max_evals=opt.max_evals, conv=opt.conv)
     params = _chosen_params(result, opt, t_start)
     if comm.is_leader:
-        _write_outputs(opt.out_dir, params, result, len(chosen), n_total)
+        _write_outputs(opt.out_dir, params, result, len(chosen), n_total, _group_name(data, args))
     comm.barrier()
     return 0

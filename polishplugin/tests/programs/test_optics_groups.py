@@ -49,7 +49,11 @@ def _in_project(sim, module, name, argv):
 def _train(sim, out: Path, group: int) -> list[str]:
     assert _in_project(sim, motion_train, "motion_train", [*_common(sim), "--o", f"{out}/", "--min_p", "10000",
                                                            "--par_iters", "10", "--par_group", str(group)]) == 0
-    p = read_opt_params(out / "opt_params_all_groups.txt")
+    # RELION's names: opt_params_all_groups.txt, or opt_params_group_<name>.txt for one group (and no other)
+    relion = out / ("opt_params_all_groups.txt" if group < 0 else f"opt_params_group_opticsGroup{group}.txt")
+    assert sorted(f.name for f in out.glob("opt_params*")) == sorted([relion.name, "opt_params.txt"])
+    p = read_opt_params(relion)
+    assert read_opt_params(out / "opt_params.txt") == p
     return ["--s_vel", str(p.s_vel), "--s_div", str(p.s_div), "--s_acc", str(p.s_acc)]
 
 
