@@ -15,14 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.mtf import MTF_MIN_VALUE, validate_mtf_table
+from ..core.mtf import validate_mtf_table
 from . import labels as L
 from .star import StarError, read_star, write_star
 
-__all__ = ["Mtf", "read_mtf", "write_mtf", "read_mtf_table", "MIN_MTF_VALUE"]
-
-#: Smallest usable MTF value (sharpening divides by the MTF).
-MIN_MTF_VALUE = MTF_MIN_VALUE
+__all__ = ["Mtf", "read_mtf", "write_mtf", "read_mtf_table"]
 
 
 @dataclass

@@ -638,7 +638,6 @@ def _maximization(comm, args, inp: Inputs, local: dict, st: State, s: Sums) -> d
     dw = {}
     for h in (1, 2):
         bp = s.bps[h]
-        bp.flush()
         bp.data, bp.weight = comm.allreduce_sum(bp.data), comm.allreduce_sum(bp.weight)
         dw[h] = bp.finalised(inp.sym_ops)
     # noise spectra and the offsets' sigma from both halves (RELION combineWeightedSumsTwoRandomHalves)

@@ -204,9 +204,9 @@ class OpenCLOps:
         import pyopencl as cl
         rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
         n_rot, n_pix = len(rotations), len(k2d)
-        ext = extended_index(m, slice_reach(k2d, pad, m))
         if n_rot * n_pix < self.min_samples:
             return self._host.spread(m, pad, rotations, k2d, values, weights)
+        ext = extended_index(m, slice_reach(k2d, pad, m))
         r = -ext.lo
         n_ext = len(ext.lut)
         rot6 = np.ascontiguousarray((rotations[:, :2, :] * pad).astype(np.float32).reshape(n_rot, 6))

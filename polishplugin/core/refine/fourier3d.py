@@ -256,15 +256,12 @@ class Backprojector:
         self._fold_box()
 
     def add(self, other: "Backprojector") -> None:
-        self.flush()
-        other.flush()
         self.data += other.data
         self.weight += other.weight
 
     def finalised(self, sym_ops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Hermitian-completed (:func:`~polishplugin.core.projector.hermitian_planes`) and symmetrised
         data and weight grids (new arrays)."""
-        self.flush()
         d, w = self.data.copy(), self.weight.copy()
         for ix, (dp, wp) in hermitian_planes(self.data, self.weight).items():
             d[:, :, ix] = dp
